@@ -1,0 +1,84 @@
+//! `powerstrip`: the standalone Docker API proxy.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use proxy::adapter::builtin::Builtins;
+use proxy::launch::Options;
+use proxy::limits::DEFAULT_MAX_HOOK_BODY_BYTES;
+use proxy::server::terminate_signal;
+use tracing_subscriber::EnvFilter;
+
+/// Exit code for invalid configuration (sysexits' EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+/// A Docker API proxy that runs adapters as pre- and post-hooks.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// adapters.yml: endpoints and the adapters hooked onto them.
+    #[arg(long, default_value = "/etc/powerstrip/adapters.yml")]
+    config: PathBuf,
+    /// Where to listen: unix:///path or tcp://host:port (repeatable).
+    #[arg(long, default_values = ["unix:///run/powerstrip/docker.sock", "tcp://127.0.0.1:2375"])]
+    listen: Vec<String>,
+    /// Docker's socket (never taken from DOCKER_HOST, which should point at this proxy).
+    #[arg(long, default_value = "unix:///var/run/docker.sock")]
+    docker: String,
+    /// Server certificate (PEM) for TCP listeners.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM) for TCP listeners.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates must chain to.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Allow plain TCP on non-loopback addresses (anyone who connects is root on this host).
+    #[arg(long)]
+    insecure: bool,
+    /// Largest request body, in bytes, that pre-hooks may inspect (larger ones get a 413).
+    #[arg(long, default_value_t = DEFAULT_MAX_HOOK_BODY_BYTES)]
+    max_hook_body: usize,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let options = Options {
+        config: args.config,
+        listen: args.listen,
+        docker: args.docker,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        tls_ca: args.tls_ca,
+        insecure: args.insecure,
+        max_hook_body: args.max_hook_body,
+    };
+    let validated = match options.validate(Builtins::standard()) {
+        Ok(validated) => validated,
+        Err(invalid) => {
+            eprintln!("powerstrip: cannot start:\n{invalid}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let bound = match validated.bind().await {
+        Ok(bound) => bound,
+        Err(error) => {
+            eprintln!("powerstrip: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for addr in bound.local_addrs() {
+        tracing::info!(%addr, "listening");
+    }
+    bound.run(terminate_signal()).await;
+    ExitCode::SUCCESS
+}

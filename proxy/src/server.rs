@@ -1,0 +1,156 @@
+//! Accept loops and connections, with one shutdown design: on the shutdown signal the
+//! loops stop accepting, every connection finishes its current request, and whatever is
+//! still open after [`SHUTDOWN_GRACE`] is dropped.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::limits::{MAX_CONNECTIONS, SHUTDOWN_GRACE};
+use crate::listen::Listener;
+use crate::proxy::Proxy;
+
+/// Serves `listeners` until `shutdown` completes, then drains. TCP connections go through
+/// `tls` when it is given.
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listeners: Vec<Listener>,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let context = Context {
+        proxy,
+        stop: stop_rx,
+        _drain: drain_tx,
+        limit,
+        tls,
+    };
+    let mut loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let context = context.clone();
+        loops.spawn(async move { context.accept_loop(listener).await });
+    }
+    drop(context);
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, finishing open requests");
+    let _ = stop_tx.send(true);
+    loops.shutdown().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them");
+    }
+}
+
+/// What every connection task shares.
+#[derive(Clone)]
+struct Context {
+    proxy: Arc<Proxy>,
+    stop: watch::Receiver<bool>,
+    /// Held by every connection task; the drain completes when all are dropped.
+    _drain: mpsc::Sender<()>,
+    limit: Arc<Semaphore>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Context {
+    async fn accept_loop(self, listener: Listener) {
+        loop {
+            let permit = self
+                .limit
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("never closed");
+            let accepted = match &listener {
+                Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+                Listener::Tcp(l) => l.accept().await.map(|(s, peer)| {
+                    let _ = s.set_nodelay(true);
+                    Accepted::Tcp(s, peer)
+                }),
+            };
+            let connection = match accepted {
+                Ok(connection) => connection,
+                Err(error) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let context = self.clone();
+            tokio::spawn(async move {
+                context.connection(connection).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn connection(self, accepted: Accepted) {
+        match (accepted, &self.tls) {
+            (Accepted::Unix(stream), _) => self.serve(stream).await,
+            (Accepted::Tcp(stream, _), None) => self.serve(stream).await,
+            (Accepted::Tcp(stream, peer), Some(tls)) => match tls.accept(stream).await {
+                Ok(stream) => self.serve(stream).await,
+                Err(error) => tracing::info!(%peer, %error, "TLS handshake refused"),
+            },
+        }
+    }
+
+    async fn serve<I>(mut self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let proxy = self.proxy.clone();
+        let service = service_fn(move |request| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(request).await) }
+        });
+        let connection = http1::Builder::new()
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        tokio::pin!(connection);
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = stopped(&mut self.stop) => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "connection closed with an error");
+        }
+    }
+}
+
+/// Resolves once the stop signal is raised (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+enum Accepted {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream, std::net::SocketAddr),
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn terminate_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("signal handlers can be installed");
+    let mut int = signal(SignalKind::interrupt()).expect("signal handlers can be installed");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
