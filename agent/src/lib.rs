@@ -4,9 +4,13 @@
 //!
 //! Modules so far:
 //! - [`wait_net`]: the logic of the `wait-for-net` binary (wait for `ethwe`, then exec).
+//! - [`network`]: the cross-host overlay (bridge `weave` + VXLAN, peers) and attaching a
+//!   container to it (veth, `ethwe`, addresses, gratuitous ARP) through netlink;
+//!   [`network::netns`] is the one place that switches network namespaces.
 //!
 //! Binaries: `flocker-agent` and `wait-for-net`.
 
 #![forbid(unsafe_code)]
 
+pub mod network;
 pub mod wait_net;

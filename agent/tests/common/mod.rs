@@ -15,7 +15,7 @@ pub fn prerequisites(test: &str) -> bool {
     if !nix::unistd::geteuid().is_root() {
         missing.push("root".to_owned());
     }
-    for tool in ["ip", "nsenter", "ping"] {
+    for tool in ["ip", "bridge", "nsenter", "unshare", "ping"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
