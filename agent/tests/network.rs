@@ -243,6 +243,18 @@ async fn containers_on_two_hosts_reach_each_other_over_ethwe() {
         !h2.net.detach("ctr-b").await.unwrap(),
         "second detach finds nothing"
     );
+
+    // A container that exits takes its namespace and the pair with it.
+    drop(a);
+    let mut gone = false;
+    for _ in 0..500 {
+        if h1.net.list_attached().await.unwrap().is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(gone, "the pair of an exited container is no longer listed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
