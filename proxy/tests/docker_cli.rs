@@ -51,6 +51,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         sighup_reloads_and_keeps_old_config_when_bad,
     ),
     ("fifty_concurrent_clients", fifty_concurrent_clients),
+    (
+        "the_documented_python_adapter_works",
+        the_documented_python_adapter_works,
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -76,7 +80,8 @@ fn main() -> ExitCode {
     let Some(docker) = TestDocker::start() else {
         return ExitCode::SUCCESS;
     };
-    println!("\nrunning {} docker CLI scenarios", selected.len());
+    let count = selected.len();
+    println!("\nrunning {count} docker CLI scenarios");
     let mut failed = Vec::new();
     for (name, scenario) in selected {
         let started = Instant::now();
@@ -92,7 +97,7 @@ fn main() -> ExitCode {
     }
     drop(docker);
     if failed.is_empty() {
-        println!("\ntest result: ok. {} passed", SCENARIOS.len());
+        println!("\ntest result: ok. {count} passed");
         ExitCode::SUCCESS
     } else {
         println!("\ntest result: FAILED. failures: {failed:?}");
@@ -530,4 +535,41 @@ fn fifty_concurrent_clients(docker: &TestDocker) {
         .count();
     assert_eq!(failures, 0, "{failures} of 50 clients failed");
     assert_eq!(echo.calls(), 25);
+}
+
+fn the_documented_python_adapter_works(docker: &TestDocker) {
+    if !support::prerequisite(support::have("python3"), "python3 is not installed") {
+        return;
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../demos/adapters/label.py");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut adapter = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(port.to_string())
+        .spawn()
+        .unwrap();
+    support::wait_until(Duration::from_secs(10), "label.py to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let config = format!(
+        "endpoints:\n  \"POST /*/containers/create\": {{ pre: [label] }}\nadapters:\n  label: http://127.0.0.1:{port}/hook\n"
+    );
+    let proxy = Powerstrip::start(&config, &docker.socket());
+    let name = unique("labelled");
+    stdout_of(&proxy.run(&["create", "--name", &name, "busybox", "true"]));
+    let label = proxy.run(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"powerstrip.example/labelled-by\"}}",
+        &name,
+    ]);
+    let _ = adapter.kill();
+    let _ = adapter.wait();
+    assert_eq!(stdout_of(&label), "label.py\n");
+    proxy.run(&["rm", "-f", &name]);
 }

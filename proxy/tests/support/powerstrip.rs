@@ -18,12 +18,21 @@ impl Powerstrip {
         Powerstrip::start_with(config, docker, &[])
     }
 
+    /// As [`Powerstrip::start`], logging only warnings (for benchmarks).
+    pub fn start_quiet(config: &str, docker: &Path) -> Powerstrip {
+        Powerstrip::spawn(config, docker, &[], "warn")
+    }
+
     /// As [`Powerstrip::start`], with extra flags.
     pub fn start_with(config: &str, docker: &Path, extra: &[&str]) -> Powerstrip {
+        Powerstrip::spawn(config, docker, extra, "info")
+    }
+
+    fn spawn(config: &str, docker: &Path, extra: &[&str], log: &str) -> Powerstrip {
         let dir = unique_dir("psp");
         std::fs::write(dir.join("adapters.yml"), config).unwrap();
         let socket = dir.join("p.sock");
-        let log = std::fs::File::create(dir.join("powerstrip.log")).unwrap();
+        let log_file = std::fs::File::create(dir.join("powerstrip.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_powerstrip"))
             .arg("--config")
             .arg(dir.join("adapters.yml"))
@@ -32,8 +41,8 @@ impl Powerstrip {
             .arg("--docker")
             .arg(format!("unix://{}", docker.display()))
             .args(extra)
-            .env("RUST_LOG", "info")
-            .stderr(log)
+            .env("RUST_LOG", log)
+            .stderr(log_file)
             .spawn()
             .expect("powerstrip starts");
         let mut powerstrip = Powerstrip { child, dir };
