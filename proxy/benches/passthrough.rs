@@ -5,8 +5,13 @@
 //! the direct Docker socket; powerstrip with no hooks; with a built-in hook (`debug`); with
 //! an HTTP hook (an echo adapter on loopback); haproxy and socat as plain-proxy baselines.
 //! Workloads: `GET /_ping`, `GET /containers/json`, and a create + remove cycle, each at
-//! concurrency 1 and 32 over keep-alive connections. `BENCH_SECONDS` sets the time per
-//! cell (default 3).
+//! concurrency 1 and 32 over keep-alive connections.
+//!
+//! Each cell runs `BENCH_ROUNDS` times (default 3), the targets interleaved round by round
+//! so that drift on a shared machine hits them alike; `BENCH_SECONDS` is the time per round
+//! (default 2). Besides throughput and latency it reports the CPU time the proxy process
+//! (with its children) spent per request, read from /proc: the figure least disturbed by
+//! whatever else the machine is doing.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -49,21 +54,57 @@ impl Workload {
 
 /// Figures for one cell of the table.
 struct Figures {
-    per_second: f64,
-    p50: Duration,
-    p99: Duration,
+    requests: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
     errors: usize,
+    /// CPU time of the proxy process tree, when there is a proxy.
+    cpu: Option<Duration>,
+}
+
+impl Figures {
+    fn new() -> Figures {
+        Figures {
+            requests: 0,
+            elapsed: Duration::ZERO,
+            latencies: Vec::new(),
+            errors: 0,
+            cpu: Some(Duration::ZERO),
+        }
+    }
+
+    fn per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&mut self, q: f64) -> Duration {
+        self.latencies.sort_unstable();
+        let index = ((self.latencies.len() as f64 * q) as usize)
+            .min(self.latencies.len().saturating_sub(1));
+        self.latencies.get(index).copied().unwrap_or_default()
+    }
+}
+
+/// Where a target listens, and the process whose CPU time is the proxy's.
+struct Target {
+    name: &'static str,
+    socket: PathBuf,
+    pid: Option<u32>,
 }
 
 fn main() {
     let Some(docker) = TestDocker::start() else {
         return;
     };
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let cell = Duration::from_secs(seconds);
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = env("BENCH_SECONDS", 2);
+    let rounds = env("BENCH_ROUNDS", 3);
+    let round = Duration::from_secs(seconds);
 
     let no_hooks = Powerstrip::start_quiet("endpoints: {}\nadapters: {}\n", &docker.socket());
     let builtin = Powerstrip::start_quiet(&hooked_config("builtin:debug"), &docker.socket());
@@ -72,17 +113,36 @@ fn main() {
     let haproxy = Baseline::haproxy(&docker);
     let socat = Baseline::socat(&docker);
 
-    let mut targets: Vec<(&str, PathBuf)> = vec![
-        ("direct socket", docker.socket()),
-        ("powerstrip, no hooks", no_hooks.socket()),
-        ("powerstrip, built-in hook", builtin.socket()),
-        ("powerstrip, HTTP hook", http.socket()),
+    let mut targets = vec![
+        Target {
+            name: "direct socket",
+            socket: docker.socket(),
+            pid: None,
+        },
+        Target {
+            name: "powerstrip, no hooks",
+            socket: no_hooks.socket(),
+            pid: Some(no_hooks.pid()),
+        },
+        Target {
+            name: "powerstrip, built-in hook",
+            socket: builtin.socket(),
+            pid: Some(builtin.pid()),
+        },
+        Target {
+            name: "powerstrip, HTTP hook",
+            socket: http.socket(),
+            pid: Some(http.pid()),
+        },
     ];
-    if let Some(haproxy) = &haproxy {
-        targets.push(("haproxy", haproxy.socket.clone()));
-    }
-    if let Some(socat) = &socat {
-        targets.push(("socat", socat.socket.clone()));
+    for (name, baseline) in [("haproxy", &haproxy), ("socat", &socat)] {
+        if let Some(baseline) = baseline {
+            targets.push(Target {
+                name,
+                socket: baseline.socket.clone(),
+                pid: Some(baseline.child.id()),
+            });
+        }
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -91,30 +151,54 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "\npowerstrip passthrough benchmark: {seconds} s per cell, keep-alive connections, dockerd {}",
+        "\npowerstrip passthrough benchmark: {rounds} interleaved rounds of {seconds} s per cell, keep-alive connections, dockerd {}",
         docker_version(&docker)
     );
     println!(
-        "{:<22} {:>4}  {:<26} {:>10} {:>9} {:>9} {:>10}",
-        "workload", "conc", "target", "req/s", "p50 ms", "p99 ms", "vs direct"
+        "{:<22} {:>4}  {:<26} {:>8} {:>8} {:>8} {:>10} {:>13}",
+        "workload", "conc", "target", "req/s", "p50 ms", "p99 ms", "vs direct", "proxy cpu/req"
     );
     for workload in [Workload::Ping, Workload::List, Workload::CreateRemove] {
         for concurrency in [1usize, 32] {
-            let mut direct = None;
-            for (name, socket) in &targets {
-                let figures = runtime.block_on(measure(socket, workload, concurrency, cell));
-                let baseline = *direct.get_or_insert(figures.per_second);
+            let mut cells: Vec<Figures> = targets.iter().map(|_| Figures::new()).collect();
+            for _ in 0..rounds {
+                for (target, cell) in targets.iter().zip(cells.iter_mut()) {
+                    let before = target.pid.map(cpu_time);
+                    let (latencies, errors, elapsed) =
+                        runtime.block_on(measure(&target.socket, workload, concurrency, round));
+                    cell.cpu = match (before, target.pid.map(cpu_time), cell.cpu) {
+                        (Some(before), Some(after), Some(total)) => {
+                            Some(total + after.saturating_sub(before))
+                        }
+                        _ => None,
+                    };
+                    cell.requests += latencies.len();
+                    cell.latencies.extend(latencies);
+                    cell.errors += errors;
+                    cell.elapsed += elapsed;
+                }
+            }
+            let direct = cells[0].per_second();
+            for (target, cell) in targets.iter().zip(cells.iter_mut()) {
+                let cpu = match cell.cpu {
+                    Some(cpu) if cell.requests > 0 => {
+                        format!("{:.0} us", cpu.as_secs_f64() * 1e6 / cell.requests as f64)
+                    }
+                    _ => "-".into(),
+                };
+                let (p50, p99) = (cell.percentile(0.50), cell.percentile(0.99));
                 println!(
-                    "{:<22} {:>4}  {:<26} {:>10.0} {:>9.2} {:>9.2} {:>9.0}%{}",
+                    "{:<22} {:>4}  {:<26} {:>8.0} {:>8.2} {:>8.2} {:>9.0}% {:>13}{}",
                     workload.name(),
                     concurrency,
-                    name,
-                    figures.per_second,
-                    figures.p50.as_secs_f64() * 1e3,
-                    figures.p99.as_secs_f64() * 1e3,
-                    100.0 * figures.per_second / baseline,
-                    if figures.errors > 0 {
-                        format!("  ({} errors)", figures.errors)
+                    target.name,
+                    cell.per_second(),
+                    p50.as_secs_f64() * 1e3,
+                    p99.as_secs_f64() * 1e3,
+                    100.0 * cell.per_second() / direct,
+                    cpu,
+                    if cell.errors > 0 {
+                        format!("  ({} errors)", cell.errors)
                     } else {
                         String::new()
                     },
@@ -122,6 +206,58 @@ fn main() {
             }
         }
     }
+}
+
+/// CPU time of `pid` and all its live descendants (every thread, nanosecond precision from
+/// schedstat), plus what the children it already reaped used (clock ticks: socat forks a
+/// child per connection).
+fn cpu_time(pid: u32) -> Duration {
+    const TICK: Duration = Duration::from_millis(10); // USER_HZ is 100 on Linux
+    let mut parents = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(process) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{process}/stat")) {
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            parents.insert(process, fields[1].parse::<u32>().unwrap_or(0));
+        }
+    }
+    let descends = |mut p: u32| loop {
+        if p == pid {
+            return true;
+        }
+        match parents.get(&p) {
+            Some(&parent) if parent != 0 && parent != p => p = parent,
+            _ => return false,
+        }
+    };
+    let mut total = Duration::ZERO;
+    for process in parents.keys().copied().filter(|p| descends(*p)) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{process}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let schedstat =
+                std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            let nanos: u64 = schedstat
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            total += Duration::from_nanos(nanos);
+        }
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    if let Some(close) = stat.rfind(')') {
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let reaped: u32 = [13, 14]
+            .iter()
+            .filter_map(|i| fields.get(*i)?.parse::<u32>().ok())
+            .sum();
+        total += TICK * reaped;
+    }
+    total
 }
 
 /// adapters.yml hooking `adapter` onto every benchmarked endpoint.
@@ -145,14 +281,16 @@ fn docker_version(docker: &TestDocker) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// Runs `concurrency` clients, each on its own keep-alive connection, for `duration`.
+/// Runs `concurrency` clients, each on its own keep-alive connection, for `duration`;
+/// returns the latencies of the requests that succeeded, the failures, and the time taken.
 async fn measure(
     socket: &Path,
     workload: Workload,
     concurrency: usize,
     duration: Duration,
-) -> Figures {
-    let deadline = Instant::now() + duration;
+) -> (Vec<Duration>, usize, Duration) {
+    let started = Instant::now();
+    let deadline = started + duration;
     let clients: Vec<_> = (0..concurrency)
         .map(|_| tokio::spawn(client(Arc::from(socket), workload, deadline)))
         .collect();
@@ -163,19 +301,7 @@ async fn measure(
         latencies.extend(mine);
         errors += failed;
     }
-    latencies.sort();
-    let at = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    Figures {
-        per_second: latencies.len() as f64 / duration.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
-        errors,
-    }
+    (latencies, errors, started.elapsed())
 }
 
 async fn client(

@@ -5,8 +5,6 @@
 //! only when a post-hook needs it. Upgrade requests (`attach`, `exec start`, BuildKit's
 //! `/session` and `/grpc`) end in [`hijack::splice`](crate::hijack::splice).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
@@ -21,7 +19,7 @@ use crate::errors::ProxyError;
 use crate::hijack;
 use crate::limits::MAX_POST_HOOK_RESPONSE_BYTES;
 use crate::protocol::{ClientRequest, ServerResponse};
-use crate::upstream::Upstream;
+use crate::upstream::{Driver, Session, Upstream};
 
 /// Headers that describe one hop, not the message; never forwarded as they are.
 const HOP_BY_HOP: &[header::HeaderName] = &[
@@ -59,8 +57,18 @@ impl Proxy {
         }
     }
 
-    /// Serves one request; every failure becomes a Docker-style error response.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+    /// A line to Docker for one client connection (see [`Upstream::session`]).
+    pub fn session(&self) -> (Session, Driver) {
+        self.upstream.session()
+    }
+
+    /// Serves one request over `session`; every failure becomes a Docker-style error
+    /// response.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        session: &Session,
+    ) -> Response<ProxyBody> {
         let span = tracing::info_span!(
             "request",
             http.method = %request.method(),
@@ -70,7 +78,7 @@ impl Proxy {
             hooks.post = field::Empty,
         );
         async move {
-            let response = self.route(request).await.unwrap_or_else(|error| {
+            let response = self.route(request, session).await.unwrap_or_else(|error| {
                 tracing::warn!(%error, "request failed");
                 error.into_response()
             });
@@ -84,6 +92,7 @@ impl Proxy {
     async fn route(
         &self,
         mut request: Request<Incoming>,
+        session: &Session,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let hooks = self
             .config
@@ -91,8 +100,7 @@ impl Proxy {
             .hooks_for(request.method().as_str(), request.uri().path());
         let upgrade = is_upgrade(request.headers()).then(|| hyper::upgrade::on(&mut request));
         if hooks.is_empty() {
-            let response = self
-                .upstream
+            let response = session
                 .send(pass_through(request, upgrade.is_some()))
                 .await?;
             return Ok(match upgrade {
@@ -103,12 +111,13 @@ impl Proxy {
         let span = tracing::Span::current();
         span.record("hooks.pre", hooks.pre.len());
         span.record("hooks.post", hooks.post.len());
-        self.with_hooks(request, hooks, upgrade).await
+        self.with_hooks(request, session, hooks, upgrade).await
     }
 
     async fn with_hooks(
         &self,
         request: Request<Incoming>,
+        session: &Session,
         hooks: Hooks,
         upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -116,7 +125,7 @@ impl Proxy {
         let (original, body) = self.read_for_hooks(&parts, body).await?;
         let modified = chain::run_pre(&hooks.pre, original.clone()).await?;
         let upstream_request = rebuild_request(parts, &modified, body, upgrade.is_some());
-        let response = self.upstream.send(upstream_request).await?;
+        let response = session.send(upstream_request).await?;
         if let Some(client) = upgrade {
             return Ok(hijack::splice(client, response));
         }

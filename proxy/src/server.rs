@@ -112,21 +112,31 @@ impl Context {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let (session, driver) = self.proxy.session();
+        let session = Arc::new(session);
         let proxy = self.proxy.clone();
         let service = service_fn(move |request| {
             let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(request).await) }
+            let session = session.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(request, &session).await) }
         });
         let connection = http1::Builder::new()
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
         tokio::pin!(connection);
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            () = stopped(&mut self.stop) => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
+        let serving = async {
+            tokio::select! {
+                result = connection.as_mut() => result,
+                () = stopped(&mut self.stop) => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
             }
+        };
+        // The upstream connection is driven here, in the client connection's own task.
+        let result = tokio::select! {
+            result = serving => result,
+            () = driver.run() => Ok(()),
         };
         if let Err(error) = result {
             tracing::debug!(%error, "connection closed with an error");

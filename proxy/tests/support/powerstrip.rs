@@ -55,6 +55,11 @@ impl Powerstrip {
         powerstrip
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The proxy's socket.
     pub fn socket(&self) -> PathBuf {
         self.dir.join("p.sock")
