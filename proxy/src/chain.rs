@@ -82,11 +82,11 @@ async fn call<T>(
         .instrument(span.clone())
         .await
         .unwrap_or(Err(AdapterError::Timeout(adapter.timeout)));
-    span.record("hook.duration_ms", started.elapsed().as_secs_f64() * 1000.0);
-    span.record(
-        "hook.outcome",
-        result.as_ref().map_or_else(AdapterError::kind, |_| "ok"),
-    );
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let outcome = result.as_ref().map_or_else(AdapterError::kind, |_| "ok");
+    span.record("hook.duration_ms", duration_ms);
+    span.record("hook.outcome", outcome);
+    span.in_scope(|| tracing::debug!(hook.duration_ms = duration_ms, hook.outcome = %outcome, "hook call finished"));
     result
 }
 

@@ -160,14 +160,30 @@ async fn post_hook_rewrites_a_chunked_response_and_recomputes_its_length() {
 }
 
 #[tokio::test]
-async fn upgrade_is_relayed_with_half_close() {
-    // Docker's side: 101, then upper-cases input until EOF, then says bye and closes.
-    let docker = CannedDocker::start(|head, mut stream| async move {
-        assert!(head.to_ascii_lowercase().contains("upgrade: tcp"), "{head}");
-        stream
-            .write_all(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
-            .await
-            .unwrap();
+async fn attach_upgrade_is_relayed_with_half_close() {
+    upgrade_round_trip("/v1.41/containers/x/attach?stream=1&stdin=1", "tcp").await;
+}
+
+#[tokio::test]
+async fn buildkit_h2c_upgrades_are_tunnelled() {
+    upgrade_round_trip("/v1.41/grpc", "h2c").await;
+    upgrade_round_trip("/v1.41/session", "h2c").await;
+}
+
+/// An upgrade to `protocol` on `path`: Docker's side answers 101, upper-cases what it gets
+/// until EOF, then says bye and closes; the client half-closes after sending.
+async fn upgrade_round_trip(path: &'static str, protocol: &'static str) {
+    let docker = CannedDocker::start(move |head, mut stream| async move {
+        assert!(head.starts_with(&format!("POST {path} ")), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("upgrade: {protocol}")),
+            "{head}"
+        );
+        let reply = format!(
+            "HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+        );
+        stream.write_all(reply.as_bytes()).await.unwrap();
         let mut input = Vec::new();
         stream.read_to_end(&mut input).await.unwrap();
         stream.write_all(&input.to_ascii_uppercase()).await.unwrap();
@@ -175,10 +191,10 @@ async fn upgrade_is_relayed_with_half_close() {
     });
     let (socket, _stop) = proxy("endpoints: {}\nadapters: {}\n", &docker.socket()).await;
     let mut stream = UnixStream::connect(&socket).await.unwrap();
-    stream
-        .write_all(b"POST /v1.41/containers/x/attach?stream=1&stdin=1 HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n")
-        .await
-        .unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\nContent-Length: 0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
     stream.write_all(b"hello").await.unwrap();
     stream.shutdown().await.unwrap(); // stdin EOF: the write side only
     let mut response = Vec::new();
@@ -285,6 +301,68 @@ async fn docker_down_is_a_clear_error() {
     );
     assert!(response.contains("is dockerd running"), "{response}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn every_hook_call_is_traced_with_its_adapter_duration_and_outcome() {
+    let docker = CannedDocker::start(|_, mut stream| async move {
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+            .await;
+    });
+    let dir = support::unique_dir("pstrace");
+    let config = format!(
+        "endpoints:\n  \"GET /_ping\": {{ pre: [dbg, gone] }}\nadapters:\n  dbg: builtin:debug\n  gone: {{ url: \"{}\", on_error: ignore }}\n",
+        support::adapter::dead_url()
+    );
+    std::fs::write(dir.join("adapters.yml"), config).unwrap();
+    let socket = dir.join("p.sock");
+    let log = std::fs::File::create(dir.join("log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_powerstrip"))
+        .arg("--config")
+        .arg(dir.join("adapters.yml"))
+        .arg("--listen")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--docker")
+        .arg(format!("unix://{}", docker.socket().display()))
+        .env("RUST_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    support::wait_until(Duration::from_secs(10), "powerstrip to listen", || {
+        socket.exists()
+    });
+    let response = exchange(
+        &socket,
+        "GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(dir.join("log")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(response.ends_with("OK"), "{response}");
+    let finished: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("hook call finished"))
+        .collect();
+    assert_eq!(finished.len(), 2, "{log}");
+    assert!(
+        finished[0].contains("hook.adapter=dbg") && finished[0].contains("hook.outcome=ok"),
+        "{log}"
+    );
+    assert!(
+        finished[1].contains("hook.adapter=gone")
+            && finished[1].contains("hook.outcome=unreachable"),
+        "{log}"
+    );
+    assert!(
+        finished
+            .iter()
+            .all(|l| l.contains("request{") && l.contains("hook.duration_ms=")),
+        "{log}"
+    );
 }
 
 /// Runs the binary expecting it to refuse to start; returns its stderr.
