@@ -1,5 +1,13 @@
-//! The per-host agent: storage backends, snapshot transfer, network attach, the built-in
-//! `flocker` and `weave` adapters for the proxy, the Docker volume plugin and the Docker
-//! events watcher.
+//! The per-host agent. So far it holds the storage backends of portable volumes:
 //!
-//! Binaries: `flocker-agent` and `wait-for-net`.
+//! - [`storage`]: the [`storage::Storage`] trait with its ZFS ([`storage::ZfsStorage`]) and
+//!   plain-directory ([`storage::DirStorage`]) backends, the typed volume and snapshot names
+//!   and the streams that carry snapshots between hosts.
+//!
+//! Still to come here (see docs/volumes.md): snapshot transfer between agents, network
+//! attach, the built-in `flocker` and `weave` adapters, the Docker volume plugin, the Docker
+//! events watcher and the binaries `flocker-agent` and `wait-for-net`.
+
+#![forbid(unsafe_code)]
+
+pub mod storage;
