@@ -9,6 +9,7 @@
 pub mod features;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio::io::AsyncRead;
 
@@ -97,6 +98,33 @@ impl ZfsStorage {
         }
     }
 }
+
+impl ZfsStorage {
+    /// Unmounts and mounts `volume` again so that readers see what was just received:
+    /// zfs-fuse leaves the kernel's cached "no such file" answers in place across a
+    /// receive. A replica in use cannot be unmounted; it is left as it is, with a warning.
+    async fn remount(&self, volume: &VolumeName) -> Result<()> {
+        let dataset = self.dataset(volume);
+        if let Err(e) = self.zfs(volume, &["unmount", &dataset]).await {
+            tracing::warn!(volume.name = %volume, error = %e, "replica busy, not remounted");
+            return Ok(());
+        }
+        // zfs-fuse reports the mount point busy for a moment after an unmount.
+        let deadline = tokio::time::Instant::now() + REMOUNT_PATIENCE;
+        loop {
+            match self.zfs(volume, &["mount", &dataset]).await {
+                Ok(_) => return Ok(()),
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// How long a remount after a receive may wait for the mount point to be free.
+const REMOUNT_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Whether `dataset` exists; other failures of `zfs list` are errors.
 async fn dataset_exists(volume: Option<&str>, dataset: &str) -> Result<bool> {
@@ -278,7 +306,11 @@ impl Storage for ZfsStorage {
             args.push("-u");
         }
         args.push(&dataset);
+        let mounted = existed && self.get(volume, "mounted").await? == "yes";
         pipe_into(volume.as_str(), "zfs", &args, stream).await?;
+        if mounted {
+            self.remount(volume).await?;
+        }
         if readonly == "on" {
             self.zfs(volume, &["set", "readonly=on", &dataset]).await?;
         }

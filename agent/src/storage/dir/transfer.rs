@@ -136,9 +136,13 @@ where
     let changes = match apply_frames(&mut input, &staging).await {
         Ok(changes) => changes,
         Err(reason) => {
-            let stage = staging.clone();
+            // A failed first receive leaves nothing; a failed increment leaves the volume.
+            let leftover = match existing {
+                None => paths.hidden.clone(),
+                Some(_) => staging.clone(),
+            };
             let _ = blocking(volume, "remove the staging copy", move || {
-                tree::delete(&stage)
+                tree::delete(&leftover)
             })
             .await;
             return Err(bad(reason));
@@ -148,8 +152,10 @@ where
     let live = paths.live.clone();
     let is_new = existing.is_none();
     blocking(volume, "put the received snapshot in place", move || {
+        std::fs::create_dir_all(snapshot_dir.parent().expect("under snapshots/"))?;
         std::fs::rename(&staging, &snapshot_dir)?;
         if is_new {
+            std::fs::create_dir_all(live.parent().expect("under the root"))?;
             tree::copy_tree(&snapshot_dir, &live)
         } else {
             tree::apply_local(&snapshot_dir, &live, &changes)

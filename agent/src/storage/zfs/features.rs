@@ -34,14 +34,11 @@ impl ZfsFeatures {
     pub async fn detect(pool: &str) -> Result<Self> {
         let send = flags_in_usage(&usage(&["send"]).await?);
         let receive = flags_in_usage(&usage(&["receive"]).await?);
-        let version = crate::storage::process::run(
-            None,
-            "zpool",
-            &["get", "-H", "-o", "value", "version", pool],
-        )
-        .await?;
+        // zfs-fuse's `zpool get` has no -H: read the table's last row, third column.
+        let version =
+            crate::storage::process::run(None, "zpool", &["get", "version", pool]).await?;
         Ok(Self {
-            pool_version: version.trim().parse().ok(),
+            pool_version: pool_version(&version),
             resumable_receive: receive.contains(&'s'),
             receive_no_mount: receive.contains(&'u'),
             receive_properties: receive.contains(&'o'),
@@ -50,6 +47,17 @@ impl ZfsFeatures {
             send_embedded: send.contains(&'e'),
         })
     }
+}
+
+/// The version in `zpool get version POOL` output; `None` for feature-flag pools (`-`).
+pub fn pool_version(table: &str) -> Option<u32> {
+    table
+        .lines()
+        .last()?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
 }
 
 /// The usage text `zfs <args>` prints when called without its required arguments.
@@ -99,6 +107,14 @@ mod tests {
         ... [-o <property>=<value>] ... [-d | -e] <filesystem>\n\treceive -A <filesystem|volume>\n";
     const OPENZFS_SEND: &str = "usage:\n\tsend [-DLPbcehnpsVvw] [-i|-I snapshot]\n\t     \
         [-R [-X dataset[,dataset]...]]     <snapshot>\n";
+
+    #[test]
+    fn pool_version_from_the_table() {
+        let fuse = "NAME  PROPERTY  VALUE    SOURCE\ntank  version   23       default\n";
+        assert_eq!(pool_version(fuse), Some(23));
+        let openzfs = "NAME  PROPERTY  VALUE    SOURCE\ntank  version   -        default\n";
+        assert_eq!(pool_version(openzfs), None);
+    }
 
     #[test]
     fn zfs_fuse_has_no_resume_and_no_receive_options() {
