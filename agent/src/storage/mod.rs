@@ -61,8 +61,9 @@ pub struct Capabilities {
 /// Snapshots are listed oldest first. `send` with `from = None` makes a full stream; with a
 /// base snapshot it carries only what changed since then, and the receiver must hold that
 /// base. A volume created by `receive` is a replica: it is not mounted until [`Storage::mount`]
-/// is called, normally with [`Access::ReadOnly`]. Receiving into a volume discards local
-/// changes made since its newest snapshot (`zfs receive -F`).
+/// is called, normally with [`Access::ReadOnly`]. A receiver's live data is expected to be
+/// unchanged since its newest snapshot (replicas are read-only): ZFS discards such changes
+/// (`zfs receive -F`), the directory backend applies only the stream's changes over them.
 pub trait Storage: Send + Sync {
     /// What this backend can do beyond the common contract.
     fn capabilities(&self) -> Capabilities;
