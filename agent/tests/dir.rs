@@ -4,7 +4,7 @@
 
 mod support;
 
-use agent::storage::{CreateOptions, DirStorage, Storage};
+use agent::storage::{Backend, CreateOptions, DirStorage, Storage, StorageSpec};
 use support::behaviour::{self, volume};
 use support::scratch::Scratch;
 use support::{is_root, prerequisite};
@@ -72,4 +72,19 @@ async fn quota_is_recorded_but_not_enforced() {
     assert!(!hosts.src.capabilities().enforces_quota);
     assert_eq!(hosts.src.load(&v).unwrap().quota, Some(1024));
     hosts.src.destroy(&v).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_run_time_choice_behaves_the_same() {
+    let Some(hosts) = two_hosts() else { return };
+    let open = |host: &str| {
+        let root = hosts.scratch.path().join(host);
+        let spec: StorageSpec = format!("dir:{}", root.join("data").display())
+            .parse()
+            .unwrap();
+        async move { Backend::open(&spec, root.join("mnt")).await.unwrap() }
+    };
+    let (src, dst) = (open("c").await, open("d").await);
+    assert!(matches!(src, Backend::Dir(_)));
+    behaviour::full_then_incremental(&src, &dst).await;
 }

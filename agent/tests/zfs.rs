@@ -3,7 +3,7 @@
 
 mod support;
 
-use agent::storage::{Access, CreateOptions, Storage, ZfsStorage};
+use agent::storage::{Access, Backend, CreateOptions, Storage, StorageSpec, ZfsStorage};
 use support::behaviour::{self, MIB, volume};
 use support::pool::TestPool;
 use support::scratch::Scratch;
@@ -13,7 +13,7 @@ struct TwoHosts {
     src: ZfsStorage,
     dst: ZfsStorage,
     pools: (TestPool, TestPool),
-    _roots: Scratch,
+    roots: Scratch,
 }
 
 async fn two_hosts() -> Option<TwoHosts> {
@@ -31,7 +31,7 @@ async fn two_hosts() -> Option<TwoHosts> {
         src,
         dst,
         pools: (a, b),
-        _roots: roots,
+        roots,
     })
 }
 
@@ -118,4 +118,20 @@ async fn features_match_the_installed_zfs() {
         );
         assert!(!hosts.src.capabilities().resumable_receive);
     }
+}
+
+#[tokio::test]
+async fn the_run_time_choice_behaves_the_same() {
+    let Some(hosts) = two_hosts().await else {
+        return;
+    };
+    let open = |pool: &TestPool, host: &str| {
+        let spec: StorageSpec = format!("zfs:{}/chosen", pool.name()).parse().unwrap();
+        let root = hosts.roots.path().join(host);
+        async move { Backend::open(&spec, root).await.unwrap() }
+    };
+    let src = open(&hosts.pools.0, "c").await;
+    let dst = open(&hosts.pools.1, "d").await;
+    assert!(matches!(src, Backend::Zfs(_)));
+    behaviour::full_then_incremental(&src, &dst).await;
 }

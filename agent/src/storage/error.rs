@@ -16,6 +16,14 @@ pub enum StorageError {
         /// Which part of the rule it broke.
         reason: &'static str,
     },
+    /// A `--storage` value is not `zfs:POOL[/PATH]` or `dir:/ABSOLUTE/PATH`.
+    #[error("invalid storage {spec:?}: {reason}")]
+    InvalidSpec {
+        /// The value as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// An external command (`zfs`, `mount`, ...) failed for a volume.
     #[error("volume {volume}: `{command}` failed: {stderr}")]
     Command {

@@ -8,7 +8,10 @@
 //! - [`zfs`]: [`ZfsStorage`], a dataset per volume through the `zfs` CLI, with feature
 //!   detection so it works with kernel OpenZFS and with zfs-fuse (pool version 23).
 //! - [`dir`]: [`DirStorage`], the same with plain directories for hosts without ZFS.
+//! - [`backend`]: [`Backend`], either of the two chosen at run time from a [`StorageSpec`]
+//!   (`zfs:POOL` or `dir:PATH`, the agent's `--storage` flag).
 
+pub mod backend;
 pub mod dir;
 pub mod error;
 pub mod name;
@@ -21,6 +24,7 @@ use std::pin::Pin;
 
 use tokio::io::AsyncRead;
 
+pub use backend::{Backend, StorageSpec};
 pub use dir::DirStorage;
 pub use error::{Result, StorageError};
 pub use name::{SnapshotName, VolumeName};
