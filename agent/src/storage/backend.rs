@@ -1,0 +1,165 @@
+//! Choosing a backend at run time: the agent's `--storage zfs:POOL | dir:PATH` flag parsed
+//! into a [`StorageSpec`] and opened as a [`Backend`], which is a [`Storage`] itself.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use tokio::io::AsyncRead;
+
+use super::{
+    Access, ByteStream, Capabilities, CreateOptions, DirStorage, Result, SnapshotName, Storage,
+    StorageError, VolumeName, ZfsStorage,
+};
+
+/// Which backend to use and where, as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageSpec {
+    /// `zfs:POOL` or `zfs:POOL/PATH`: datasets under that parent dataset.
+    Zfs(String),
+    /// `dir:PATH`: directories under that absolute path.
+    Dir(PathBuf),
+}
+
+impl FromStr for StorageSpec {
+    type Err = StorageError;
+
+    fn from_str(spec: &str) -> Result<Self> {
+        let invalid = |reason: &'static str| StorageError::InvalidSpec {
+            spec: spec.to_owned(),
+            reason,
+        };
+        match spec.split_once(':') {
+            Some(("zfs", parent)) => {
+                let ok = !parent.is_empty()
+                    && parent.split('/').all(|part| {
+                        !part.is_empty()
+                            && part
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
+                    });
+                if ok {
+                    Ok(Self::Zfs(parent.to_owned()))
+                } else {
+                    Err(invalid("expected zfs:POOL or zfs:POOL/PATH"))
+                }
+            }
+            Some(("dir", path)) if path.starts_with('/') => Ok(Self::Dir(path.into())),
+            Some(("dir", _)) => Err(invalid("dir: needs an absolute path")),
+            _ => Err(invalid("expected zfs:POOL or dir:PATH")),
+        }
+    }
+}
+
+/// One of the backends, chosen at run time.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The ZFS backend.
+    Zfs(ZfsStorage),
+    /// The directory backend.
+    Dir(DirStorage),
+}
+
+impl Backend {
+    /// Opens the backend `spec` names, mounting volumes under `volume_root`.
+    pub async fn open(spec: &StorageSpec, volume_root: impl Into<PathBuf>) -> Result<Self> {
+        Ok(match spec {
+            StorageSpec::Zfs(parent) => Self::Zfs(ZfsStorage::open(parent, volume_root).await?),
+            StorageSpec::Dir(root) => Self::Dir(DirStorage::new(root, volume_root)),
+        })
+    }
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! delegate {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Backend::Zfs($s) => $call,
+            Backend::Dir($s) => $call,
+        }
+    };
+}
+
+impl Storage for Backend {
+    fn capabilities(&self) -> Capabilities {
+        delegate!(self, s => s.capabilities())
+    }
+
+    fn mount_path(&self, volume: &VolumeName) -> PathBuf {
+        delegate!(self, s => s.mount_path(volume))
+    }
+
+    async fn create(&self, volume: &VolumeName, options: &CreateOptions) -> Result<()> {
+        delegate!(self, s => s.create(volume, options).await)
+    }
+
+    async fn destroy(&self, volume: &VolumeName) -> Result<()> {
+        delegate!(self, s => s.destroy(volume).await)
+    }
+
+    async fn volumes(&self) -> Result<Vec<VolumeName>> {
+        delegate!(self, s => s.volumes().await)
+    }
+
+    async fn mount(&self, volume: &VolumeName, access: Access) -> Result<PathBuf> {
+        delegate!(self, s => s.mount(volume, access).await)
+    }
+
+    async fn unmount(&self, volume: &VolumeName) -> Result<()> {
+        delegate!(self, s => s.unmount(volume).await)
+    }
+
+    async fn snapshot(&self, volume: &VolumeName, snapshot: &SnapshotName) -> Result<()> {
+        delegate!(self, s => s.snapshot(volume, snapshot).await)
+    }
+
+    async fn snapshots(&self, volume: &VolumeName) -> Result<Vec<SnapshotName>> {
+        delegate!(self, s => s.snapshots(volume).await)
+    }
+
+    async fn destroy_snapshot(&self, volume: &VolumeName, snapshot: &SnapshotName) -> Result<()> {
+        delegate!(self, s => s.destroy_snapshot(volume, snapshot).await)
+    }
+
+    async fn send(
+        &self,
+        volume: &VolumeName,
+        from: Option<&SnapshotName>,
+        to: &SnapshotName,
+    ) -> Result<ByteStream> {
+        delegate!(self, s => s.send(volume, from, to).await)
+    }
+
+    async fn receive<R>(&self, volume: &VolumeName, stream: R) -> Result<()>
+    where
+        R: AsyncRead + Send + Unpin,
+    {
+        delegate!(self, s => s.receive(volume, stream).await)
+    }
+
+    async fn used(&self, volume: &VolumeName) -> Result<u64> {
+        delegate!(self, s => s.used(volume).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse() {
+        assert_eq!(
+            "zfs:lab1/flocker".parse::<StorageSpec>().unwrap(),
+            StorageSpec::Zfs("lab1/flocker".into())
+        );
+        assert_eq!(
+            "dir:/var/lib/flocker".parse::<StorageSpec>().unwrap(),
+            StorageSpec::Dir("/var/lib/flocker".into())
+        );
+        for bad in [
+            "", "zfs:", "zfs:a//b", "zfs:/a", "zfs:a b", "dir:rel", "btrfs:/x", "tank",
+        ] {
+            let err = bad.parse::<StorageSpec>().unwrap_err();
+            assert!(matches!(err, StorageError::InvalidSpec { .. }), "{bad:?}");
+        }
+    }
+}

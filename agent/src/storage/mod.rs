@@ -1,0 +1,139 @@
+//! Storage backends for portable volumes, behind one trait.
+//!
+//! - [`name`]: the typed validators [`VolumeName`] and [`SnapshotName`]; every call takes
+//!   these, so a bad name is refused before any side effect.
+//! - [`error`]: [`StorageError`], naming the volume and the command that failed.
+//! - [`process`]: running external commands (`zfs`, `mount`) and turning a child's stdout
+//!   into a [`ByteStream`] that fails if the command fails.
+//! - [`zfs`]: [`ZfsStorage`], a dataset per volume through the `zfs` CLI, with feature
+//!   detection so it works with kernel OpenZFS and with zfs-fuse (pool version 23).
+//! - [`dir`]: [`DirStorage`], the same with plain directories for hosts without ZFS.
+//! - [`backend`]: [`Backend`], either of the two chosen at run time from a [`StorageSpec`]
+//!   (`zfs:POOL` or `dir:PATH`, the agent's `--storage` flag).
+
+pub mod backend;
+pub mod dir;
+pub mod error;
+pub mod name;
+pub mod process;
+pub mod zfs;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use tokio::io::AsyncRead;
+
+pub use backend::{Backend, StorageSpec};
+pub use dir::DirStorage;
+pub use error::{Result, StorageError};
+pub use name::{SnapshotName, VolumeName};
+pub use zfs::{ZfsFeatures, ZfsStorage};
+
+/// A stream of bytes produced by [`Storage::send`] and consumed by [`Storage::receive`];
+/// boxed so it can be handed to a network transfer as it is.
+pub type ByteStream = Pin<Box<dyn AsyncRead + Send>>;
+
+/// How a volume is mounted: read-write by its owner, read-only on a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The owner's mount.
+    ReadWrite,
+    /// A replica's mount: readable, every write refused.
+    ReadOnly,
+}
+
+/// Options for [`Storage::create`].
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The most bytes the volume may hold, if limited.
+    pub quota: Option<u64>,
+}
+
+/// What a backend can do beyond the common contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Whether [`CreateOptions::quota`] is enforced on writes (ZFS: yes; directories: no,
+    /// the limit is only recorded).
+    pub enforces_quota: bool,
+    /// Whether an interrupted receive can be resumed (ZFS resume tokens; not in zfs-fuse).
+    pub resumable_receive: bool,
+}
+
+/// A storage backend: volumes with snapshots that can be streamed to another host.
+///
+/// Snapshots are listed oldest first. `send` with `from = None` makes a full stream; with a
+/// base snapshot it carries only what changed since then, and the receiver must hold that
+/// base. A volume created by `receive` is a replica: it is not mounted until [`Storage::mount`]
+/// is called, normally with [`Access::ReadOnly`]. A receiver's live data is expected to be
+/// unchanged since its newest snapshot (replicas are read-only): ZFS discards such changes
+/// (`zfs receive -F`), the directory backend applies only the stream's changes over them.
+pub trait Storage: Send + Sync {
+    /// What this backend can do beyond the common contract.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Where [`Storage::mount`] puts `volume`: `<volume-root>/<name>`.
+    fn mount_path(&self, volume: &VolumeName) -> PathBuf;
+
+    /// Makes an empty, unmounted volume.
+    fn create(
+        &self,
+        volume: &VolumeName,
+        options: &CreateOptions,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes a volume with all its snapshots (unmounting it first).
+    fn destroy(&self, volume: &VolumeName) -> impl Future<Output = Result<()>> + Send;
+
+    /// The volumes on this host, sorted by name.
+    fn volumes(&self) -> impl Future<Output = Result<Vec<VolumeName>>> + Send;
+
+    /// Mounts `volume` at [`Storage::mount_path`] (or changes the access of an existing
+    /// mount) and returns that path.
+    fn mount(
+        &self,
+        volume: &VolumeName,
+        access: Access,
+    ) -> impl Future<Output = Result<PathBuf>> + Send;
+
+    /// Unmounts `volume`; unmounting a volume that is not mounted is not an error.
+    fn unmount(&self, volume: &VolumeName) -> impl Future<Output = Result<()>> + Send;
+
+    /// Takes a snapshot of the volume's current contents.
+    fn snapshot(
+        &self,
+        volume: &VolumeName,
+        snapshot: &SnapshotName,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The volume's snapshots, oldest first.
+    fn snapshots(
+        &self,
+        volume: &VolumeName,
+    ) -> impl Future<Output = Result<Vec<SnapshotName>>> + Send;
+
+    /// Destroys one snapshot.
+    fn destroy_snapshot(
+        &self,
+        volume: &VolumeName,
+        snapshot: &SnapshotName,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// A stream of snapshot `to`, in full or as the increment since `from`. The stream
+    /// ends with an error if producing it fails part way.
+    fn send(
+        &self,
+        volume: &VolumeName,
+        from: Option<&SnapshotName>,
+        to: &SnapshotName,
+    ) -> impl Future<Output = Result<ByteStream>> + Send;
+
+    /// Applies a stream made by [`Storage::send`] of the same backend kind. A truncated or
+    /// failed stream leaves the volume as it was.
+    fn receive<R>(&self, volume: &VolumeName, stream: R) -> impl Future<Output = Result<()>> + Send
+    where
+        R: AsyncRead + Send + Unpin;
+
+    /// Bytes the volume uses on this host (data and snapshots).
+    fn used(&self, volume: &VolumeName) -> impl Future<Output = Result<u64>> + Send;
+}

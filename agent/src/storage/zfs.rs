@@ -1,0 +1,329 @@
+//! The ZFS backend: a dataset `<parent>/<volume>` per volume, shelling out to the `zfs` CLI.
+//!
+//! Datasets are created with `mountpoint=none` (so a received replica is never mounted
+//! behind our back) and mounted by setting `mountpoint=<volume-root>/<name>`; read-only
+//! replicas get `readonly=on`. Size limits are `quota`. Streams are plain `zfs send`
+//! (`-i` for increments), which every ZFS since pool version 1 can receive; the features of
+//! the installed ZFS are detected ([`features`]) and used only where they exist.
+
+pub mod features;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::AsyncRead;
+
+pub use features::ZfsFeatures;
+
+use super::process::{pipe_into, run, spawn_stream};
+use super::{
+    Access, ByteStream, Capabilities, CreateOptions, Result, SnapshotName, Storage, StorageError,
+    VolumeName,
+};
+
+/// Volumes as ZFS datasets under one parent dataset.
+#[derive(Debug, Clone)]
+pub struct ZfsStorage {
+    parent: String,
+    volume_root: PathBuf,
+    features: ZfsFeatures,
+}
+
+impl ZfsStorage {
+    /// Uses the dataset `parent` (a pool, or `pool/path`) for volumes, mounting them under
+    /// `volume_root`. A missing `parent` below an existing pool is created, unmounted.
+    pub async fn open(parent: &str, volume_root: impl Into<PathBuf>) -> Result<Self> {
+        let pool = parent.split('/').next().unwrap_or(parent);
+        let features = ZfsFeatures::detect(pool).await?;
+        if !dataset_exists(None, parent).await? {
+            run(
+                None,
+                "zfs",
+                &["create", "-p", "-o", "mountpoint=none", parent],
+            )
+            .await?;
+        }
+        tracing::debug!(zfs.parent = parent, ?features, "zfs storage opened");
+        Ok(Self {
+            parent: parent.to_owned(),
+            volume_root: volume_root.into(),
+            features,
+        })
+    }
+
+    /// What the installed ZFS supports.
+    pub fn features(&self) -> &ZfsFeatures {
+        &self.features
+    }
+
+    /// The dataset that holds `volume`.
+    pub fn dataset(&self, volume: &VolumeName) -> String {
+        format!("{}/{}", self.parent, volume)
+    }
+
+    /// `zfs args...` on behalf of `volume`.
+    async fn zfs(&self, volume: &VolumeName, args: &[&str]) -> Result<String> {
+        run(Some(volume.as_str()), "zfs", args).await
+    }
+
+    /// One property's value (`zfs get -Hp`).
+    async fn get(&self, volume: &VolumeName, property: &str) -> Result<String> {
+        let dataset = self.dataset(volume);
+        let value = self
+            .zfs(volume, &["get", "-Hp", "-o", "value", property, &dataset])
+            .await?;
+        Ok(value.trim().to_owned())
+    }
+
+    /// Fails with [`StorageError::NoSuchVolume`] unless `volume` exists.
+    async fn require(&self, volume: &VolumeName) -> Result<()> {
+        if dataset_exists(Some(volume.as_str()), &self.dataset(volume)).await? {
+            Ok(())
+        } else {
+            Err(StorageError::NoSuchVolume {
+                volume: volume.to_string(),
+            })
+        }
+    }
+
+    /// Fails with [`StorageError::NoSuchSnapshot`] unless `volume@snapshot` exists.
+    async fn require_snapshot(&self, volume: &VolumeName, snapshot: &SnapshotName) -> Result<()> {
+        if self.snapshots(volume).await?.contains(snapshot) {
+            Ok(())
+        } else {
+            Err(StorageError::NoSuchSnapshot {
+                volume: volume.to_string(),
+                snapshot: snapshot.to_string(),
+            })
+        }
+    }
+}
+
+impl ZfsStorage {
+    /// Unmounts and mounts `volume` again so that readers see what was just received:
+    /// zfs-fuse leaves the kernel's cached "no such file" answers in place across a
+    /// receive. A replica in use cannot be unmounted; it is left as it is, with a warning.
+    async fn remount(&self, volume: &VolumeName) -> Result<()> {
+        let dataset = self.dataset(volume);
+        if let Err(e) = self.zfs(volume, &["unmount", &dataset]).await {
+            tracing::warn!(volume.name = %volume, error = %e, "replica busy, not remounted");
+            return Ok(());
+        }
+        // zfs-fuse reports the mount point busy for a moment after an unmount.
+        let deadline = tokio::time::Instant::now() + REMOUNT_PATIENCE;
+        loop {
+            match self.zfs(volume, &["mount", &dataset]).await {
+                Ok(_) => return Ok(()),
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// How long a remount after a receive may wait for the mount point to be free.
+const REMOUNT_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Whether `dataset` exists; other failures of `zfs list` are errors.
+async fn dataset_exists(volume: Option<&str>, dataset: &str) -> Result<bool> {
+    match run(volume, "zfs", &["list", "-H", "-o", "name", dataset]).await {
+        Ok(_) => Ok(true),
+        Err(StorageError::Command { stderr, .. } | StorageError::Unavailable { stderr, .. })
+            if stderr.contains("does not exist") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the empty directory ZFS may leave where a dataset was mounted.
+fn remove_empty_dir(path: &Path) {
+    let _ = std::fs::remove_dir(path);
+}
+
+impl Storage for ZfsStorage {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            enforces_quota: true,
+            resumable_receive: self.features.resumable_receive,
+        }
+    }
+
+    fn mount_path(&self, volume: &VolumeName) -> PathBuf {
+        self.volume_root.join(volume.as_str())
+    }
+
+    async fn create(&self, volume: &VolumeName, options: &CreateOptions) -> Result<()> {
+        let dataset = self.dataset(volume);
+        if dataset_exists(Some(volume.as_str()), &dataset).await? {
+            return Err(StorageError::VolumeExists {
+                volume: volume.to_string(),
+            });
+        }
+        let quota = options.quota.map(|q| format!("quota={q}"));
+        let mut args = vec!["create", "-o", "mountpoint=none"];
+        if let Some(quota) = &quota {
+            args.extend(["-o", quota]);
+        }
+        args.push(&dataset);
+        self.zfs(volume, &args).await?;
+        Ok(())
+    }
+
+    async fn destroy(&self, volume: &VolumeName) -> Result<()> {
+        self.require(volume).await?;
+        self.unmount(volume).await?;
+        self.zfs(volume, &["destroy", "-r", &self.dataset(volume)])
+            .await?;
+        remove_empty_dir(&self.mount_path(volume));
+        Ok(())
+    }
+
+    async fn volumes(&self) -> Result<Vec<VolumeName>> {
+        let out = run(
+            None,
+            "zfs",
+            &["list", "-H", "-o", "name", "-r", "-d", "1", &self.parent],
+        )
+        .await?;
+        let prefix = format!("{}/", self.parent);
+        let mut names: Vec<VolumeName> = out
+            .lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .filter_map(|name| VolumeName::new(name).ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn mount(&self, volume: &VolumeName, access: Access) -> Result<PathBuf> {
+        self.require(volume).await?;
+        let dataset = self.dataset(volume);
+        let readonly = match access {
+            Access::ReadWrite => "readonly=off",
+            Access::ReadOnly => "readonly=on",
+        };
+        self.zfs(volume, &["set", readonly, &dataset]).await?;
+        let path = self.mount_path(volume);
+        std::fs::create_dir_all(&self.volume_root)
+            .map_err(|e| StorageError::io(volume, "make the volume root", e))?;
+        let wanted = path.to_string_lossy().into_owned();
+        if self.get(volume, "mountpoint").await? != wanted {
+            let mountpoint = format!("mountpoint={wanted}");
+            self.zfs(volume, &["set", &mountpoint, &dataset]).await?;
+        }
+        if self.get(volume, "mounted").await? != "yes" {
+            self.zfs(volume, &["mount", &dataset]).await?;
+        }
+        Ok(path)
+    }
+
+    async fn unmount(&self, volume: &VolumeName) -> Result<()> {
+        self.require(volume).await?;
+        if self.get(volume, "mountpoint").await? != "none" {
+            self.zfs(volume, &["set", "mountpoint=none", &self.dataset(volume)])
+                .await?;
+            remove_empty_dir(&self.mount_path(volume));
+        }
+        Ok(())
+    }
+
+    async fn snapshot(&self, volume: &VolumeName, snapshot: &SnapshotName) -> Result<()> {
+        self.require(volume).await?;
+        let name = format!("{}@{}", self.dataset(volume), snapshot);
+        self.zfs(volume, &["snapshot", &name]).await?;
+        Ok(())
+    }
+
+    async fn snapshots(&self, volume: &VolumeName) -> Result<Vec<SnapshotName>> {
+        self.require(volume).await?;
+        let dataset = self.dataset(volume);
+        let out = self
+            .zfs(
+                volume,
+                &["get", "-rHp", "-o", "name,value", "createtxg", &dataset],
+            )
+            .await?;
+        let prefix = format!("{dataset}@");
+        let mut snapshots: Vec<(u64, SnapshotName)> = out
+            .lines()
+            .filter_map(|line| {
+                let (name, txg) = line.split_once('\t')?;
+                let snapshot = SnapshotName::new(name.strip_prefix(&prefix)?).ok()?;
+                Some((txg.trim().parse().ok()?, snapshot))
+            })
+            .collect();
+        snapshots.sort();
+        Ok(snapshots.into_iter().map(|(_, s)| s).collect())
+    }
+
+    async fn destroy_snapshot(&self, volume: &VolumeName, snapshot: &SnapshotName) -> Result<()> {
+        self.require_snapshot(volume, snapshot).await?;
+        let name = format!("{}@{}", self.dataset(volume), snapshot);
+        self.zfs(volume, &["destroy", &name]).await?;
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        volume: &VolumeName,
+        from: Option<&SnapshotName>,
+        to: &SnapshotName,
+    ) -> Result<ByteStream> {
+        self.require_snapshot(volume, to).await?;
+        let dataset = self.dataset(volume);
+        let mut args = vec!["send".to_owned()];
+        if let Some(from) = from {
+            self.require_snapshot(volume, from).await?;
+            args.extend(["-i".to_owned(), format!("{dataset}@{from}")]);
+        }
+        args.push(format!("{dataset}@{to}"));
+        spawn_stream(volume.as_str(), "zfs", &args)
+    }
+
+    async fn receive<R>(&self, volume: &VolumeName, stream: R) -> Result<()>
+    where
+        R: AsyncRead + Send + Unpin,
+    {
+        let dataset = self.dataset(volume);
+        let existed = dataset_exists(Some(volume.as_str()), &dataset).await?;
+        // zfs-fuse may show a received, read-only replica as `readonly off (temporary)`:
+        // remember the local setting and put it back afterwards.
+        let readonly = if existed {
+            let dataset = self.dataset(volume);
+            let args = [
+                "get", "-H", "-s", "local", "-o", "value", "readonly", &dataset,
+            ];
+            self.zfs(volume, &args).await?.trim().to_owned()
+        } else {
+            String::new()
+        };
+        let mut args = vec!["receive", "-F"];
+        if self.features.receive_no_mount {
+            args.push("-u");
+        }
+        args.push(&dataset);
+        let mounted = existed && self.get(volume, "mounted").await? == "yes";
+        pipe_into(volume.as_str(), "zfs", &args, stream).await?;
+        if mounted {
+            self.remount(volume).await?;
+        }
+        if readonly == "on" {
+            self.zfs(volume, &["set", "readonly=on", &dataset]).await?;
+        }
+        Ok(())
+    }
+
+    async fn used(&self, volume: &VolumeName) -> Result<u64> {
+        self.require(volume).await?;
+        let used = self.get(volume, "used").await?;
+        used.parse().map_err(|_| StorageError::Command {
+            volume: volume.to_string(),
+            command: format!("zfs get -Hp -o value used {}", self.dataset(volume)),
+            stderr: format!("unexpected value {used:?}"),
+        })
+    }
+}

@@ -1,0 +1,136 @@
+//! The lab (`demos/lab`) on this machine: two hosts come up with working dockerds that can
+//! reach each other, and `down` leaves nothing behind. Needs root, dockerd and zfs-fuse;
+//! skipped with a reason otherwise, a failure under CI. Uses the lab's fixed names (node*,
+//! labbr, lab*), so it first tears down whatever an earlier run left.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use support::{have, is_root, prerequisite};
+
+fn lab_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../demos/lab")
+}
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"))
+}
+
+fn lab(args: &[&str]) -> Output {
+    let out = run(lab_script().to_str().unwrap(), args);
+    assert!(
+        out.status.success(),
+        "demos/lab {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `demos/lab down` when dropped, also when the test panics.
+struct Lab;
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = run(lab_script().to_str().unwrap(), &["down"]);
+    }
+}
+
+fn docker(node: u32, args: &[&str]) -> Output {
+    let host = format!("unix:///var/lib/lab/node{node}/docker.sock");
+    let mut all = vec!["-H", host.as_str()];
+    all.extend_from_slice(args);
+    run("docker", &all)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn two_hosts_come_up_reach_each_other_and_go_away() {
+    let tools = [
+        "dockerd", "docker", "zfs-fuse", "ip", "iptables", "nsenter", "unshare",
+    ];
+    if !prerequisite(is_root(), "the lab needs root")
+        || !prerequisite(
+            tools.iter().all(|t| have(t)),
+            "the lab needs dockerd, docker, zfs-fuse, iproute2, iptables and util-linux",
+        )
+    {
+        return;
+    }
+    let start = Instant::now();
+    lab(&["down"]);
+    let guard = Lab;
+    let up = lab(&["up", "2"]);
+    assert!(
+        stdout(&up).contains("node2  192.168.77.12"),
+        "{}",
+        stdout(&up)
+    );
+
+    for node in [1, 2] {
+        let version = docker(node, &["version", "--format", "{{.Server.Version}}"]);
+        assert!(version.status.success(), "node{node}'s dockerd answers");
+    }
+    let ping = run(
+        "nsenter",
+        &[
+            "--net=/run/netns/node1",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "192.168.77.12",
+        ],
+    );
+    assert!(
+        ping.status.success(),
+        "node1 reaches node2: {}",
+        stdout(&ping)
+    );
+    let hi = docker(2, &["run", "--rm", "busybox", "echo", "hi"]);
+    assert_eq!(
+        stdout(&hi).trim(),
+        "hi",
+        "{}",
+        String::from_utf8_lossy(&hi.stderr)
+    );
+    // A container left running must not stop `down`.
+    let sleeper = docker(1, &["run", "-d", "busybox", "sleep", "1000"]);
+    assert!(sleeper.status.success());
+
+    lab(&["down"]);
+    drop(guard);
+    let netns = stdout(&run("ip", &["netns", "list"]));
+    assert!(!netns.lines().any(|l| l.starts_with("node")), "{netns}");
+    assert!(!run("ip", &["link", "show", "labbr"]).status.success());
+    let links = stdout(&run("ip", &["-o", "link"]));
+    assert!(!links.contains("vlab"), "{links}");
+    let pools = stdout(&run("zpool", &["list", "-H", "-o", "name"]));
+    assert!(!pools.lines().any(|p| p.starts_with("lab")), "{pools}");
+    let rule = [
+        "-C", "FORWARD", "-i", "labbr", "-o", "labbr", "-j", "ACCEPT",
+    ];
+    assert!(!run("iptables", &rule).status.success());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains("/var/lib/lab"), "{mounts}");
+    let ps = stdout(&run("ps", &["-eo", "args"]));
+    assert!(
+        !ps.lines()
+            .any(|l| l.contains("/var/lib/lab") || l == "sleep 1000"),
+        "{ps}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        start.elapsed()
+    );
+}

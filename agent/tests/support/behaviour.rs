@@ -1,0 +1,225 @@
+//! What every storage backend must do, written once and run against each backend on real
+//! storage: `tests/zfs.rs` (two zfs-fuse pools) and `tests/dir.rs` (two directory roots).
+
+use std::io::Read;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use agent::storage::{
+    Access, ByteStream, CreateOptions, SnapshotName, Storage, StorageError, VolumeName,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
+use super::unique;
+
+pub const MIB: usize = 1024 * 1024;
+
+pub fn volume() -> VolumeName {
+    VolumeName::new(&unique("v")).unwrap()
+}
+
+pub fn snap(name: &str) -> SnapshotName {
+    SnapshotName::new(name).unwrap()
+}
+
+pub fn random(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
+    bytes
+}
+
+pub async fn collect(mut stream: ByteStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    stream
+        .read_to_end(&mut bytes)
+        .await
+        .expect("the stream completes");
+    bytes
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+fn assert_read_only(dir: &Path) {
+    let err = std::fs::write(dir.join("intruder"), b"x").expect_err("a replica refuses writes");
+    assert_eq!(err.raw_os_error(), Some(30), "EROFS expected, got {err}");
+}
+
+/// Full send and receive, then an increment that carries only what changed, into a
+/// read-only replica; then the replica is promoted and the volumes destroyed.
+pub async fn full_then_incremental<S: Storage>(src: &S, dst: &S) {
+    let v = volume();
+    src.create(&v, &CreateOptions::default()).await.unwrap();
+    let live = src.mount(&v, Access::ReadWrite).await.unwrap();
+    assert_eq!(live, src.mount_path(&v));
+    let big = random(4 * MIB);
+    write(&live.join("big"), &big);
+    write(&live.join("file"), b"fish");
+    write(&live.join("dir/gone"), b"doomed");
+    src.snapshot(&v, &snap("s1")).await.unwrap();
+
+    let full = collect(src.send(&v, None, &snap("s1")).await.unwrap()).await;
+    assert!(
+        full.len() > 4 * MIB,
+        "a full stream of {} bytes",
+        full.len()
+    );
+    dst.receive(&v, &full[..]).await.unwrap();
+    assert_eq!(dst.snapshots(&v).await.unwrap(), vec![snap("s1")]);
+    let replica = dst.mount(&v, Access::ReadOnly).await.unwrap();
+    assert_eq!(std::fs::read(replica.join("file")).unwrap(), b"fish");
+    assert!(std::fs::read(replica.join("big")).unwrap() == big);
+    assert!(replica.join("dir/gone").exists());
+    assert_read_only(&replica);
+
+    write(&live.join("file"), b"chips and fish");
+    let new = random(64 * 1024);
+    write(&live.join("new"), &new);
+    std::fs::remove_file(live.join("dir/gone")).unwrap();
+    src.snapshot(&v, &snap("s2")).await.unwrap();
+    let increment = collect(src.send(&v, Some(&snap("s1")), &snap("s2")).await.unwrap()).await;
+    assert!(
+        increment.len() * 10 < full.len(),
+        "the increment ({} bytes) should be far smaller than the full stream ({} bytes)",
+        increment.len(),
+        full.len()
+    );
+    eprintln!(
+        "full stream {} bytes, increment {} bytes",
+        full.len(),
+        increment.len()
+    );
+    dst.receive(&v, &increment[..]).await.unwrap();
+    assert_eq!(
+        dst.snapshots(&v).await.unwrap(),
+        vec![snap("s1"), snap("s2")]
+    );
+    assert_eq!(
+        std::fs::read(replica.join("file")).unwrap(),
+        b"chips and fish"
+    );
+    assert!(std::fs::read(replica.join("new")).unwrap() == new);
+    assert!(std::fs::read(replica.join("big")).unwrap() == big);
+    assert!(!replica.join("dir/gone").exists());
+    assert_read_only(&replica);
+
+    // The replica becomes the owner: the same path turns writable.
+    assert_eq!(dst.mount(&v, Access::ReadWrite).await.unwrap(), replica);
+    write(&replica.join("mine"), b"now");
+    assert!(dst.used(&v).await.unwrap() >= 4 * MIB as u64);
+    assert!(src.used(&v).await.unwrap() >= 4 * MIB as u64);
+
+    dst.destroy_snapshot(&v, &snap("s1")).await.unwrap();
+    assert_eq!(dst.snapshots(&v).await.unwrap(), vec![snap("s2")]);
+    for storage in [src, dst] {
+        assert!(storage.volumes().await.unwrap().contains(&v));
+        storage.destroy(&v).await.unwrap();
+        assert!(!storage.volumes().await.unwrap().contains(&v));
+        assert!(!storage.mount_path(&v).join("file").exists());
+    }
+}
+
+/// A reader that yields `data`, then fails: a sender or connection dying mid-stream.
+struct FailsAfter<'a>(&'a [u8]);
+
+impl AsyncRead for FailsAfter<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.0.is_empty() {
+            return Poll::Ready(Err(std::io::Error::other("connection reset")));
+        }
+        let n = self.0.len().min(buf.remaining());
+        buf.put_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Truncated and failing streams are refused and leave the receiver as it was.
+pub async fn broken_streams_change_nothing<S: Storage>(src: &S, dst: &S) {
+    let v = volume();
+    src.create(&v, &CreateOptions::default()).await.unwrap();
+    let live = src.mount(&v, Access::ReadWrite).await.unwrap();
+    let first = random(MIB);
+    write(&live.join("a"), &first);
+    src.snapshot(&v, &snap("s1")).await.unwrap();
+    let full = collect(src.send(&v, None, &snap("s1")).await.unwrap()).await;
+
+    assert!(dst.receive(&v, &full[..full.len() / 2]).await.is_err());
+    assert!(
+        !dst.volumes().await.unwrap().contains(&v),
+        "half a volume was kept"
+    );
+    dst.receive(&v, &full[..]).await.unwrap();
+
+    write(&live.join("b"), &random(256 * 1024));
+    src.snapshot(&v, &snap("s2")).await.unwrap();
+    let inc = collect(src.send(&v, Some(&snap("s1")), &snap("s2")).await.unwrap()).await;
+    assert!(dst.receive(&v, &inc[..inc.len() / 2]).await.is_err());
+    let err = dst.receive(&v, FailsAfter(&inc[..inc.len() / 2])).await;
+    assert!(
+        matches!(err, Err(StorageError::BadStream { ref volume, .. }) if volume == v.as_str()),
+        "{err:?}"
+    );
+    assert_eq!(dst.snapshots(&v).await.unwrap(), vec![snap("s1")]);
+    let replica = dst.mount(&v, Access::ReadOnly).await.unwrap();
+    assert!(std::fs::read(replica.join("a")).unwrap() == first);
+    assert!(!replica.join("b").exists());
+
+    dst.receive(&v, &inc[..]).await.unwrap();
+    assert!(replica.join("b").exists());
+    src.destroy(&v).await.unwrap();
+    dst.destroy(&v).await.unwrap();
+}
+
+/// Errors name the volume and say what is missing.
+pub async fn errors_name_the_volume<S: Storage>(storage: &S) {
+    let v = volume();
+    let err = storage.mount(&v, Access::ReadWrite).await.unwrap_err();
+    assert!(matches!(err, StorageError::NoSuchVolume { ref volume } if volume == v.as_str()));
+    assert!(err.to_string().contains(v.as_str()), "{err}");
+    storage.create(&v, &CreateOptions::default()).await.unwrap();
+    let err = storage
+        .create(&v, &CreateOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::VolumeExists { .. }), "{err}");
+    let err = match storage.send(&v, None, &snap("nope")).await {
+        Err(err) => err,
+        Ok(_) => panic!("a stream of a missing snapshot"),
+    };
+    assert!(matches!(err, StorageError::NoSuchSnapshot { .. }), "{err}");
+    assert!(err.to_string().contains("nope") && err.to_string().contains(v.as_str()));
+    storage.destroy(&v).await.unwrap();
+}
+
+/// Bad names never become a `VolumeName`, so no backend call can be made with one; what
+/// the backend holds (`listing`) is unchanged.
+pub async fn bad_names_are_refused<S: Storage>(storage: &S, listing: impl Fn() -> String) {
+    let before = (storage.volumes().await.unwrap(), listing());
+    let long = "a".repeat(64);
+    for bad in [
+        "../etc",
+        "/flocker/../etc",
+        "",
+        long.as_str(),
+        "Upper",
+        "a/b",
+        ".hidden",
+    ] {
+        let err = VolumeName::new(bad).unwrap_err();
+        assert!(matches!(err, StorageError::InvalidName { .. }), "{bad:?}");
+        assert!(err.to_string().contains("invalid volume name"), "{err}");
+        assert!(SnapshotName::new(bad).is_err(), "{bad:?}");
+    }
+    assert_eq!((storage.volumes().await.unwrap(), listing()), before);
+}
