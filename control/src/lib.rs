@@ -6,4 +6,5 @@
 //! Binaries: `flocker-control` (one member) and `flockerctl` (the operator's CLI).
 #![forbid(unsafe_code)]
 
+pub mod raft;
 pub mod state;
