@@ -1,5 +1,17 @@
-//! The per-host agent: storage backends, snapshot transfer, network attach, the built-in
-//! `flocker` and `weave` adapters for the proxy, the Docker volume plugin and the Docker
-//! events watcher.
+//! The per-host agent. So far it joins the cluster: registers its node with the control
+//! service, heartbeats, and follows the watch stream of state changes. Storage, network and
+//! the Docker proxy come in later issues and plug in beside these modules.
 //!
-//! Binaries: `flocker-agent` and `wait-for-net`.
+//! - [`control_client`]: connecting to any of several control members, with mutual TLS.
+//! - [`membership`]: register, heartbeat and watch loops that reconnect on failure.
+//! - [`config`]: the agent's validated configuration.
+//!
+//! Binaries: `flocker-agent`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod control_client;
+pub mod membership;
+
+pub use config::AgentConfig;
+pub use membership::run;
