@@ -17,6 +17,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RedbBuil
 }
 
 #[test]
-fn redb_store_passes_openraft_suite() -> Result<(), StorageError> {
-    Suite::test_all(RedbBuilder)
+fn redb_store_passes_openraft_suite() {
+    if let Err(e) = Suite::test_all(RedbBuilder) {
+        panic!("openraft storage suite failed: {e}");
+    }
 }

@@ -8,8 +8,11 @@
 //! - [`db`]: opening the redb file and its tables.
 
 pub mod db;
+// openraft's StorageError is large, and the storage traits fix it as the error type.
+#[allow(clippy::result_large_err)]
 pub mod log_store;
 pub mod network;
+#[allow(clippy::result_large_err)]
 pub mod state_machine;
 
 use std::io::Cursor;

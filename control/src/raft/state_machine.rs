@@ -31,6 +31,9 @@ pub struct Applying {
     pub state: State,
 }
 
+/// A persisted snapshot: its meta and its bytes.
+type StoredSnapshot = (SnapshotMeta<u64, BasicNode>, Vec<u8>);
+
 /// One applied change, as watchers receive it.
 #[derive(Clone, Debug)]
 pub struct ChangeEvent {
@@ -88,9 +91,7 @@ impl StateMachineStore {
         self.events.subscribe()
     }
 
-    fn load_snapshot(
-        &self,
-    ) -> Result<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>, StorageError> {
+    fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
         let tx = self.db.begin_read().map_err(snap_read_err)?;
         let table = tx.open_table(SNAPSHOT).map_err(snap_read_err)?;
         let (Some(meta), Some(data)) = (
