@@ -86,7 +86,7 @@ async fn measure<T: Target>(target: &T, member: usize, clients: usize) -> (f64, 
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 while Instant::now() < end {
-                    let key = format!("k{c}x{}", seq.fetch_add(1, Ordering::Relaxed));
+                    let key = format!("c{clients}-k{c}x{}", seq.fetch_add(1, Ordering::Relaxed));
                     let t = Instant::now();
                     target
                         .write(member, key)

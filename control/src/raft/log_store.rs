@@ -1,5 +1,9 @@
 //! [`LogStore`]: openraft's `RaftLogStorage` on redb. Every write is one redb transaction
 //! committed with `Durability::Immediate` before openraft is told it is done.
+//!
+//! The committed log id is not persisted (openraft makes that optional): doing so cost one
+//! more fsync per commit on every member, and a restarted member learns the commit index
+//! from the leader within a heartbeat.
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
@@ -104,14 +108,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
         self.get_meta("vote")
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError> {
-        self.put_meta("committed", &committed)
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError> {
-        Ok(self.get_meta::<Option<LogId<u64>>>("committed")?.flatten())
     }
 
     async fn append<I>(

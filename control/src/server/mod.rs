@@ -17,6 +17,7 @@ use std::future::Future;
 use proto::control::control_server::ControlServer;
 use proto::raft::raft_server::RaftServer;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Server, ServerTlsConfig};
 
@@ -34,11 +35,17 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let control = ControlServer::new(control_service::ControlService::new(member));
+    // Small RPCs must not wait for delayed ACKs: Nagle off on every accepted socket (the
+    // builder's own tcp_nodelay applies only to listeners it binds itself).
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(conn)
+    });
     Server::builder()
         .tls_config(tls)?
-        .tcp_nodelay(true)
         .add_service(raft)
         .add_service(control)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
