@@ -1,6 +1,8 @@
 //! The per-host agent.
 //!
-//! Modules so far:
+//! - [`config`]: the agent's validated configuration.
+//! - [`control_client`]: connecting to any of several control members, with mutual TLS.
+//! - [`membership`]: register, heartbeat and watch loops that reconnect on failure.
 //! - [`storage`]: the [`storage::Storage`] trait with its ZFS ([`storage::ZfsStorage`]) and
 //!   plain-directory ([`storage::DirStorage`]) backends, the typed volume and snapshot names
 //!   and the streams that carry snapshots between hosts.
@@ -9,10 +11,16 @@
 //!   [`network::netns`] is the one place that switches network namespaces.
 //! - [`wait_net`]: the logic of the `wait-for-net` binary (wait for `ethwe`, then exec).
 //!
-//! Binaries: `wait-for-net` (and `flocker-agent`, once it joins the cluster).
+//! Binaries: `flocker-agent` (joins the cluster) and `wait-for-net`.
 
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod control_client;
+pub mod membership;
 pub mod network;
 pub mod storage;
 pub mod wait_net;
+
+pub use config::AgentConfig;
+pub use membership::run;

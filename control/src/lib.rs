@@ -1,4 +1,27 @@
 //! The control service: the Raft-replicated cluster state (nodes, the `/flocker` volume
 //! namespace, leases, migrations, IP allocations), its gRPC API and the cluster CA.
 //!
+//! - [`state`]: the state as plain data and `apply`, the pure function that changes it.
+//! - [`raft`]: openraft glue: redb log/snapshot store, in-memory state machine, gRPC network.
+//! - [`proposal`]: what runs on the leader (writes, linearizable reads, membership changes).
+//! - [`member`]: one member; runs proposals locally or forwards them to the leader.
+//! - [`server`]: the `Raft` and `Control` gRPC services, authorisation, error mapping.
+//! - [`convert`]: protobuf <-> domain conversions.
+//! - [`liveness`]: the leader marks nodes down after missed heartbeats.
+//! - [`daemon`]: running one member from a validated [`daemon::Config`].
+//! - [`ca`]: the cluster CA and certificate issuing.
+//! - [`client`]: connecting to the Control API (for `flockerctl` and tests).
+//!
 //! Binaries: `flocker-control` (one member) and `flockerctl` (the operator's CLI).
+#![forbid(unsafe_code)]
+
+pub mod ca;
+pub mod client;
+pub mod convert;
+pub mod daemon;
+pub mod liveness;
+pub mod member;
+pub mod proposal;
+pub mod raft;
+pub mod server;
+pub mod state;

@@ -1,5 +1,23 @@
-//! Wire definitions shared by the control service and the agents.
+//! Wire definitions shared by the control service, the agents and `flockerctl`.
 //!
-//! The gRPC services (Raft between control members, the Control API for agents and
-//! `flockerctl`, the agent-to-agent snapshot stream) are described in `proto/*.proto` and
-//! compiled here once they exist; see `shared/DESIGN.md` section 5.
+//! - [`raft`]: the Raft-internal service between control members (`proto/raft.proto`).
+//! - [`control`]: the Control API for agents and `flockerctl` (`proto/control.proto`).
+//! - [`tls`]: loading a TLS directory (`ca.crt`, `tls.crt`, `tls.key`) into tonic configs, so
+//!   every gRPC endpoint of the system speaks mutual TLS the same way.
+//!
+//! The `.proto` files are compiled by `build.rs` with protox, so no system `protoc` is needed.
+#![forbid(unsafe_code)]
+
+pub mod tls;
+
+/// The Raft-internal service (generated from `proto/raft.proto`).
+#[allow(missing_docs, clippy::all)]
+pub mod raft {
+    tonic::include_proto!("flocker.raft");
+}
+
+/// The Control API (generated from `proto/control.proto`).
+#[allow(missing_docs, clippy::all)]
+pub mod control {
+    tonic::include_proto!("flocker.control");
+}

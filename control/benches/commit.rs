@@ -1,0 +1,416 @@
+//! Commit benchmark: a 3-member flocker-control cluster and a 3-member etcd cluster on
+//! loopback, same machine, same disk. Prints one table: committed writes/s and p50/p99
+//! commit latency at 1 and 32 concurrent clients, and leader failover time (kill -9 the
+//! leader, time until a write commits again).
+//!
+//! flocker-control is driven through its gRPC Control API with mutual TLS (one HTTP/2
+//! channel, like etcd's own client); etcd through its HTTP/JSON gateway (`POST /v3/kv/put`,
+//! plain HTTP, keep-alive connections). Each write is one committed Raft entry fsynced on a
+//! quorum in both systems. Run with `cargo bench -p control --bench commit`.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use control::ca::{self, Role};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use proto::control as pb;
+use proto::control::control_client::ControlClient;
+use proto::tls::TlsDir;
+use tempfile::TempDir;
+use tonic::transport::Channel;
+
+/// How long each throughput phase runs.
+const PHASE: Duration = Duration::from_secs(5);
+/// Concurrency levels measured.
+const CLIENTS: [usize; 2] = [1, 32];
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn eventually<T, Fut: Future<Output = Option<T>>>(
+    what: &str,
+    mut f: impl FnMut() -> Fut,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Figures for one system.
+#[derive(Default)]
+struct Figures {
+    rate: Vec<f64>,
+    p50_ms: Vec<f64>,
+    p99_ms: Vec<f64>,
+    failover: Duration,
+}
+
+/// A write: `Ok` once committed.
+trait Target: Clone + Send + Sync + 'static {
+    fn write(&self, member: usize, key: String) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+async fn measure<T: Target>(target: &T, member: usize, clients: usize) -> (f64, f64, f64) {
+    let seq = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + PHASE;
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (target, seq) = (target.clone(), seq.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                while Instant::now() < end {
+                    let key = format!("c{clients}-k{c}x{}", seq.fetch_add(1, Ordering::Relaxed));
+                    let t = Instant::now();
+                    target
+                        .write(member, key)
+                        .await
+                        .expect("write during throughput phase");
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort();
+    let pct =
+        |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
+    (all.len() as f64 / secs, pct(0.50), pct(0.99))
+}
+
+async fn failover<T: Target>(target: &T, survivor: usize, kill: impl FnOnce()) -> Duration {
+    let t0 = Instant::now();
+    kill();
+    let mut i = 0;
+    loop {
+        i += 1;
+        let w = tokio::time::timeout(
+            Duration::from_millis(500),
+            target.write(survivor, format!("failover-{i}")),
+        );
+        if let Ok(Ok(())) = w.await {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no write committed within 30 s of the kill"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- flocker-control
+
+#[derive(Clone)]
+struct Flocker {
+    clients: Vec<ControlClient<Channel>>,
+}
+
+impl Target for Flocker {
+    async fn write(&self, member: usize, key: String) -> Result<(), String> {
+        let mut c = self.clients[member].clone();
+        c.create_volume(pb::CreateVolumeRequest {
+            name: key,
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .map_err(|s| s.message().to_owned())
+    }
+}
+
+async fn bench_flocker(dir: &Path) -> Figures {
+    ca::init(&dir.join("ca")).unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
+    let mut procs: Vec<Option<Proc>> = Vec::new();
+    for i in 0..3 {
+        let tls = dir.join(format!("m{i}"));
+        ca::issue(&dir.join("ca"), Role::Control, &format!("m{i}"), &[], &tls).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flocker-control"));
+        cmd.args(["--id", &(i + 1).to_string(), "--listen", &addr(i)])
+            .arg("--data-dir")
+            .arg(dir.join(format!("data{i}")))
+            .arg("--tls-dir")
+            .arg(&tls)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for j in (0..3).filter(|j| *j != i) {
+            cmd.arg("--peer").arg(format!("{}={}", j + 1, addr(j)));
+        }
+        procs.push(Some(Proc(cmd.spawn().unwrap())));
+    }
+    let user = dir.join("user");
+    ca::issue(&dir.join("ca"), Role::User, "bench", &[], &user).unwrap();
+    let tls = TlsDir::load(&user).unwrap();
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let a = addr(i);
+        clients.push(
+            eventually("member to accept", || async {
+                control::client::connect(&a, &tls).await.ok()
+            })
+            .await,
+        );
+    }
+    let leader = eventually("a leader", || {
+        let mut c = clients[0].clone();
+        async move { c.status(pb::Empty {}).await.ok()?.into_inner().leader }
+    })
+    .await as usize
+        - 1;
+    let target = Flocker { clients };
+    target.write(leader, "warmup".into()).await.unwrap();
+    let mut f = Figures::default();
+    for n in CLIENTS {
+        let (rate, p50, p99) = measure(&target, leader, n).await;
+        f.rate.push(rate);
+        f.p50_ms.push(p50);
+        f.p99_ms.push(p99);
+    }
+    let survivor = (leader + 1) % 3;
+    f.failover = failover(&target, survivor, || procs[leader] = None).await;
+    f
+}
+
+// ---------------------------------------------------------------- etcd
+
+#[derive(Clone)]
+struct Etcd {
+    urls: Vec<String>,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+impl Etcd {
+    async fn post(
+        &self,
+        member: usize,
+        path: &str,
+        body: String,
+    ) -> Result<serde_json::Value, String> {
+        let req = hyper::Request::post(format!("{}{path}", self.urls[member]))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let resp = self.http.request(req).await.map_err(|e| e.to_string())?;
+        let ok = resp.status().is_success();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        if ok && v.get("error").is_none() {
+            Ok(v)
+        } else {
+            Err(v.to_string())
+        }
+    }
+}
+
+impl Target for Etcd {
+    async fn write(&self, member: usize, key: String) -> Result<(), String> {
+        let body = format!(
+            r#"{{"key":"{}","value":"{}"}}"#,
+            base64(key.as_bytes()),
+            base64(b"bench-value")
+        );
+        self.post(member, "/v3/kv/put", body).await.map(|_| ())
+    }
+}
+
+async fn bench_etcd(dir: &Path) -> Figures {
+    let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peer_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let cluster: Vec<String> = (0..3)
+        .map(|i| format!("e{i}=http://127.0.0.1:{}", peer_ports[i]))
+        .collect();
+    let mut procs: Vec<Option<Proc>> = Vec::new();
+    for i in 0..3 {
+        let client = format!("http://127.0.0.1:{}", client_ports[i]);
+        let peer = format!("http://127.0.0.1:{}", peer_ports[i]);
+        let child = Command::new("etcd")
+            .args(["--name", &format!("e{i}")])
+            .arg("--data-dir")
+            .arg(dir.join(format!("etcd{i}")))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args([
+                "--initial-cluster",
+                &cluster.join(","),
+                "--initial-cluster-state",
+                "new",
+            ])
+            .args(["--initial-cluster-token", "bench", "--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd (Debian package etcd-server) must be installed");
+        procs.push(Some(Proc(child)));
+    }
+    let http = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http();
+    let etcd = Etcd {
+        urls: client_ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect(),
+        http,
+    };
+    let leader = eventually("an etcd leader", || async {
+        for i in 0..3 {
+            let s = etcd
+                .post(i, "/v3/maintenance/status", "{}".into())
+                .await
+                .ok()?;
+            if s["leader"] == s["header"]["member_id"] && s["leader"].is_string() {
+                return Some(i);
+            }
+        }
+        None
+    })
+    .await;
+    eventually("etcd to accept writes", || async {
+        etcd.write(leader, "warmup".into()).await.ok()
+    })
+    .await;
+    let mut f = Figures::default();
+    for n in CLIENTS {
+        let (rate, p50, p99) = measure(&etcd, leader, n).await;
+        f.rate.push(rate);
+        f.p50_ms.push(p50);
+        f.p99_ms.push(p99);
+    }
+    let survivor = (leader + 1) % 3;
+    f.failover = failover(&etcd, survivor, || procs[leader] = None).await;
+    f
+}
+
+fn version(cmd: &str) -> String {
+    Command::new(cmd)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "etcd".into())
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = TempDir::new().unwrap();
+    let ours = bench_flocker(&dir.path().join("flocker")).await;
+    let etcd = bench_etcd(&dir.path().join("etcd")).await;
+
+    println!();
+    println!(
+        "3 members on loopback, {} cores, {}s per phase, one run ({})",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        PHASE.as_secs(),
+        version("etcd")
+    );
+    println!(
+        "{:<32} {:>16} {:>16} {:>8}",
+        "", "flocker-control", "etcd", "ratio"
+    );
+    let row = |name: String, a: f64, b: f64, unit: &str| {
+        println!(
+            "{name:<32} {:>16} {:>16} {:>8}",
+            format!("{a:.1}{unit}"),
+            format!("{b:.1}{unit}"),
+            format!("{:.2}x", a / b)
+        );
+    };
+    for (i, n) in CLIENTS.iter().enumerate() {
+        row(
+            format!("writes/s, {n} client(s)"),
+            ours.rate[i],
+            etcd.rate[i],
+            "",
+        );
+        row(
+            format!("p50 commit latency, {n} client(s)"),
+            ours.p50_ms[i],
+            etcd.p50_ms[i],
+            " ms",
+        );
+        row(
+            format!("p99 commit latency, {n} client(s)"),
+            ours.p99_ms[i],
+            etcd.p99_ms[i],
+            " ms",
+        );
+    }
+    row(
+        "leader failover (kill -9)".into(),
+        ours.failover.as_secs_f64() * 1000.0,
+        etcd.failover.as_secs_f64() * 1000.0,
+        " ms",
+    );
+}

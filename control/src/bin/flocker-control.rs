@@ -1,0 +1,166 @@
+//! `flocker-control`: one member of the Raft-replicated control service.
+//!
+//! Parses and validates flags (every bad value reported at once, exit 64), then runs
+//! [`control::daemon::run`] until SIGTERM or SIGINT.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use control::daemon::{self, Config};
+use proto::tls::TlsDir;
+
+/// Exit code for invalid configuration (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+/// One control member. Start three with each other as `--peer` to bootstrap a cluster;
+/// restart a member with the same `--id` and `--data-dir` to rejoin.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// This member's id (a positive integer, unique in the cluster).
+    #[arg(long)]
+    id: u64,
+    /// Directory for the Raft log and snapshots (`raft.redb`).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address to listen on for gRPC (Raft and Control share it).
+    #[arg(long, default_value = "0.0.0.0:4523")]
+    listen: String,
+    /// Address the other members and clients dial [default: --listen].
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Another founding member, as ID=HOST:PORT; repeat for each.
+    #[arg(long = "peer", value_name = "ID=ADDR")]
+    peers: Vec<String>,
+    /// TLS directory: ca.crt, tls.crt, tls.key (a `control` certificate).
+    #[arg(long, default_value = "/etc/flocker")]
+    tls_dir: PathBuf,
+    /// Do not bootstrap; wait to be added with `flockerctl cluster add-member`.
+    #[arg(long)]
+    join: bool,
+    /// Snapshot and compact the log every this many entries.
+    #[arg(long, default_value_t = 5000)]
+    snapshot_threshold: u64,
+    /// Mark a node down after this many milliseconds without a heartbeat.
+    #[arg(long, default_value_t = 10_000)]
+    node_timeout_ms: u64,
+    /// Give up on a call (write commit, linearizable read) after this many milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    call_timeout_ms: u64,
+}
+
+fn validate(args: Args) -> Result<Config, Vec<String>> {
+    let mut errors = Vec::new();
+    if args.id == 0 {
+        errors.push("--id must be a positive integer".to_owned());
+    }
+    let listen: Option<SocketAddr> = match args.listen.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errors.push(format!(
+                "--listen {:?}: expected HOST:PORT with an IP address, e.g. 0.0.0.0:{}",
+                args.listen,
+                daemon::DEFAULT_PORT
+            ));
+            None
+        }
+    };
+    let advertise = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| args.listen.clone());
+    if listen.is_some_and(|l| l.ip().is_unspecified()) && args.advertise.is_none() {
+        errors.push("--advertise is needed when --listen is a wildcard address: give the address other members dial".to_owned());
+    }
+    let mut peers = BTreeMap::new();
+    for p in &args.peers {
+        match p
+            .split_once('=')
+            .map(|(id, addr)| (id.parse::<u64>(), addr))
+        {
+            Some((Ok(id), addr)) if id > 0 && addr.contains(':') => {
+                if id == args.id {
+                    errors.push(format!("--peer {p}: that is this member's own id"));
+                } else if peers.insert(id, addr.to_owned()).is_some() {
+                    errors.push(format!("--peer {p}: id {id} given twice"));
+                }
+            }
+            _ => errors.push(format!(
+                "--peer {p:?}: expected ID=HOST:PORT, e.g. 2=10.0.0.2:4523"
+            )),
+        }
+    }
+    if args.snapshot_threshold == 0 {
+        errors.push("--snapshot-threshold must be at least 1".to_owned());
+    }
+    if args.node_timeout_ms < 100 {
+        errors.push("--node-timeout-ms must be at least 100".to_owned());
+    }
+    if args.call_timeout_ms < 100 {
+        errors.push("--call-timeout-ms must be at least 100".to_owned());
+    }
+    let tls = match TlsDir::load(&args.tls_dir) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.push(format!("--tls-dir: {e}"));
+            None
+        }
+    };
+    match (listen, tls, errors.is_empty()) {
+        (Some(listen), Some(tls), true) => Ok(Config {
+            id: args.id,
+            data_dir: args.data_dir,
+            listen,
+            advertise,
+            peers,
+            tls,
+            join: args.join,
+            snapshot_threshold: args.snapshot_threshold,
+            node_timeout: Duration::from_millis(args.node_timeout_ms),
+            call_timeout: Duration::from_millis(args.call_timeout_ms),
+        }),
+        _ => Err(errors),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match validate(Args::parse()) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("flocker-control: {e}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match daemon::run(config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "control member stopped");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! `flockerctl`: the operator's CLI. One module per noun (`ca`, `cluster`, `node`, `volume`,
+//! `ip`); [`output`] prints aligned tables or JSON.
+
+mod ca;
+mod cluster;
+mod ip;
+mod node;
+mod output;
+mod volume;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use proto::control::control_client::ControlClient;
+use proto::tls::TlsDir;
+use tonic::transport::Channel;
+
+pub use output::Format;
+
+/// Drive a Flocker cluster.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    /// A control member to talk to (any member; writes go to the leader).
+    #[arg(
+        long,
+        global = true,
+        env = "FLOCKER_CONTROL",
+        default_value = "127.0.0.1:4523"
+    )]
+    control: String,
+    /// TLS directory with ca.crt, tls.crt, tls.key (a `user` certificate).
+    #[arg(
+        long,
+        global = true,
+        env = "FLOCKER_TLS_DIR",
+        default_value = "/etc/flocker/user"
+    )]
+    tls_dir: PathBuf,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    #[command(subcommand)]
+    noun: Noun,
+}
+
+#[derive(Subcommand, Debug)]
+enum Noun {
+    /// The cluster CA and certificates.
+    #[command(subcommand)]
+    Ca(ca::Verb),
+    /// Control members.
+    #[command(subcommand)]
+    Cluster(cluster::Verb),
+    /// Agent hosts.
+    #[command(subcommand)]
+    Node(node::Verb),
+    /// Volumes in the /flocker namespace.
+    #[command(subcommand)]
+    Volume(volume::Verb),
+    /// IP pools and allocations.
+    #[command(subcommand)]
+    Ip(ip::Verb),
+}
+
+/// What every noun needs to make calls.
+pub struct Ctx {
+    control: String,
+    tls_dir: PathBuf,
+    /// Output format.
+    pub format: Format,
+}
+
+impl Ctx {
+    /// A connected Control-API client.
+    pub async fn client(&self) -> anyhow::Result<ControlClient<Channel>> {
+        let tls = TlsDir::load(&self.tls_dir).with_context(
+            || "a user certificate is needed: pass --tls-dir or set FLOCKER_TLS_DIR",
+        )?;
+        control::client::connect(&self.control, &tls)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the control service at {}: check --control and that a member runs there",
+                    self.control
+                )
+            })
+    }
+}
+
+/// A gRPC error as a one-line message.
+pub fn call_failed(status: tonic::Status) -> anyhow::Error {
+    match status.code() {
+        tonic::Code::Unavailable
+            if status.message().contains("transport") || status.message().is_empty() =>
+        {
+            anyhow::anyhow!("control service unreachable: {status}")
+        }
+        tonic::Code::Unknown if status.message().contains("certificate") => {
+            anyhow::anyhow!(
+                "the control service refused our certificate: {}",
+                status.message()
+            )
+        }
+        _ => anyhow::anyhow!("{}", status.message()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let ctx = Ctx {
+        control: cli.control,
+        tls_dir: cli.tls_dir,
+        format: cli.output,
+    };
+    let result = match cli.noun {
+        Noun::Ca(v) => ca::run(v, &ctx),
+        Noun::Cluster(v) => cluster::run(v, &ctx).await,
+        Noun::Node(v) => node::run(v, &ctx).await,
+        Noun::Volume(v) => volume::run(v, &ctx).await,
+        Noun::Ip(v) => ip::run(v, &ctx).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flockerctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

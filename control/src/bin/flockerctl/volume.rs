@@ -1,0 +1,160 @@
+//! `flockerctl volume ls|create|inspect|rm`.
+
+use clap::Subcommand;
+use proto::control as pb;
+use serde_json::{Value, json};
+
+use super::output::{self, opt};
+use super::{Ctx, Format, call_failed};
+
+/// Volume verbs.
+#[derive(Subcommand, Debug)]
+pub enum Verb {
+    /// List volumes.
+    Ls,
+    /// Create a volume.
+    Create {
+        /// Volume name: a-z, 0-9, '_', '.', '-', up to 63 characters.
+        name: String,
+        /// Size limit, e.g. 10G, 512M or bytes.
+        #[arg(long, value_parser = parse_size)]
+        size: Option<u64>,
+        /// The node that owns it first.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Show one volume.
+    Inspect {
+        /// Volume name.
+        name: String,
+    },
+    /// Delete a volume no container holds.
+    Rm {
+        /// Volume name.
+        name: String,
+    },
+}
+
+/// Parses `10G`, `512M`, `4K` or a plain number of bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = s.trim().split_at(
+        s.trim()
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(s.trim().len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a size like 10G, 512M or 1048576"))?;
+    let mult: u64 = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use K, M, G or T")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn to_json(v: &pb::Volume) -> Value {
+    json!({
+        "name": v.name, "id": v.id, "size_limit": v.size_limit, "owner": v.owner,
+        "epoch": v.epoch, "created_ms": v.created_ms, "metadata": v.metadata,
+        "replicas": v.replicas.iter().map(|r| json!({"node": r.node, "snapshot": r.snapshot})).collect::<Vec<_>>(),
+    })
+}
+
+fn print(vols: &[pb::Volume], format: Format) {
+    match format {
+        Format::Json => output::json(&Value::Array(vols.iter().map(to_json).collect())),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = vols
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.name.clone(),
+                        v.id.to_string(),
+                        opt(v.owner.clone()),
+                        v.epoch.to_string(),
+                        opt(v.size_limit),
+                        v.replicas
+                            .iter()
+                            .map(|r| r.node.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ]
+                })
+                .collect();
+            output::table(
+                &["NAME", "ID", "OWNER", "EPOCH", "SIZE LIMIT", "REPLICAS"],
+                &rows,
+            );
+        }
+    }
+}
+
+/// Runs a volume verb.
+pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
+    let mut c = ctx.client().await?;
+    match verb {
+        Verb::Ls => {
+            let vols = c
+                .list_volumes(pb::Empty {})
+                .await
+                .map_err(call_failed)?
+                .into_inner()
+                .volumes;
+            print(&vols, ctx.format);
+        }
+        Verb::Create { name, size, owner } => {
+            let req = pb::CreateVolumeRequest {
+                name,
+                size_limit: size,
+                owner,
+                metadata: Default::default(),
+            };
+            let v = c
+                .create_volume(req)
+                .await
+                .map_err(call_failed)?
+                .into_inner();
+            print(&[v], ctx.format);
+        }
+        Verb::Inspect { name } => {
+            let v = c
+                .get_volume(pb::VolumeName { name })
+                .await
+                .map_err(call_failed)?
+                .into_inner();
+            match ctx.format {
+                Format::Json => output::json(&to_json(&v)),
+                Format::Table => println!("{}", serde_json::to_string_pretty(&to_json(&v))?),
+            }
+        }
+        Verb::Rm { name } => {
+            let v = c
+                .delete_volume(pb::VolumeName { name })
+                .await
+                .map_err(call_failed)?
+                .into_inner();
+            match ctx.format {
+                Format::Json => output::json(&to_json(&v)),
+                Format::Table => println!("deleted volume {}", v.name),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("10G"), Ok(10 << 30));
+        assert_eq!(super::parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(super::parse_size("100"), Ok(100));
+        assert!(super::parse_size("ten").is_err());
+        assert!(super::parse_size("1X").is_err());
+    }
+}

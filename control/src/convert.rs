@@ -1,0 +1,180 @@
+//! Protobuf <-> domain conversions, in one place.
+
+use proto::control as pb;
+use tonic::Status;
+
+use crate::proposal::PoolUsage;
+use crate::state::{Allocation, Lease, Migration, Node, Response, Volume};
+
+/// Domain node to wire.
+pub fn node(n: Node) -> pb::Node {
+    pb::Node {
+        name: n.name,
+        address: n.address,
+        storage: n.storage,
+        last_heartbeat_ms: n.last_heartbeat_ms,
+        up: n.up,
+    }
+}
+
+/// Domain volume to wire.
+pub fn volume(v: Volume) -> pb::Volume {
+    pb::Volume {
+        name: v.name,
+        id: v.id,
+        size_limit: v.size_limit,
+        owner: v.owner,
+        epoch: v.epoch,
+        replicas: v
+            .replicas
+            .into_iter()
+            .map(|r| pb::Replica {
+                node: r.node,
+                snapshot: r.snapshot,
+            })
+            .collect(),
+        created_ms: v.created_ms,
+        metadata: v.metadata.into_iter().collect(),
+    }
+}
+
+/// Domain lease to wire.
+pub fn lease(l: Lease) -> pb::Lease {
+    pb::Lease {
+        volume: l.volume,
+        node: l.node,
+        container_id: l.container_id,
+    }
+}
+
+/// Wire lease to domain.
+pub fn lease_from(l: pb::Lease) -> Lease {
+    Lease {
+        volume: l.volume,
+        node: l.node,
+        container_id: l.container_id,
+    }
+}
+
+/// Domain migration to wire.
+pub fn migration(m: Migration) -> pb::Migration {
+    pb::Migration {
+        id: m.id,
+        volume: m.volume,
+        from: m.from,
+        to: m.to,
+        phase: m.phase.as_str().to_owned(),
+        bytes_sent: m.bytes_sent,
+        rounds: m.rounds,
+        error: m.error,
+    }
+}
+
+/// Domain allocation to wire.
+pub fn allocation(a: Allocation) -> pb::Allocation {
+    pb::Allocation {
+        address: a.address.to_string(),
+        pool: a.pool.to_string(),
+        container_id: a.container_id,
+        container_name: a.container_name,
+        node: a.node,
+        running: a.running,
+    }
+}
+
+/// Pool usage to wire.
+pub fn pool(p: PoolUsage) -> pb::Pool {
+    pb::Pool {
+        cidr: p.cidr.to_string(),
+        allocated: p.allocated,
+        size: p.cidr.host_count(),
+    }
+}
+
+fn mismatch(what: &str, r: &Response) -> Status {
+    Status::internal(format!(
+        "expected a {what} from the state machine, got {r:?}"
+    ))
+}
+
+/// The node a write returned.
+pub fn node_reply(r: Response) -> Result<pb::Node, Status> {
+    match r {
+        Response::Node(n) => Ok(node(n)),
+        r => Err(mismatch("node", &r)),
+    }
+}
+
+/// The volume a write returned.
+pub fn volume_reply(r: Response) -> Result<pb::Volume, Status> {
+    match r {
+        Response::Volume(v) | Response::VolumeDeleted(v) => Ok(volume(v)),
+        r => Err(mismatch("volume", &r)),
+    }
+}
+
+/// The lease a write returned.
+pub fn lease_reply(r: Response) -> Result<pb::Lease, Status> {
+    match r {
+        Response::Lease(l) | Response::LeaseReleased(l) => Ok(lease(l)),
+        r => Err(mismatch("lease", &r)),
+    }
+}
+
+/// The migration a write returned.
+pub fn migration_reply(r: Response) -> Result<pb::Migration, Status> {
+    match r {
+        Response::Migration(m) => Ok(migration(m)),
+        r => Err(mismatch("migration", &r)),
+    }
+}
+
+/// The allocation a write returned.
+pub fn allocation_reply(r: Response) -> Result<pb::Allocation, Status> {
+    match r {
+        Response::Allocation(a) | Response::AllocationReleased(a) => Ok(allocation(a)),
+        r => Err(mismatch("allocation", &r)),
+    }
+}
+
+/// An applied change as a watch event.
+pub fn watch_event(index: u64, r: Response) -> Option<pb::WatchEvent> {
+    use pb::watch_event::Object;
+    let (deleted, key, object) = match r {
+        Response::Node(n) => (false, n.name.clone(), Object::Node(node(n))),
+        Response::Volume(v) => (false, v.name.clone(), Object::Volume(volume(v))),
+        Response::VolumeDeleted(v) => (true, v.name.clone(), Object::Volume(volume(v))),
+        Response::Lease(l) => (false, lease_key(&l), Object::Lease(lease(l))),
+        Response::LeaseReleased(l) => (true, lease_key(&l), Object::Lease(lease(l))),
+        Response::Migration(m) => (false, m.id.to_string(), Object::Migration(migration(m))),
+        Response::Pool(c) => (
+            false,
+            c.to_string(),
+            Object::Pool(pool(PoolUsage {
+                cidr: c,
+                allocated: 0,
+            })),
+        ),
+        Response::Allocation(a) => (
+            false,
+            a.container_id.clone(),
+            Object::Allocation(allocation(a)),
+        ),
+        Response::AllocationReleased(a) => (
+            true,
+            a.container_id.clone(),
+            Object::Allocation(allocation(a)),
+        ),
+        Response::Unchanged => return None,
+    };
+    Some(pb::WatchEvent {
+        index,
+        deleted,
+        key,
+        object: Some(object),
+    })
+}
+
+fn lease_key(l: &Lease) -> String {
+    format!("{}/{}", l.volume, l.container_id)
+}

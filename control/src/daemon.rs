@@ -1,0 +1,182 @@
+//! Running one member: open the store, start openraft, bootstrap a new cluster when this is
+//! the lowest-numbered member of a fresh one, serve gRPC, watch agents, stop cleanly.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, SnapshotPolicy};
+use proto::tls::TlsDir;
+use tokio::net::TcpListener;
+
+use crate::member::Member;
+use crate::raft::network::Peers;
+use crate::raft::{LogStore, Raft, StateMachineStore, db};
+
+/// Default gRPC port of a control member.
+pub const DEFAULT_PORT: u16 = 4523;
+
+/// Raft heartbeat period.
+pub const HEARTBEAT: Duration = Duration::from_millis(100);
+/// Raft election timeout range.
+pub const ELECTION_TIMEOUT: (Duration, Duration) =
+    (Duration::from_millis(500), Duration::from_millis(1000));
+
+/// Everything one member needs, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Member id (> 0).
+    pub id: u64,
+    /// Where `raft.redb` lives.
+    pub data_dir: PathBuf,
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Address other members and clients dial; stored in the membership.
+    pub advertise: String,
+    /// The other founding members, by id.
+    pub peers: BTreeMap<u64, String>,
+    /// `ca.crt`, `tls.crt`, `tls.key` of this member (a control certificate).
+    pub tls: TlsDir,
+    /// Do not bootstrap: wait to be added with `flockerctl cluster add-member`.
+    pub join: bool,
+    /// Build a snapshot (and compact the log) every this many entries.
+    pub snapshot_threshold: u64,
+    /// Mark a node down after this long without a heartbeat.
+    pub node_timeout: Duration,
+    /// Deadline for one client call.
+    pub call_timeout: Duration,
+}
+
+/// Starting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// redb.
+    #[error("cannot open the store in {dir}: {source}")]
+    Store {
+        /// Data dir.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: redb::Error,
+    },
+    /// openraft.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// Bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving.
+    #[error("grpc server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+fn raft_config(c: &Config) -> openraft::Config {
+    openraft::Config {
+        cluster_name: "flocker".into(),
+        heartbeat_interval: HEARTBEAT.as_millis() as u64,
+        election_timeout_min: ELECTION_TIMEOUT.0.as_millis() as u64,
+        election_timeout_max: ELECTION_TIMEOUT.1.as_millis() as u64,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_threshold),
+        max_in_snapshot_log_to_keep: c.snapshot_threshold.min(1000),
+        snapshot_max_chunk_size: 1024 * 1024,
+        ..Default::default()
+    }
+}
+
+/// Binds, starts Raft and serves until `shutdown` completes; then shuts Raft down.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let store_err = |source| StartError::Store {
+        dir: config.data_dir.clone(),
+        source,
+    };
+    let database = db::open(&config.data_dir).map_err(store_err)?;
+    let fresh = !db::has_state(&database).map_err(store_err)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+
+    let raft_config = Arc::new(
+        raft_config(&config)
+            .validate()
+            .map_err(|e| StartError::Raft(e.to_string()))?,
+    );
+    let peers = Peers::new(config.tls.client_config());
+    let sm =
+        StateMachineStore::open(database.clone()).map_err(|e| StartError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        config.id,
+        raft_config,
+        peers.clone(),
+        LogStore::new(database),
+        sm.clone(),
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
+    let member = Member {
+        id: config.id,
+        raft: raft.clone(),
+        sm,
+        peers,
+        call_timeout: config.call_timeout,
+    };
+
+    if fresh && !config.join {
+        bootstrap(&config, &raft).await?;
+    }
+    let liveness = tokio::spawn(crate::liveness::watch_nodes(
+        member.clone(),
+        config.node_timeout,
+    ));
+    tracing::info!(raft.id = config.id, listen = %config.listen, fresh, "control member serving");
+    let served = crate::server::serve(member, listener, config.tls.server_config(), shutdown).await;
+    liveness.abort();
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "raft did not shut down cleanly");
+    }
+    served.map_err(StartError::from)
+}
+
+async fn bootstrap(config: &Config, raft: &Raft) -> Result<(), StartError> {
+    let mut members: BTreeMap<u64, BasicNode> = config
+        .peers
+        .iter()
+        .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+        .collect();
+    members.insert(
+        config.id,
+        BasicNode {
+            addr: config.advertise.clone(),
+        },
+    );
+    let ids: BTreeSet<u64> = members.keys().copied().collect();
+    if ids.first() != Some(&config.id) {
+        tracing::info!(
+            raft.id = config.id,
+            "fresh member; member {:?} bootstraps the cluster",
+            ids.first()
+        );
+        return Ok(());
+    }
+    match raft.initialize(members).await {
+        Ok(()) => {
+            tracing::info!(raft.id = config.id, raft.members = ?ids, "cluster bootstrapped");
+            Ok(())
+        }
+        Err(openraft::error::RaftError::APIError(
+            openraft::error::InitializeError::NotAllowed(_),
+        )) => Ok(()),
+        Err(e) => Err(StartError::Raft(e.to_string())),
+    }
+}

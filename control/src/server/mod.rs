@@ -1,0 +1,51 @@
+//! The gRPC server of one member: the `Raft` and `Control` services on one port, mutual TLS.
+//!
+//! - [`auth`]: the caller's role and name from its client certificate.
+//! - [`raft_service`]: openraft's RPCs, forwarded proposals, metrics (control certs only).
+//! - [`control_service`]: the Control API.
+//! - [`cluster_status`]: `cluster status`, probing every member.
+//! - [`status`]: execution errors to gRPC statuses, in one place.
+
+pub mod auth;
+pub mod cluster_status;
+pub mod control_service;
+pub mod raft_service;
+pub mod status;
+
+use std::future::Future;
+
+use proto::control::control_server::ControlServer;
+use proto::raft::raft_server::RaftServer;
+use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Server, ServerTlsConfig};
+
+use crate::member::Member;
+use crate::raft::network::MAX_MESSAGE_BYTES;
+
+/// Serves both services on `listener` until `shutdown` completes.
+pub async fn serve(
+    member: Member,
+    listener: TcpListener,
+    tls: ServerTlsConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let raft = RaftServer::new(raft_service::RaftService::new(member.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let control = ControlServer::new(control_service::ControlService::new(member));
+    // Small RPCs must not wait for delayed ACKs: Nagle off on every accepted socket (the
+    // builder's own tcp_nodelay applies only to listeners it binds itself).
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(conn)
+    });
+    Server::builder()
+        .tls_config(tls)?
+        .add_service(raft)
+        .add_service(control)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}

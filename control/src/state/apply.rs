@@ -1,0 +1,354 @@
+//! `apply`: the only code that changes [`State`]. Pure: no I/O, no clock, no randomness.
+
+use super::ip::{self, Holder};
+use super::names::{validate_node_name, validate_volume_name};
+use super::{Command, CommandError, Lease, Migration, Node, Phase, Response, State, Volume};
+
+/// Applies one command, or leaves the state untouched and says why not.
+pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandError> {
+    match command {
+        Command::RegisterNode {
+            name,
+            address,
+            storage,
+            at_ms,
+        } => {
+            validate_node_name(&name)?;
+            let node = Node {
+                name: name.clone(),
+                address,
+                storage,
+                last_heartbeat_ms: at_ms,
+                up: true,
+            };
+            state.nodes.insert(name, node.clone());
+            Ok(Response::Node(node))
+        }
+        Command::Heartbeat { name, at_ms } => {
+            let node = node_mut(state, &name)?;
+            node.last_heartbeat_ms = node.last_heartbeat_ms.max(at_ms);
+            node.up = true;
+            Ok(Response::Node(node.clone()))
+        }
+        Command::MarkNodeDown { name, last_seen_ms } => {
+            let node = node_mut(state, &name)?;
+            if node.last_heartbeat_ms != last_seen_ms || !node.up {
+                return Ok(Response::Unchanged);
+            }
+            node.up = false;
+            Ok(Response::Node(node.clone()))
+        }
+        Command::CreateVolume {
+            name,
+            size_limit,
+            owner,
+            metadata,
+            at_ms,
+        } => create_volume(state, name, size_limit, owner, metadata, at_ms),
+        Command::DeleteVolume { name } => delete_volume(state, &name),
+        Command::SetOwner { name, owner } => {
+            known_node(state, &owner)?;
+            not_moving(state, &name)?;
+            let v = volume_mut(state, &name)?;
+            set_owner(v, owner);
+            Ok(Response::Volume(v.clone()))
+        }
+        Command::SetReplica {
+            name,
+            node,
+            snapshot,
+        } => {
+            known_node(state, &node)?;
+            let v = volume_mut(state, &name)?;
+            v.replicas.retain(|r| r.node != node);
+            v.replicas.push(super::Replica { node, snapshot });
+            v.replicas.sort_by(|a, b| a.node.cmp(&b.node));
+            Ok(Response::Volume(v.clone()))
+        }
+        Command::SetMetadata { name, key, value } => {
+            let v = volume_mut(state, &name)?;
+            match value {
+                Some(value) => v.metadata.insert(key, value),
+                None => v.metadata.remove(&key),
+            };
+            Ok(Response::Volume(v.clone()))
+        }
+        Command::SetSizeLimit { name, size_limit } => {
+            let v = volume_mut(state, &name)?;
+            v.size_limit = size_limit;
+            Ok(Response::Volume(v.clone()))
+        }
+        Command::AcquireLease(lease) => acquire_lease(state, lease),
+        Command::ReleaseLease {
+            volume,
+            container_id,
+        } => state
+            .leases
+            .remove(&(volume.clone(), container_id.clone()))
+            .map(Response::LeaseReleased)
+            .ok_or(CommandError::NoSuchLease {
+                volume,
+                container_id,
+            }),
+        Command::RecordMigration { volume, to } => record_migration(state, volume, to),
+        Command::AdvanceMigration {
+            id,
+            phase,
+            bytes_sent,
+            rounds,
+        } => advance_migration(state, id, phase, bytes_sent, rounds),
+        Command::FailMigration { id, error } => {
+            let m = migration_mut(state, id)?;
+            if m.phase.is_terminal() {
+                return Err(bad_phase(m, Phase::Failed));
+            }
+            m.phase = Phase::Failed;
+            m.error = Some(error);
+            Ok(Response::Migration(m.clone()))
+        }
+        Command::AddPool { cidr } => ip::add_pool(state, &cidr),
+        Command::AllocateIp {
+            pool,
+            container_id,
+            container_name,
+            node,
+        } => ip::allocate(
+            state,
+            &pool,
+            Holder {
+                container_id: &container_id,
+                container_name: &container_name,
+                node: &node,
+            },
+        ),
+        Command::ClaimIp {
+            address,
+            container_id,
+            container_name,
+            node,
+        } => ip::claim(
+            state,
+            &address,
+            Holder {
+                container_id: &container_id,
+                container_name: &container_name,
+                node: &node,
+            },
+        ),
+        Command::ContainerStopped { container_id } => ip::stopped(state, &container_id),
+        Command::ReleaseIp { container_id } => ip::release(state, &container_id),
+    }
+}
+
+fn node_mut<'a>(state: &'a mut State, name: &str) -> Result<&'a mut Node, CommandError> {
+    state
+        .nodes
+        .get_mut(name)
+        .ok_or_else(|| CommandError::UnknownNode {
+            name: name.to_owned(),
+        })
+}
+
+fn known_node(state: &State, name: &str) -> Result<(), CommandError> {
+    if state.nodes.contains_key(name) {
+        Ok(())
+    } else {
+        Err(CommandError::UnknownNode {
+            name: name.to_owned(),
+        })
+    }
+}
+
+fn volume_mut<'a>(state: &'a mut State, name: &str) -> Result<&'a mut Volume, CommandError> {
+    state
+        .volumes
+        .get_mut(name)
+        .ok_or_else(|| CommandError::NoSuchVolume {
+            name: name.to_owned(),
+        })
+}
+
+fn migration_mut(state: &mut State, id: u64) -> Result<&mut Migration, CommandError> {
+    state
+        .migrations
+        .get_mut(&id)
+        .ok_or(CommandError::NoSuchMigration { id })
+}
+
+fn set_owner(v: &mut Volume, owner: String) {
+    if v.owner.as_deref() != Some(owner.as_str()) {
+        v.owner = Some(owner);
+        v.epoch += 1;
+    }
+}
+
+fn not_moving(state: &State, volume: &str) -> Result<(), CommandError> {
+    match state
+        .migrations
+        .values()
+        .find(|m| m.volume == volume && !m.phase.is_terminal())
+    {
+        Some(m) => Err(CommandError::VolumeMoving {
+            volume: volume.to_owned(),
+            migration: m.id,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn create_volume(
+    state: &mut State,
+    name: String,
+    size_limit: Option<u64>,
+    owner: Option<String>,
+    metadata: std::collections::BTreeMap<String, String>,
+    at_ms: u64,
+) -> Result<Response, CommandError> {
+    validate_volume_name(&name)?;
+    if state.volumes.contains_key(&name) {
+        return Err(CommandError::VolumeExists { name });
+    }
+    if let Some(owner) = &owner {
+        known_node(state, owner)?;
+    }
+    state.next_volume_id += 1;
+    let volume = Volume {
+        name: name.clone(),
+        id: state.next_volume_id,
+        size_limit,
+        epoch: u64::from(owner.is_some()),
+        owner,
+        replicas: Vec::new(),
+        created_ms: at_ms,
+        metadata,
+    };
+    state.volumes.insert(name, volume.clone());
+    Ok(Response::Volume(volume))
+}
+
+fn delete_volume(state: &mut State, name: &str) -> Result<Response, CommandError> {
+    if !state.volumes.contains_key(name) {
+        return Err(CommandError::NoSuchVolume {
+            name: name.to_owned(),
+        });
+    }
+    let holders: Vec<String> = state
+        .leases
+        .values()
+        .filter(|l| l.volume == name)
+        .map(|l| l.container_id.clone())
+        .collect();
+    if !holders.is_empty() {
+        return Err(CommandError::VolumeInUse {
+            volume: name.to_owned(),
+            containers: holders,
+        });
+    }
+    not_moving(state, name)?;
+    let v = state.volumes.remove(name).expect("checked above");
+    Ok(Response::VolumeDeleted(v))
+}
+
+fn acquire_lease(state: &mut State, lease: Lease) -> Result<Response, CommandError> {
+    if lease.container_id.is_empty() {
+        return Err(CommandError::EmptyContainerId);
+    }
+    known_node(state, &lease.node)?;
+    let v = state
+        .volumes
+        .get(&lease.volume)
+        .ok_or_else(|| CommandError::NoSuchVolume {
+            name: lease.volume.clone(),
+        })?;
+    match &v.owner {
+        None => {
+            return Err(CommandError::NoOwner {
+                volume: lease.volume,
+            });
+        }
+        Some(owner) if *owner != lease.node => {
+            return Err(CommandError::NotOwner {
+                volume: lease.volume,
+                owner: owner.clone(),
+                node: lease.node,
+            });
+        }
+        Some(_) => {}
+    }
+    let key = (lease.volume.clone(), lease.container_id.clone());
+    state.leases.insert(key, lease.clone());
+    Ok(Response::Lease(lease))
+}
+
+fn record_migration(
+    state: &mut State,
+    volume: String,
+    to: String,
+) -> Result<Response, CommandError> {
+    known_node(state, &to)?;
+    let v = state
+        .volumes
+        .get(&volume)
+        .ok_or_else(|| CommandError::NoSuchVolume {
+            name: volume.clone(),
+        })?;
+    let from = v.owner.clone().ok_or_else(|| CommandError::NoOwner {
+        volume: volume.clone(),
+    })?;
+    if from == to {
+        return Err(CommandError::AlreadyThere { volume, node: to });
+    }
+    not_moving(state, &volume)?;
+    state.next_migration_id += 1;
+    let m = Migration {
+        id: state.next_migration_id,
+        volume,
+        from,
+        to,
+        phase: Phase::Copying,
+        bytes_sent: 0,
+        rounds: 0,
+        error: None,
+    };
+    state.migrations.insert(m.id, m.clone());
+    Ok(Response::Migration(m))
+}
+
+fn bad_phase(m: &Migration, to: Phase) -> CommandError {
+    CommandError::BadPhase {
+        id: m.id,
+        from: m.phase.as_str().to_owned(),
+        to: to.as_str().to_owned(),
+    }
+}
+
+fn advance_migration(
+    state: &mut State,
+    id: u64,
+    phase: Phase,
+    bytes_sent: u64,
+    rounds: u32,
+) -> Result<Response, CommandError> {
+    let m = migration_mut(state, id)?;
+    // Forward only; repeating the current phase records progress.
+    if m.phase.is_terminal() || phase < m.phase || phase == Phase::Failed {
+        return Err(bad_phase(m, phase));
+    }
+    m.phase = phase;
+    m.bytes_sent = m.bytes_sent.max(bytes_sent);
+    m.rounds = m.rounds.max(rounds);
+    let m = m.clone();
+    if phase == Phase::Done {
+        let v = volume_mut(state, &m.volume)?;
+        let from = m.from.clone();
+        set_owner(v, m.to.clone());
+        if !v.replicas.iter().any(|r| r.node == from) {
+            v.replicas.push(super::Replica {
+                node: from,
+                snapshot: String::new(),
+            });
+        }
+        v.replicas.retain(|r| r.node != m.to);
+    }
+    Ok(Response::Migration(m))
+}

@@ -1,0 +1,187 @@
+//! Commands (one per Raft log entry) and what applying one returns.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Allocation, Lease, Migration, Node, Phase, Volume};
+
+/// A change to the cluster state. Times are set by the member that proposes the command, so
+/// applying it is deterministic on every member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Add or update a node; marks it up.
+    RegisterNode {
+        /// Node name.
+        name: String,
+        /// Agent address.
+        address: String,
+        /// Storage kind.
+        storage: String,
+        /// Now.
+        at_ms: u64,
+    },
+    /// A node is alive.
+    Heartbeat {
+        /// Node name.
+        name: String,
+        /// Now.
+        at_ms: u64,
+    },
+    /// The leader saw no heartbeat since `last_seen_ms`; ignored if one arrived meanwhile.
+    MarkNodeDown {
+        /// Node name.
+        name: String,
+        /// The heartbeat time the leader judged stale.
+        last_seen_ms: u64,
+    },
+    /// Create a volume.
+    CreateVolume {
+        /// Volume name.
+        name: String,
+        /// Size limit in bytes.
+        size_limit: Option<u64>,
+        /// Initial owner node.
+        owner: Option<String>,
+        /// Labels.
+        metadata: BTreeMap<String, String>,
+        /// Now.
+        at_ms: u64,
+    },
+    /// Delete a volume that no container holds.
+    DeleteVolume {
+        /// Volume name.
+        name: String,
+    },
+    /// Give a volume to another node; bumps its epoch.
+    SetOwner {
+        /// Volume name.
+        name: String,
+        /// New owner.
+        owner: String,
+    },
+    /// Record that a node holds a copy of a volume up to a snapshot.
+    SetReplica {
+        /// Volume name.
+        name: String,
+        /// The node.
+        node: String,
+        /// Its newest snapshot.
+        snapshot: String,
+    },
+    /// Set (or with `None` remove) one metadata key.
+    SetMetadata {
+        /// Volume name.
+        name: String,
+        /// Key.
+        key: String,
+        /// Value.
+        value: Option<String>,
+    },
+    /// Set or clear a size limit.
+    SetSizeLimit {
+        /// Volume name.
+        name: String,
+        /// Bytes.
+        size_limit: Option<u64>,
+    },
+    /// A container on the owner node holds the volume.
+    AcquireLease(Lease),
+    /// The container let go.
+    ReleaseLease {
+        /// Volume name.
+        volume: String,
+        /// The container.
+        container_id: String,
+    },
+    /// Start moving a volume from its owner to `to`.
+    RecordMigration {
+        /// Volume name.
+        volume: String,
+        /// Destination node.
+        to: String,
+    },
+    /// A move progressed; reaching `done` hands the volume to the destination.
+    AdvanceMigration {
+        /// Migration id.
+        id: u64,
+        /// New phase.
+        phase: Phase,
+        /// Bytes sent so far.
+        bytes_sent: u64,
+        /// Rounds so far.
+        rounds: u32,
+    },
+    /// A move failed; the source keeps the volume.
+    FailMigration {
+        /// Migration id.
+        id: u64,
+        /// Why.
+        error: String,
+    },
+    /// Add an IP pool.
+    AddPool {
+        /// `a.b.c.d/len`.
+        cidr: String,
+    },
+    /// Give a container a free address in a pool (idempotent per container).
+    AllocateIp {
+        /// Pool CIDR.
+        pool: String,
+        /// Container id (the key).
+        container_id: String,
+        /// Container name.
+        container_name: String,
+        /// Its node.
+        node: String,
+    },
+    /// Give a container a given address (idempotent per container).
+    ClaimIp {
+        /// The address.
+        address: String,
+        /// Container id (the key).
+        container_id: String,
+        /// Container name.
+        container_name: String,
+        /// Its node.
+        node: String,
+    },
+    /// The container stopped; its address may be claimed by another.
+    ContainerStopped {
+        /// Container id.
+        container_id: String,
+    },
+    /// The container is gone; free its address.
+    ReleaseIp {
+        /// Container id.
+        container_id: String,
+    },
+}
+
+/// What a command changed. Each variant carries the object after the change, which is also
+/// what watchers receive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Response {
+    /// A node changed.
+    Node(Node),
+    /// A volume changed.
+    Volume(Volume),
+    /// A volume was deleted.
+    VolumeDeleted(Volume),
+    /// A lease was taken.
+    Lease(Lease),
+    /// A lease was released.
+    LeaseReleased(Lease),
+    /// A migration changed.
+    Migration(Migration),
+    /// A pool was added.
+    Pool(super::Cidr),
+    /// An allocation changed.
+    Allocation(Allocation),
+    /// An allocation was released.
+    AllocationReleased(Allocation),
+    /// Nothing changed (a stale mark-down).
+    Unchanged,
+}

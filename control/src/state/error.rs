@@ -1,0 +1,207 @@
+//! Why a command was rejected. Every variant names the thing at fault and, where it helps,
+//! what to do about it.
+
+use serde::{Deserialize, Serialize};
+
+/// A command the state machine refused. Serialised into the Raft log's responses, so it
+/// crosses members unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CommandError {
+    /// Volume name fails `[a-z0-9][a-z0-9_.-]{0,62}`.
+    #[error(
+        "invalid volume name {name:?}: use 1 to 63 characters from a-z, 0-9, '_', '.', '-', starting with a letter or digit"
+    )]
+    InvalidVolumeName {
+        /// The name given.
+        name: String,
+    },
+    /// Node name fails `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`.
+    #[error("invalid node name {name:?}: use 1 to 63 characters from A-Z, a-z, 0-9, '_', '.', '-'")]
+    InvalidNodeName {
+        /// The name given.
+        name: String,
+    },
+    /// A volume of that name exists.
+    #[error("volume {name:?} already exists (inspect it with `flockerctl volume inspect {name}`)")]
+    VolumeExists {
+        /// The name.
+        name: String,
+    },
+    /// No such volume.
+    #[error("no volume named {name:?} (list volumes with `flockerctl volume ls`)")]
+    NoSuchVolume {
+        /// The name.
+        name: String,
+    },
+    /// No such node.
+    #[error(
+        "unknown node {name:?}: its agent has not registered (list nodes with `flockerctl node ls`)"
+    )]
+    UnknownNode {
+        /// The name.
+        name: String,
+    },
+    /// The volume is held by running containers.
+    #[error("volume {volume:?} is in use by container(s) {containers:?}: stop them first")]
+    VolumeInUse {
+        /// The volume.
+        volume: String,
+        /// Holders.
+        containers: Vec<String>,
+    },
+    /// The volume is being moved.
+    #[error("volume {volume:?} is being moved (migration {migration}): wait for it or fail it")]
+    VolumeMoving {
+        /// The volume.
+        volume: String,
+        /// The migration id.
+        migration: u64,
+    },
+    /// The volume has no owner, so it cannot be leased or moved.
+    #[error("volume {volume:?} has no owner node: set one first")]
+    NoOwner {
+        /// The volume.
+        volume: String,
+    },
+    /// A lease must be taken on the owner node.
+    #[error("volume {volume:?} is owned by {owner:?}, not {node:?}: move it there first")]
+    NotOwner {
+        /// The volume.
+        volume: String,
+        /// Its owner.
+        owner: String,
+        /// The node that asked.
+        node: String,
+    },
+    /// No such lease.
+    #[error("container {container_id:?} holds no lease on volume {volume:?}")]
+    NoSuchLease {
+        /// The volume.
+        volume: String,
+        /// The container.
+        container_id: String,
+    },
+    /// Moving a volume to where it is.
+    #[error("volume {volume:?} is already on node {node:?}")]
+    AlreadyThere {
+        /// The volume.
+        volume: String,
+        /// The node.
+        node: String,
+    },
+    /// No such migration.
+    #[error("no migration with id {id}")]
+    NoSuchMigration {
+        /// The id.
+        id: u64,
+    },
+    /// A phase change that does not go forward.
+    #[error("migration {id} cannot go from {from} to {to}")]
+    BadPhase {
+        /// The migration.
+        id: u64,
+        /// Its phase.
+        from: String,
+        /// The phase asked for.
+        to: String,
+    },
+    /// CIDR text that does not parse.
+    #[error("invalid CIDR {cidr:?}: write it as a.b.c.d/len with len from 1 to 30")]
+    InvalidCidr {
+        /// The text.
+        cidr: String,
+    },
+    /// Address text that does not parse.
+    #[error("invalid IPv4 address {address:?}")]
+    InvalidAddress {
+        /// The text.
+        address: String,
+    },
+    /// A pool overlapping an existing one.
+    #[error("pool {cidr} overlaps existing pool {existing}")]
+    PoolOverlap {
+        /// The new pool.
+        cidr: String,
+        /// The pool it overlaps.
+        existing: String,
+    },
+    /// No such pool.
+    #[error("no IP pool {cidr} (add it with AddPool; list pools with `flockerctl ip ls`)")]
+    NoSuchPool {
+        /// The pool asked for.
+        cidr: String,
+    },
+    /// Every address of the pool is held.
+    #[error("pool {cidr} has no free address: release some or add a pool")]
+    PoolExhausted {
+        /// The pool.
+        cidr: String,
+    },
+    /// An address no pool contains.
+    #[error("address {address} is outside every IP pool (list pools with `flockerctl ip ls`)")]
+    AddressOutsidePools {
+        /// The address.
+        address: String,
+    },
+    /// An address held by a running container.
+    #[error(
+        "address {address} is held by running container {container_name:?} ({container_id}) on node {node:?}: stop or remove that container first"
+    )]
+    AddressHeld {
+        /// The address.
+        address: String,
+        /// Holder id.
+        container_id: String,
+        /// Holder name.
+        container_name: String,
+        /// Holder's node.
+        node: String,
+    },
+    /// A container already holds an address in another pool.
+    #[error("container {container_id:?} already holds {address} in pool {pool}: release it first")]
+    OtherPool {
+        /// The container.
+        container_id: String,
+        /// Its address.
+        address: String,
+        /// Its pool.
+        pool: String,
+    },
+    /// Nothing allocated to the container.
+    #[error("container {container_id:?} holds no address")]
+    NoAllocation {
+        /// The container.
+        container_id: String,
+    },
+    /// A container id that is empty.
+    #[error("container id must not be empty")]
+    EmptyContainerId,
+}
+
+impl CommandError {
+    /// True for errors that mean "the thing asked for does not exist".
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            CommandError::NoSuchVolume { .. }
+                | CommandError::UnknownNode { .. }
+                | CommandError::NoSuchLease { .. }
+                | CommandError::NoSuchMigration { .. }
+                | CommandError::NoSuchPool { .. }
+                | CommandError::NoAllocation { .. }
+        )
+    }
+
+    /// True for errors that mean "it exists already or is taken".
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            CommandError::VolumeExists { .. }
+                | CommandError::VolumeInUse { .. }
+                | CommandError::VolumeMoving { .. }
+                | CommandError::AddressHeld { .. }
+                | CommandError::PoolOverlap { .. }
+                | CommandError::OtherPool { .. }
+        )
+    }
+}

@@ -1,0 +1,278 @@
+//! IPv4 pools and the allocation rules: allocations are keyed by container id and idempotent;
+//! an address held by a running container cannot be claimed by another; an address whose
+//! container stopped can (that is how an IP moves with its container).
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Allocation, CommandError, Response, State};
+
+/// An IPv4 network, `a.b.c.d/len`, stored with host bits cleared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr {
+    network: u32,
+    len: u8,
+}
+
+impl Cidr {
+    /// The netmask as a number.
+    fn mask(self) -> u32 {
+        u32::MAX << (32 - u32::from(self.len))
+    }
+
+    /// True when `addr` lies in this network (network and broadcast included).
+    pub fn contains(self, addr: Ipv4Addr) -> bool {
+        u32::from(addr) & self.mask() == self.network
+    }
+
+    /// True when the two networks share an address.
+    pub fn overlaps(self, other: Cidr) -> bool {
+        let len = self.len.min(other.len);
+        let mask = u32::MAX << (32 - u32::from(len));
+        self.network & mask == other.network & mask
+    }
+
+    /// Host addresses (network and broadcast excluded).
+    pub fn hosts(self) -> impl Iterator<Item = Ipv4Addr> {
+        let size = 1u64 << (32 - u32::from(self.len));
+        (1..size - 1).map(move |i| Ipv4Addr::from(self.network + i as u32))
+    }
+
+    /// Number of host addresses.
+    pub fn host_count(self) -> u64 {
+        (1u64 << (32 - u32::from(self.len))) - 2
+    }
+
+    /// True when `addr` is a usable host address of this network.
+    pub fn is_host(self, addr: Ipv4Addr) -> bool {
+        let a = u32::from(addr);
+        self.contains(addr) && a != self.network && a != self.network | !self.mask()
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = CommandError;
+
+    fn from_str(s: &str) -> Result<Self, CommandError> {
+        let bad = || CommandError::InvalidCidr { cidr: s.to_owned() };
+        let (addr, len) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let len: u8 = len.parse().map_err(|_| bad())?;
+        if !(1..=30).contains(&len) {
+            return Err(bad());
+        }
+        let mut cidr = Cidr { network: 0, len };
+        cidr.network = u32::from(addr) & cidr.mask();
+        Ok(cidr)
+    }
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = CommandError;
+    fn try_from(s: String) -> Result<Self, CommandError> {
+        s.parse()
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> String {
+        c.to_string()
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", Ipv4Addr::from(self.network), self.len)
+    }
+}
+
+pub(super) fn add_pool(state: &mut State, cidr: &str) -> Result<Response, CommandError> {
+    let pool: Cidr = cidr.parse()?;
+    if state.pools.contains(&pool) {
+        return Ok(Response::Pool(pool));
+    }
+    if let Some(existing) = state.pools.iter().find(|p| p.overlaps(pool)) {
+        return Err(CommandError::PoolOverlap {
+            cidr: pool.to_string(),
+            existing: existing.to_string(),
+        });
+    }
+    state.pools.push(pool);
+    state.pools.sort();
+    Ok(Response::Pool(pool))
+}
+
+/// Who holds what, for one container's request.
+pub(super) struct Holder<'a> {
+    pub container_id: &'a str,
+    pub container_name: &'a str,
+    pub node: &'a str,
+}
+
+fn check_holder(state: &State, h: &Holder<'_>) -> Result<(), CommandError> {
+    if h.container_id.is_empty() {
+        return Err(CommandError::EmptyContainerId);
+    }
+    if !state.nodes.contains_key(h.node) {
+        return Err(CommandError::UnknownNode {
+            name: h.node.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Refresh an existing allocation for a (re)started container.
+fn refresh(state: &mut State, h: &Holder<'_>) -> Response {
+    let a = state
+        .allocations
+        .get_mut(h.container_id)
+        .expect("caller checked the allocation exists");
+    a.node = h.node.to_owned();
+    a.container_name = h.container_name.to_owned();
+    a.running = true;
+    Response::Allocation(a.clone())
+}
+
+pub(super) fn allocate(
+    state: &mut State,
+    pool: &str,
+    h: Holder<'_>,
+) -> Result<Response, CommandError> {
+    check_holder(state, &h)?;
+    let pool: Cidr = pool.parse()?;
+    if !state.pools.contains(&pool) {
+        return Err(CommandError::NoSuchPool {
+            cidr: pool.to_string(),
+        });
+    }
+    if let Some(a) = state.allocations.get(h.container_id) {
+        if a.pool != pool {
+            return Err(CommandError::OtherPool {
+                container_id: h.container_id.to_owned(),
+                address: a.address.to_string(),
+                pool: a.pool.to_string(),
+            });
+        }
+        return Ok(refresh(state, &h));
+    }
+    let taken: std::collections::BTreeSet<Ipv4Addr> =
+        state.allocations.values().map(|a| a.address).collect();
+    let address =
+        pool.hosts()
+            .find(|a| !taken.contains(a))
+            .ok_or_else(|| CommandError::PoolExhausted {
+                cidr: pool.to_string(),
+            })?;
+    Ok(insert(state, address, pool, &h))
+}
+
+fn insert(state: &mut State, address: Ipv4Addr, pool: Cidr, h: &Holder<'_>) -> Response {
+    let a = Allocation {
+        address,
+        pool,
+        container_id: h.container_id.to_owned(),
+        container_name: h.container_name.to_owned(),
+        node: h.node.to_owned(),
+        running: true,
+    };
+    state
+        .allocations
+        .insert(h.container_id.to_owned(), a.clone());
+    Response::Allocation(a)
+}
+
+pub(super) fn claim(
+    state: &mut State,
+    address: &str,
+    h: Holder<'_>,
+) -> Result<Response, CommandError> {
+    check_holder(state, &h)?;
+    let addr: Ipv4Addr = address.parse().map_err(|_| CommandError::InvalidAddress {
+        address: address.to_owned(),
+    })?;
+    let pool = state
+        .pools
+        .iter()
+        .copied()
+        .find(|p| p.is_host(addr))
+        .ok_or_else(|| CommandError::AddressOutsidePools {
+            address: addr.to_string(),
+        })?;
+    let holder = state
+        .allocations
+        .values()
+        .find(|a| a.address == addr)
+        .cloned();
+    match holder {
+        Some(a) if a.container_id == h.container_id => return Ok(refresh(state, &h)),
+        Some(a) if a.running => {
+            return Err(CommandError::AddressHeld {
+                address: addr.to_string(),
+                container_id: a.container_id,
+                container_name: a.container_name,
+                node: a.node,
+            });
+        }
+        Some(a) => {
+            state.allocations.remove(&a.container_id);
+        }
+        None => {}
+    }
+    // The container's address changes to the one it claims.
+    state.allocations.remove(h.container_id);
+    Ok(insert(state, addr, pool, &h))
+}
+
+pub(super) fn stopped(state: &mut State, container_id: &str) -> Result<Response, CommandError> {
+    let a = state
+        .allocations
+        .get_mut(container_id)
+        .ok_or_else(|| CommandError::NoAllocation {
+            container_id: container_id.to_owned(),
+        })?;
+    a.running = false;
+    Ok(Response::Allocation(a.clone()))
+}
+
+pub(super) fn release(state: &mut State, container_id: &str) -> Result<Response, CommandError> {
+    state
+        .allocations
+        .remove(container_id)
+        .map(Response::AllocationReleased)
+        .ok_or_else(|| CommandError::NoAllocation {
+            container_id: container_id.to_owned(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parse_and_contains() {
+        let c: Cidr = "10.255.0.7/24".parse().unwrap();
+        assert_eq!(c.to_string(), "10.255.0.0/24");
+        assert!(c.contains("10.255.0.200".parse().unwrap()));
+        assert!(!c.contains("10.255.1.1".parse().unwrap()));
+        assert!(c.is_host("10.255.0.1".parse().unwrap()));
+        assert!(!c.is_host("10.255.0.0".parse().unwrap()));
+        assert!(!c.is_host("10.255.0.255".parse().unwrap()));
+        assert_eq!(c.host_count(), 254);
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/0",
+            "10.0.0.0/31",
+            "x/8",
+            "10.0.0.300/8",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+        let big: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(big.overlaps(c) && c.overlaps(big));
+        assert!(!c.overlaps("10.255.1.0/24".parse().unwrap()));
+    }
+}

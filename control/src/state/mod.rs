@@ -1,0 +1,182 @@
+//! The replicated cluster state as plain data, and the pure function that changes it.
+//!
+//! - [`command`]: the typed commands (one Raft log entry each) and their responses.
+//! - [`apply`](mod@apply): `apply(&mut State, Command) -> Result<Response, CommandError>`, with no I/O.
+//! - [`ip`]: CIDR arithmetic and the IP allocation rules.
+//! - [`names`]: validators for volume and node names.
+//! - [`error`]: [`CommandError`], what a rejected command tells its caller.
+
+pub mod apply;
+pub mod command;
+pub mod error;
+pub mod ip;
+pub mod names;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use apply::apply;
+pub use command::{Command, Response};
+pub use error::CommandError;
+pub use ip::Cidr;
+
+/// A host running an agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Unique node name (the name in its certificate).
+    pub name: String,
+    /// Where its agent listens.
+    pub address: String,
+    /// Storage kind, e.g. `zfs:pool` or `dir:/path`.
+    pub storage: String,
+    /// Last heartbeat, milliseconds since the Unix epoch (the proposing member's clock).
+    pub last_heartbeat_ms: u64,
+    /// False once the leader saw too many heartbeats missed.
+    pub up: bool,
+}
+
+/// A node holding a stale copy of a volume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replica {
+    /// The node holding the copy.
+    pub node: String,
+    /// The newest snapshot it has.
+    pub snapshot: String,
+}
+
+/// A volume in the global `/flocker` namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// Unique name, `[a-z0-9][a-z0-9_.-]{0,62}`.
+    pub name: String,
+    /// Never reused id.
+    pub id: u64,
+    /// Size limit in bytes.
+    pub size_limit: Option<u64>,
+    /// The node that may mount it read-write.
+    pub owner: Option<String>,
+    /// Bumped on every owner change; agents mount only at the current epoch.
+    pub epoch: u64,
+    /// Stale copies on other nodes.
+    pub replicas: Vec<Replica>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// Free-form labels.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A running container holding a volume on its owner node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Lease {
+    /// The volume held.
+    pub volume: String,
+    /// The node the container runs on.
+    pub node: String,
+    /// The container.
+    pub container_id: String,
+}
+
+/// Phase of a volume move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Copying while the volume stays in use.
+    Copying,
+    /// Users stopped, final increment being sent.
+    Handoff,
+    /// Owner changed to the destination.
+    Done,
+    /// Given up; the source still owns the volume.
+    Failed,
+}
+
+impl Phase {
+    /// The lower-case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Copying => "copying",
+            Phase::Handoff => "handoff",
+            Phase::Done => "done",
+            Phase::Failed => "failed",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "copying" => Phase::Copying,
+            "handoff" => Phase::Handoff,
+            "done" => Phase::Done,
+            "failed" => Phase::Failed,
+            _ => return None,
+        })
+    }
+
+    /// Done or failed.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Done | Phase::Failed)
+    }
+}
+
+/// A volume move from one node to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migration {
+    /// Unique id.
+    pub id: u64,
+    /// The volume moved.
+    pub volume: String,
+    /// Owner when the move started.
+    pub from: String,
+    /// Destination.
+    pub to: String,
+    /// Where it is.
+    pub phase: Phase,
+    /// Bytes sent so far.
+    pub bytes_sent: u64,
+    /// Copy rounds so far.
+    pub rounds: u32,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// An address held by a container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// The address.
+    pub address: std::net::Ipv4Addr,
+    /// The pool it lies in.
+    pub pool: Cidr,
+    /// The container holding it (the key).
+    pub container_id: String,
+    /// The container's name, for humans.
+    pub container_name: String,
+    /// Where the container runs.
+    pub node: String,
+    /// False once the container stopped: then another container may claim the address.
+    pub running: bool,
+}
+
+/// Everything the control service replicates.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Nodes by name.
+    pub nodes: BTreeMap<String, Node>,
+    /// Volumes by name.
+    pub volumes: BTreeMap<String, Volume>,
+    /// Leases by (volume, container id).
+    pub leases: BTreeMap<(String, String), Lease>,
+    /// Migrations by id.
+    pub migrations: BTreeMap<u64, Migration>,
+    /// IP pools.
+    pub pools: Vec<Cidr>,
+    /// Allocations by container id.
+    pub allocations: BTreeMap<String, Allocation>,
+    /// Next volume id.
+    pub next_volume_id: u64,
+    /// Next migration id.
+    pub next_migration_id: u64,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,449 @@
+//! Unit and property tests of the state machine, with no cluster.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn ok(state: &mut State, c: Command) -> Response {
+    apply(state, c).expect("command should apply")
+}
+
+fn node(name: &str) -> Command {
+    Command::RegisterNode {
+        name: name.into(),
+        address: format!("{name}:4524"),
+        storage: "dir:/tmp".into(),
+        at_ms: 1,
+    }
+}
+
+fn volume(name: &str, owner: Option<&str>) -> Command {
+    Command::CreateVolume {
+        name: name.into(),
+        size_limit: None,
+        owner: owner.map(Into::into),
+        metadata: BTreeMap::new(),
+        at_ms: 5,
+    }
+}
+
+fn alloc(pool: &str, id: &str, node: &str) -> Command {
+    Command::AllocateIp {
+        pool: pool.into(),
+        container_id: id.into(),
+        container_name: format!("{id}-name"),
+        node: node.into(),
+    }
+}
+
+fn claim(addr: &str, id: &str, node: &str) -> Command {
+    Command::ClaimIp {
+        address: addr.into(),
+        container_id: id.into(),
+        container_name: format!("{id}-name"),
+        node: node.into(),
+    }
+}
+
+fn cluster() -> State {
+    let mut s = State::default();
+    ok(&mut s, node("a"));
+    ok(&mut s, node("b"));
+    ok(
+        &mut s,
+        Command::AddPool {
+            cidr: "10.0.0.0/29".into(),
+        },
+    );
+    s
+}
+
+#[test]
+fn volumes_validate_names_and_reject_duplicates() {
+    let mut s = cluster();
+    assert!(matches!(
+        apply(&mut s, volume("Bad/Name", None)),
+        Err(CommandError::InvalidVolumeName { .. })
+    ));
+    ok(&mut s, volume("db", Some("a")));
+    assert_eq!(
+        apply(&mut s, volume("db", None)),
+        Err(CommandError::VolumeExists { name: "db".into() })
+    );
+    assert!(matches!(
+        apply(&mut s, volume("x", Some("nope"))),
+        Err(CommandError::UnknownNode { .. })
+    ));
+    assert_eq!(s.volumes["db"].epoch, 1);
+    assert_eq!(s.volumes["db"].id, 1);
+}
+
+#[test]
+fn owner_change_bumps_epoch_and_same_owner_does_not() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    ok(
+        &mut s,
+        Command::SetOwner {
+            name: "db".into(),
+            owner: "a".into(),
+        },
+    );
+    assert_eq!(s.volumes["db"].epoch, 1);
+    ok(
+        &mut s,
+        Command::SetOwner {
+            name: "db".into(),
+            owner: "b".into(),
+        },
+    );
+    assert_eq!(s.volumes["db"].epoch, 2);
+    assert_eq!(s.volumes["db"].owner.as_deref(), Some("b"));
+}
+
+#[test]
+fn leases_block_delete_and_must_be_on_owner() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    let lease = Lease {
+        volume: "db".into(),
+        node: "b".into(),
+        container_id: "c1".into(),
+    };
+    assert!(matches!(
+        apply(&mut s, Command::AcquireLease(lease.clone())),
+        Err(CommandError::NotOwner { .. })
+    ));
+    let lease = Lease {
+        node: "a".into(),
+        ..lease
+    };
+    ok(&mut s, Command::AcquireLease(lease.clone()));
+    assert!(matches!(
+        apply(&mut s, Command::DeleteVolume { name: "db".into() }),
+        Err(CommandError::VolumeInUse { .. })
+    ));
+    ok(
+        &mut s,
+        Command::ReleaseLease {
+            volume: "db".into(),
+            container_id: "c1".into(),
+        },
+    );
+    ok(&mut s, Command::DeleteVolume { name: "db".into() });
+    assert!(s.volumes.is_empty());
+}
+
+#[test]
+fn migration_done_hands_over_with_new_epoch() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    let Response::Migration(m) = ok(
+        &mut s,
+        Command::RecordMigration {
+            volume: "db".into(),
+            to: "b".into(),
+        },
+    ) else {
+        panic!("expected a migration");
+    };
+    assert!(matches!(
+        apply(
+            &mut s,
+            Command::RecordMigration {
+                volume: "db".into(),
+                to: "b".into()
+            }
+        ),
+        Err(CommandError::VolumeMoving { .. })
+    ));
+    let step = |phase| Command::AdvanceMigration {
+        id: m.id,
+        phase,
+        bytes_sent: 10,
+        rounds: 1,
+    };
+    ok(&mut s, step(Phase::Handoff));
+    assert!(matches!(
+        apply(&mut s, step(Phase::Copying)),
+        Err(CommandError::BadPhase { .. })
+    ));
+    ok(&mut s, step(Phase::Done));
+    let v = &s.volumes["db"];
+    assert_eq!((v.owner.as_deref(), v.epoch), (Some("b"), 2));
+    assert_eq!(v.replicas[0].node, "a");
+    assert!(matches!(
+        apply(
+            &mut s,
+            Command::FailMigration {
+                id: m.id,
+                error: "x".into()
+            }
+        ),
+        Err(CommandError::BadPhase { .. })
+    ));
+}
+
+#[test]
+fn failed_migration_keeps_owner() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    ok(
+        &mut s,
+        Command::RecordMigration {
+            volume: "db".into(),
+            to: "b".into(),
+        },
+    );
+    ok(
+        &mut s,
+        Command::FailMigration {
+            id: 1,
+            error: "disk full".into(),
+        },
+    );
+    assert_eq!(s.volumes["db"].owner.as_deref(), Some("a"));
+    assert_eq!(s.migrations[&1].error.as_deref(), Some("disk full"));
+}
+
+#[test]
+fn allocation_is_idempotent_per_container() {
+    let mut s = cluster();
+    let a1 = ok(&mut s, alloc("10.0.0.0/29", "c1", "a"));
+    let a2 = ok(&mut s, alloc("10.0.0.0/29", "c1", "a"));
+    assert_eq!(a1, a2);
+    let Response::Allocation(a) = a1 else {
+        panic!()
+    };
+    assert_eq!(a.address.to_string(), "10.0.0.1");
+    assert!(matches!(
+        apply(&mut s, alloc("10.9.0.0/24", "c2", "a")),
+        Err(CommandError::NoSuchPool { .. })
+    ));
+}
+
+#[test]
+fn pool_exhaustion_is_an_error() {
+    let mut s = cluster();
+    for i in 0..6 {
+        ok(&mut s, alloc("10.0.0.0/29", &format!("c{i}"), "a"));
+    }
+    assert!(matches!(
+        apply(&mut s, alloc("10.0.0.0/29", "c7", "a")),
+        Err(CommandError::PoolExhausted { .. })
+    ));
+}
+
+#[test]
+fn claim_rules() {
+    let mut s = cluster();
+    assert!(matches!(
+        apply(&mut s, claim("192.168.1.1", "c1", "a")),
+        Err(CommandError::AddressOutsidePools { .. })
+    ));
+    assert!(matches!(
+        apply(&mut s, claim("10.0.0.3", "c1", "zz")),
+        Err(CommandError::UnknownNode { .. })
+    ));
+    ok(&mut s, claim("10.0.0.3", "c1", "a"));
+    let err = apply(&mut s, claim("10.0.0.3", "c2", "b")).unwrap_err();
+    assert!(err.to_string().contains("c1-name"), "{err}");
+    assert!(err.to_string().contains("\"a\""), "{err}");
+    // Once c1 stopped, the address moves to c2.
+    ok(
+        &mut s,
+        Command::ContainerStopped {
+            container_id: "c1".into(),
+        },
+    );
+    ok(&mut s, claim("10.0.0.3", "c2", "b"));
+    assert!(!s.allocations.contains_key("c1"));
+    // Restarting c2 elsewhere keeps its address.
+    let Response::Allocation(a) = ok(&mut s, claim("10.0.0.3", "c2", "a")) else {
+        panic!()
+    };
+    assert_eq!((a.node.as_str(), a.running), ("a", true));
+    ok(
+        &mut s,
+        Command::ReleaseIp {
+            container_id: "c2".into(),
+        },
+    );
+    assert!(s.allocations.is_empty());
+}
+
+#[test]
+fn mark_down_ignores_stale_judgement() {
+    let mut s = cluster();
+    ok(
+        &mut s,
+        Command::Heartbeat {
+            name: "a".into(),
+            at_ms: 10,
+        },
+    );
+    assert_eq!(
+        ok(
+            &mut s,
+            Command::MarkNodeDown {
+                name: "a".into(),
+                last_seen_ms: 1
+            }
+        ),
+        Response::Unchanged
+    );
+    ok(
+        &mut s,
+        Command::MarkNodeDown {
+            name: "a".into(),
+            last_seen_ms: 10,
+        },
+    );
+    assert!(!s.nodes["a"].up);
+    ok(
+        &mut s,
+        Command::Heartbeat {
+            name: "a".into(),
+            at_ms: 11,
+        },
+    );
+    assert!(s.nodes["a"].up);
+}
+
+fn arb_command() -> impl Strategy<Value = Command> {
+    let node = prop::sample::select(vec!["a", "b", "c"]).prop_map(String::from);
+    let vol = prop::sample::select(vec!["v1", "v2", "V3", "v4"]).prop_map(String::from);
+    let cid = prop::sample::select(vec!["c1", "c2", "c3", "c4", "c5"]).prop_map(String::from);
+    let addr = (0u8..10).prop_map(|i| format!("10.0.0.{i}"));
+    let pool = prop::sample::select(vec!["10.0.0.0/29", "10.0.0.8/29", "10.0.0.0/28"])
+        .prop_map(String::from);
+    prop_oneof![
+        node.clone().prop_map(|n| node_cmd(&n)),
+        (vol.clone(), prop::option::of(node.clone())).prop_map(|(v, o)| volume(&v, o.as_deref())),
+        vol.clone().prop_map(|name| Command::DeleteVolume { name }),
+        (vol.clone(), node.clone()).prop_map(|(name, owner)| Command::SetOwner { name, owner }),
+        (vol.clone(), node.clone(), cid.clone()).prop_map(|(volume, node, container_id)| {
+            Command::AcquireLease(Lease {
+                volume,
+                node,
+                container_id,
+            })
+        }),
+        (vol.clone(), cid.clone()).prop_map(|(volume, container_id)| Command::ReleaseLease {
+            volume,
+            container_id
+        }),
+        (vol.clone(), node.clone())
+            .prop_map(|(volume, to)| Command::RecordMigration { volume, to }),
+        (
+            1u64..4,
+            prop::sample::select(vec![
+                Phase::Copying,
+                Phase::Handoff,
+                Phase::Done,
+                Phase::Failed
+            ])
+        )
+            .prop_map(|(id, phase)| Command::AdvanceMigration {
+                id,
+                phase,
+                bytes_sent: 1,
+                rounds: 1
+            }),
+        pool.clone().prop_map(|cidr| Command::AddPool { cidr }),
+        (pool, cid.clone(), node.clone()).prop_map(|(p, c, n)| alloc(&p, &c, &n)),
+        (addr, cid.clone(), node).prop_map(|(a, c, n)| claim(&a, &c, &n)),
+        cid.clone()
+            .prop_map(|container_id| Command::ContainerStopped { container_id }),
+        cid.prop_map(|container_id| Command::ReleaseIp { container_id }),
+    ]
+}
+
+fn node_cmd(name: &str) -> Command {
+    node(name)
+}
+
+fn check_invariants(s: &State) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (id, a) in &s.allocations {
+        assert_eq!(id, &a.container_id);
+        assert!(
+            seen.insert(a.address),
+            "address {} allocated twice",
+            a.address
+        );
+        assert!(
+            a.pool.is_host(a.address),
+            "{} outside {}",
+            a.address,
+            a.pool
+        );
+        assert!(s.pools.contains(&a.pool));
+    }
+    for (i, p) in s.pools.iter().enumerate() {
+        for q in &s.pools[i + 1..] {
+            assert!(!p.overlaps(*q), "pools {p} and {q} overlap");
+        }
+    }
+    for (name, v) in &s.volumes {
+        assert!(names::validate_volume_name(name).is_ok());
+        if let Some(o) = &v.owner {
+            assert!(s.nodes.contains_key(o));
+        }
+    }
+    for l in s.leases.values() {
+        assert_eq!(s.volumes[&l.volume].owner.as_deref(), Some(l.node.as_str()));
+    }
+    let active: Vec<_> = s
+        .migrations
+        .values()
+        .filter(|m| !m.phase.is_terminal())
+        .map(|m| &m.volume)
+        .collect();
+    let unique: std::collections::BTreeSet<_> = active.iter().collect();
+    assert_eq!(active.len(), unique.len(), "two active moves of one volume");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any sequence of commands keeps the invariants; a rejected command changes nothing; an
+    /// epoch never goes down, and it goes up exactly when the owner changes.
+    #[test]
+    fn invariants_hold(commands in prop::collection::vec(arb_command(), 1..60)) {
+        let mut s = State::default();
+        for c in commands {
+            let before = s.clone();
+            match apply(&mut s, c.clone()) {
+                Err(_) => prop_assert_eq!(&before, &s),
+                Ok(_) => {
+                    for (name, v) in &s.volumes {
+                        if let Some(old) = before.volumes.get(name) {
+                            prop_assert!(v.epoch >= old.epoch);
+                            prop_assert_eq!(v.epoch != old.epoch, v.owner != old.owner, "{:?}", c);
+                        }
+                    }
+                }
+            }
+            check_invariants(&s);
+        }
+    }
+
+    /// Allocating twice for one container gives the same address and changes nothing else.
+    #[test]
+    fn allocation_idempotent(commands in prop::collection::vec(arb_command(), 0..40), cid in "c[1-5]") {
+        let mut s = State::default();
+        for c in commands {
+            let _ = apply(&mut s, c);
+        }
+        let _ = apply(&mut s, node_cmd("a"));
+        let _ = apply(&mut s, Command::AddPool { cidr: "10.0.0.0/29".into() });
+        let first = apply(&mut s, alloc("10.0.0.0/29", &cid, "a"));
+        let snapshot = s.clone();
+        let second = apply(&mut s, alloc("10.0.0.0/29", &cid, "a"));
+        prop_assert_eq!(first, second);
+        prop_assert_eq!(snapshot, s);
+    }
+}

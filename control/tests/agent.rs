@@ -1,0 +1,90 @@
+//! A real agent (the agent crate's loops, in this process) registers and heartbeats; when it
+//! stops, the leader marks its node down, as `flockerctl node ls` shows.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Cluster, eventually};
+use control::ca::Role;
+
+fn node_state(c: &Cluster, name: &str) -> Option<bool> {
+    let out = Command::new(env!("CARGO_BIN_EXE_flockerctl"))
+        .args(["--control", &c.addr(1), "--tls-dir"])
+        .arg(c.pki.issue(Role::User, "admin"))
+        .args(["--output", "json", "node", "ls"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    nodes
+        .as_array()?
+        .iter()
+        .find(|n| n["name"] == name)
+        .and_then(|n| n["up"].as_bool())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_goes_down_when_its_agent_stops() {
+    let c = Cluster::start(1, &["--node-timeout-ms", "1000"]);
+    c.leader(1).await;
+    let config = agent::AgentConfig {
+        node: "host-a".into(),
+        controls: vec![c.addr(1)],
+        tls: c.pki.tls(Role::Node, "host-a"),
+        address: "host-a:4524".into(),
+        storage: "dir:/srv".into(),
+        heartbeat: Duration::from_millis(200),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(agent::run(config, async move {
+        let _ = stopped.await;
+    }));
+
+    eventually(Duration::from_secs(20), "node to be up", || async {
+        (node_state(&c, "host-a") == Some(true)).then_some(())
+    })
+    .await;
+    // Still up after several node timeouts: heartbeats keep it alive.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(node_state(&c, "host-a"), Some(true));
+
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "node to be marked down",
+        || async { (node_state(&c, "host-a") == Some(false)).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_with_another_nodes_certificate_stops_with_a_clear_error() {
+    let c = Cluster::start(1, &[]);
+    c.leader(1).await;
+    let config = agent::AgentConfig {
+        node: "host-b".into(),
+        controls: vec![c.addr(1)],
+        tls: c.pki.tls(Role::Node, "host-a"),
+        address: "host-b:4524".into(),
+        storage: "dir:/srv".into(),
+        heartbeat: Duration::from_millis(200),
+    };
+    let err = tokio::time::timeout(
+        Duration::from_secs(20),
+        agent::run(config, std::future::pending()),
+    )
+    .await
+    .expect("agent should give up")
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot act as node \"host-b\""),
+        "{err}"
+    );
+}

@@ -1,0 +1,227 @@
+//! Test helpers that are real parts made small: a CA in a temp dir, control members as
+//! separate processes on free loopback ports (killed on drop, also on panic), a client with
+//! a user certificate, and polling with deadlines instead of sleeps.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use control::ca::{self, Role};
+use proto::control as pb;
+use proto::control::control_client::ControlClient;
+use proto::tls::TlsDir;
+use tempfile::TempDir;
+use tonic::transport::Channel;
+
+/// A cluster CA in a temp dir.
+pub struct Pki {
+    pub dir: TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = TempDir::new().unwrap();
+        ca::init(&dir.path().join("ca")).unwrap();
+        Self { dir }
+    }
+
+    /// Issues a certificate and returns its TLS directory.
+    pub fn issue(&self, role: Role, name: &str) -> PathBuf {
+        let out = self.dir.path().join(format!("{role}-{name}"));
+        if !out.exists() {
+            ca::issue(&self.dir.path().join("ca"), role, name, &[], &out).unwrap();
+        }
+        out
+    }
+
+    pub fn tls(&self, role: Role, name: &str) -> TlsDir {
+        TlsDir::load(&self.issue(role, name)).unwrap()
+    }
+}
+
+/// A free loopback port (bound and released; the race is tiny on loopback).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` at the deadline.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Control members as processes.
+pub struct Cluster {
+    pub pki: Pki,
+    pub dir: TempDir,
+    pub ports: Vec<u16>,
+    pub procs: Vec<Option<Proc>>,
+    pub extra: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `n` founding members (ids 1..=n) with `extra` flags each.
+    pub fn start(n: usize, extra: &[&str]) -> Self {
+        let pki = Pki::new();
+        let ports = (0..n).map(|_| free_port()).collect();
+        let mut c = Cluster {
+            pki,
+            dir: TempDir::new().unwrap(),
+            ports,
+            procs: (0..n).map(|_| None).collect(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for id in 1..=n as u64 {
+            c.spawn(id);
+        }
+        c
+    }
+
+    pub fn addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.ports[id as usize - 1])
+    }
+
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("member-{id}.log"))
+    }
+
+    /// Starts member `id` (again) with its data dir.
+    pub fn spawn(&mut self, id: u64) {
+        let tls = self.pki.issue(Role::Control, &format!("m{id}"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flocker-control"));
+        cmd.arg("--id")
+            .arg(id.to_string())
+            .arg("--data-dir")
+            .arg(self.dir.path().join(format!("data-{id}")))
+            .arg("--listen")
+            .arg(self.addr(id))
+            .arg("--tls-dir")
+            .arg(&tls)
+            .args(&self.extra);
+        for peer in 1..=self.ports.len() as u64 {
+            if peer != id {
+                cmd.arg("--peer").arg(format!("{peer}={}", self.addr(peer)));
+            }
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .unwrap();
+        cmd.stdout(Stdio::null()).stderr(log);
+        let child = cmd.spawn().expect("spawn flocker-control");
+        self.procs[id as usize - 1] = Some(Proc { child });
+    }
+
+    /// SIGKILLs member `id`.
+    pub fn kill(&mut self, id: u64) {
+        self.procs[id as usize - 1] = None;
+    }
+
+    /// A client of member `id` with a user certificate.
+    pub async fn client(&self, id: u64) -> ControlClient<Channel> {
+        let tls = self.pki.tls(Role::User, "admin");
+        self.client_with(id, &tls).await
+    }
+
+    /// A client of member `id` with the given certificate, once the member accepts connections.
+    pub async fn client_with(&self, id: u64, tls: &TlsDir) -> ControlClient<Channel> {
+        let addr = self.addr(id);
+        eventually(
+            Duration::from_secs(20),
+            "member to accept connections",
+            || async { control::client::connect(&addr, tls).await.ok() },
+        )
+        .await
+    }
+
+    /// Cluster status as seen by member `id`, once a leader is known.
+    pub async fn status_with_leader(&self, id: u64) -> pb::ClusterStatus {
+        let mut c = self.client(id).await;
+        eventually(Duration::from_secs(20), "a leader", || {
+            let mut c = c.clone();
+            async move {
+                let s = c.status(pb::Empty {}).await.ok()?.into_inner();
+                let leader = s.leader?;
+                s.members
+                    .iter()
+                    .any(|m| m.id == leader && m.up && m.state == "leader")
+                    .then_some(s)
+            }
+        })
+        .await;
+        c.status(pb::Empty {}).await.unwrap().into_inner()
+    }
+
+    /// The current leader's id.
+    pub async fn leader(&self, via: u64) -> u64 {
+        self.status_with_leader(via).await.leader.unwrap()
+    }
+
+    /// Waits until every listed member has applied at least `index`.
+    pub async fn wait_applied(&self, via: u64, members: &[u64], index: u64) -> pb::ClusterStatus {
+        let c = self.client(via).await;
+        eventually(Duration::from_secs(30), "members to apply the log", || {
+            let mut c = c.clone();
+            async move {
+                let s = c.status(pb::Empty {}).await.ok()?.into_inner();
+                members
+                    .iter()
+                    .all(|id| {
+                        s.members
+                            .iter()
+                            .any(|m| m.id == *id && m.last_applied.unwrap_or(0) >= index)
+                    })
+                    .then_some(s)
+            }
+        })
+        .await
+    }
+}
+
+/// A volume-create request with just a name.
+pub fn volume(name: &str) -> pb::CreateVolumeRequest {
+    pb::CreateVolumeRequest {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+/// Reads a member's log file.
+pub fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
