@@ -3,6 +3,8 @@
 //! events watcher.
 //!
 //! Modules so far:
+//! - [`docker`]: a small Docker Engine API client (inspect containers and images, a
+//!   reconnecting stream of container events).
 //! - [`wait_net`]: the logic of the `wait-for-net` binary (wait for `ethwe`, then exec).
 //! - [`network`]: the cross-host overlay (bridge `weave` + VXLAN, peers) and attaching a
 //!   container to it (veth, `ethwe`, addresses, gratuitous ARP) through netlink;
@@ -12,5 +14,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod docker;
 pub mod network;
 pub mod wait_net;
