@@ -9,6 +9,7 @@
 //! - [`network`]: the cross-host overlay (bridge `weave` + VXLAN, peers) and attaching a
 //!   container to it (veth, `ethwe`, addresses, gratuitous ARP) through netlink;
 //!   [`network::netns`] is the one place that switches network namespaces.
+//! - [`weave`]: `WEAVE_CIDR` parsing and the create-body rewrite for the `weave` adapter.
 //!
 //! Binaries: `flocker-agent` and `wait-for-net`.
 
@@ -17,3 +18,4 @@
 pub mod docker;
 pub mod network;
 pub mod wait_net;
+pub mod weave;
