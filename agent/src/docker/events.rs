@@ -284,7 +284,7 @@ mod tests {
         assert_eq!(events[0].name, "web");
         assert_eq!(events[0].attributes["image"], "busybox");
         assert_eq!(String::from_utf8_lossy(&buffer).trim_start(), &START[..40]);
-        buffer.extend_from_slice(START[40..].as_bytes());
+        buffer.extend_from_slice(&START.as_bytes()[40..]);
         assert_eq!(drain_events(&mut buffer).len(), 1);
         assert!(buffer.is_empty());
     }
