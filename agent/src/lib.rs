@@ -9,7 +9,8 @@
 //! - [`network`]: the cross-host overlay (bridge `weave` + VXLAN, peers) and attaching a
 //!   container to it (veth, `ethwe`, addresses, gratuitous ARP) through netlink;
 //!   [`network::netns`] is the one place that switches network namespaces.
-//! - [`weave`]: `WEAVE_CIDR` parsing and the create-body rewrite for the `weave` adapter.
+//! - [`weave`]: `WEAVE_CIDR` parsing, the create-body rewrite, the address allocator trait
+//!   (and its standalone mode) and the built-in `weave` proxy adapter.
 //!
 //! Binaries: `flocker-agent` and `wait-for-net`.
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 pub mod docker;
+pub mod weave;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
