@@ -10,7 +10,8 @@
 //!   container to it (veth, `ethwe`, addresses, gratuitous ARP) through netlink;
 //!   [`network::netns`] is the one place that switches network namespaces.
 //! - [`weave`]: `WEAVE_CIDR` parsing, the create-body rewrite, the address allocator trait
-//!   (and its standalone mode) and the built-in `weave` proxy adapter.
+//!   (and its standalone mode), the built-in `weave` proxy adapter and the watcher that
+//!   re-attaches containers Docker restarts by itself.
 //!
 //! Binaries: `flocker-agent` and `wait-for-net`.
 

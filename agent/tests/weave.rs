@@ -257,3 +257,63 @@ fn bad_or_unservable_requests_are_refused_before_create() {
         ""
     );
 }
+
+#[test]
+fn containers_docker_restarts_by_itself_get_their_address_back() {
+    let Some(host) =
+        WeaveHost::start("containers_docker_restarts_by_itself_get_their_address_back")
+    else {
+        return;
+    };
+    let _watcher = host.watch_restarts();
+    let inspect = |name: &str| -> (u32, u32) {
+        let out = host.docker(&["inspect", "-f", "{{.RestartCount}} {{.State.Pid}}", name]);
+        let text = stdout(&out);
+        let (count, pid) = text.split_once(' ').unwrap();
+        (count.parse().unwrap(), pid.parse().unwrap())
+    };
+
+    // A restart policy: the container exits after a second and Docker starts it again.
+    let flaky = unique("flaky");
+    stdout(&host.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &flaky,
+        "--restart",
+        "always",
+        "-e",
+        "WEAVE_CIDR=10.255.0.81/8",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 1",
+    ]));
+    let back = poll_until(Duration::from_secs(30), || {
+        let (count, pid) = inspect(&flaky);
+        count >= 2 && pid != 0 && WeaveHost::ethwe_of(pid).contains("inet 10.255.0.81/8")
+    });
+    assert!(back, "after Docker restarted it, ethwe never came back");
+
+    // `docker restart` sent straight to dockerd, past the proxy: only the watcher sees it.
+    let sleeper = unique("sleeper");
+    stdout(&host.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &sleeper,
+        "-e",
+        "WEAVE_CIDR=10.255.0.82/8",
+        "busybox",
+        "sleep",
+        "300",
+    ]));
+    let (_, before) = inspect(&sleeper);
+    stdout(&host.docker.cli(&["restart", "-t", "1", &sleeper]));
+    let (_, after) = inspect(&sleeper);
+    assert_ne!(before, after);
+    let back = poll_until(Duration::from_secs(10), || {
+        WeaveHost::ethwe_of(after).contains("inet 10.255.0.82/8")
+    });
+    assert!(back, "after docker restart, ethwe never came back");
+}

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use agent::docker::Docker;
 use agent::network::{NetlinkNetwork, Netns, Network, OverlayConfig};
-use agent::weave::{Attacher, ExplicitOnly, WeaveAdapter};
+use agent::weave::{Attacher, ExplicitOnly, RestartWatcher, WeaveAdapter};
 use proxy::adapter::builtin::Builtins;
 use proxy::launch::Options;
 use tokio::runtime::Runtime;
@@ -115,6 +115,12 @@ impl WeaveHost {
             .args(args)
             .output()
             .expect("docker runs")
+    }
+
+    /// Follows Docker's `start` events and re-attaches, until dropped.
+    pub fn watch_restarts(&self) -> RestartWatcher {
+        let _in_runtime = self.runtime.enter();
+        RestartWatcher::spawn(self.attacher.clone())
     }
 
     /// The IPv4 addresses on `ethwe` in the netns of `pid`, as `ip` prints them.
