@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 use super::allocator::{AddressAllocator, AllocError};
 use super::cidr::{self, CidrError};
 use crate::docker::{Docker, DockerError};
-use crate::network::{Attachment, NetError, Network};
+use crate::network::{Attachment, NetError, Netns, Network};
 
 /// Why a container could not be attached.
 #[derive(Debug, thiserror::Error)]
@@ -138,8 +138,12 @@ impl<N: Network, A: AddressAllocator> Attacher<N, A> {
         }
     }
 
-    /// Whether the container's process `pid` is gone (it stopped, or it runs anew).
+    /// Whether the container's process `pid` is gone (it stopped, or it runs anew). The
+    /// kernel knows first: Docker may still report the container running for a moment.
     async fn exited(&self, id: &str, pid: u32) -> bool {
+        if !Netns::Pid(pid).path().exists() {
+            return true;
+        }
         match self.docker.inspect_container(id).await {
             Ok(now) => !now.state.running || now.state.pid != pid,
             Err(DockerError::NotFound { .. }) => true,
