@@ -86,6 +86,9 @@ pub struct HostConfig {
     /// `--mount` mounts.
     #[serde(deserialize_with = "null_as_default")]
     pub mounts: Vec<Mount>,
+    /// `default`, `bridge`, `host`, `none`, `container:ID`, or a network name.
+    #[serde(deserialize_with = "null_as_default")]
+    pub network_mode: String,
 }
 
 /// One `HostConfig.Mounts` entry.

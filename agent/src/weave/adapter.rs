@@ -74,6 +74,7 @@ impl<N: Network + 'static, A: AddressAllocator + 'static> WeaveAdapter<N, A> {
             return Ok(request);
         };
         let requests = requests.map_err(bad_request)?;
+        rewrite::check_network_mode(&body).map_err(bad_request)?;
         for r in &requests {
             self.attacher
                 .allocator()
@@ -109,7 +110,9 @@ impl<N: Network + 'static, A: AddressAllocator + 'static> WeaveAdapter<N, A> {
         }
         match self.attacher.ensure(id).await {
             Ok(_) => Ok(response),
-            Err(e @ AttachError::Cidr { .. }) => Err(refused(StatusCode::BAD_REQUEST, e)),
+            Err(e @ (AttachError::Cidr { .. } | AttachError::SharedNetns { .. })) => {
+                Err(refused(StatusCode::BAD_REQUEST, e))
+            }
             Err(e) => Err(AdapterError::refused(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("the container started but its weave network is not ready: {e}"),

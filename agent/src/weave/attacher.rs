@@ -10,6 +10,7 @@ use tokio::sync::Mutex;
 
 use super::allocator::{AddressAllocator, AllocError};
 use super::cidr::{self, CidrError};
+use super::rewrite;
 use crate::docker::{Docker, DockerError};
 use crate::network::{Attachment, NetError, Netns, Network};
 
@@ -26,6 +27,14 @@ pub enum AttachError {
         container: String,
         /// What is wrong.
         source: CidrError,
+    },
+    /// The container shares another network namespace (`host`, `container:...`).
+    #[error("container {container} has --network {mode}: WEAVE_CIDR needs a namespace of its own")]
+    SharedNetns {
+        /// The container.
+        container: String,
+        /// Its network mode.
+        mode: String,
     },
     /// The container is not running, so it has no network namespace to attach.
     #[error("container {container} is not running")]
@@ -105,6 +114,12 @@ impl<N: Network, A: AddressAllocator> Attacher<N, A> {
             container: name.clone(),
             source,
         })?;
+        if rewrite::shares_netns(&info.host_config.network_mode) {
+            return Err(AttachError::SharedNetns {
+                container: name,
+                mode: info.host_config.network_mode,
+            });
+        }
         if !info.state.running || info.state.pid == 0 {
             return Err(AttachError::NotRunning { container: name });
         }

@@ -50,6 +50,16 @@ pub enum RewriteError {
     /// `WEAVE_CIDR` is malformed.
     #[error(transparent)]
     Cidr(#[from] CidrError),
+    /// The container would share another network namespace (`--network host` or
+    /// `container:NAME`): attaching `ethwe` there would change that namespace.
+    #[error(
+        "WEAVE_CIDR needs a network namespace of the container's own, and --network {mode} \
+         shares another one: drop WEAVE_CIDR or the --network option"
+    )]
+    SharedNetns {
+        /// The network mode asked for.
+        mode: String,
+    },
     /// Neither the request nor the image gives a command.
     #[error("no command specified (neither the request nor the image has ENTRYPOINT or CMD)")]
     NoCommand,
@@ -66,6 +76,26 @@ pub fn requests(body: &Value) -> Option<Result<Vec<CidrRequest>, RewriteError>> 
     };
     let strings: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
     cidr::from_env(&strings).map(|r| r.map_err(RewriteError::from))
+}
+
+/// Refuses network modes in which the container has no namespace of its own.
+pub fn check_network_mode(body: &Value) -> Result<(), RewriteError> {
+    let mode = body
+        .get("HostConfig")
+        .and_then(|h| h.get("NetworkMode"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if shares_netns(mode) {
+        return Err(RewriteError::SharedNetns {
+            mode: mode.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether a `HostConfig.NetworkMode` puts the container in a namespace not its own.
+pub fn shares_netns(mode: &str) -> bool {
+    mode == "host" || mode.starts_with("container:")
 }
 
 /// The image the body names, when the rewrite needs the image's ENTRYPOINT/CMD.

@@ -172,3 +172,21 @@ fn wrong_types_are_refused() {
         Err(RewriteError::NotAnObject)
     );
 }
+
+#[test]
+fn shared_network_namespaces_are_refused() {
+    for mode in ["host", "container:web"] {
+        let body = json!({"HostConfig": {"NetworkMode": mode}});
+        let e = check_network_mode(&body).unwrap_err();
+        assert!(e.to_string().contains(&format!("--network {mode}")), "{e}");
+    }
+    for body in [
+        json!({}),
+        json!({"HostConfig": null}),
+        json!({"HostConfig": {"NetworkMode": "default"}}),
+        json!({"HostConfig": {"NetworkMode": "bridge"}}),
+        json!({"HostConfig": {"NetworkMode": "none"}}),
+    ] {
+        assert_eq!(check_network_mode(&body), Ok(()), "{body}");
+    }
+}
