@@ -295,6 +295,31 @@ fn bad_or_unservable_requests_are_refused_before_create() {
         stdout(&host.docker(&["ps", "-aq", "-f", &format!("name={name}")])),
         ""
     );
+
+    // An attach that fails (here: the overlay bridge is gone) fails the start, clearly, and
+    // does not leave the container waiting in wait-for-net.
+    host.docker.netns.ip(&["link", "del", "weave"]);
+    let orphan = unique("orphan");
+    let out = host.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &orphan,
+        "-e",
+        "WEAVE_CIDR=10.255.0.92/8",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(
+        said.contains("weave network could not be set up, so it was stopped")
+            && said.contains("overlay bridge"),
+        "{said}"
+    );
+    let running = stdout(&host.docker(&["inspect", "-f", "{{.State.Running}}", &orphan]));
+    assert_eq!(running, "false");
 }
 
 #[test]

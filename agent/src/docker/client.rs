@@ -158,12 +158,36 @@ impl Docker {
         self.get_json(&path, "image", name).await
     }
 
+    /// `POST /containers/{id_or_name}/kill?signal=SIGNAL`.
+    pub async fn kill(&self, id_or_name: &str, signal: &str) -> Result<(), DockerError> {
+        let path = format!(
+            "/containers/{}/kill?signal={}",
+            encode(id_or_name, PATH_SAFE),
+            encode(signal, QUERY_SAFE)
+        );
+        match self.send(Method::POST, &path).await {
+            Ok(_) => Ok(()),
+            Err(DockerError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
+                Err(DockerError::NotFound {
+                    kind: "container",
+                    name: id_or_name.to_owned(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// `GET path` (unversioned, e.g. `/events?...`): the response once its head arrived.
     pub(super) async fn get(&self, path_and_query: &str) -> Result<Incoming, DockerError> {
+        self.send(Method::GET, path_and_query).await
+    }
+
+    async fn send(&self, method: Method, path_and_query: &str) -> Result<Incoming, DockerError> {
         let uri: http::Uri =
             hyperlocal::Uri::new(&self.socket, &format!("/{API_VERSION}{path_and_query}")).into();
+        let what = format!("{method} {path_and_query}");
         let request = Request::builder()
-            .method(Method::GET)
+            .method(method)
             .uri(uri)
             .body(Empty::new())
             .expect("a valid request");
@@ -183,7 +207,7 @@ impl Docker {
             .unwrap_or_else(|| "(no body)".into());
         Err(DockerError::Status {
             status: status.as_u16(),
-            what: format!("GET {path_and_query}"),
+            what,
             message,
         })
     }

@@ -1,7 +1,7 @@
 //! A small Docker Engine API client: just what the agent needs, over dockerd's unix socket.
 //!
-//! - [`client`]: [`Docker`], `inspect_container`, `inspect_image`, and the typed subsets of
-//!   their answers ([`ContainerInfo`], [`ImageInfo`]).
+//! - [`client`]: [`Docker`], `inspect_container`, `inspect_image`, `kill`, and the typed
+//!   subsets of their answers ([`ContainerInfo`], [`ImageInfo`]).
 //! - [`events`]: [`Docker::events`], a stream of container events that survives a daemon
 //!   restart (it reconnects with `since=` the last event seen).
 //!

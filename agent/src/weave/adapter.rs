@@ -8,7 +8,8 @@
 //! - Post-hook on `POST /containers/{id}/start` and `.../restart`: once Docker answered
 //!   204 (or 304, already running), the container is attached ([`super::Attacher`]) and
 //!   only then does the client get Docker's answer, so `docker start` returns with
-//!   `ethwe` up, or with a clear error.
+//!   `ethwe` up, or with a clear error and the container stopped (killed: its command
+//!   never ran, it was still in `wait-for-net`).
 //!
 //! adapters.yml:
 //!
@@ -113,10 +114,17 @@ impl<N: Network + 'static, A: AddressAllocator + 'static> WeaveAdapter<N, A> {
             Err(e @ (AttachError::Cidr { .. } | AttachError::SharedNetns { .. })) => {
                 Err(refused(StatusCode::BAD_REQUEST, e))
             }
-            Err(e) => Err(AdapterError::refused(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the container started but its weave network is not ready: {e}"),
-            )),
+            Err(e) => {
+                // Do not leave it waiting in wait-for-net: a start without its network failed.
+                let stopped = match self.attacher.docker().kill(id, "KILL").await {
+                    Ok(()) => "it was stopped".to_owned(),
+                    Err(kill) => format!("stopping it failed too: {kill}"),
+                };
+                Err(AdapterError::refused(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the container's weave network could not be set up, so {stopped}: {e}"),
+                ))
+            }
         }
     }
 }
