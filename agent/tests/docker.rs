@@ -87,6 +87,11 @@ async fn inspect_containers_and_images() {
         }
         other => panic!("{other:?}"),
     }
+    client.kill(&name, "KILL").await.unwrap();
+    let killed = client.inspect_container(&name).await.unwrap();
+    assert!(!killed.state.running);
+    let e = client.kill("no-such-container", "KILL").await.unwrap_err();
+    assert_eq!(e.to_string(), "no such container: no-such-container");
     let dead = Docker::new(docker.dir().join("nothing.sock"));
     let e = dead.inspect_container(&name).await.unwrap_err();
     assert!(matches!(e, DockerError::Unreachable { .. }), "{e}");
