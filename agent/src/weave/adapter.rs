@@ -9,7 +9,8 @@
 //!   204 (or 304, already running), the container is attached ([`super::Attacher`]) and
 //!   only then does the client get Docker's answer, so `docker start` returns with
 //!   `ethwe` up, or with a clear error and the container stopped (killed: its command
-//!   never ran, it was still in `wait-for-net`).
+//!   never ran, it was still in `wait-for-net`). A container that was already running
+//!   (304) is left running.
 //!
 //! adapters.yml:
 //!
@@ -114,6 +115,10 @@ impl<N: Network + 'static, A: AddressAllocator + 'static> WeaveAdapter<N, A> {
             Err(e @ (AttachError::Cidr { .. } | AttachError::SharedNetns { .. })) => {
                 Err(refused(StatusCode::BAD_REQUEST, e))
             }
+            Err(e) if response.code == 304 => Err(AdapterError::refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the container was already running; its weave network is not: {e}"),
+            )),
             Err(e) => {
                 // Do not leave it waiting in wait-for-net: a start without its network failed.
                 let stopped = match self.attacher.docker().kill(id, "KILL").await {
