@@ -3,12 +3,17 @@
 //! - [`config`]: the agent's validated configuration.
 //! - [`control_client`]: connecting to any of several control members, with mutual TLS.
 //! - [`membership`]: register, heartbeat and watch loops that reconnect on failure.
+//! - [`docker`]: a small Docker Engine API client (inspect containers and images, a
+//!   reconnecting stream of container events).
 //! - [`storage`]: the [`storage::Storage`] trait with its ZFS ([`storage::ZfsStorage`]) and
 //!   plain-directory ([`storage::DirStorage`]) backends, the typed volume and snapshot names
 //!   and the streams that carry snapshots between hosts.
 //! - [`network`]: the cross-host overlay (bridge `weave` + VXLAN, peers) and attaching a
 //!   container to it (veth, `ethwe`, addresses, gratuitous ARP) through netlink;
 //!   [`network::netns`] is the one place that switches network namespaces.
+//! - [`weave`]: `WEAVE_CIDR` parsing, the create-body rewrite, the address allocator trait
+//!   (and its standalone mode), the built-in `weave` proxy adapter and the watcher that
+//!   re-attaches containers Docker restarts by itself.
 //! - [`wait_net`]: the logic of the `wait-for-net` binary (wait for `ethwe`, then exec).
 //!
 //! Binaries: `flocker-agent` (joins the cluster) and `wait-for-net`.
@@ -17,10 +22,12 @@
 
 pub mod config;
 pub mod control_client;
+pub mod docker;
 pub mod membership;
 pub mod network;
 pub mod storage;
 pub mod wait_net;
+pub mod weave;
 
 pub use config::AgentConfig;
 pub use membership::run;

@@ -131,6 +131,14 @@ fn sigterm_reaches_the_command_in_the_same_process() {
         "pid {pid} never became sh (comm {:?})",
         comm()
     );
+    // The trap is set once the loop runs its first `sleep` (a TERM before that, while sh
+    // is still starting, would kill it by default: the test raced with it under load).
+    let children =
+        || std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    assert!(
+        poll_until(Duration::from_secs(5), || !children().trim().is_empty()),
+        "sh {pid} never started its loop"
+    );
     let pid = nix::unistd::Pid::from_raw(pid as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = child.wait().unwrap();

@@ -1,7 +1,10 @@
 //! Helpers shared by the root-only integration tests: real network namespaces made small,
-//! removed on drop (also when a test panics).
+//! removed on drop (also when a test panics), and a private dockerd ([`docker`]).
 
 #![allow(dead_code)] // each test crate uses a different subset
+
+pub mod docker;
+pub mod weave;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -11,11 +14,17 @@ use std::time::{Duration, Instant};
 /// True when the test may run. Not root (or no `ip`/`nsenter`): skip with a reason, unless
 /// `CI=true`, where a missing prerequisite is a failure.
 pub fn prerequisites(test: &str) -> bool {
+    prerequisites_with(test, &[])
+}
+
+/// As [`prerequisites`], also needing the commands `extra`.
+pub fn prerequisites_with(test: &str, extra: &[&str]) -> bool {
     let mut missing = Vec::new();
     if !nix::unistd::geteuid().is_root() {
         missing.push("root".to_owned());
     }
-    for tool in ["ip", "bridge", "nsenter", "unshare", "ping"] {
+    let tools = ["ip", "bridge", "nsenter", "unshare", "ping"];
+    for tool in tools.iter().chain(extra) {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()

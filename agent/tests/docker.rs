@@ -1,0 +1,134 @@
+//! The agent's Docker client against a real private dockerd (root): inspecting containers
+//! and images, typed 404s, and the events stream surviving a daemon restart.
+
+mod common;
+
+use std::time::Duration;
+
+use agent::docker::{Action, Docker, DockerError, Event, EventFilter, EventStream};
+use common::docker::{TestDocker, stdout};
+use common::unique;
+use futures_util::StreamExt;
+
+/// The next event for container `id` with `action`, skipping others; panics after 30 s.
+async fn next_for(events: &mut EventStream, id: &str, action: Action) -> Event {
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(event) = events.next().await {
+            if event.id == id && event.action == action {
+                return event;
+            }
+        }
+        panic!("the event stream ended");
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no {action:?} event for {id} within 30 s"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_containers_and_images() {
+    let Some(docker) = TestDocker::start("inspect_containers_and_images") else {
+        return;
+    };
+    let client = Docker::new(docker.socket());
+    let name = unique("insp");
+    let bind = format!("{}:/host:ro", docker.dir().display());
+    let id = stdout(&docker.cli(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-e",
+        "GREETING=hi",
+        "-v",
+        &bind,
+        "busybox",
+        "sleep",
+        "300",
+    ]));
+
+    let info = client.inspect_container(&name).await.unwrap();
+    assert_eq!(info.id, id);
+    assert_eq!(info.name, format!("/{name}"));
+    assert!(info.state.running && info.state.pid > 0, "{:?}", info.state);
+    assert_eq!(info.config.env_var("GREETING"), Some("hi"));
+    assert_eq!(
+        info.config.cmd.as_deref(),
+        Some(&["sleep".into(), "300".into()][..])
+    );
+    assert_eq!(info.config.entrypoint, None);
+    assert_eq!(info.config.image, "busybox");
+    assert_eq!(info.host_config.binds, [bind]);
+    let by_id = client.inspect_container(&id[..12]).await.unwrap();
+    assert_eq!(by_id.state.pid, info.state.pid);
+    // The PID is the container's init in our PID namespace.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", info.state.pid)).unwrap();
+    assert_eq!(comm.trim(), "sleep");
+
+    docker.build(
+        "both:1",
+        "FROM busybox\nENTRYPOINT [\"/bin/sh\", \"-c\"]\nCMD [\"echo built\"]\n",
+    );
+    let image = client.inspect_image("both:1").await.unwrap();
+    assert_eq!(image.config.entrypoint.unwrap(), ["/bin/sh", "-c"]);
+    assert_eq!(image.config.cmd.unwrap(), ["echo built"]);
+    let imported = client.inspect_image("busybox").await.unwrap();
+    assert_eq!(imported.config.entrypoint, None);
+    assert!(imported.config.env.contains(&"PATH=/bin".to_owned()));
+
+    match client.inspect_container("no-such-container").await {
+        Err(e @ DockerError::NotFound { .. }) => {
+            assert_eq!(e.to_string(), "no such container: no-such-container")
+        }
+        other => panic!("{other:?}"),
+    }
+    match client.inspect_image("no/such:image").await {
+        Err(e @ DockerError::NotFound { .. }) => {
+            assert_eq!(e.to_string(), "no such image: no/such:image")
+        }
+        other => panic!("{other:?}"),
+    }
+    client.kill(&name, "KILL").await.unwrap();
+    let killed = client.inspect_container(&name).await.unwrap();
+    assert!(!killed.state.running);
+    let e = client.kill("no-such-container", "KILL").await.unwrap_err();
+    assert_eq!(e.to_string(), "no such container: no-such-container");
+    let dead = Docker::new(docker.dir().join("nothing.sock"));
+    let e = dead.inspect_container(&name).await.unwrap_err();
+    assert!(matches!(e, DockerError::Unreachable { .. }), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_typed_and_survive_a_daemon_restart() {
+    let Some(mut docker) = TestDocker::start("events_are_typed_and_survive_a_daemon_restart")
+    else {
+        return;
+    };
+    let client = Docker::new(docker.socket());
+    let mut events = client.events(EventFilter::actions([
+        Action::Start,
+        Action::Die,
+        Action::Stop,
+        Action::Restart,
+        Action::Destroy,
+    ]));
+    let name = unique("ev");
+    let id = stdout(&docker.cli(&["run", "-d", "--name", &name, "busybox", "sleep", "300"]));
+    let start = next_for(&mut events, &id, Action::Start).await;
+    assert_eq!(start.name, name);
+    assert_eq!(start.attributes["image"], "busybox");
+    stdout(&docker.cli(&["restart", "-t", "1", &name]));
+    next_for(&mut events, &id, Action::Restart).await;
+    stdout(&docker.cli(&["stop", "-t", "1", &name]));
+    let die = next_for(&mut events, &id, Action::Die).await;
+    assert!(die.attributes.contains_key("exitCode"), "{die:?}");
+    next_for(&mut events, &id, Action::Stop).await;
+    stdout(&docker.cli(&["rm", &name]));
+    next_for(&mut events, &id, Action::Destroy).await;
+
+    // The same stream goes on after dockerd restarts.
+    docker.restart();
+    let after = unique("ev");
+    let id2 = stdout(&docker.cli(&["run", "-d", "--name", &after, "busybox", "sleep", "300"]));
+    let start = next_for(&mut events, &id2, Action::Start).await;
+    assert_eq!(start.name, after);
+}
