@@ -14,9 +14,9 @@
 //! - [`weave`]: `WEAVE_CIDR` parsing, the create-body rewrite, the address allocator trait
 //!   (and its standalone mode), the built-in `weave` proxy adapter and the watcher that
 //!   re-attaches containers Docker restarts by itself.
-//! - [`wait_net`]: the logic of the `wait-for-net` binary (wait for `ethwe`, then exec).
 //!
-//! Binaries: `flocker-agent` (joins the cluster) and `wait-for-net`.
+//! Binary: `flocker-agent`. `wait-for-net`, which runs inside containers, is the crate in
+//! `agent/wait-for-net/`, kept apart so its static build stays small.
 
 #![forbid(unsafe_code)]
 
@@ -26,7 +26,6 @@ pub mod docker;
 pub mod membership;
 pub mod network;
 pub mod storage;
-pub mod wait_net;
 pub mod weave;
 
 pub use config::AgentConfig;

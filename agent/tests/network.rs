@@ -307,8 +307,15 @@ async fn wait_for_net_in_a_container_runs_the_command_once_attached() {
         return;
     }
     let (h1, _h2) = two_hosts().await;
-    let bin = env!("CARGO_BIN_EXE_wait-for-net");
-    let args = [bin, "--timeout", "10s", "--", "sleep", "300"];
+    let bin = common::weave::static_wait_for_net();
+    let args = [
+        bin.to_str().unwrap(),
+        "--timeout",
+        "10s",
+        "--",
+        "sleep",
+        "300",
+    ];
     let w = Container::start_cmd(&h1, &args, "wait-for-net");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(w.comm(), "wait-for-net", "still waiting before the attach");

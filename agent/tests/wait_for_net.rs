@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::{TestNetns, poll_until, prerequisites};
 
-const BIN: &str = env!("CARGO_BIN_EXE_wait-for-net");
-
+/// Runs the static build, the binary that goes into containers.
 fn wait_for_net(ns: &TestNetns, args: &[&str]) -> Command {
-    let mut cmd = ns.command(BIN);
+    let bin = common::weave::static_wait_for_net();
+    let mut cmd = ns.command(bin.to_str().expect("a UTF-8 target path"));
     cmd.args(args);
     cmd
 }

@@ -155,13 +155,13 @@ pub fn static_wait_for_net() -> PathBuf {
                 .unwrap_or_else(|| workspace.join("target"));
             eprintln!(
                 "building the static wait-for-net (cargo build --release --target {TARGET}); \
-                 the first build takes a few minutes"
+                 the first build takes a minute"
             );
             let status = Command::new(env!("CARGO"))
                 .current_dir(workspace)
                 .env("RUSTFLAGS", "-C target-feature=+crt-static")
                 .args(["build", "--release", "--target", TARGET])
-                .args(["-p", "agent", "--bin", "wait-for-net"])
+                .args(["-p", "wait-for-net", "--bin", "wait-for-net"])
                 .status()
                 .expect("cargo runs");
             assert!(status.success(), "building the static wait-for-net failed");

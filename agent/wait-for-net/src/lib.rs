@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+
 //! The logic of `wait-for-net`: parse its arguments, wait until an interface is up with an
 //! IPv4 address, then replace the process with the user's command.
 //!

@@ -5,7 +5,7 @@
 //! its own: 64 usage, 125 interface not ready in time, 126 CMD not executable, 127 CMD not
 //! found. Built statically (docs/network.md) so it runs in any image.
 
-use agent::wait_net;
+use wait_for_net as wait_net;
 
 fn main() {
     let args = match wait_net::parse_args(std::env::args_os().skip(1)) {
