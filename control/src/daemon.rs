@@ -11,6 +11,7 @@ use std::time::Duration;
 use openraft::{BasicNode, SnapshotPolicy};
 use proto::tls::TlsDir;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::member::Member;
 use crate::raft::network::Peers;
@@ -138,10 +139,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if fresh && !config.join {
         bootstrap(&config, &raft).await?;
     }
-    let liveness = tokio::spawn(crate::liveness::watch_nodes(
-        member.clone(),
-        config.node_timeout,
-    ));
+    let liveness = tokio::spawn(
+        crate::liveness::watch_nodes(member.clone(), config.node_timeout)
+            .instrument(tracing::info_span!("control.liveness", raft.id = config.id)),
+    );
     tracing::info!(raft.id = config.id, listen = %config.listen, fresh, "control member serving");
     // On shutdown, stop accepting and let calls finish, but not forever: watch streams never
     // end on their own, and tonic's graceful shutdown would wait for them.
