@@ -39,8 +39,9 @@ type StoredSnapshot = (SnapshotMeta<u64, BasicNode>, Vec<u8>);
 pub struct ChangeEvent {
     /// Log index of the command.
     pub index: u64,
-    /// What changed.
-    pub change: Response,
+    /// What changed; `None` when the whole state was replaced by a snapshot from the leader,
+    /// so watchers must list the state again.
+    pub change: Option<Response>,
 }
 
 /// The state machine of one member. Clones share the state.
@@ -184,7 +185,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 {
                     events.push(ChangeEvent {
                         index: entry.log_id.index,
-                        change: change.clone(),
+                        change: Some(change.clone()),
                     });
                 }
                 out.push(result);
@@ -218,6 +219,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         *d = new;
         d.last_applied = meta.last_log_id;
         d.membership = meta.last_membership.clone();
+        drop(d);
+        let _ = self.events.send(ChangeEvent {
+            index: meta.last_log_id.map_or(0, |l| l.index),
+            change: None,
+        });
         tracing::info!(raft.snapshot = %meta.snapshot_id, "snapshot installed");
         Ok(())
     }
