@@ -447,3 +447,79 @@ proptest! {
         prop_assert_eq!(snapshot, s);
     }
 }
+
+#[test]
+fn replicas_metadata_and_size_limit() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    ok(
+        &mut s,
+        Command::SetReplica {
+            name: "db".into(),
+            node: "b".into(),
+            snapshot: "s1".into(),
+        },
+    );
+    ok(
+        &mut s,
+        Command::SetReplica {
+            name: "db".into(),
+            node: "b".into(),
+            snapshot: "s2".into(),
+        },
+    );
+    assert_eq!(
+        s.volumes["db"].replicas,
+        vec![Replica {
+            node: "b".into(),
+            snapshot: "s2".into()
+        }]
+    );
+    assert!(matches!(
+        apply(
+            &mut s,
+            Command::SetReplica {
+                name: "db".into(),
+                node: "zz".into(),
+                snapshot: "s".into()
+            }
+        ),
+        Err(CommandError::UnknownNode { .. })
+    ));
+    ok(
+        &mut s,
+        Command::SetMetadata {
+            name: "db".into(),
+            key: "tier".into(),
+            value: Some("gold".into()),
+        },
+    );
+    assert_eq!(s.volumes["db"].metadata["tier"], "gold");
+    ok(
+        &mut s,
+        Command::SetMetadata {
+            name: "db".into(),
+            key: "tier".into(),
+            value: None,
+        },
+    );
+    assert!(s.volumes["db"].metadata.is_empty());
+    ok(
+        &mut s,
+        Command::SetSizeLimit {
+            name: "db".into(),
+            size_limit: Some(1 << 30),
+        },
+    );
+    assert_eq!(s.volumes["db"].size_limit, Some(1 << 30));
+    assert!(matches!(
+        apply(
+            &mut s,
+            Command::SetSizeLimit {
+                name: "nope".into(),
+                size_limit: None
+            }
+        ),
+        Err(CommandError::NoSuchVolume { .. })
+    ));
+}
