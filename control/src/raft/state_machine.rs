@@ -125,11 +125,10 @@ impl StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (data, last_applied, membership) = {
-            let d = self.data.read().expect("state lock");
-            let bytes = serde_json::to_vec(&*d).map_err(sm_read_err)?;
-            (bytes, d.last_applied, d.membership.clone())
-        };
+        // Copy under the lock, serialise outside it, so applying is held up only by the copy.
+        let copy = self.data.read().expect("state lock").clone();
+        let data = serde_json::to_vec(&copy).map_err(sm_read_err)?;
+        let (last_applied, membership) = (copy.last_applied, copy.membership);
         let seq = self
             .snapshot_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
