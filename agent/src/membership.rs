@@ -9,6 +9,7 @@ use proto::control::watch_event::Object;
 use proto::control::{HeartbeatRequest, RegisterNodeRequest, WatchEvent, WatchRequest};
 use tokio_stream::StreamExt;
 use tonic::{Code, Status};
+use tracing::{Instrument, info_span};
 
 use crate::config::AgentConfig;
 use crate::control_client::connect_any;
@@ -47,9 +48,12 @@ pub async fn run(
     config: AgentConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    let heartbeat =
+        heartbeat_loop(&config).instrument(info_span!("agent.heartbeat", node.name = %config.node));
+    let watch = watch_loop(&config).instrument(info_span!("agent.watch", node.name = %config.node));
     tokio::select! {
-        r = heartbeat_loop(&config) => r,
-        r = watch_loop(&config) => r,
+        r = heartbeat => r,
+        r = watch => r,
         () = shutdown => Ok(()),
     }
 }

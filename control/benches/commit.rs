@@ -351,6 +351,14 @@ async fn bench_etcd(dir: &Path) -> Figures {
     f
 }
 
+/// The 1-minute load average.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn version(cmd: &str) -> String {
     Command::new(cmd)
         .arg("--version")
@@ -364,6 +372,7 @@ fn version(cmd: &str) -> String {
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let load_before = loadavg();
     let dir = TempDir::new().unwrap();
     let ours = bench_flocker(&dir.path().join("flocker")).await;
     let etcd = bench_etcd(&dir.path().join("etcd")).await;
@@ -374,6 +383,10 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         PHASE.as_secs(),
         version("etcd")
+    );
+    println!(
+        "1-minute load average before / after the run: {load_before} / {} (other work on the machine skews every figure)",
+        loadavg()
     );
     println!(
         "{:<32} {:>16} {:>16} {:>8}",

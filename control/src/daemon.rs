@@ -11,6 +11,7 @@ use std::time::Duration;
 use openraft::{BasicNode, SnapshotPolicy};
 use proto::tls::TlsDir;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::member::Member;
 use crate::raft::network::Peers;
@@ -18,6 +19,9 @@ use crate::raft::{LogStore, Raft, StateMachineStore, db};
 
 /// Default gRPC port of a control member.
 pub const DEFAULT_PORT: u16 = 4523;
+
+/// How long calls and streams may run on after SIGTERM.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Raft heartbeat period.
 pub const HEARTBEAT: Duration = Duration::from_millis(100);
@@ -135,12 +139,28 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if fresh && !config.join {
         bootstrap(&config, &raft).await?;
     }
-    let liveness = tokio::spawn(crate::liveness::watch_nodes(
-        member.clone(),
-        config.node_timeout,
-    ));
+    let liveness = tokio::spawn(
+        crate::liveness::watch_nodes(member.clone(), config.node_timeout)
+            .instrument(tracing::info_span!("control.liveness", raft.id = config.id)),
+    );
     tracing::info!(raft.id = config.id, listen = %config.listen, fresh, "control member serving");
-    let served = crate::server::serve(member, listener, config.tls.server_config(), shutdown).await;
+    // On shutdown, stop accepting and let calls finish, but not forever: watch streams never
+    // end on their own, and tonic's graceful shutdown would wait for them.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = crate::server::serve(member, listener, config.tls.server_config(), async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    });
+    let served = tokio::select! {
+        r = server => r,
+        () = async {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::info!("grace period over; closing remaining streams");
+            Ok(())
+        }
+    };
     liveness.abort();
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not shut down cleanly");

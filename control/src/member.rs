@@ -47,6 +47,7 @@ where
 
 impl Member {
     /// Runs `proposal` on the leader, wherever it is, within `call_timeout`.
+    #[tracing::instrument(level = "debug", name = "raft.proposal", skip_all, fields(raft.id = self.id))]
     pub async fn execute(&self, proposal: Proposal) -> Result<Reply, ExecError> {
         let deadline = Instant::now() + self.call_timeout;
         let mut last = String::from("no answer");

@@ -83,12 +83,17 @@ async fn restarted_member_catches_up_from_a_snapshot() {
             .await
             .unwrap();
     }
-    let s = c.status_with_leader(leader).await;
-    let leader_row = s.members.iter().find(|m| m.id == leader).unwrap();
-    assert!(
-        leader_row.snapshot_index.unwrap_or(0) >= 10,
-        "leader built no snapshot: {s:?}"
-    );
+    // Snapshots are built in the background: wait for one that covers most of the writes.
+    let s = common::eventually(
+        Duration::from_secs(20),
+        "the leader to snapshot and compact",
+        || async {
+            let s = c.status_with_leader(leader).await;
+            let row = s.members.iter().find(|m| m.id == leader)?;
+            (row.snapshot_index.unwrap_or(0) >= 50).then_some(s)
+        },
+    )
+    .await;
 
     c.spawn(lagging);
     let s = c.wait_applied(leader, &[lagging], s.commit_index).await;

@@ -22,8 +22,7 @@ pub const KEY_FILE: &str = "tls.key";
 pub struct TlsDirError {
     /// The file that failed.
     pub path: PathBuf,
-    /// Why.
-    #[source]
+    /// Why (part of the message, so not repeated as a source).
     pub source: std::io::Error,
 }
 

@@ -1,6 +1,6 @@
 //! The redb file of one member: `raft.redb` in its data directory, holding the log, the vote,
-//! the committed id and the last snapshot. redb's default durability (`Immediate`) fsyncs on
-//! every commit, so whatever a store method has returned survives a crash.
+//! the purge point and the last snapshot. redb's default durability (`Immediate`) fsyncs on
+//! every commit, so whatever the store has reported durable survives a crash.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 /// Log entries by index, as JSON.
 pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-/// `vote`, `committed`, `last_purged`, as JSON.
+/// `vote` and `last_purged`, as JSON.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// `meta` and `data` of the current snapshot.
 pub const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");

@@ -1,7 +1,8 @@
 //! openraft 0.9 glue: the type configuration, the redb-backed log and snapshot store, the
 //! in-memory state machine and the gRPC network between members.
 //!
-//! - [`log_store`]: [`LogStore`], the Raft log, vote and committed id in redb (fsync per commit).
+//! - [`log_store`]: [`LogStore`], the Raft log and vote in redb, group-committed (fsync per
+//!   transaction) by a writer thread.
 //! - [`state_machine`]: [`StateMachineStore`], the [`State`](crate::state::State) in memory,
 //!   snapshots persisted in redb, change events for watchers.
 //! - [`network`]: [`Network`], one lazily connected TLS channel per peer.

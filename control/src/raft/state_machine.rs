@@ -39,8 +39,9 @@ type StoredSnapshot = (SnapshotMeta<u64, BasicNode>, Vec<u8>);
 pub struct ChangeEvent {
     /// Log index of the command.
     pub index: u64,
-    /// What changed.
-    pub change: Response,
+    /// What changed; `None` when the whole state was replaced by a snapshot from the leader,
+    /// so watchers must list the state again.
+    pub change: Option<Response>,
 }
 
 /// The state machine of one member. Clones share the state.
@@ -124,11 +125,10 @@ impl StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (data, last_applied, membership) = {
-            let d = self.data.read().expect("state lock");
-            let bytes = serde_json::to_vec(&*d).map_err(sm_read_err)?;
-            (bytes, d.last_applied, d.membership.clone())
-        };
+        // Copy under the lock, serialise outside it, so applying is held up only by the copy.
+        let copy = self.data.read().expect("state lock").clone();
+        let data = serde_json::to_vec(&copy).map_err(sm_read_err)?;
+        let (last_applied, membership) = (copy.last_applied, copy.membership);
         let seq = self
             .snapshot_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -184,7 +184,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 {
                     events.push(ChangeEvent {
                         index: entry.log_id.index,
-                        change: change.clone(),
+                        change: Some(change.clone()),
                     });
                 }
                 out.push(result);
@@ -218,6 +218,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         *d = new;
         d.last_applied = meta.last_log_id;
         d.membership = meta.last_membership.clone();
+        drop(d);
+        let _ = self.events.send(ChangeEvent {
+            index: meta.last_log_id.map_or(0, |l| l.index),
+            change: None,
+        });
         tracing::info!(raft.snapshot = %meta.snapshot_id, "snapshot installed");
         Ok(())
     }

@@ -15,6 +15,7 @@ use super::status::to_status;
 use crate::convert;
 use crate::member::Member;
 use crate::proposal::{Proposal, Query, Reply};
+use crate::raft::ChangeEvent;
 use crate::state::{self, Command, Phase};
 
 /// How long `cluster status` waits for each member to answer.
@@ -364,7 +365,13 @@ impl Control for ControlService {
         tracing::debug!(watch.caller = %caller.name, "watch started");
         let stream =
             BroadcastStream::new(self.member.sm.subscribe()).filter_map(|item| match item {
-                Ok(e) => convert::watch_event(e.index, e.change).map(Ok),
+                Ok(ChangeEvent {
+                    change: Some(change),
+                    index,
+                }) => convert::watch_event(index, change).map(Ok),
+                Ok(ChangeEvent { change: None, .. }) => Some(Err(Status::data_loss(
+                    "this member installed a snapshot from the leader: list the state again and re-watch",
+                ))),
                 Err(_) => Some(Err(Status::data_loss(
                     "watcher fell behind the change stream: list the state again and re-watch",
                 ))),

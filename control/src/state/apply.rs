@@ -49,6 +49,13 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
         Command::SetOwner { name, owner } => {
             known_node(state, &owner)?;
             not_moving(state, &name)?;
+            if state
+                .volumes
+                .get(&name)
+                .is_some_and(|v| v.owner.as_deref() != Some(&owner))
+            {
+                not_leased(state, &name)?;
+            }
             let v = volume_mut(state, &name)?;
             set_owner(v, owner);
             Ok(Response::Volume(v.clone()))
@@ -196,6 +203,24 @@ fn not_moving(state: &State, volume: &str) -> Result<(), CommandError> {
     }
 }
 
+/// Running containers hold the volume: no delete, no owner change.
+fn not_leased(state: &State, volume: &str) -> Result<(), CommandError> {
+    let holders: Vec<String> = state
+        .leases
+        .values()
+        .filter(|l| l.volume == volume)
+        .map(|l| l.container_id.clone())
+        .collect();
+    if holders.is_empty() {
+        Ok(())
+    } else {
+        Err(CommandError::VolumeInUse {
+            volume: volume.to_owned(),
+            containers: holders,
+        })
+    }
+}
+
 fn create_volume(
     state: &mut State,
     name: String,
@@ -232,18 +257,7 @@ fn delete_volume(state: &mut State, name: &str) -> Result<Response, CommandError
             name: name.to_owned(),
         });
     }
-    let holders: Vec<String> = state
-        .leases
-        .values()
-        .filter(|l| l.volume == name)
-        .map(|l| l.container_id.clone())
-        .collect();
-    if !holders.is_empty() {
-        return Err(CommandError::VolumeInUse {
-            volume: name.to_owned(),
-            containers: holders,
-        });
-    }
+    not_leased(state, name)?;
     not_moving(state, name)?;
     let v = state.volumes.remove(name).expect("checked above");
     Ok(Response::VolumeDeleted(v))
@@ -334,6 +348,12 @@ fn advance_migration(
     if m.phase.is_terminal() || phase < m.phase || phase == Phase::Failed {
         return Err(bad_phase(m, phase));
     }
+    // The handoff commits only once the source's containers let go of the volume.
+    if phase == Phase::Done {
+        let volume = m.volume.clone();
+        not_leased(state, &volume)?;
+    }
+    let m = migration_mut(state, id)?;
     m.phase = phase;
     m.bytes_sent = m.bytes_sent.max(bytes_sent);
     m.rounds = m.rounds.max(rounds);

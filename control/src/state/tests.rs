@@ -447,3 +447,130 @@ proptest! {
         prop_assert_eq!(snapshot, s);
     }
 }
+
+#[test]
+fn replicas_metadata_and_size_limit() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    ok(
+        &mut s,
+        Command::SetReplica {
+            name: "db".into(),
+            node: "b".into(),
+            snapshot: "s1".into(),
+        },
+    );
+    ok(
+        &mut s,
+        Command::SetReplica {
+            name: "db".into(),
+            node: "b".into(),
+            snapshot: "s2".into(),
+        },
+    );
+    assert_eq!(
+        s.volumes["db"].replicas,
+        vec![Replica {
+            node: "b".into(),
+            snapshot: "s2".into()
+        }]
+    );
+    assert!(matches!(
+        apply(
+            &mut s,
+            Command::SetReplica {
+                name: "db".into(),
+                node: "zz".into(),
+                snapshot: "s".into()
+            }
+        ),
+        Err(CommandError::UnknownNode { .. })
+    ));
+    ok(
+        &mut s,
+        Command::SetMetadata {
+            name: "db".into(),
+            key: "tier".into(),
+            value: Some("gold".into()),
+        },
+    );
+    assert_eq!(s.volumes["db"].metadata["tier"], "gold");
+    ok(
+        &mut s,
+        Command::SetMetadata {
+            name: "db".into(),
+            key: "tier".into(),
+            value: None,
+        },
+    );
+    assert!(s.volumes["db"].metadata.is_empty());
+    ok(
+        &mut s,
+        Command::SetSizeLimit {
+            name: "db".into(),
+            size_limit: Some(1 << 30),
+        },
+    );
+    assert_eq!(s.volumes["db"].size_limit, Some(1 << 30));
+    assert!(matches!(
+        apply(
+            &mut s,
+            Command::SetSizeLimit {
+                name: "nope".into(),
+                size_limit: None
+            }
+        ),
+        Err(CommandError::NoSuchVolume { .. })
+    ));
+}
+
+#[test]
+fn leases_block_owner_change_and_handoff() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    ok(
+        &mut s,
+        Command::AcquireLease(Lease {
+            volume: "db".into(),
+            node: "a".into(),
+            container_id: "c1".into(),
+        }),
+    );
+    assert!(matches!(
+        apply(
+            &mut s,
+            Command::SetOwner {
+                name: "db".into(),
+                owner: "b".into()
+            }
+        ),
+        Err(CommandError::VolumeInUse { .. })
+    ));
+    // Copying may start while the volume is in use; the handoff waits for the lease.
+    ok(
+        &mut s,
+        Command::RecordMigration {
+            volume: "db".into(),
+            to: "b".into(),
+        },
+    );
+    let done = Command::AdvanceMigration {
+        id: 1,
+        phase: Phase::Done,
+        bytes_sent: 1,
+        rounds: 1,
+    };
+    assert!(matches!(
+        apply(&mut s, done.clone()),
+        Err(CommandError::VolumeInUse { .. })
+    ));
+    ok(
+        &mut s,
+        Command::ReleaseLease {
+            volume: "db".into(),
+            container_id: "c1".into(),
+        },
+    );
+    ok(&mut s, done);
+    assert_eq!(s.volumes["db"].owner.as_deref(), Some("b"));
+}
