@@ -9,6 +9,10 @@
 //! - [`network`]: the cross-host overlay (bridge `weave` + VXLAN, peers) and attaching a
 //!   container to it (veth, `ethwe`, addresses, gratuitous ARP) through netlink;
 //!   [`network::netns`] is the one place that switches network namespaces.
+//! - [`flocker`]: the Docker side of portable volumes: the built-in `flocker` adapter
+//!   (rewrites `/flocker/<name>` binds), leases from Docker events, and running the agent's
+//!   Docker proxy, plugin and watcher together ([`flocker::side`]).
+//! - [`plugin`]: the Docker volume plugin (driver `flocker`) with persisted mount counts.
 //! - [`wait_net`]: the logic of the `wait-for-net` binary (wait for `ethwe`, then exec).
 //!
 //! Binaries: `flocker-agent` (joins the cluster) and `wait-for-net`.
@@ -17,8 +21,10 @@
 
 pub mod config;
 pub mod control_client;
+pub mod flocker;
 pub mod membership;
 pub mod network;
+pub mod plugin;
 pub mod storage;
 pub mod wait_net;
 
