@@ -52,7 +52,7 @@ fn flocker_binds_are_created_rewritten_refused_and_leased() {
     if !stack::available() {
         return;
     }
-    let stack = Stack::start(None);
+    let mut stack = Stack::start(None);
 
     // The killer demo on one host: write, then read in another container.
     stack.docker_ok(&[
@@ -174,6 +174,27 @@ fn flocker_binds_are_created_rewritten_refused_and_leased() {
     wait_until(Duration::from_secs(20), "the lease to go", || {
         !leases(&stack).iter().any(|l| l.container_id == id)
     });
+
+    // A container that stops while the agent is down loses its lease when the agent
+    // comes back and reconciles with what runs.
+    stack.docker_ok(&["start", &id]);
+    wait_until(Duration::from_secs(20), "the lease to come back", || {
+        leases(&stack).iter().any(|l| l.container_id == id)
+    });
+    stack.stop_agent();
+    assert!(
+        stack
+            .docker_direct(&["stop", "-t", "0", &id])
+            .status
+            .success()
+    );
+    assert!(leases(&stack).iter().any(|l| l.container_id == id));
+    stack.start_agent(None);
+    wait_until(
+        Duration::from_secs(20),
+        "reconciliation to release the lease",
+        || !leases(&stack).iter().any(|l| l.container_id == id),
+    );
 }
 
 #[test]
@@ -206,6 +227,16 @@ fn volume_plugin_creates_mounts_and_lists() {
         "/data/f",
     ]);
     assert_eq!(out.trim(), "plugged");
+    // A volume named only in `run --mount` is created on the way.
+    stack.docker_ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=implicit,dst=/data,volume-driver=flocker",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(volume_owner(&stack, "implicit").as_deref(), Some("n1"));
     let ls = stack.docker_ok(&["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]);
     assert!(ls.lines().any(|l| l == "flocker pv"), "{ls}");
     let scope = stack.docker_ok(&[

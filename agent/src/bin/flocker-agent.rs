@@ -66,7 +66,7 @@ fn docker_side(args: &Args, errors: &mut Vec<String>) -> Option<DockerSideConfig
         .storage
         .parse::<StorageSpec>()
         .map_err(|e| errors.push(format!("--storage: {e}")))
-        .ok()?;
+        .ok();
     let listen = if args.listen_docker.is_empty() {
         DEFAULT_LISTEN.iter().map(|s| s.to_string()).collect()
     } else {
@@ -76,13 +76,14 @@ fn docker_side(args: &Args, errors: &mut Vec<String>) -> Option<DockerSideConfig
         docker: args.docker.clone(),
         listen,
         adapters: args.adapters.clone(),
-        storage,
+        // A bad --storage is already reported; check the other flags all the same.
+        storage: storage.clone().unwrap_or(StorageSpec::Dir("/".into())),
         volume_root: args.volume_root.clone(),
         plugin_dir: (!args.no_plugin).then(|| args.plugin_dir.clone()),
         state_dir: args.state_dir.clone(),
     };
     errors.extend(config.problems());
-    Some(config)
+    storage.map(|_| config)
 }
 
 fn validate(args: Args) -> Result<(agent::AgentConfig, DockerSideConfig), Vec<String>> {

@@ -135,12 +135,12 @@ impl Driver {
     }
 
     /// `/VolumeDriver.Get`: the cluster's record, with owner and local mounts as status.
+    /// No such volume is an answer with neither `Volume` nor `Err`, as Docker expects (it
+    /// then creates the volume on `run --mount ...,volume-driver=flocker`).
     pub async fn get(&self, request: VolumeRequest) -> CallResult {
         let volume = name(&request)?;
         let Some(record) = self.volumes.lookup(&volume).await.map_err(say)? else {
-            return Err(format!(
-                "no volume named '{volume}' in the cluster (create it with `docker volume create -d flocker {volume}`)"
-            ));
+            return Ok(json!({}));
         };
         let mounts = self.state.lock().await.count(volume.as_str());
         Ok(json!({"Volume": self.describe(&record, Some(mounts))}))

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use proto::control::control_client::ControlClient;
@@ -99,7 +100,8 @@ pub fn available() -> bool {
 
 /// Control member, dockerd and agent for node `n1` (plus a second node's certificate).
 pub struct Stack {
-    // Field order is drop order: the agent first, then dockerd, then control, then files.
+    // Field order is drop order: the agent first, then dockerd, then control, then files,
+    // then the turn of the next test.
     pub agent: Option<Proc>,
     dockerd: Option<Proc>,
     _control: Proc,
@@ -107,12 +109,18 @@ pub struct Stack {
     pub node: String,
     pub flockerctl: PathBuf,
     pub dir: Scratch,
+    _turn: MutexGuard<'static, ()>,
 }
+
+/// One stack at a time in this process: dockerds starting together in one network
+/// namespace race each other for `docker0` and iptables.
+static TURN: Mutex<()> = Mutex::new(());
 
 impl Stack {
     /// Starts everything with `--storage storage` (`None`: a directory backend in the
     /// scratch dir).
     pub fn start(storage: Option<String>) -> Stack {
+        let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = Scratch::new("fdock");
         let root = dir.path().to_owned();
@@ -164,6 +172,7 @@ impl Stack {
             node: "n1".into(),
             flockerctl,
             dir,
+            _turn: turn,
         };
         stack.start_agent(storage);
         stack
@@ -256,6 +265,18 @@ impl Stack {
             .expect("docker runs")
     }
 
+    /// `docker ARGS` straight to dockerd, bypassing the agent.
+    pub fn docker_direct(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.root().join("docker.sock").display()),
+            )
+            .args(args)
+            .output()
+            .expect("docker runs")
+    }
+
     /// `docker ARGS` through the proxy; panics with stderr and the agent's log on failure.
     pub fn docker_ok(&self, args: &[&str]) -> String {
         let out = self.docker(args);
@@ -332,13 +353,21 @@ fn start_dockerd(root: &Path) -> Proc {
         .expect("dockerd starts");
     let proc = Proc(child);
     let host = format!("unix://{}", root.join("docker.sock").display());
-    wait_until(Duration::from_secs(60), "dockerd to answer", || {
+    let answers = || {
         Command::new("docker")
             .env("DOCKER_HOST", &host)
             .args(["version", "--format", "{{.Server.Version}}"])
             .output()
             .is_ok_and(|o| o.status.success())
-    });
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !answers() {
+        if std::time::Instant::now() > deadline {
+            let log = std::fs::read_to_string(root.join("dockerd.log")).unwrap_or_default();
+            panic!("dockerd did not answer within 120 s; its log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     import_busybox(root, &host);
     proc
 }
