@@ -7,6 +7,7 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod behaviour;
+pub mod plugin_docker;
 pub mod pool;
 pub mod scratch;
 pub mod stack;
