@@ -198,6 +198,35 @@ fn flocker_binds_are_created_rewritten_refused_and_leased() {
 }
 
 #[test]
+fn leases_follow_containers_across_a_dockerd_restart() {
+    if !stack::available() {
+        return;
+    }
+    let mut stack = Stack::start(None);
+    stack.restart_dockerd();
+    // The watcher reconnects to the new daemon on its own.
+    let id = stack.docker_ok(&[
+        "run",
+        "-d",
+        "-v",
+        "/flocker/again:/data",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let id = id.trim().to_owned();
+    wait_until(Duration::from_secs(30), "a lease after the restart", || {
+        leases(&stack)
+            .iter()
+            .any(|l| l.volume == "again" && l.container_id == id)
+    });
+    stack.docker_ok(&["rm", "-f", &id]);
+    wait_until(Duration::from_secs(20), "the lease to go", || {
+        !leases(&stack).iter().any(|l| l.container_id == id)
+    });
+}
+
+#[test]
 fn volume_plugin_creates_mounts_and_lists() {
     if !stack::available() {
         return;

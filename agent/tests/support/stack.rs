@@ -265,6 +265,12 @@ impl Stack {
             .expect("docker runs")
     }
 
+    /// Stops dockerd (SIGTERM) and starts it again with the same sockets and data.
+    pub fn restart_dockerd(&mut self) {
+        self.dockerd = None;
+        self.dockerd = Some(start_dockerd(self.dir.path()));
+    }
+
     /// `docker ARGS` straight to dockerd, bypassing the agent.
     pub fn docker_direct(&self, args: &[&str]) -> Output {
         Command::new("docker")
