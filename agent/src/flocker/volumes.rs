@@ -65,7 +65,10 @@ fn in_use(holders: &[String]) -> String {
     if holders.is_empty() {
         String::new()
     } else {
-        let short: Vec<&str> = holders.iter().map(|h| &h[..h.len().min(12)]).collect();
+        let short: Vec<String> = holders
+            .iter()
+            .map(|h| h.chars().take(12).collect())
+            .collect();
         format!(
             " and is in use there by container {} (stop it there first)",
             short.join(", ")
