@@ -14,6 +14,10 @@
 //! - [`weave`]: `WEAVE_CIDR` parsing, the create-body rewrite, the address allocator trait
 //!   (and its standalone mode), the built-in `weave` proxy adapter and the watcher that
 //!   re-attaches containers Docker restarts by itself.
+//! - [`flocker`]: the Docker side of portable volumes: the built-in `flocker` adapter
+//!   (rewrites `/flocker/<name>` binds), leases from Docker events, and running the agent's
+//!   Docker proxy, plugin and watcher together ([`flocker::side`]).
+//! - [`plugin`]: the Docker volume plugin (driver `flocker`) with persisted mount counts.
 //!
 //! Binary: `flocker-agent`. `wait-for-net`, which runs inside containers, is the crate in
 //! `agent/wait-for-net/`, kept apart so its static build stays small.
@@ -23,8 +27,10 @@
 pub mod config;
 pub mod control_client;
 pub mod docker;
+pub mod flocker;
 pub mod membership;
 pub mod network;
+pub mod plugin;
 pub mod storage;
 pub mod weave;
 

@@ -1,10 +1,13 @@
 //! `flocker-agent`: one per host. Parses flags into an [`agent::AgentConfig`] (invalid
-//! configuration exits 64) and runs the agent until SIGTERM or SIGINT.
+//! configuration exits 64) and runs the agent (membership, and the Docker side: proxy,
+//! volume plugin, lease watcher) until SIGTERM or SIGINT.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use agent::flocker::side::{DEFAULT_LISTEN, DockerSideConfig, StartError, start};
+use agent::storage::StorageSpec;
 use clap::Parser;
 use proto::tls::TlsDir;
 
@@ -27,16 +30,65 @@ struct Args {
     /// Address announced for this agent [default: NODE:4524].
     #[arg(long)]
     advertise: Option<String>,
-    /// Storage kind announced, e.g. dir:/var/lib/flocker or zfs:flocker.
+    /// Storage backend, announced and used: zfs:POOL[/PATH] or dir:PATH.
     #[arg(long, default_value = "dir:/var/lib/flocker")]
     storage: String,
+    /// dockerd's socket, which the agent's Docker proxy forwards to.
+    #[arg(long, default_value = "unix:///var/run/docker.sock")]
+    docker: String,
+    /// Where the agent's Docker proxy listens: unix:///path or tcp://host:port (repeatable)
+    /// [default: unix:///run/flocker/docker.sock and tcp://127.0.0.1:2375].
+    #[arg(long = "listen-docker")]
+    listen_docker: Vec<String>,
+    /// adapters.yml for the Docker proxy [default: `flocker` as a pre-hook on containers/create].
+    #[arg(long)]
+    adapters: Option<PathBuf>,
+    /// Where volumes are mounted, as <volume-root>/<name>.
+    #[arg(long, default_value = "/flocker")]
+    volume_root: PathBuf,
+    /// Directory for the volume plugin's socket (flocker.sock).
+    #[arg(long, default_value = "/run/docker/plugins")]
+    plugin_dir: PathBuf,
+    /// Run without the volume plugin.
+    #[arg(long)]
+    no_plugin: bool,
+    /// Local state: the plugin's mount counts and the default adapters.yml.
+    #[arg(long, default_value = "/var/lib/flocker/agent")]
+    state_dir: PathBuf,
     /// Milliseconds between heartbeats.
     #[arg(long, default_value_t = 2000)]
     heartbeat_ms: u64,
 }
 
-fn validate(args: Args) -> Result<agent::AgentConfig, Vec<String>> {
+/// The Docker side's settings from the flags; their problems are added to `errors`.
+fn docker_side(args: &Args, errors: &mut Vec<String>) -> Option<DockerSideConfig> {
+    let storage = args
+        .storage
+        .parse::<StorageSpec>()
+        .map_err(|e| errors.push(format!("--storage: {e}")))
+        .ok();
+    let listen = if args.listen_docker.is_empty() {
+        DEFAULT_LISTEN.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.listen_docker.clone()
+    };
+    let config = DockerSideConfig {
+        docker: args.docker.clone(),
+        listen,
+        adapters: args.adapters.clone(),
+        // A bad --storage is already reported; check the other flags all the same.
+        storage: storage.clone().unwrap_or(StorageSpec::Dir("/".into())),
+        volume_root: args.volume_root.clone(),
+        plugin_dir: (!args.no_plugin).then(|| args.plugin_dir.clone()),
+        state_dir: args.state_dir.clone(),
+    };
+    errors.extend(config.problems());
+    storage.map(|_| config)
+}
+
+fn validate(args: Args) -> Result<(agent::AgentConfig, DockerSideConfig), Vec<String>> {
     let mut errors = Vec::new();
+    let side = docker_side(&args, &mut errors);
     if args.node.is_empty()
         || !args
             .node
@@ -57,17 +109,20 @@ fn validate(args: Args) -> Result<agent::AgentConfig, Vec<String>> {
         errors.push("--heartbeat-ms must be at least 50".to_owned());
     }
     let tls = TlsDir::load(&args.tls_dir).map_err(|e| errors.push(format!("--tls-dir: {e}")));
-    match tls {
-        Ok(tls) if errors.is_empty() => Ok(agent::AgentConfig {
-            address: args
-                .advertise
-                .unwrap_or_else(|| format!("{}:{}", args.node, agent::config::DEFAULT_AGENT_PORT)),
-            node: args.node,
-            controls: args.control,
-            tls,
-            storage: args.storage,
-            heartbeat: Duration::from_millis(args.heartbeat_ms),
-        }),
+    match (tls, side) {
+        (Ok(tls), Some(side)) if errors.is_empty() => Ok((
+            agent::AgentConfig {
+                address: args.advertise.unwrap_or_else(|| {
+                    format!("{}:{}", args.node, agent::config::DEFAULT_AGENT_PORT)
+                }),
+                node: args.node,
+                controls: args.control,
+                tls,
+                storage: args.storage,
+                heartbeat: Duration::from_millis(args.heartbeat_ms),
+            },
+            side,
+        )),
         _ => Err(errors),
     }
 }
@@ -90,7 +145,7 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = match validate(Args::parse()) {
+    let (config, side) = match validate(Args::parse()) {
         Ok(c) => c,
         Err(errors) => {
             for e in errors {
@@ -99,11 +154,28 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match agent::run(config, shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "agent stopped");
-            ExitCode::FAILURE
+    let docker = match start(&config, side).await {
+        Ok(docker) => docker,
+        Err(StartError::Invalid(e)) => {
+            for problem in &e.problems {
+                eprintln!("flocker-agent: {problem}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
         }
+        Err(e) => {
+            tracing::error!(error = %e, "agent cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The proxy owns the shutdown signal and drains its connections; membership stops with it.
+    tokio::select! {
+        result = agent::run(config, std::future::pending()) => match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "agent stopped");
+                ExitCode::FAILURE
+            }
+        },
+        () = docker.run(shutdown_signal()) => ExitCode::SUCCESS,
     }
 }

@@ -1,13 +1,16 @@
 //! Real parts made small for the agent's integration tests: a file-backed zpool on zfs-fuse
 //! ([`pool::TestPool`]), scratch directories that unmount what they hold
 //! ([`scratch::Scratch`]), and the behaviour every storage backend must show
-//! ([`behaviour`]). The small helpers below are the same as the proxy's test support.
+//! ([`behaviour`]), and one host's control member, dockerd and agent ([`stack::Stack`]).
+//! The small helpers below are the same as the proxy's test support.
 
 #![allow(dead_code, missing_docs)]
 
 pub mod behaviour;
+pub mod plugin_docker;
 pub mod pool;
 pub mod scratch;
+pub mod stack;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -1,0 +1,20 @@
+//! The agent's Docker side of portable volumes.
+//!
+//! - [`binds`]: finding, validating and rewriting `/flocker/<name>[/sub]` binds and mounts
+//!   in a `containers/create` body (pure).
+//! - [`volumes`]: [`volumes::Volumes`], making a volume available read-write here: create
+//!   it in the cluster if new, mount it if owned here, ask the placement layer otherwise.
+//! - [`placement`]: [`placement::VolumePlacement`], bringing a volume from its owner; for
+//!   now [`placement::ManualMove`], which names the owner and the `flockerctl` command.
+//! - [`adapter`]: [`adapter::FlockerAdapter`], the `builtin:flocker` pre-hook.
+//! - [`docker`]: the little of the Docker API the lease watcher needs.
+//! - [`leases`]: [`leases::LeaseWatcher`], leases from container start and die events.
+//! - [`side`]: running it all: the proxy with `flocker` registered, the plugin, the watcher.
+
+pub mod adapter;
+pub mod binds;
+pub mod docker;
+pub mod leases;
+pub mod placement;
+pub mod side;
+pub mod volumes;

@@ -1,0 +1,226 @@
+//! The agent's Docker side, running: the Docker API proxy (`proxy::launch`) with the
+//! built-in `flocker` adapter registered, the volume plugin socket, and the lease watcher.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use proxy::adapter::builtin::Builtins;
+use proxy::launch::{InvalidOptions, Options};
+use proxy::listen::{ListenAddr, parse_docker};
+
+use super::adapter::FlockerAdapter;
+use super::docker::Docker;
+use super::leases::LeaseWatcher;
+use super::placement::ManualMove;
+use super::volumes::Volumes;
+use crate::config::AgentConfig;
+use crate::plugin::{Plugin, driver::Driver, state::StateFile};
+use crate::storage::{Backend, StorageError, StorageSpec};
+
+/// The proxy's listeners when none are given.
+pub const DEFAULT_LISTEN: [&str; 2] = ["unix:///run/flocker/docker.sock", "tcp://127.0.0.1:2375"];
+
+/// The adapters.yml used when `--adapters` is not given: `flocker` as a pre-hook on create.
+/// Volume creation and mounting can take a while on a busy pool, hence the long timeout.
+pub const DEFAULT_ADAPTERS: &str = "\
+version: 1
+endpoints:
+  \"POST /*/containers/create\":
+    pre: [flocker]
+adapters:
+  flocker: { url: \"builtin:flocker\", timeout: 100s }
+";
+
+/// The plugin's reference-count file in the state directory.
+pub const PLUGIN_STATE_FILE: &str = "plugin-mounts.json";
+
+/// Settings of the Docker side, from the agent's flags.
+#[derive(Debug, Clone)]
+pub struct DockerSideConfig {
+    /// dockerd's socket, `unix:///path`.
+    pub docker: String,
+    /// Where the proxy listens.
+    pub listen: Vec<String>,
+    /// adapters.yml, or `None` for [`DEFAULT_ADAPTERS`].
+    pub adapters: Option<PathBuf>,
+    /// The storage backend.
+    pub storage: StorageSpec,
+    /// Where volumes are mounted: `<volume-root>/<name>`.
+    pub volume_root: PathBuf,
+    /// Where the plugin socket goes, or `None` for no plugin.
+    pub plugin_dir: Option<PathBuf>,
+    /// Local state: the default adapters.yml and the plugin's counts.
+    pub state_dir: PathBuf,
+}
+
+/// Why the Docker side could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The proxy's options or adapters.yml are invalid (exit 64).
+    #[error("{0}")]
+    Invalid(#[from] InvalidOptions),
+    /// The storage backend could not be opened.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The plugin state file is unreadable.
+    #[error(transparent)]
+    State(#[from] crate::plugin::state::StateError),
+    /// A socket or file could not be made.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being made.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl DockerSideConfig {
+    /// Every problem with these settings, checked without side effects.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = parse_docker(&self.docker) {
+            problems.push(format!("--docker: {e}"));
+        }
+        if self.listen.is_empty() {
+            problems.push("--listen-docker: give at least one".to_owned());
+        }
+        for text in &self.listen {
+            if let Err(e) = ListenAddr::parse(text) {
+                problems.push(format!("--listen-docker: {e}"));
+            }
+        }
+        if let Some(path) = &self.adapters
+            && !path.is_file()
+        {
+            problems.push(format!("--adapters {}: no such file", path.display()));
+        }
+        for (flag, path) in [
+            ("--volume-root", Some(&self.volume_root)),
+            ("--plugin-dir", self.plugin_dir.as_ref()),
+            ("--state-dir", Some(&self.state_dir)),
+        ] {
+            if let Some(path) = path.filter(|p| !p.is_absolute()) {
+                problems.push(format!("{flag} {}: use an absolute path", path.display()));
+            }
+        }
+        problems
+    }
+}
+
+/// The Docker side with every socket bound, ready to run.
+pub struct DockerSide {
+    proxy: proxy::launch::Bound,
+    plugin: Option<Plugin>,
+    watcher: LeaseWatcher,
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+    let what = what.into();
+    move |source| StartError::Io { what, source }
+}
+
+/// Opens storage, validates the proxy's configuration and binds the proxy and the plugin.
+pub async fn start(
+    agent: &AgentConfig,
+    config: DockerSideConfig,
+) -> Result<DockerSide, StartError> {
+    let storage = Arc::new(Backend::open(&config.storage, &config.volume_root).await?);
+    let volumes = Arc::new(Volumes::new(
+        agent.node.clone(),
+        agent.controls.clone(),
+        agent.tls.clone(),
+        storage,
+        Arc::new(ManualMove {
+            node: agent.node.clone(),
+        }),
+    ));
+    let mut builtins = Builtins::standard();
+    builtins.register("flocker", Arc::new(FlockerAdapter::new(volumes.clone())));
+    let adapters = match config.adapters {
+        Some(path) => path,
+        None => {
+            std::fs::create_dir_all(&config.state_dir).map_err(io("make --state-dir"))?;
+            let path = config.state_dir.join("adapters.yml");
+            std::fs::write(&path, DEFAULT_ADAPTERS)
+                .map_err(io("write the default adapters.yml"))?;
+            path
+        }
+    };
+    let options = Options {
+        config: adapters,
+        listen: config.listen,
+        docker: config.docker.clone(),
+        tls_cert: None,
+        tls_key: None,
+        tls_ca: None,
+        insecure: false,
+        max_hook_body: proxy::limits::DEFAULT_MAX_HOOK_BODY_BYTES,
+    };
+    let proxy = options
+        .validate(builtins)?
+        .bind()
+        .await
+        .map_err(io("bind the Docker proxy"))?;
+    let plugin = match &config.plugin_dir {
+        Some(dir) => {
+            let state = StateFile::open(config.state_dir.join(PLUGIN_STATE_FILE))?;
+            let driver = Driver::new(volumes.clone(), state);
+            Some(Plugin::bind(dir, driver).map_err(io("bind the volume plugin"))?)
+        }
+        None => None,
+    };
+    let docker = Docker::new(parse_docker(&config.docker).unwrap_or_default());
+    let watcher = LeaseWatcher::new(docker, volumes, config.volume_root);
+    Ok(DockerSide {
+        proxy,
+        plugin,
+        watcher,
+    })
+}
+
+impl DockerSide {
+    /// The proxy's bound addresses.
+    pub fn proxy_addrs(&self) -> Vec<ListenAddr> {
+        self.proxy.local_addrs()
+    }
+
+    /// Serves until `shutdown` completes; the plugin socket is removed on the way out.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let watcher = tokio::spawn(self.watcher.run());
+        let plugin = self.plugin.map(|plugin| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(plugin.run(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        });
+        for addr in self.proxy.local_addrs() {
+            tracing::info!(%addr, "docker proxy listening");
+        }
+        self.proxy.run(shutdown).await;
+        let _ = stop.send(true);
+        watcher.abort();
+        if let Some(plugin) = plugin {
+            let _ = plugin.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_adapters_hook_flocker_on_create() {
+        let mut builtins = Builtins::standard();
+        builtins.register("flocker", Arc::new(proxy::adapter::debug::DebugAdapter));
+        let client = proxy::adapter::http::adapter_client();
+        let config =
+            proxy::config::Config::parse(DEFAULT_ADAPTERS, "default", &builtins, &client).unwrap();
+        let hooks = config.hooks_for("POST", "/v1.41/containers/create");
+        assert_eq!(hooks.pre.len(), 1);
+        assert!(config.hooks_for("POST", "/containers/x/start").is_empty());
+    }
+}
