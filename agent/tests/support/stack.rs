@@ -45,8 +45,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The control crate's binaries, built on demand (the agent crate cannot depend on control).
-fn control_bin(name: &str) -> PathBuf {
+/// The control crate's binaries (the agent crate cannot depend on control). Built by the
+/// same `cargo test --workspace --no-run` that the README's test command runs first, so
+/// there it is a no-op; a narrower run (`cargo test -p agent`) builds what is missing. A
+/// plain `cargo build -p control` would unify features differently and rebuild half the
+/// dependency tree.
+pub fn control_bin(name: &str) -> PathBuf {
     let target = std::env::current_exe()
         .unwrap()
         .parent()
@@ -65,21 +69,14 @@ fn control_bin(name: &str) -> PathBuf {
         }
     }
     let status = build
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "control",
-            "--bin",
-            "flocker-control",
-            "--bin",
-            "flockerctl",
-        ])
+        .args(["test", "--workspace", "--no-run", "--quiet"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CARGO_TARGET_DIR", target.parent().unwrap())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "cargo build -p control failed");
+    assert!(status.success(), "cargo test --workspace --no-run failed");
     target.join(name)
 }
 
