@@ -5,53 +5,13 @@
 
 mod common;
 
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use agent::weave::cidr::{self, CidrRequest};
 use agent::weave::{AddressAllocator, AllocError, ControlAllocator};
-use common::{Cluster, eventually};
+use common::{Cluster, eventually, flockerctl, ip_ls, row};
 use control::ca::Role;
 use proto::control as pb;
-
-fn flockerctl(c: &Cluster, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flockerctl"))
-        .args(["--control", &c.addr(1), "--tls-dir"])
-        .arg(c.pki.issue(Role::User, "admin"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// `flockerctl ip ls` as (address, container name, node, state) rows.
-fn ip_ls(c: &Cluster) -> Vec<(String, String, String, String)> {
-    let out = flockerctl(c, &["--output", "json", "ip", "ls"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let s = |a: &serde_json::Value, k: &str| a[k].as_str().unwrap().to_owned();
-    v["allocations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            let state = if a["running"].as_bool().unwrap() {
-                "running"
-            } else {
-                "stopped"
-            };
-            (
-                s(a, "address"),
-                s(a, "container_name"),
-                s(a, "node"),
-                state.to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn row(address: &str, name: &str, node: &str, state: &str) -> (String, String, String, String) {
-    (address.into(), name.into(), node.into(), state.into())
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
