@@ -10,9 +10,11 @@
 //!   and the streams that carry snapshots between hosts.
 //! - [`network`]: the cross-host overlay (bridge `weave` + VXLAN, peers) and attaching a
 //!   container to it (veth, `ethwe`, addresses, gratuitous ARP) through netlink;
+//!   [`network::peer_sync`] keeps the overlay's peers equal to the cluster's up nodes;
 //!   [`network::netns`] is the one place that switches network namespaces.
 //! - [`weave`]: `WEAVE_CIDR` parsing, the create-body rewrite, the address allocator trait
-//!   (and its standalone mode), the built-in `weave` proxy adapter and the watcher that
+//!   (its standalone mode, and `ControlAllocator` with the die/destroy follower for a
+//!   cluster), the built-in `weave` proxy adapter and the watcher that
 //!   re-attaches containers Docker restarts by itself.
 //! - [`flocker`]: the Docker side of portable volumes: the built-in `flocker` adapter
 //!   (rewrites `/flocker/<name>` binds), leases from Docker events, and running the agent's

@@ -132,8 +132,18 @@ pub fn migration_reply(r: Response) -> Result<pb::Migration, Status> {
 /// The allocation a write returned.
 pub fn allocation_reply(r: Response) -> Result<pb::Allocation, Status> {
     match r {
-        Response::Allocation(a) | Response::AllocationReleased(a) => Ok(allocation(a)),
+        Response::Allocation(a) => Ok(allocation(a)),
         r => Err(mismatch("allocation", &r)),
+    }
+}
+
+/// The allocations a write changed or released.
+pub fn allocations_reply(r: Response) -> Result<pb::AllocationList, Status> {
+    match r {
+        Response::Allocations(all) | Response::AllocationsReleased(all) => Ok(pb::AllocationList {
+            allocations: all.into_iter().map(allocation).collect(),
+        }),
+        r => Err(mismatch("allocation list", &r)),
     }
 }
 
@@ -157,15 +167,18 @@ pub fn watch_event(index: u64, r: Response) -> Option<pb::WatchEvent> {
         ),
         Response::Allocation(a) => (
             false,
-            a.container_id.clone(),
+            a.address.to_string(),
             Object::Allocation(allocation(a)),
         ),
         Response::AllocationReleased(a) => (
             true,
-            a.container_id.clone(),
+            a.address.to_string(),
             Object::Allocation(allocation(a)),
         ),
-        Response::Unchanged => return None,
+        // Split by `Response::into_changes` before they reach watchers.
+        Response::Allocations(_) | Response::AllocationsReleased(_) | Response::Unchanged => {
+            return None;
+        }
     };
     Some(pb::WatchEvent {
         index,

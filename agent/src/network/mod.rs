@@ -2,6 +2,7 @@
 //!
 //! - [`overlay`]: bridge `weave` + VXLAN device, MTU (underlay minus 50).
 //! - [`peers`]: the VXLAN flood list, one all-zeros FDB entry per peer host.
+//! - [`peer_sync`]: keeps the peers equal to the other up nodes of the control service.
 //! - [`attach`]: veth pair, `ethwe` in the container's netns, addresses, gratuitous ARP;
 //!   detach; listing what the kernel has (for reconcile on agent start).
 //! - [`netns`]: the only place that enters another network namespace.
@@ -16,6 +17,7 @@ pub mod cidr;
 mod link;
 pub mod netns;
 pub mod overlay;
+pub mod peer_sync;
 pub mod peers;
 
 use std::future::Future;

@@ -3,8 +3,8 @@
 //! In a cluster the control service owns every allocation (DESIGN.md section 7): explicit
 //! addresses are claimed there (and refused when a running container elsewhere holds them),
 //! `net:` requests get a free address there, and allocations are keyed by container id so
-//! a retried or restarted attach gets the same address. That implementation lives with the
-//! agent's control client.
+//! a retried or restarted attach gets the same address. That implementation is
+//! [`super::ControlAllocator`].
 //!
 //! [`ExplicitOnly`] is the standalone mode, for a single host without a control service:
 //! explicit addresses are used as given (nothing checks that another host does not use

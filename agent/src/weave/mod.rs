@@ -4,6 +4,10 @@
 //! - [`rewrite`]: the create-body rewrite that runs `wait-for-net` before the command.
 //! - [`allocator`]: who decides the address ([`AddressAllocator`]); [`ExplicitOnly`] is the
 //!   standalone mode without a control service.
+//! - [`control_allocator`]: [`ControlAllocator`], the cluster mode: addresses from the
+//!   control service.
+//! - [`lifecycle`]: [`LifecycleFollower`] reports containers that die (addresses may move)
+//!   and are removed (addresses freed) to the control service.
 //! - [`attacher`]: inspect, allocate, attach through [`crate::network`].
 //! - [`adapter`]: `builtin:weave` for the proxy (pre-hook on create, post-hook on start).
 //! - [`restart`]: re-attaches containers Docker starts by itself (restart policy).
@@ -12,10 +16,14 @@ pub mod adapter;
 pub mod allocator;
 pub mod attacher;
 pub mod cidr;
+pub mod control_allocator;
+pub mod lifecycle;
 pub mod restart;
 pub mod rewrite;
 
 pub use adapter::WeaveAdapter;
 pub use allocator::{AddressAllocator, AllocError, ExplicitOnly};
 pub use attacher::{AttachError, Attacher, Outcome};
+pub use control_allocator::ControlAllocator;
+pub use lifecycle::LifecycleFollower;
 pub use restart::RestartWatcher;

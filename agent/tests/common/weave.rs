@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use agent::docker::Docker;
 use agent::network::{NetlinkNetwork, Netns, Network, OverlayConfig};
-use agent::weave::{Attacher, ExplicitOnly, RestartWatcher, WeaveAdapter};
+use agent::weave::{AddressAllocator, Attacher, ExplicitOnly, RestartWatcher, WeaveAdapter};
 use proxy::adapter::builtin::Builtins;
 use proxy::launch::Options;
 use tokio::runtime::Runtime;
@@ -31,15 +31,15 @@ adapters:
   weave: builtin:weave
 "#;
 
-/// The attacher the tests use: real netlink, the standalone allocator.
-pub type TestAttacher = Attacher<NetlinkNetwork, ExplicitOnly>;
+/// The attacher the tests use: real netlink, the standalone allocator by default.
+pub type TestAttacher<A = ExplicitOnly> = Attacher<NetlinkNetwork, A>;
 
 /// dockerd + overlay + powerstrip with `builtin:weave`; everything stops on drop.
-pub struct WeaveHost {
+pub struct WeaveHost<A = ExplicitOnly> {
     /// The proxy's socket.
     pub proxy: PathBuf,
     /// The attacher behind the adapter.
-    pub attacher: Arc<TestAttacher>,
+    pub attacher: Arc<TestAttacher<A>>,
     shutdown: Option<oneshot::Sender<()>>,
     // Field order is drop order: the runtime (proxy, tasks) before dockerd and its netns.
     runtime: Runtime,
@@ -48,8 +48,25 @@ pub struct WeaveHost {
 }
 
 impl WeaveHost {
-    /// Starts it all, or `None` when the test must be skipped (see [`TestDocker::start`]).
+    /// Starts it all with the standalone allocator, or `None` when the test must be skipped
+    /// (see [`TestDocker::start`]).
     pub fn start(test: &str) -> Option<WeaveHost> {
+        WeaveHost::start_with(test, async { ExplicitOnly })
+    }
+
+    /// The IPv4 addresses on `ethwe` in the netns of `pid`, as `ip` prints them.
+    pub fn ethwe_of(pid: u32) -> String {
+        ethwe_of(pid)
+    }
+}
+
+impl<A: AddressAllocator + 'static> WeaveHost<A> {
+    /// As [`WeaveHost::start`], with the allocator `allocator` makes (run on the host's
+    /// runtime, which the allocator may then use).
+    pub fn start_with(
+        test: &str,
+        allocator: impl std::future::Future<Output = A>,
+    ) -> Option<WeaveHost<A>> {
         let wait_for_net = static_wait_for_net();
         let docker = TestDocker::start(test)?;
         // The underlay: one end of a veth pair (this kernel has no dummy devices).
@@ -67,6 +84,7 @@ impl WeaveHost {
         let config = docker.dir().join("adapters.yml");
         std::fs::write(&config, ADAPTERS_YML).unwrap();
         let (attacher, bound) = runtime.block_on(async {
+            let allocator = allocator.await;
             let ns = Netns::Path(docker.netns.path());
             let network = NetlinkNetwork::new_in(&ns, OverlayConfig::new("under0"))
                 .await
@@ -75,7 +93,7 @@ impl WeaveHost {
             let attacher = Arc::new(Attacher::new(
                 Docker::new(docker.socket()),
                 network,
-                ExplicitOnly,
+                allocator,
             ));
             let mut builtins = Builtins::standard();
             builtins.register(
@@ -123,18 +141,23 @@ impl WeaveHost {
         RestartWatcher::spawn(self.attacher.clone())
     }
 
-    /// The IPv4 addresses on `ethwe` in the netns of `pid`, as `ip` prints them.
-    pub fn ethwe_of(pid: u32) -> String {
-        let out = Command::new("nsenter")
-            .arg(format!("--net=/proc/{pid}/ns/net"))
-            .args(["ip", "-4", "-o", "addr", "show", "dev", "ethwe"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    /// The host's runtime, to spawn what the test needs next to the proxy.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 }
 
-impl Drop for WeaveHost {
+/// The IPv4 addresses on `ethwe` in the netns of `pid`, as `ip` prints them.
+pub fn ethwe_of(pid: u32) -> String {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["ip", "-4", "-o", "addr", "show", "dev", "ethwe"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl<A> Drop for WeaveHost<A> {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

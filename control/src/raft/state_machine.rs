@@ -179,13 +179,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     }
                     EntryPayload::Normal(command) => apply(&mut d.state, command),
                 };
-                if let Ok(change) = &result
-                    && *change != Response::Unchanged
-                {
-                    events.push(ChangeEvent {
-                        index: entry.log_id.index,
-                        change: Some(change.clone()),
-                    });
+                if let Ok(change) = &result {
+                    let index = entry.log_id.index;
+                    events.extend(change.clone().into_changes().into_iter().map(|change| {
+                        ChangeEvent {
+                            index,
+                            change: Some(change),
+                        }
+                    }));
                 }
                 out.push(result);
             }

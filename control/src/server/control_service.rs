@@ -290,22 +290,32 @@ impl Control for ControlService {
         )?))
     }
 
-    async fn container_stopped(&self, req: Request<pb::ContainerId>) -> Reply_<pb::Allocation> {
+    async fn container_stopped(&self, req: Request<pb::ContainerId>) -> Reply_<pb::AllocationList> {
         who(&req)?;
         let cmd = Command::ContainerStopped {
             container_id: req.into_inner().container_id,
         };
-        Ok(Response::new(convert::allocation_reply(
+        Ok(Response::new(convert::allocations_reply(
             self.write(cmd).await?,
         )?))
     }
 
-    async fn release_ip(&self, req: Request<pb::ContainerId>) -> Reply_<pb::Allocation> {
+    async fn release_ip(&self, req: Request<pb::ContainerId>) -> Reply_<pb::AllocationList> {
         who(&req)?;
         let cmd = Command::ReleaseIp {
             container_id: req.into_inner().container_id,
         };
-        Ok(Response::new(convert::allocation_reply(
+        Ok(Response::new(convert::allocations_reply(
+            self.write(cmd).await?,
+        )?))
+    }
+
+    async fn reclaim_node(&self, req: Request<pb::ReclaimRequest>) -> Reply_<pb::AllocationList> {
+        who(&req)?.require_operator()?;
+        let cmd = Command::ReclaimNode {
+            node: req.into_inner().node,
+        };
+        Ok(Response::new(convert::allocations_reply(
             self.write(cmd).await?,
         )?))
     }

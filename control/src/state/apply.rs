@@ -144,6 +144,7 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
         ),
         Command::ContainerStopped { container_id } => ip::stopped(state, &container_id),
         Command::ReleaseIp { container_id } => ip::release(state, &container_id),
+        Command::ReclaimNode { node } => ip::reclaim(state, &node),
     }
 }
 

@@ -147,15 +147,20 @@ pub enum Command {
         /// Its node.
         node: String,
     },
-    /// The container stopped; its address may be claimed by another.
+    /// The container stopped; its addresses may be claimed by another.
     ContainerStopped {
         /// Container id.
         container_id: String,
     },
-    /// The container is gone; free its address.
+    /// The container is gone; free its addresses.
     ReleaseIp {
         /// Container id.
         container_id: String,
+    },
+    /// A node is dead: free every address held on it. Refused while the node is up.
+    ReclaimNode {
+        /// Node name.
+        node: String,
     },
 }
 
@@ -180,8 +185,27 @@ pub enum Response {
     Pool(super::Cidr),
     /// An allocation changed.
     Allocation(Allocation),
-    /// An allocation was released.
+    /// An allocation was released (only as a watch event, see [`Response::into_changes`]).
     AllocationReleased(Allocation),
+    /// Several allocations changed (a container stopped); possibly none.
+    Allocations(Vec<Allocation>),
+    /// Allocations were released (a container removed, a node reclaimed); possibly none.
+    AllocationsReleased(Vec<Allocation>),
     /// Nothing changed (a stale mark-down).
     Unchanged,
+}
+
+impl Response {
+    /// The change as single-object changes, one per watch event: a multi-allocation
+    /// response becomes one `Allocation`/`AllocationReleased` each (none when empty).
+    pub fn into_changes(self) -> Vec<Response> {
+        match self {
+            Response::Unchanged => Vec::new(),
+            Response::Allocations(all) => all.into_iter().map(Response::Allocation).collect(),
+            Response::AllocationsReleased(all) => {
+                all.into_iter().map(Response::AllocationReleased).collect()
+            }
+            other => vec![other],
+        }
+    }
 }

@@ -145,7 +145,7 @@ pub enum CommandError {
     },
     /// An address held by a running container.
     #[error(
-        "address {address} is held by running container {container_name:?} ({container_id}) on node {node:?}: stop or remove that container first"
+        "address {address} is held by running container {container_name:?} ({container_id}) on node {node:?}: {hint}"
     )]
     AddressHeld {
         /// The address.
@@ -156,22 +156,16 @@ pub enum CommandError {
         container_name: String,
         /// Holder's node.
         node: String,
+        /// What to do about it.
+        hint: String,
     },
-    /// A container already holds an address in another pool.
-    #[error("container {container_id:?} already holds {address} in pool {pool}: release it first")]
-    OtherPool {
-        /// The container.
-        container_id: String,
-        /// Its address.
-        address: String,
-        /// Its pool.
-        pool: String,
-    },
-    /// Nothing allocated to the container.
-    #[error("container {container_id:?} holds no address")]
-    NoAllocation {
-        /// The container.
-        container_id: String,
+    /// Reclaiming the addresses of a node that is up.
+    #[error(
+        "node {name:?} is up: its containers may still use their addresses; reclaim only frees a dead node's addresses (stop the agent, wait until `flockerctl node ls` shows it down, then retry)"
+    )]
+    NodeUp {
+        /// The node.
+        name: String,
     },
     /// A container id that is empty.
     #[error("container id must not be empty")]
@@ -188,7 +182,6 @@ impl CommandError {
                 | CommandError::NoSuchLease { .. }
                 | CommandError::NoSuchMigration { .. }
                 | CommandError::NoSuchPool { .. }
-                | CommandError::NoAllocation { .. }
         )
     }
 
@@ -201,7 +194,6 @@ impl CommandError {
                 | CommandError::VolumeMoving { .. }
                 | CommandError::AddressHeld { .. }
                 | CommandError::PoolOverlap { .. }
-                | CommandError::OtherPool { .. }
         )
     }
 }

@@ -1,6 +1,9 @@
-//! IPv4 pools and the allocation rules: allocations are keyed by container id and idempotent;
-//! an address held by a running container cannot be claimed by another; an address whose
-//! container stopped can (that is how an IP moves with its container).
+//! IPv4 pools and the allocation rules. Allocations are keyed by address (one holder each)
+//! and belong to a container id; a container may hold several (one per `WEAVE_CIDR` entry),
+//! and asking again for the same entry is idempotent. An address held by a running
+//! container cannot be claimed by another; an address whose container stopped can (that is
+//! how an IP moves with its container). Removal frees a container's addresses; a dead
+//! node's addresses are freed by one command ([`reclaim`]).
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -125,11 +128,20 @@ fn check_holder(state: &State, h: &Holder<'_>) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// The container's allocation in `pool`, if it has one.
+fn held_in(state: &State, container_id: &str, pool: Cidr) -> Option<Ipv4Addr> {
+    state
+        .allocations
+        .values()
+        .find(|a| a.container_id == container_id && a.pool == pool)
+        .map(|a| a.address)
+}
+
 /// Refresh an existing allocation for a (re)started container.
-fn refresh(state: &mut State, h: &Holder<'_>) -> Response {
+fn refresh(state: &mut State, address: Ipv4Addr, h: &Holder<'_>) -> Response {
     let a = state
         .allocations
-        .get_mut(h.container_id)
+        .get_mut(&address)
         .expect("caller checked the allocation exists");
     a.node = h.node.to_owned();
     a.container_name = h.container_name.to_owned();
@@ -137,6 +149,9 @@ fn refresh(state: &mut State, h: &Holder<'_>) -> Response {
     Response::Allocation(a.clone())
 }
 
+/// `net:POOL`: the container's address in the pool if it has one (idempotent), else the
+/// lowest free one. Pools are never created here: an operator adds them (`flockerctl ip
+/// add-pool`), so a typo in `WEAVE_CIDR` cannot carve out a new network.
 pub(super) fn allocate(
     state: &mut State,
     pool: &str,
@@ -149,24 +164,15 @@ pub(super) fn allocate(
             cidr: pool.to_string(),
         });
     }
-    if let Some(a) = state.allocations.get(h.container_id) {
-        if a.pool != pool {
-            return Err(CommandError::OtherPool {
-                container_id: h.container_id.to_owned(),
-                address: a.address.to_string(),
-                pool: a.pool.to_string(),
-            });
-        }
-        return Ok(refresh(state, &h));
+    if let Some(address) = held_in(state, h.container_id, pool) {
+        return Ok(refresh(state, address, &h));
     }
-    let taken: std::collections::BTreeSet<Ipv4Addr> =
-        state.allocations.values().map(|a| a.address).collect();
-    let address =
-        pool.hosts()
-            .find(|a| !taken.contains(a))
-            .ok_or_else(|| CommandError::PoolExhausted {
-                cidr: pool.to_string(),
-            })?;
+    let address = pool
+        .hosts()
+        .find(|a| !state.allocations.contains_key(a))
+        .ok_or_else(|| CommandError::PoolExhausted {
+            cidr: pool.to_string(),
+        })?;
     Ok(insert(state, address, pool, &h))
 }
 
@@ -179,12 +185,13 @@ fn insert(state: &mut State, address: Ipv4Addr, pool: Cidr, h: &Holder<'_>) -> R
         node: h.node.to_owned(),
         running: true,
     };
-    state
-        .allocations
-        .insert(h.container_id.to_owned(), a.clone());
+    state.allocations.insert(address, a.clone());
     Response::Allocation(a)
 }
 
+/// An explicit address: kept if the container holds it, taken over if its holder stopped
+/// (how an address moves with its container), refused if a running container holds it.
+/// The container's other addresses stay (a container may have several).
 pub(super) fn claim(
     state: &mut State,
     address: &str,
@@ -202,50 +209,88 @@ pub(super) fn claim(
         .ok_or_else(|| CommandError::AddressOutsidePools {
             address: addr.to_string(),
         })?;
-    let holder = state
-        .allocations
-        .values()
-        .find(|a| a.address == addr)
-        .cloned();
-    match holder {
-        Some(a) if a.container_id == h.container_id => return Ok(refresh(state, &h)),
+    match state.allocations.get(&addr) {
+        Some(a) if a.container_id == h.container_id => return Ok(refresh(state, addr, &h)),
         Some(a) if a.running => {
+            let node_down = state.nodes.get(&a.node).is_some_and(|n| !n.up);
             return Err(CommandError::AddressHeld {
                 address: addr.to_string(),
-                container_id: a.container_id,
-                container_name: a.container_name,
-                node: a.node,
+                container_id: a.container_id.clone(),
+                container_name: a.container_name.clone(),
+                node: a.node.clone(),
+                hint: if node_down {
+                    format!(
+                        "node {:?} is down: if it is gone for good, free its addresses with \
+                         `flockerctl ip reclaim {}`",
+                        a.node, a.node
+                    )
+                } else {
+                    "stop or remove that container first".to_owned()
+                },
             });
         }
-        Some(a) => {
-            state.allocations.remove(&a.container_id);
-        }
-        None => {}
+        _ => {}
     }
-    // The container's address changes to the one it claims.
-    state.allocations.remove(h.container_id);
     Ok(insert(state, addr, pool, &h))
 }
 
+/// Every allocation of the container, marked stopped: others may now claim them. A
+/// container without addresses is not an error (the agent reports every container).
 pub(super) fn stopped(state: &mut State, container_id: &str) -> Result<Response, CommandError> {
-    let a = state
+    if container_id.is_empty() {
+        return Err(CommandError::EmptyContainerId);
+    }
+    let changed = state
         .allocations
-        .get_mut(container_id)
-        .ok_or_else(|| CommandError::NoAllocation {
-            container_id: container_id.to_owned(),
-        })?;
-    a.running = false;
-    Ok(Response::Allocation(a.clone()))
+        .values_mut()
+        .filter(|a| a.container_id == container_id)
+        .map(|a| {
+            a.running = false;
+            a.clone()
+        })
+        .collect();
+    Ok(Response::Allocations(changed))
 }
 
+/// Frees every address of the container (it was removed). Idempotent.
 pub(super) fn release(state: &mut State, container_id: &str) -> Result<Response, CommandError> {
-    state
+    if container_id.is_empty() {
+        return Err(CommandError::EmptyContainerId);
+    }
+    Ok(Response::AllocationsReleased(remove_where(state, |a| {
+        a.container_id == container_id
+    })))
+}
+
+/// Frees every address held on a node that is down (its containers are gone with it).
+/// Refused while the node is up: its containers may still be using the addresses.
+pub(super) fn reclaim(state: &mut State, node: &str) -> Result<Response, CommandError> {
+    let n = state
+        .nodes
+        .get(node)
+        .ok_or_else(|| CommandError::UnknownNode {
+            name: node.to_owned(),
+        })?;
+    if n.up {
+        return Err(CommandError::NodeUp {
+            name: node.to_owned(),
+        });
+    }
+    Ok(Response::AllocationsReleased(remove_where(state, |a| {
+        a.node == node
+    })))
+}
+
+fn remove_where(state: &mut State, pred: impl Fn(&Allocation) -> bool) -> Vec<Allocation> {
+    let gone: Vec<Ipv4Addr> = state
         .allocations
-        .remove(container_id)
-        .map(Response::AllocationReleased)
-        .ok_or_else(|| CommandError::NoAllocation {
-            container_id: container_id.to_owned(),
-        })
+        .values()
+        .filter(|a| pred(a))
+        .map(|a| a.address)
+        .collect();
+    gone.iter()
+        .filter_map(|addr| state.allocations.remove(addr))
+        .collect()
 }
 
 #[cfg(test)]

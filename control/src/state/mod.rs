@@ -147,7 +147,7 @@ pub struct Allocation {
     pub address: std::net::Ipv4Addr,
     /// The pool it lies in.
     pub pool: Cidr,
-    /// The container holding it (the key).
+    /// The container holding it.
     pub container_id: String,
     /// The container's name, for humans.
     pub container_name: String,
@@ -170,13 +170,15 @@ pub struct State {
     pub migrations: BTreeMap<u64, Migration>,
     /// IP pools.
     pub pools: Vec<Cidr>,
-    /// Allocations by container id.
-    pub allocations: BTreeMap<String, Allocation>,
+    /// Allocations by address (a container may hold several).
+    pub allocations: BTreeMap<std::net::Ipv4Addr, Allocation>,
     /// Next volume id.
     pub next_volume_id: u64,
     /// Next migration id.
     pub next_migration_id: u64,
 }
 
+#[cfg(test)]
+mod ip_tests;
 #[cfg(test)]
 mod tests;

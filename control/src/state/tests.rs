@@ -259,7 +259,7 @@ fn claim_rules() {
         },
     );
     ok(&mut s, claim("10.0.0.3", "c2", "b"));
-    assert!(!s.allocations.contains_key("c1"));
+    assert!(!s.allocations.values().any(|a| a.container_id == "c1"));
     // Restarting c2 elsewhere keeps its address.
     let Response::Allocation(a) = ok(&mut s, claim("10.0.0.3", "c2", "a")) else {
         panic!()
@@ -354,10 +354,15 @@ fn arb_command() -> impl Strategy<Value = Command> {
             }),
         pool.clone().prop_map(|cidr| Command::AddPool { cidr }),
         (pool, cid.clone(), node.clone()).prop_map(|(p, c, n)| alloc(&p, &c, &n)),
-        (addr, cid.clone(), node).prop_map(|(a, c, n)| claim(&a, &c, &n)),
+        (addr, cid.clone(), node.clone()).prop_map(|(a, c, n)| claim(&a, &c, &n)),
         cid.clone()
             .prop_map(|container_id| Command::ContainerStopped { container_id }),
         cid.prop_map(|container_id| Command::ReleaseIp { container_id }),
+        node.clone().prop_map(|name| Command::MarkNodeDown {
+            name,
+            last_seen_ms: 1
+        }),
+        node.prop_map(|node| Command::ReclaimNode { node }),
     ]
 }
 
@@ -367,8 +372,8 @@ fn node_cmd(name: &str) -> Command {
 
 fn check_invariants(s: &State) {
     let mut seen = std::collections::BTreeSet::new();
-    for (id, a) in &s.allocations {
-        assert_eq!(id, &a.container_id);
+    for (address, a) in &s.allocations {
+        assert_eq!(address, &a.address);
         assert!(
             seen.insert(a.address),
             "address {} allocated twice",
@@ -419,6 +424,12 @@ proptest! {
             match apply(&mut s, c.clone()) {
                 Err(_) => prop_assert_eq!(&before, &s),
                 Ok(_) => {
+                    // A running container's address never passes to another container.
+                    for (addr, a) in before.allocations.iter().filter(|(_, a)| a.running) {
+                        if let Some(now) = s.allocations.get(addr) {
+                            prop_assert_eq!(&now.container_id, &a.container_id, "{:?}", c);
+                        }
+                    }
                     for (name, v) in &s.volumes {
                         if let Some(old) = before.volumes.get(name) {
                             prop_assert!(v.epoch >= old.epoch);

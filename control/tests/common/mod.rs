@@ -225,3 +225,48 @@ pub fn volume(name: &str) -> pb::CreateVolumeRequest {
 pub fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// Runs the real `flockerctl` against member 1 with an admin certificate.
+pub fn flockerctl(c: &Cluster, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flockerctl"))
+        .args(["--control", &c.addr(1), "--tls-dir"])
+        .arg(c.pki.issue(Role::User, "admin"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `flockerctl ip ls` as (address, container name, node, state) rows.
+pub fn ip_ls(c: &Cluster) -> Vec<(String, String, String, String)> {
+    let out = flockerctl(c, &["--output", "json", "ip", "ls"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = |a: &serde_json::Value, k: &str| a[k].as_str().unwrap().to_owned();
+    v["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let state = if a["running"].as_bool().unwrap() {
+                "running"
+            } else {
+                "stopped"
+            };
+            (
+                s(a, "address"),
+                s(a, "container_name"),
+                s(a, "node"),
+                state.to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// An `ip_ls` row.
+pub fn row(address: &str, name: &str, node: &str, state: &str) -> (String, String, String, String) {
+    (address.into(), name.into(), node.into(), state.into())
+}

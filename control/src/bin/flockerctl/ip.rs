@@ -1,4 +1,4 @@
-//! `flockerctl ip ls|add-pool`.
+//! `flockerctl ip ls|add-pool|reclaim`.
 
 use clap::Subcommand;
 use proto::control as pb;
@@ -17,6 +17,11 @@ pub enum Verb {
         /// a.b.c.d/len
         cidr: String,
     },
+    /// Free every address held on a dead node (refused while the node is up).
+    Reclaim {
+        /// The node's name.
+        node: String,
+    },
 }
 
 /// Runs an IP verb.
@@ -29,6 +34,19 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
             .map_err(call_failed)?
             .into_inner();
         println!("pool {} added ({} addresses)", p.cidr, p.size);
+        return Ok(());
+    }
+    if let Verb::Reclaim { node } = verb {
+        let freed = c
+            .reclaim_node(pb::ReclaimRequest { node: node.clone() })
+            .await
+            .map_err(call_failed)?
+            .into_inner()
+            .allocations;
+        println!("freed {} address(es) of node {node}", freed.len());
+        for a in freed {
+            println!("  {} ({})", a.address, a.container_name);
+        }
         return Ok(());
     }
     let list = c

@@ -1,0 +1,156 @@
+//! [`ControlAllocator`]: addresses from the control service (DESIGN.md section 7).
+//!
+//! An explicit address (`WEAVE_CIDR=10.255.0.51/8`) is claimed with `ClaimIp`: refused
+//! when a running container elsewhere holds it (the refusal names that container and its
+//! node), taken over when its holder stopped or was removed, which is how an address moves
+//! with its container. `net:10.2.0.0/24` asks `AllocateIp` for a free address in that pool
+//! (an operator adds pools with `flockerctl ip add-pool`). Both are keyed by container id and
+//! idempotent, so a retried or restarted attach gets the same address. The container's
+//! lifecycle reaches the control service through [`super::lifecycle`]: a container that dies
+//! gives its addresses up for others to claim, one that is removed frees them.
+
+use proto::control::control_client::ControlClient;
+use proto::control::{AllocateRequest, ClaimRequest, ContainerId};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use super::allocator::{AddressAllocator, AllocError};
+use super::cidr::CidrRequest;
+use crate::network::Ipv4Cidr;
+
+/// Allocates through the control service's gRPC API, for the containers of one node.
+#[derive(Clone)]
+pub struct ControlAllocator {
+    client: ControlClient<Channel>,
+    node: String,
+}
+
+impl ControlAllocator {
+    /// Allocates for containers on `node` (this agent's node name, as registered) through
+    /// `client` (e.g. from [`crate::control_client::connect_any`]; the channel reconnects by
+    /// itself).
+    pub fn new(client: ControlClient<Channel>, node: impl Into<String>) -> Self {
+        Self {
+            client,
+            node: node.into(),
+        }
+    }
+
+    /// The container stopped: its addresses stay recorded for it but may be claimed by
+    /// another container. Returns how many addresses it held.
+    pub async fn stopped(&self, container_id: &str) -> Result<usize, AllocError> {
+        let request = ContainerId {
+            container_id: container_id.to_owned(),
+        };
+        let list = self
+            .client
+            .clone()
+            .container_stopped(request)
+            .await
+            .map_err(|s| refusal(&format!("stop of {container_id}"), s))?;
+        Ok(list.into_inner().allocations.len())
+    }
+
+    /// The node this allocator allocates for.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+}
+
+/// A control service answer as an allocation error: refusals keep the service's message
+/// (which names the holder of a taken address); anything else means it could not be asked.
+fn refusal(request: &str, status: Status) -> AllocError {
+    match status.code() {
+        Code::AlreadyExists
+        | Code::FailedPrecondition
+        | Code::NotFound
+        | Code::InvalidArgument
+        | Code::PermissionDenied
+        | Code::OutOfRange => AllocError::Refused {
+            request: request.to_owned(),
+            reason: status.message().to_owned(),
+        },
+        _ => AllocError::Unavailable {
+            request: request.to_owned(),
+            reason: format!("control service: {}", status.message()),
+        },
+    }
+}
+
+impl AddressAllocator for ControlAllocator {
+    fn check(&self, _request: &CidrRequest) -> Result<(), AllocError> {
+        // Both kinds are served; whether the address or pool is free is decided at start.
+        Ok(())
+    }
+
+    async fn allocate(
+        &self,
+        container_id: &str,
+        container_name: &str,
+        request: &CidrRequest,
+    ) -> Result<Ipv4Cidr, AllocError> {
+        let text = request.to_string();
+        let mut client = self.client.clone();
+        let (reply, prefix) = match request {
+            CidrRequest::Explicit(cidr) => {
+                let claim = ClaimRequest {
+                    address: cidr.addr().to_string(),
+                    container_id: container_id.to_owned(),
+                    container_name: container_name.to_owned(),
+                    node: self.node.clone(),
+                };
+                (client.claim_ip(claim).await, cidr.prefix())
+            }
+            CidrRequest::Net(subnet) => {
+                let alloc = AllocateRequest {
+                    pool: subnet.to_string(),
+                    container_id: container_id.to_owned(),
+                    container_name: container_name.to_owned(),
+                    node: self.node.clone(),
+                };
+                (client.allocate_ip(alloc).await, subnet.prefix())
+            }
+        };
+        let allocation = reply.map_err(|s| refusal(&text, s))?.into_inner();
+        let bad = |reason: String| AllocError::Unavailable {
+            request: text.clone(),
+            reason,
+        };
+        let addr = allocation.address.parse().map_err(|_| {
+            bad(format!(
+                "the control service answered a bad address {:?}",
+                allocation.address
+            ))
+        })?;
+        Ipv4Cidr::new(addr, prefix).map_err(|e| bad(e.to_string()))
+    }
+
+    async fn release(&self, container_id: &str) -> Result<(), AllocError> {
+        let request = ContainerId {
+            container_id: container_id.to_owned(),
+        };
+        self.client
+            .clone()
+            .release_ip(request)
+            .await
+            .map_err(|s| refusal(&format!("release of {container_id}"), s))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_are_refusals_that_keep_the_message_and_outages_are_not() {
+        let held = Status::already_exists(
+            "address 10.0.0.3 is held by running container \"web\" (c1) on node \"n1\"",
+        );
+        let e = refusal("10.0.0.3/24", held);
+        assert!(matches!(e, AllocError::Refused { .. }), "{e}");
+        assert!(e.to_string().contains("\"web\" (c1) on node \"n1\""), "{e}");
+        let down = refusal("net:10.2.0.0/24", Status::unavailable("no quorum"));
+        assert!(matches!(down, AllocError::Unavailable { .. }), "{down}");
+    }
+}
