@@ -9,6 +9,8 @@
 //! - [`network`]: the cross-host overlay (bridge `weave` + VXLAN, peers) and attaching a
 //!   container to it (veth, `ethwe`, addresses, gratuitous ARP) through netlink;
 //!   [`network::netns`] is the one place that switches network namespaces.
+//! - [`transfer`]: the Agent gRPC service: pushing a volume's snapshots to another agent,
+//!   receiving them, fenced mounts, inventory; and following the volumes this node owns.
 //! - [`wait_net`]: the logic of the `wait-for-net` binary (wait for `ethwe`, then exec).
 //!
 //! Binaries: `flocker-agent` (joins the cluster) and `wait-for-net`.
@@ -20,6 +22,7 @@ pub mod control_client;
 pub mod membership;
 pub mod network;
 pub mod storage;
+pub mod transfer;
 pub mod wait_net;
 
 pub use config::AgentConfig;

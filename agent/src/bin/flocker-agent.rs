@@ -1,11 +1,14 @@
 //! `flocker-agent`: one per host. Parses flags into an [`agent::AgentConfig`] (invalid
-//! configuration exits 64) and runs the agent until SIGTERM or SIGINT.
+//! configuration exits 64), opens its storage and runs the agent (membership, the Agent API,
+//! the volume reconciler) until SIGTERM or SIGINT.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use agent::transfer::TransferConfig;
 use proto::tls::TlsDir;
 
 /// Exit code for invalid configuration (EX_USAGE).
@@ -27,16 +30,35 @@ struct Args {
     /// Address announced for this agent [default: NODE:4524].
     #[arg(long)]
     advertise: Option<String>,
-    /// Storage kind announced, e.g. dir:/var/lib/flocker or zfs:flocker.
+    /// Storage backend, announced and opened: zfs:POOL[/PATH] or dir:/ABSOLUTE/PATH.
     #[arg(long, default_value = "dir:/var/lib/flocker")]
     storage: String,
+    /// Where volumes are mounted (`<volume-root>/<name>`).
+    #[arg(long, default_value = "/flocker")]
+    volume_root: PathBuf,
+    /// Address the Agent API listens on.
+    #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], agent::config::DEFAULT_AGENT_PORT)))]
+    listen: SocketAddr,
+    /// Bytes per second a push may send at most (slows moves down for tests).
+    #[arg(long)]
+    send_limit: Option<u64>,
     /// Milliseconds between heartbeats.
     #[arg(long, default_value_t = 2000)]
     heartbeat_ms: u64,
 }
 
-fn validate(args: Args) -> Result<agent::AgentConfig, Vec<String>> {
+fn validate(args: Args) -> Result<(agent::AgentConfig, TransferConfig), Vec<String>> {
     let mut errors = Vec::new();
+    let spec = args
+        .storage
+        .parse::<agent::storage::StorageSpec>()
+        .map_err(|e| errors.push(format!("--storage: {e}")));
+    if !args.volume_root.is_absolute() {
+        errors.push("--volume-root must be an absolute path".to_owned());
+    }
+    if args.send_limit == Some(0) {
+        errors.push("--send-limit must be at least 1 byte per second".to_owned());
+    }
     if args.node.is_empty()
         || !args
             .node
@@ -57,8 +79,9 @@ fn validate(args: Args) -> Result<agent::AgentConfig, Vec<String>> {
         errors.push("--heartbeat-ms must be at least 50".to_owned());
     }
     let tls = TlsDir::load(&args.tls_dir).map_err(|e| errors.push(format!("--tls-dir: {e}")));
-    match tls {
-        Ok(tls) if errors.is_empty() => Ok(agent::AgentConfig {
+    match (tls, spec) {
+        (Ok(tls), Ok(storage)) if errors.is_empty() => Ok((
+            agent::AgentConfig {
             address: args
                 .advertise
                 .unwrap_or_else(|| format!("{}:{}", args.node, agent::config::DEFAULT_AGENT_PORT)),
@@ -67,7 +90,14 @@ fn validate(args: Args) -> Result<agent::AgentConfig, Vec<String>> {
             tls,
             storage: args.storage,
             heartbeat: Duration::from_millis(args.heartbeat_ms),
-        }),
+            },
+            TransferConfig {
+                storage,
+                volume_root: args.volume_root,
+                listen: args.listen,
+                rate_limit: args.send_limit,
+            },
+        )),
         _ => Err(errors),
     }
 }
@@ -90,7 +120,7 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = match validate(Args::parse()) {
+    let (config, transfer) = match validate(Args::parse()) {
         Ok(c) => c,
         Err(errors) => {
             for e in errors {
@@ -99,7 +129,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match agent::run(config, shutdown_signal()).await {
+    match agent::transfer::serve(config, transfer, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "agent stopped");
