@@ -139,9 +139,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         member.clone(),
         config.node_timeout,
     ));
+    let mover = tokio::spawn(crate::migration::run(
+        member.clone(),
+        config.tls.clone(),
+        crate::migration::MoveConfig::default(),
+    ));
     tracing::info!(raft.id = config.id, listen = %config.listen, fresh, "control member serving");
     let served = crate::server::serve(member, listener, config.tls.server_config(), shutdown).await;
     liveness.abort();
+    mover.abort();
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not shut down cleanly");
     }
