@@ -19,6 +19,8 @@ use proto::control as pb;
 use serde_json::Value;
 
 const MIB: usize = 1 << 20;
+/// How long any one `flockerctl` call (a whole move included) may take.
+const MOVE_DEADLINE: Duration = Duration::from_secs(90);
 
 /// A control cluster and agent hosts `host-a`, `host-b`, ...
 struct Lab {
@@ -58,9 +60,13 @@ impl Lab {
         .await;
     }
 
+    /// `flockerctl --output json ARGS` through member `via`, killed after [`MOVE_DEADLINE`]
+    /// so a move that never ends fails the test instead of hanging it.
     fn flockerctl(&self, via: u64, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flockerctl"));
-        cmd.args(["--control", &self.c.addr(via), "--tls-dir"])
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-s", "KILL", &MOVE_DEADLINE.as_secs().to_string()])
+            .arg(env!("CARGO_BIN_EXE_flockerctl"))
+            .args(["--control", &self.c.addr(via), "--tls-dir"])
             .arg(self.c.pki.issue(Role::User, "admin"))
             .args(["--output", "json"])
             .args(args);
@@ -81,9 +87,11 @@ impl Lab {
     async fn create(&self, name: &str, owner: usize) {
         self.ctl(&["volume", "create", name, "--owner", &self.hosts[owner].name]);
         let h = &self.hosts[owner];
-        eventually(Duration::from_secs(30), "the owner to mount the volume", || async {
-            (h.mounted(name) == Some(false)).then_some(())
-        })
+        eventually(
+            Duration::from_secs(30),
+            "the owner to mount the volume",
+            || async { (h.mounted(name) == Some(false)).then_some(()) },
+        )
         .await;
     }
 
@@ -165,7 +173,8 @@ async fn move_to_another_node_and_back_incrementally() {
 
     let first = lab.move_ok("data", 1);
     assert!(
-        first.iter().any(|e| e["phase"] == "copying") && first.iter().any(|e| e["phase"] == "handoff"),
+        first.iter().any(|e| e["phase"] == "copying")
+            && first.iter().any(|e| e["phase"] == "handoff"),
         "{first:?}"
     );
     let v = lab.volume("data");
@@ -182,9 +191,11 @@ async fn move_to_another_node_and_back_incrementally() {
         "written on a\n"
     );
     std::fs::write(b.path("data").join("note"), "written on b\n").unwrap();
-    eventually(Duration::from_secs(20), "a to keep a read-only replica", || async {
-        (a.mounted("data") == Some(true)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "a to keep a read-only replica",
+        || async { (a.mounted("data") == Some(true)).then_some(()) },
+    )
     .await;
     assert_eq!(std::fs::read(a.path("data").join("big")).unwrap(), big);
     let refused = std::fs::write(a.path("data").join("note"), "stale writer\n");
@@ -196,9 +207,11 @@ async fn move_to_another_node_and_back_incrementally() {
         home * 10 < there,
         "moving back must be incremental: {home} bytes back vs {there} there"
     );
-    eventually(Duration::from_secs(20), "a to mount read-write again", || async {
-        (a.mounted("data") == Some(false)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "a to mount read-write again",
+        || async { (a.mounted("data") == Some(false)).then_some(()) },
+    )
     .await;
     assert_eq!(
         std::fs::read_to_string(a.path("data").join("note")).unwrap(),
@@ -270,7 +283,10 @@ async fn a_move_under_a_writer_loses_no_acknowledged_write() {
     let lines = std::fs::read_to_string(b.path("log").join("lines")).unwrap();
     assert!(acked > 10, "the writer ran ({acked} lines)");
     for i in 0..acked {
-        assert!(lines.contains(&format!("line {i}\n")), "acknowledged line {i} of {acked} lost");
+        assert!(
+            lines.contains(&format!("line {i}\n")),
+            "acknowledged line {i} of {acked} lost"
+        );
     }
 }
 
@@ -305,7 +321,10 @@ async fn killing_the_sending_agent_fails_the_move_cleanly_and_a_retry_succeeds()
     let v = lab.volume("big");
     assert_eq!(v["owner"], "host-a");
     assert_eq!(v["epoch"], 1);
-    assert_eq!(std::fs::read(lab.hosts[0].path("big").join("data")).unwrap(), data);
+    assert_eq!(
+        std::fs::read(lab.hosts[0].path("big").join("data")).unwrap(),
+        data
+    );
     assert!(
         !lab.hosts[1].pool.datasets().contains("/big@"),
         "the target kept a partial receive: {}",

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use agent::transfer::TransferConfig;
+use clap::Parser;
 use proto::tls::TlsDir;
 
 /// Exit code for invalid configuration (EX_USAGE).
@@ -82,14 +82,14 @@ fn validate(args: Args) -> Result<(agent::AgentConfig, TransferConfig), Vec<Stri
     match (tls, spec) {
         (Ok(tls), Ok(storage)) if errors.is_empty() => Ok((
             agent::AgentConfig {
-            address: args
-                .advertise
-                .unwrap_or_else(|| format!("{}:{}", args.node, agent::config::DEFAULT_AGENT_PORT)),
-            node: args.node,
-            controls: args.control,
-            tls,
-            storage: args.storage,
-            heartbeat: Duration::from_millis(args.heartbeat_ms),
+                address: args.advertise.unwrap_or_else(|| {
+                    format!("{}:{}", args.node, agent::config::DEFAULT_AGENT_PORT)
+                }),
+                node: args.node,
+                controls: args.control,
+                tls,
+                storage: args.storage,
+                heartbeat: Duration::from_millis(args.heartbeat_ms),
             },
             TransferConfig {
                 storage,

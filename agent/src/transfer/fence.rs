@@ -44,7 +44,11 @@ impl Fence {
                 volume: volume.to_owned(),
                 node: self.node.clone(),
                 asked: epoch,
-                owner: if owner.is_empty() { "nobody".into() } else { owner },
+                owner: if owner.is_empty() {
+                    "nobody".into()
+                } else {
+                    owner
+                },
                 epoch: v.epoch,
             })
         }

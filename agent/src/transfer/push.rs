@@ -123,10 +123,12 @@ pub async fn push(
     };
     let work = async {
         let (read, received) = tokio::join!(reader, call);
-        read.map_err(|e| TransferError::Storage(crate::storage::StorageError::BadStream {
-            volume: req.volume.clone(),
-            reason: format!("reading the local snapshot stream failed: {e}"),
-        }))?;
+        read.map_err(|e| {
+            TransferError::Storage(crate::storage::StorageError::BadStream {
+                volume: req.volume.clone(),
+                reason: format!("reading the local snapshot stream failed: {e}"),
+            })
+        })?;
         received.map_err(|s| target_err(s.message().to_owned()))
     };
     tokio::select! {

@@ -158,7 +158,11 @@ impl Agent for AgentService {
     async fn inventory(&self, req: Request<pb::InventoryRequest>) -> Reply<pb::Inventory> {
         require_control(&req)?;
         let mut volumes = Vec::new();
-        let names = self.storage().volumes().await.map_err(TransferError::from)?;
+        let names = self
+            .storage()
+            .volumes()
+            .await
+            .map_err(TransferError::from)?;
         for v in names {
             let snapshots = self
                 .storage()

@@ -104,8 +104,7 @@ impl AgentLink {
         }
         Err(MoveError::Agent {
             node: self.node.name.clone(),
-            message: "the push stream ended before the push finished (did the agent stop?)"
-                .into(),
+            message: "the push stream ended before the push finished (did the agent stop?)".into(),
         })
     }
 

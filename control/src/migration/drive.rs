@@ -97,7 +97,12 @@ impl Driver {
                     .await?;
                 m.rounds += 1;
                 self.advance(&m, Phase::Copying).await?;
-                tracing::info!(migration.phase = "copying", round = m.rounds, bytes, "copy round done");
+                tracing::info!(
+                    migration.phase = "copying",
+                    round = m.rounds,
+                    bytes,
+                    "copy round done"
+                );
                 let c = &self.config;
                 if !plan::another_round(bytes, m.rounds, c.round_threshold, c.max_rounds) {
                     break;
@@ -110,7 +115,10 @@ impl Driver {
         let epoch = self.epoch(&m.volume)?;
         let last = plan::final_snapshot(m.id);
         let handoff = Instant::now();
-        if let Err(e) = self.push(&mut m, &mut source, &mut target, &last, true).await {
+        if let Err(e) = self
+            .push(&mut m, &mut source, &mut target, &last, true)
+            .await
+        {
             if let Err(again) = source.mount(&m.volume, true, epoch).await {
                 tracing::warn!(error = %again, "cannot remount the source; its agent remounts on restart");
             }
@@ -120,7 +128,11 @@ impl Driver {
         self.advance(&m, Phase::Done).await?;
         let epoch = self.epoch(&m.volume)?;
         let mounted = target.mount(&m.volume, true, epoch).await;
-        tracing::info!(migration.phase = "handoff", downtime_ms = handoff.elapsed().as_millis() as u64, "volume handed off");
+        tracing::info!(
+            migration.phase = "handoff",
+            downtime_ms = handoff.elapsed().as_millis() as u64,
+            "volume handed off"
+        );
         self.after_commit(&m, &mut source, &mut target, &last).await;
         mounted
     }
@@ -150,9 +162,14 @@ impl Driver {
         let before = m.bytes_sent;
         let pushing = {
             let sent = sent.clone();
-            source.push(&m.volume, &target.node, base.as_ref(), snapshot, last, move |b| {
-                sent.store(b, Ordering::Relaxed)
-            })
+            source.push(
+                &m.volume,
+                &target.node,
+                base.as_ref(),
+                snapshot,
+                last,
+                move |b| sent.store(b, Ordering::Relaxed),
+            )
         };
         let recorder = async {
             let mut tick = tokio::time::interval(self.config.record_every);
@@ -187,12 +204,10 @@ impl Driver {
     async fn wait_for_leases(&self, m: &Migration) -> Result<(), MoveError> {
         let deadline = Instant::now() + self.config.lease_wait;
         loop {
-            let held = self.member.sm.read(|s| {
-                s.leases
-                    .values()
-                    .find(|l| l.volume == m.volume)
-                    .cloned()
-            });
+            let held = self
+                .member
+                .sm
+                .read(|s| s.leases.values().find(|l| l.volume == m.volume).cloned());
             let Some(lease) = held else { return Ok(()) };
             if Instant::now() >= deadline {
                 return Err(MoveError::Leased {
@@ -222,8 +237,12 @@ impl Driver {
         let steps = async {
             self.write(replica).await?;
             source.mount(&m.volume, false, 0).await?;
-            source.destroy_snapshots(&m.volume, vec![last.to_owned()]).await?;
-            target.destroy_snapshots(&m.volume, vec![last.to_owned()]).await
+            source
+                .destroy_snapshots(&m.volume, vec![last.to_owned()])
+                .await?;
+            target
+                .destroy_snapshots(&m.volume, vec![last.to_owned()])
+                .await
         };
         if let Err(e) = steps.await {
             tracing::warn!(error = %e, "clean-up after the move is incomplete");

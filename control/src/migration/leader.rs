@@ -32,7 +32,10 @@ pub async fn run(member: Member, tls: TlsDir, config: MoveConfig) {
         running.retain(|_, task| !task.is_finished());
         if metrics.current_leader != Some(member.id) {
             for (id, task) in running.drain() {
-                tracing::info!(migration.id = id, "no longer leader: stopped driving the move");
+                tracing::info!(
+                    migration.id = id,
+                    "no longer leader: stopped driving the move"
+                );
                 task.abort();
             }
             continue;

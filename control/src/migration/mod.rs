@@ -7,7 +7,7 @@
 //! - [`drive`]: one move, phase by phase: copying rounds, handoff (leases, final push), the
 //!   owner commit, mounts and snapshot clean-up; failing cleanly before the commit.
 //! - [`leader`]: the loop that, while this member leads, drives every unfinished move.
-//! - [`error`]: [`MoveError`].
+//! - [`error`]: [`MoveError`], what a failed step says.
 
 pub mod agents;
 pub mod drive;

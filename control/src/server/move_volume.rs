@@ -23,12 +23,9 @@ pub type MoveStream = Pin<Box<dyn Stream<Item = Result<pb::MoveProgress, Status>
 /// Starts moving `req.name` to `req.to` and returns its progress stream.
 pub async fn start(member: &Member, req: pb::MoveVolumeRequest) -> Result<MoveStream, Status> {
     if req.stop_containers {
-        let held = member.sm.read(|s| {
-            s.leases
-                .values()
-                .find(|l| l.volume == req.name)
-                .cloned()
-        });
+        let held = member
+            .sm
+            .read(|s| s.leases.values().find(|l| l.volume == req.name).cloned());
         if let Some(l) = held {
             return Err(Status::failed_precondition(format!(
                 "--stop is not supported yet: the agent cannot stop containers; stop container {} on node {} yourself, then move volume {} again",

@@ -16,8 +16,7 @@ use control::ca::Role;
 /// The `flocker-agent` binary: built beside `flockerctl` by `cargo test -p control -p agent`,
 /// or built here when only the control tests are being run.
 pub fn agent_binary() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_flockerctl"))
-        .with_file_name("flocker-agent");
+    let bin = Path::new(env!("CARGO_BIN_EXE_flockerctl")).with_file_name("flocker-agent");
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let ok = Command::new(cargo)
