@@ -115,17 +115,20 @@ impl Driver {
         let epoch = self.epoch(&m.volume)?;
         let last = plan::final_snapshot(m.id);
         let handoff = Instant::now();
-        if let Err(e) = self
-            .push(&mut m, &mut source, &mut target, &last, true)
-            .await
-        {
+        let committed = async {
+            self.push(&mut m, &mut source, &mut target, &last, true)
+                .await?;
+            m.phase = Phase::Done;
+            self.advance(&m, Phase::Done).await
+        };
+        if let Err(e) = committed.await {
+            // Not committed: the source stays the owner and gets its read-write mount back
+            // (fenced: refused if the commit did happen after all).
             if let Err(again) = source.mount(&m.volume, true, epoch).await {
                 tracing::warn!(error = %again, "cannot remount the source; its agent remounts on restart");
             }
             return Err(e);
         }
-        m.phase = Phase::Done;
-        self.advance(&m, Phase::Done).await?;
         let epoch = self.epoch(&m.volume)?;
         let mounted = target.mount(&m.volume, true, epoch).await;
         tracing::info!(

@@ -49,6 +49,9 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
         Command::SetOwner { name, owner } => {
             known_node(state, &owner)?;
             not_moving(state, &name)?;
+            if state.volumes.get(&name).and_then(|v| v.owner.as_ref()) != Some(&owner) {
+                not_held(state, &name)?;
+            }
             let v = volume_mut(state, &name)?;
             set_owner(v, owner);
             Ok(Response::Volume(v.clone()))
@@ -226,24 +229,31 @@ fn create_volume(
     Ok(Response::Volume(volume))
 }
 
+/// Fails while containers hold `volume`: it may not be deleted or change owner.
+fn not_held(state: &State, volume: &str) -> Result<(), CommandError> {
+    let holders: Vec<String> = state
+        .leases
+        .values()
+        .filter(|l| l.volume == volume)
+        .map(|l| l.container_id.clone())
+        .collect();
+    if holders.is_empty() {
+        Ok(())
+    } else {
+        Err(CommandError::VolumeInUse {
+            volume: volume.to_owned(),
+            containers: holders,
+        })
+    }
+}
+
 fn delete_volume(state: &mut State, name: &str) -> Result<Response, CommandError> {
     if !state.volumes.contains_key(name) {
         return Err(CommandError::NoSuchVolume {
             name: name.to_owned(),
         });
     }
-    let holders: Vec<String> = state
-        .leases
-        .values()
-        .filter(|l| l.volume == name)
-        .map(|l| l.container_id.clone())
-        .collect();
-    if !holders.is_empty() {
-        return Err(CommandError::VolumeInUse {
-            volume: name.to_owned(),
-            containers: holders,
-        });
-    }
+    not_held(state, name)?;
     not_moving(state, name)?;
     let v = state.volumes.remove(name).expect("checked above");
     Ok(Response::VolumeDeleted(v))
@@ -329,6 +339,10 @@ fn advance_migration(
     bytes_sent: u64,
     rounds: u32,
 ) -> Result<Response, CommandError> {
+    if phase == Phase::Done {
+        let volume = migration_mut(state, id)?.volume.clone();
+        not_held(state, &volume)?;
+    }
     let m = migration_mut(state, id)?;
     // Forward only; repeating the current phase records progress.
     if m.phase.is_terminal() || phase < m.phase || phase == Phase::Failed {

@@ -42,7 +42,11 @@ pub struct Host {
 impl Host {
     /// A host named `name` with a fresh pool, or `None` where ZFS cannot run (skip).
     pub fn new(name: &str, send_limit: Option<u64>) -> Option<Host> {
-        let pool = TestPool::create()?;
+        Self::with_pool(name, send_limit, TestPool::create()?)
+    }
+
+    /// A host over a given pool.
+    pub fn with_pool(name: &str, send_limit: Option<u64>, pool: TestPool) -> Option<Host> {
         let root = Scratch::new("mvroot");
         Some(Host {
             agent: None,
