@@ -54,6 +54,16 @@ pub enum TransferError {
         /// The current epoch.
         epoch: u64,
     },
+    /// A stream tried to replace the owner's live copy.
+    #[error(
+        "refusing to receive into volume {volume}: node {node} owns it (move it away first; only replicas receive)"
+    )]
+    OwnedHere {
+        /// The volume.
+        volume: String,
+        /// This node.
+        node: String,
+    },
     /// The control service could not confirm ownership.
     #[error("cannot check the owner of volume {volume} with the control service: {reason}")]
     Control {
@@ -70,9 +80,9 @@ impl From<TransferError> for Status {
             TransferError::Storage(StorageError::InvalidName { .. })
             | TransferError::BadRequest(_) => Code::InvalidArgument,
             TransferError::Storage(StorageError::NoSuchVolume { .. }) => Code::NotFound,
-            TransferError::MissingBase { .. } | TransferError::NotOwner { .. } => {
-                Code::FailedPrecondition
-            }
+            TransferError::MissingBase { .. }
+            | TransferError::NotOwner { .. }
+            | TransferError::OwnedHere { .. } => Code::FailedPrecondition,
             TransferError::Target { .. } | TransferError::Control { .. } => Code::Unavailable,
             TransferError::Storage(_) => Code::Internal,
         };

@@ -20,8 +20,8 @@ pub struct Fence {
 }
 
 impl Fence {
-    /// Succeeds only if the control service names this node owner of `volume` at `epoch`.
-    pub async fn check_owner(&self, volume: &str, epoch: u64) -> Result<(), TransferError> {
+    /// The owner and epoch of `volume` according to the control service.
+    async fn owner(&self, volume: &str) -> Result<(String, u64), TransferError> {
         let control = |reason: String| TransferError::Control {
             volume: volume.to_owned(),
             reason,
@@ -36,21 +36,38 @@ impl Fence {
             .await
             .map_err(|s| control(s.message().to_owned()))?
             .into_inner();
-        let owner = v.owner.unwrap_or_default();
-        if owner == self.node && v.epoch == epoch {
-            Ok(())
-        } else {
-            Err(TransferError::NotOwner {
-                volume: volume.to_owned(),
-                node: self.node.clone(),
-                asked: epoch,
-                owner: if owner.is_empty() {
-                    "nobody".into()
-                } else {
-                    owner
-                },
-                epoch: v.epoch,
-            })
+        Ok((v.owner.unwrap_or_default(), v.epoch))
+    }
+
+    /// Succeeds only if the control service names this node owner of `volume` at `epoch`.
+    pub async fn check_owner(&self, volume: &str, epoch: u64) -> Result<(), TransferError> {
+        let (owner, current) = self.owner(volume).await?;
+        if owner == self.node && current == epoch {
+            return Ok(());
         }
+        Err(TransferError::NotOwner {
+            volume: volume.to_owned(),
+            node: self.node.clone(),
+            asked: epoch,
+            owner: if owner.is_empty() {
+                "nobody".into()
+            } else {
+                owner
+            },
+            epoch: current,
+        })
+    }
+
+    /// Fails if this node owns `volume`: a stream may only replace a replica, never the
+    /// owner's live copy.
+    pub async fn check_not_owner(&self, volume: &str) -> Result<(), TransferError> {
+        let (owner, _) = self.owner(volume).await?;
+        if owner == self.node {
+            return Err(TransferError::OwnedHere {
+                volume: volume.to_owned(),
+                node: owner,
+            });
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! The target side of a move round: a header naming the volume, the snapshot and the base,
 //! then data chunks fed to the backend's `receive`. A stream that ends early or fails (the
 //! sender died, the connection dropped) makes the backend discard what it got, so the
-//! volume here stays as it was.
+//! volume here stays as it was. The owner's live copy never receives: only replicas do.
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use tokio_stream::{Stream, StreamExt};
 use tokio_util::io::StreamReader;
 
 use super::TransferError;
+use super::fence::Fence;
 use super::locks::VolumeLocks;
 use crate::storage::{Backend, SnapshotName, Storage, VolumeName};
 
@@ -18,6 +19,7 @@ use crate::storage::{Backend, SnapshotName, Storage, VolumeName};
 pub async fn receive<S>(
     storage: Arc<Backend>,
     locks: &VolumeLocks,
+    fence: &Fence,
     mut inbound: S,
 ) -> Result<Received, TransferError>
 where
@@ -36,6 +38,7 @@ where
     let volume = VolumeName::new(&header.volume)?;
     let snapshot = SnapshotName::new(&header.snapshot)?;
     let _guard = locks.lock(volume.as_str()).await;
+    fence.check_not_owner(volume.as_str()).await?;
     if !header.base.is_empty() {
         let base = SnapshotName::new(&header.base)?;
         let present = storage.volumes().await?.contains(&volume)

@@ -86,9 +86,14 @@ impl Agent for AgentService {
 
     async fn receive(&self, req: Request<Streaming<pb::Chunk>>) -> Reply<pb::Received> {
         require_peer(&req)?;
-        let received = receive::receive(self.storage().clone(), &self.locks, req.into_inner())
-            .instrument(tracing::info_span!("receive"))
-            .await;
+        let received = receive::receive(
+            self.storage().clone(),
+            &self.locks,
+            &self.fence,
+            req.into_inner(),
+        )
+        .instrument(tracing::info_span!("receive"))
+        .await;
         match received {
             Ok(r) => Ok(Response::new(r)),
             Err(e) => {

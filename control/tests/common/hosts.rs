@@ -19,8 +19,12 @@ pub fn agent_binary() -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_flockerctl")).with_file_name("flocker-agent");
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "agent", "--bin", "flocker-agent"])
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "agent", "--bin", "flocker-agent"]);
+        if bin.parent().is_some_and(|d| d.ends_with("release")) {
+            build.arg("--release");
+        }
+        let ok = build
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "cannot build flocker-agent for the move tests");
