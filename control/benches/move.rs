@@ -7,7 +7,6 @@
 //! Run with `cargo bench -p control --bench move` (`MOVE_BENCH_SIZES=100` for 100 MiB only).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 #[path = "../tests/common/hosts.rs"]
 mod hosts;
