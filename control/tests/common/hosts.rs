@@ -24,9 +24,7 @@ pub fn agent_binary() -> PathBuf {
         if bin.parent().is_some_and(|d| d.ends_with("release")) {
             build.arg("--release");
         }
-        let ok = build
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = build.status().is_ok_and(|s| s.success());
         assert!(ok, "cannot build flocker-agent for the move tests");
     }
     bin
