@@ -79,7 +79,7 @@ fn raw(a: &TestPool, b: &TestPool, root: &std::path::Path, bytes: u64) -> Row {
     support::sh("zfs", &["destroy", "-r", &src]);
     support::sh("zfs", &["destroy", "-r", &format!("{}/raw", b.name())]);
     Row {
-        what: "zfs send | zfs receive".into(),
+        what: "raw zfs send, zfs receive".into(),
         total,
         downtime: None,
         bytes,
