@@ -16,6 +16,8 @@
 //!   (its standalone mode, and `ControlAllocator` with the die/destroy follower for a
 //!   cluster), the built-in `weave` proxy adapter and the watcher that
 //!   re-attaches containers Docker restarts by itself.
+//! - [`transfer`]: the Agent gRPC service: pushing a volume's snapshots to another agent,
+//!   receiving them, fenced mounts, inventory; and following the volumes this node owns.
 //! - [`flocker`]: the Docker side of portable volumes: the built-in `flocker` adapter
 //!   (rewrites `/flocker/<name>` binds), leases from Docker events, and running the agent's
 //!   Docker proxy, plugin and watcher together ([`flocker::side`]).
@@ -34,6 +36,7 @@ pub mod membership;
 pub mod network;
 pub mod plugin;
 pub mod storage;
+pub mod transfer;
 pub mod weave;
 
 pub use config::AgentConfig;

@@ -33,6 +33,7 @@ pub fn volume(v: Volume) -> pb::Volume {
                 snapshot: r.snapshot,
             })
             .collect(),
+        state: String::new(),
         created_ms: v.created_ms,
         metadata: v.metadata.into_iter().collect(),
     }

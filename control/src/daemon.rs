@@ -143,6 +143,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         crate::liveness::watch_nodes(member.clone(), config.node_timeout)
             .instrument(tracing::info_span!("control.liveness", raft.id = config.id)),
     );
+    let mover = tokio::spawn(
+        crate::migration::run(
+            member.clone(),
+            config.tls.clone(),
+            crate::migration::MoveConfig::default(),
+        )
+        .instrument(tracing::info_span!(
+            "control.migrations",
+            raft.id = config.id
+        )),
+    );
     tracing::info!(raft.id = config.id, listen = %config.listen, fresh, "control member serving");
     // On shutdown, stop accepting and let calls finish, but not forever: watch streams never
     // end on their own, and tonic's graceful shutdown would wait for them.
@@ -162,6 +173,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     };
     liveness.abort();
+    mover.abort();
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not shut down cleanly");
     }

@@ -7,6 +7,7 @@
 //! - [`member`]: one member; runs proposals locally or forwards them to the leader.
 //! - [`server`]: the `Raft` and `Control` gRPC services, authorisation, error mapping.
 //! - [`convert`]: protobuf <-> domain conversions.
+//! - [`migration`]: the leader's orchestrator of volume moves (copy rounds, handoff, commit).
 //! - [`liveness`]: the leader marks nodes down after missed heartbeats.
 //! - [`daemon`]: running one member from a validated [`daemon::Config`].
 //! - [`ca`]: the cluster CA and certificate issuing.
@@ -21,6 +22,7 @@ pub mod convert;
 pub mod daemon;
 pub mod liveness;
 pub mod member;
+pub mod migration;
 pub mod proposal;
 pub mod raft;
 pub mod server;

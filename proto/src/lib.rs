@@ -2,12 +2,15 @@
 //!
 //! - [`raft`]: the Raft-internal service between control members (`proto/raft.proto`).
 //! - [`control`]: the Control API for agents and `flockerctl` (`proto/control.proto`).
+//! - [`agent`]: the Agent API each agent serves: pushes, receives, mounts (`proto/agent.proto`).
+//! - [`identity`]: the `flocker://ROLE/NAME` identity in a peer's certificate.
 //! - [`tls`]: loading a TLS directory (`ca.crt`, `tls.crt`, `tls.key`) into tonic configs, so
 //!   every gRPC endpoint of the system speaks mutual TLS the same way.
 //!
 //! The `.proto` files are compiled by `build.rs` with protox, so no system `protoc` is needed.
 #![forbid(unsafe_code)]
 
+pub mod identity;
 pub mod tls;
 
 /// The Raft-internal service (generated from `proto/raft.proto`).
@@ -20,4 +23,10 @@ pub mod raft {
 #[allow(missing_docs, clippy::all)]
 pub mod control {
     tonic::include_proto!("flocker.control");
+}
+
+/// The Agent API (generated from `proto/agent.proto`).
+#[allow(missing_docs, clippy::all)]
+pub mod agent {
+    tonic::include_proto!("flocker.agent");
 }

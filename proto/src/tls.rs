@@ -66,4 +66,13 @@ impl TlsDir {
             .domain_name(CONTROL_SERVER_NAME)
             .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
     }
+
+    /// Client side of a call to an agent: trust only the cluster CA and expect the agent's
+    /// certificate to name `node` (node certificates carry their name as a DNS name).
+    pub fn client_config_for_node(&self, node: &str) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca_pem))
+            .domain_name(node)
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+    }
 }

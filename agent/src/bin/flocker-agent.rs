@@ -1,13 +1,16 @@
 //! `flocker-agent`: one per host. Parses flags into an [`agent::AgentConfig`] (invalid
-//! configuration exits 64) and runs the agent (membership, and the Docker side: proxy,
-//! volume plugin, lease watcher) until SIGTERM or SIGINT.
+//! configuration exits 64) and runs the agent until SIGTERM or SIGINT: membership, the Agent
+//! API (snapshot transfer, fenced mounts) with the volume reconciler, and the Docker side
+//! (proxy, volume plugin, lease watcher).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use agent::flocker::side::{DEFAULT_LISTEN, DockerSideConfig, StartError, start};
 use agent::storage::StorageSpec;
+use agent::transfer::TransferConfig;
 use clap::Parser;
 use proto::tls::TlsDir;
 
@@ -55,6 +58,12 @@ struct Args {
     /// Local state: the plugin's mount counts and the default adapters.yml.
     #[arg(long, default_value = "/var/lib/flocker/agent")]
     state_dir: PathBuf,
+    /// Address the Agent API (snapshot streams, orders from the control service) listens on.
+    #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], agent::config::DEFAULT_AGENT_PORT)))]
+    listen: SocketAddr,
+    /// Bytes per second a push may send at most (slows moves down for tests).
+    #[arg(long)]
+    send_limit: Option<u64>,
     /// Milliseconds between heartbeats.
     #[arg(long, default_value_t = 2000)]
     heartbeat_ms: u64,
@@ -86,9 +95,19 @@ fn docker_side(args: &Args, errors: &mut Vec<String>) -> Option<DockerSideConfig
     storage.map(|_| config)
 }
 
-fn validate(args: Args) -> Result<(agent::AgentConfig, DockerSideConfig), Vec<String>> {
+/// Everything the agent runs, validated.
+struct Validated {
+    agent: agent::AgentConfig,
+    docker_side: DockerSideConfig,
+    transfer: TransferConfig,
+}
+
+fn validate(args: Args) -> Result<Validated, Vec<String>> {
     let mut errors = Vec::new();
     let side = docker_side(&args, &mut errors);
+    if args.send_limit == Some(0) {
+        errors.push("--send-limit must be at least 1 byte per second".to_owned());
+    }
     if args.node.is_empty()
         || !args
             .node
@@ -110,8 +129,15 @@ fn validate(args: Args) -> Result<(agent::AgentConfig, DockerSideConfig), Vec<St
     }
     let tls = TlsDir::load(&args.tls_dir).map_err(|e| errors.push(format!("--tls-dir: {e}")));
     match (tls, side) {
-        (Ok(tls), Some(side)) if errors.is_empty() => Ok((
-            agent::AgentConfig {
+        (Ok(tls), Some(side)) if errors.is_empty() => Ok(Validated {
+            transfer: TransferConfig {
+                storage: side.storage.clone(),
+                volume_root: side.volume_root.clone(),
+                listen: args.listen,
+                rate_limit: args.send_limit,
+            },
+            docker_side: side,
+            agent: agent::AgentConfig {
                 address: args.advertise.unwrap_or_else(|| {
                     format!("{}:{}", args.node, agent::config::DEFAULT_AGENT_PORT)
                 }),
@@ -121,8 +147,7 @@ fn validate(args: Args) -> Result<(agent::AgentConfig, DockerSideConfig), Vec<St
                 storage: args.storage,
                 heartbeat: Duration::from_millis(args.heartbeat_ms),
             },
-            side,
-        )),
+        }),
         _ => Err(errors),
     }
 }
@@ -145,7 +170,11 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let (config, side) = match validate(Args::parse()) {
+    let Validated {
+        agent: config,
+        docker_side: side,
+        transfer,
+    } = match validate(Args::parse()) {
         Ok(c) => c,
         Err(errors) => {
             for e in errors {
@@ -167,9 +196,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The proxy owns the shutdown signal and drains its connections; membership stops with it.
+    // The proxy owns the shutdown signal and drains its connections; membership and the
+    // Agent API stop with it.
     tokio::select! {
-        result = agent::run(config, std::future::pending()) => match result {
+        result = agent::transfer::serve(config, transfer, std::future::pending()) => match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "agent stopped");

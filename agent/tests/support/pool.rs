@@ -41,6 +41,11 @@ impl TestPool {
 
     /// A new pool, or `None` (skip) where ZFS cannot run; under CI that panics instead.
     pub fn create() -> Option<TestPool> {
+        Self::create_sized(POOL_BYTES)
+    }
+
+    /// A new pool on a sparse backing file of `bytes` (benchmarks need more than tests).
+    pub fn create_sized(bytes: u64) -> Option<TestPool> {
         if !Self::available() {
             return None;
         }
@@ -63,7 +68,7 @@ impl TestPool {
         let name = unique("tp");
         let image = std::env::temp_dir().join(format!("{name}.img"));
         let file = std::fs::File::create(&image).expect("pool image");
-        file.set_len(POOL_BYTES).expect("pool image size");
+        file.set_len(bytes).expect("pool image size");
         let pool = TestPool { name, image };
         sh(
             "zpool",

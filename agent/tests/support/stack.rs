@@ -80,6 +80,15 @@ pub fn control_bin(name: &str) -> PathBuf {
     target.join(name)
 }
 
+/// `flocker-agent`: this crate's own build in the agent's tests; the workspace build when
+/// another crate's tests include these helpers.
+fn agent_bin() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_flocker-agent") {
+        Some(path) => PathBuf::from(path),
+        None => control_bin("flocker-agent"),
+    }
+}
+
 /// Whether this machine can run the stack; under CI a missing part panics.
 pub fn available() -> bool {
     prerequisite(is_root(), "dockerd and mounts need root")
@@ -205,7 +214,7 @@ impl Stack {
             .append(true)
             .open(root.join("agent.log"))
             .unwrap();
-        let agent = Command::new(env!("CARGO_BIN_EXE_flocker-agent"))
+        let agent = Command::new(agent_bin())
             .args([
                 "--node",
                 "n1",

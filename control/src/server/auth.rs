@@ -2,8 +2,6 @@
 //! The TLS layer has already checked that the certificate comes from the cluster CA.
 
 use tonic::{Request, Status};
-use x509_parser::extensions::GeneralName;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::ca::Role;
 
@@ -69,18 +67,10 @@ pub fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
 
 /// Parses `flocker://ROLE/NAME` out of a DER certificate.
 pub fn identity_of(der: &[u8]) -> Option<Caller> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let san = cert.subject_alternative_name().ok()??;
-    san.value.general_names.iter().find_map(|g| match g {
-        GeneralName::URI(uri) => {
-            let rest = uri.strip_prefix("flocker://")?;
-            let (role, name) = rest.split_once('/')?;
-            Some(Caller {
-                role: role.parse().ok()?,
-                name: name.to_owned(),
-            })
-        }
-        _ => None,
+    let id = proto::identity::of_der(der)?;
+    Some(Caller {
+        role: id.role.parse().ok()?,
+        name: id.name,
     })
 }
 

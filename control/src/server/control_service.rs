@@ -44,6 +44,22 @@ impl ControlService {
         }
     }
 
+    /// Fills in a volume's state from the migrations this member has applied.
+    fn with_state(&self, mut v: pb::Volume) -> pb::Volume {
+        let moving = self.member.sm.read(|s| {
+            s.migrations
+                .values()
+                .find(|m| m.volume == v.name && !m.phase.is_terminal())
+                .map(|m| format!("moving to {} ({})", m.to, m.phase.as_str()))
+        });
+        v.state = match (moving, &v.owner) {
+            (Some(m), _) => m,
+            (None, Some(_)) => "ready".into(),
+            (None, None) => "no owner".into(),
+        };
+        v
+    }
+
     async fn read(&self, query: Query) -> Result<Reply, Status> {
         self.member
             .execute(Proposal::Read(query))
@@ -132,7 +148,7 @@ impl Control for ControlService {
     async fn get_volume(&self, req: Request<pb::VolumeName>) -> Reply_<pb::Volume> {
         who(&req)?;
         match self.read(Query::Volume(req.into_inner().name)).await? {
-            Reply::Volume(v) => Ok(Response::new(convert::volume(v))),
+            Reply::Volume(v) => Ok(Response::new(self.with_state(convert::volume(v)))),
             other => Err(Status::internal(format!("unexpected reply {other:?}"))),
         }
     }
@@ -141,7 +157,10 @@ impl Control for ControlService {
         who(&req)?;
         match self.read(Query::Volumes).await? {
             Reply::Volumes(v) => Ok(Response::new(pb::VolumeList {
-                volumes: v.into_iter().map(convert::volume).collect(),
+                volumes: v
+                    .into_iter()
+                    .map(|v| self.with_state(convert::volume(v)))
+                    .collect(),
             })),
             other => Err(Status::internal(format!("unexpected reply {other:?}"))),
         }
@@ -240,6 +259,17 @@ impl Control for ControlService {
         Ok(Response::new(convert::migration_reply(
             self.write(cmd).await?,
         )?))
+    }
+
+    type MoveVolumeStream = super::move_volume::MoveStream;
+
+    async fn move_volume(
+        &self,
+        req: Request<pb::MoveVolumeRequest>,
+    ) -> Reply_<Self::MoveVolumeStream> {
+        who(&req)?.require_operator()?;
+        let stream = super::move_volume::start(&self.member, req.into_inner()).await?;
+        Ok(Response::new(stream))
     }
 
     async fn add_pool(&self, req: Request<pb::AddPoolRequest>) -> Reply_<pb::Pool> {

@@ -3,12 +3,14 @@
 //! - [`auth`]: the caller's role and name from its client certificate.
 //! - [`raft_service`]: openraft's RPCs, forwarded proposals, metrics (control certs only).
 //! - [`control_service`]: the Control API.
+//! - [`move_volume`]: `MoveVolume`, recording a move and streaming its progress.
 //! - [`cluster_status`]: `cluster status`, probing every member.
 //! - [`status`]: execution errors to gRPC statuses, in one place.
 
 pub mod auth;
 pub mod cluster_status;
 pub mod control_service;
+pub mod move_volume;
 pub mod raft_service;
 pub mod status;
 

@@ -187,6 +187,47 @@ fn migration_done_hands_over_with_new_epoch() {
 }
 
 #[test]
+fn a_held_volume_is_not_handed_over() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    let lease = Lease {
+        volume: "db".into(),
+        node: "a".into(),
+        container_id: "c1".into(),
+    };
+    ok(&mut s, Command::AcquireLease(lease));
+    let Response::Migration(m) = ok(
+        &mut s,
+        Command::RecordMigration {
+            volume: "db".into(),
+            to: "b".into(),
+        },
+    ) else {
+        panic!("expected a migration");
+    };
+    let done = Command::AdvanceMigration {
+        id: m.id,
+        phase: Phase::Done,
+        bytes_sent: 1,
+        rounds: 1,
+    };
+    assert!(matches!(
+        apply(&mut s, done.clone()),
+        Err(CommandError::VolumeInUse { .. })
+    ));
+    assert_eq!(s.volumes["db"].owner.as_deref(), Some("a"));
+    ok(
+        &mut s,
+        Command::ReleaseLease {
+            volume: "db".into(),
+            container_id: "c1".into(),
+        },
+    );
+    ok(&mut s, done);
+    assert_eq!(s.volumes["db"].owner.as_deref(), Some("b"));
+}
+
+#[test]
 fn failed_migration_keeps_owner() {
     let mut s = cluster();
     ok(&mut s, volume("db", Some("a")));

@@ -4,6 +4,7 @@
 mod ca;
 mod cluster;
 mod ip;
+mod move_cmd;
 mod node;
 mod output;
 mod volume;

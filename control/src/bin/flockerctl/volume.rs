@@ -1,4 +1,4 @@
-//! `flockerctl volume ls|create|inspect|rm`.
+//! `flockerctl volume ls|create|inspect|move|rm` (`move` lives in [`super::move_cmd`]).
 
 use clap::Subcommand;
 use proto::control as pb;
@@ -27,6 +27,17 @@ pub enum Verb {
     Inspect {
         /// Volume name.
         name: String,
+    },
+    /// Move a volume to another node (copy while in use, then a short handoff).
+    Move {
+        /// Volume name.
+        name: String,
+        /// Destination node.
+        #[arg(long)]
+        to: String,
+        /// Stop the containers holding the volume instead of waiting for them.
+        #[arg(long)]
+        stop: bool,
     },
     /// Delete a volume no container holds.
     Rm {
@@ -60,7 +71,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 fn to_json(v: &pb::Volume) -> Value {
     json!({
         "name": v.name, "id": v.id, "size_limit": v.size_limit, "owner": v.owner,
-        "epoch": v.epoch, "created_ms": v.created_ms, "metadata": v.metadata,
+        "epoch": v.epoch, "state": v.state, "created_ms": v.created_ms, "metadata": v.metadata,
         "replicas": v.replicas.iter().map(|r| json!({"node": r.node, "snapshot": r.snapshot})).collect::<Vec<_>>(),
     })
 }
@@ -77,6 +88,7 @@ fn print(vols: &[pb::Volume], format: Format) {
                         v.id.to_string(),
                         opt(v.owner.clone()),
                         v.epoch.to_string(),
+                        v.state.clone(),
                         opt(v.size_limit),
                         v.replicas
                             .iter()
@@ -87,7 +99,15 @@ fn print(vols: &[pb::Volume], format: Format) {
                 })
                 .collect();
             output::table(
-                &["NAME", "ID", "OWNER", "EPOCH", "SIZE LIMIT", "REPLICAS"],
+                &[
+                    "NAME",
+                    "ID",
+                    "OWNER",
+                    "EPOCH",
+                    "STATE",
+                    "SIZE LIMIT",
+                    "REPLICAS",
+                ],
                 &rows,
             );
         }
@@ -96,6 +116,9 @@ fn print(vols: &[pb::Volume], format: Format) {
 
 /// Runs a volume verb.
 pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
+    if let Verb::Move { name, to, stop } = verb {
+        return super::move_cmd::run(ctx, name, to, stop).await;
+    }
     let mut c = ctx.client().await?;
     match verb {
         Verb::Ls => {
@@ -132,6 +155,7 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 Format::Table => println!("{}", serde_json::to_string_pretty(&to_json(&v))?),
             }
         }
+        Verb::Move { .. } => unreachable!("handled above"),
         Verb::Rm { name } => {
             let v = c
                 .delete_volume(pb::VolumeName { name })

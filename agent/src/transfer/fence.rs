@@ -1,0 +1,73 @@
+//! Fencing: before mounting a volume read-write the agent asks the control service (a
+//! linearizable read) whether this node owns it at the epoch the order carries. A stale
+//! order, from a deposed leader or for an old epoch, is refused.
+
+use proto::control::VolumeName as VolumeRequest;
+use proto::tls::TlsDir;
+
+use super::TransferError;
+use crate::control_client::connect_any;
+
+/// Where to ask and who we are.
+#[derive(Clone, Debug)]
+pub struct Fence {
+    /// This node's name.
+    pub node: String,
+    /// Control members to ask.
+    pub controls: Vec<String>,
+    /// This node's certificate.
+    pub tls: TlsDir,
+}
+
+impl Fence {
+    /// The owner and epoch of `volume` according to the control service.
+    async fn owner(&self, volume: &str) -> Result<(String, u64), TransferError> {
+        let control = |reason: String| TransferError::Control {
+            volume: volume.to_owned(),
+            reason,
+        };
+        let mut client = connect_any(&self.controls, &self.tls)
+            .await
+            .map_err(|e| control(e.to_string()))?;
+        let v = client
+            .get_volume(VolumeRequest {
+                name: volume.to_owned(),
+            })
+            .await
+            .map_err(|s| control(s.message().to_owned()))?
+            .into_inner();
+        Ok((v.owner.unwrap_or_default(), v.epoch))
+    }
+
+    /// Succeeds only if the control service names this node owner of `volume` at `epoch`.
+    pub async fn check_owner(&self, volume: &str, epoch: u64) -> Result<(), TransferError> {
+        let (owner, current) = self.owner(volume).await?;
+        if owner == self.node && current == epoch {
+            return Ok(());
+        }
+        Err(TransferError::NotOwner {
+            volume: volume.to_owned(),
+            node: self.node.clone(),
+            asked: epoch,
+            owner: if owner.is_empty() {
+                "nobody".into()
+            } else {
+                owner
+            },
+            epoch: current,
+        })
+    }
+
+    /// Fails if this node owns `volume`: a stream may only replace a replica, never the
+    /// owner's live copy.
+    pub async fn check_not_owner(&self, volume: &str) -> Result<(), TransferError> {
+        let (owner, _) = self.owner(volume).await?;
+        if owner == self.node {
+            return Err(TransferError::OwnedHere {
+                volume: volume.to_owned(),
+                node: owner,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! The `Agent` gRPC service over this host's storage backend.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use proto::agent as pb;
+use proto::agent::agent_server::Agent;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use super::auth::{require_control, require_peer};
+use super::fence::Fence;
+use super::locks::VolumeLocks;
+use super::push::{PushContext, push};
+use super::{TransferError, receive};
+use crate::storage::{Access, Backend, Storage, VolumeName};
+
+/// Serves the Agent API.
+#[derive(Clone)]
+pub struct AgentService {
+    push: PushContext,
+    fence: Fence,
+    locks: VolumeLocks,
+}
+
+impl AgentService {
+    /// A service over `storage`, streaming with `push.tls` and fencing with `fence`.
+    pub fn new(push: PushContext, fence: Fence) -> Self {
+        Self {
+            push,
+            fence,
+            locks: VolumeLocks::default(),
+        }
+    }
+
+    fn storage(&self) -> &Arc<Backend> {
+        &self.push.storage
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl Agent for AgentService {
+    type PushStream = Pin<Box<dyn Stream<Item = Result<pb::Progress, Status>> + Send>>;
+
+    async fn push(&self, req: Request<pb::PushRequest>) -> Reply<Self::PushStream> {
+        require_control(&req)?;
+        let req = req.into_inner();
+        let span = tracing::info_span!("push", volume.name = %req.volume, push.to = %req.to_node,
+            push.snapshot = %req.snapshot, push.r#final = req.r#final);
+        let (out_tx, out_rx) = mpsc::channel(8);
+        let (progress_tx, mut progress_rx) = mpsc::channel(8);
+        let ctx = self.push.clone();
+        let locks = self.locks.clone();
+        tokio::spawn(
+            async move {
+                let _guard = locks.lock(&req.volume).await;
+                let forward = {
+                    let out_tx = out_tx.clone();
+                    async move {
+                        while let Some(p) = progress_rx.recv().await {
+                            if out_tx.send(Ok(p)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                };
+                let work = push(&ctx, req, progress_tx);
+                let (result, ()) = tokio::join!(work, forward);
+                match result {
+                    Ok(bytes) => tracing::info!(bytes, "push finished"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "push failed");
+                        let _ = out_tx.send(Err(Status::from(e))).await;
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+
+    async fn receive(&self, req: Request<Streaming<pb::Chunk>>) -> Reply<pb::Received> {
+        require_peer(&req)?;
+        let received = receive::receive(
+            self.storage().clone(),
+            &self.locks,
+            &self.fence,
+            req.into_inner(),
+        )
+        .instrument(tracing::info_span!("receive"))
+        .await;
+        match received {
+            Ok(r) => Ok(Response::new(r)),
+            Err(e) => {
+                tracing::warn!(error = %e, "receive failed; nothing applied");
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn mount(&self, req: Request<pb::MountRequest>) -> Reply<pb::Mounted> {
+        require_control(&req)?;
+        let req = req.into_inner();
+        let volume = VolumeName::new(&req.volume).map_err(TransferError::from)?;
+        let access = if req.read_write {
+            self.fence.check_owner(&req.volume, req.epoch).await?;
+            Access::ReadWrite
+        } else {
+            Access::ReadOnly
+        };
+        let path = self
+            .storage()
+            .mount(&volume, access)
+            .await
+            .map_err(TransferError::from)?;
+        tracing::info!(volume.name = %volume, volume.epoch = req.epoch, read_write = req.read_write, "mounted");
+        Ok(Response::new(pb::Mounted {
+            path: path.to_string_lossy().into_owned(),
+        }))
+    }
+
+    async fn unmount(&self, req: Request<pb::VolumeRef>) -> Reply<pb::Unmounted> {
+        require_control(&req)?;
+        let volume = VolumeName::new(&req.into_inner().volume).map_err(TransferError::from)?;
+        self.storage()
+            .unmount(&volume)
+            .await
+            .map_err(TransferError::from)?;
+        Ok(Response::new(pb::Unmounted {}))
+    }
+
+    async fn destroy_snapshots(
+        &self,
+        req: Request<pb::DestroySnapshotsRequest>,
+    ) -> Reply<pb::Destroyed> {
+        require_control(&req)?;
+        let req = req.into_inner();
+        let volume = VolumeName::new(&req.volume).map_err(TransferError::from)?;
+        let _guard = self.locks.lock(volume.as_str()).await;
+        let mut destroyed = Vec::new();
+        let snapshots = self
+            .storage()
+            .snapshots(&volume)
+            .await
+            .map_err(TransferError::from)?;
+        for s in snapshots {
+            if !req.keep.iter().any(|k| k == s.as_str()) {
+                self.storage()
+                    .destroy_snapshot(&volume, &s)
+                    .await
+                    .map_err(TransferError::from)?;
+                destroyed.push(s.as_str().to_owned());
+            }
+        }
+        Ok(Response::new(pb::Destroyed { destroyed }))
+    }
+
+    async fn inventory(&self, req: Request<pb::InventoryRequest>) -> Reply<pb::Inventory> {
+        require_control(&req)?;
+        let mut volumes = Vec::new();
+        let names = self
+            .storage()
+            .volumes()
+            .await
+            .map_err(TransferError::from)?;
+        for v in names {
+            let snapshots = self
+                .storage()
+                .snapshots(&v)
+                .await
+                .map_err(TransferError::from)?;
+            let used_bytes = self.storage().used(&v).await.map_err(TransferError::from)?;
+            volumes.push(pb::VolumeSnapshots {
+                volume: v.as_str().to_owned(),
+                snapshots: snapshots.iter().map(|s| s.as_str().to_owned()).collect(),
+                used_bytes,
+            });
+        }
+        Ok(Response::new(pb::Inventory { volumes }))
+    }
+}

@@ -1,0 +1,145 @@
+//! Calling an agent's API from the control leader, with the member's control certificate and
+//! the agent's node name as the name its certificate must carry.
+
+use std::time::Duration;
+
+use proto::agent as pb;
+use proto::agent::agent_client::AgentClient;
+use proto::tls::TlsDir;
+use tokio_stream::StreamExt;
+use tonic::transport::{Channel, Endpoint};
+
+use super::MoveError;
+use crate::state::Node;
+
+/// How long connecting to an agent may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a short agent call (mount, inventory, clean-up) may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection to one node's agent.
+pub struct AgentLink {
+    /// The node.
+    pub node: Node,
+    client: AgentClient<Channel>,
+}
+
+impl AgentLink {
+    /// Connects to `node`'s agent.
+    pub async fn connect(node: &Node, tls: &TlsDir) -> Result<Self, MoveError> {
+        let fail = |e: String| MoveError::Agent {
+            node: node.name.clone(),
+            message: format!("cannot connect to {}: {e}", node.address),
+        };
+        let channel = Endpoint::from_shared(format!("https://{}", node.address))
+            .map_err(|e| fail(e.to_string()))?
+            .tls_config(tls.client_config_for_node(&node.name))
+            .map_err(|e| fail(e.to_string()))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| fail(format!("{e:?}")))?;
+        Ok(Self {
+            node: node.clone(),
+            client: AgentClient::new(channel),
+        })
+    }
+
+    fn failed(&self, status: tonic::Status) -> MoveError {
+        MoveError::Agent {
+            node: self.node.name.clone(),
+            message: status.message().to_owned(),
+        }
+    }
+
+    /// The snapshots of `volume` here, oldest first (empty when the volume is absent).
+    pub async fn snapshots(&mut self, volume: &str) -> Result<Vec<String>, MoveError> {
+        let mut req = tonic::Request::new(pb::InventoryRequest {});
+        req.set_timeout(CALL_TIMEOUT);
+        let inv = self
+            .client
+            .inventory(req)
+            .await
+            .map_err(|s| self.failed(s))?;
+        Ok(inv
+            .into_inner()
+            .volumes
+            .into_iter()
+            .find(|v| v.volume == volume)
+            .map(|v| v.snapshots)
+            .unwrap_or_default())
+    }
+
+    /// Pushes `volume` to `target`, calling `on_progress` with the bytes sent so far.
+    pub async fn push(
+        &mut self,
+        volume: &str,
+        target: &Node,
+        base: Option<&String>,
+        snapshot: &str,
+        last: bool,
+        mut on_progress: impl FnMut(u64),
+    ) -> Result<u64, MoveError> {
+        let req = pb::PushRequest {
+            volume: volume.to_owned(),
+            to_address: target.address.clone(),
+            to_node: target.name.clone(),
+            base_snapshot: base.cloned().unwrap_or_default(),
+            snapshot: snapshot.to_owned(),
+            r#final: last,
+        };
+        let mut stream = self
+            .client
+            .push(req)
+            .await
+            .map_err(|s| self.failed(s))?
+            .into_inner();
+        while let Some(p) = stream.next().await {
+            let p = p.map_err(|s| self.failed(s))?;
+            on_progress(p.bytes);
+            if p.done {
+                return Ok(p.bytes);
+            }
+        }
+        Err(MoveError::Agent {
+            node: self.node.name.clone(),
+            message: "the push stream ended before the push finished (did the agent stop?)".into(),
+        })
+    }
+
+    /// Mounts `volume` here, read-write at `epoch` or read-only.
+    pub async fn mount(
+        &mut self,
+        volume: &str,
+        read_write: bool,
+        epoch: u64,
+    ) -> Result<(), MoveError> {
+        let mut req = tonic::Request::new(pb::MountRequest {
+            volume: volume.to_owned(),
+            read_write,
+            epoch,
+        });
+        req.set_timeout(CALL_TIMEOUT);
+        self.client.mount(req).await.map_err(|s| self.failed(s))?;
+        Ok(())
+    }
+
+    /// Destroys every snapshot of `volume` here except `keep`.
+    pub async fn destroy_snapshots(
+        &mut self,
+        volume: &str,
+        keep: Vec<String>,
+    ) -> Result<(), MoveError> {
+        let mut req = tonic::Request::new(pb::DestroySnapshotsRequest {
+            volume: volume.to_owned(),
+            keep,
+        });
+        req.set_timeout(CALL_TIMEOUT);
+        self.client
+            .destroy_snapshots(req)
+            .await
+            .map_err(|s| self.failed(s))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,254 @@
+//! One move, phase by phase, from its replicated record:
+//!
+//! 1. **copying**: push rounds while the volume stays in use at the source, each from the
+//!    newest snapshot both sides hold; another round while the last one carried more than
+//!    the threshold, up to the round limit.
+//! 2. **handoff**: wait for the volume's leases to go, final push (the source unmounts
+//!    first), then `done`, which commits owner = target and epoch + 1 through Raft.
+//! 3. after the commit: record the source as a replica at the final snapshot, mount
+//!    read-write on the target (fenced by the new epoch) and read-only on the source, and
+//!    destroy the snapshots nobody needs.
+//!
+//! A failure before the commit records the move as failed and remounts the source
+//! read-write: the source stays the owner, its data intact.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use super::agents::AgentLink;
+use super::{MoveConfig, MoveError, plan};
+use crate::member::Member;
+use crate::proposal::{Proposal, Reply};
+use crate::state::{Command, Migration, Node, Phase};
+use proto::tls::TlsDir;
+
+/// What driving a move needs.
+#[derive(Clone)]
+pub struct Driver {
+    /// This member (the leader).
+    pub member: Member,
+    /// Its control certificate, for calling agents.
+    pub tls: TlsDir,
+    /// Pacing.
+    pub config: MoveConfig,
+}
+
+impl Driver {
+    /// Drives migration `id` to `done` or `failed`.
+    pub async fn run(&self, id: u64) {
+        let Some(m) = self.member.sm.read(|s| s.migrations.get(&id).cloned()) else {
+            return;
+        };
+        let span = tracing::info_span!("migration", migration.id = id, volume.name = %m.volume,
+            migration.from = %m.from, migration.to = %m.to);
+        async {
+            let started = Instant::now();
+            match self.drive(m).await {
+                Ok(()) => tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "move done"),
+                Err(e) if e.fails_the_move() => {
+                    tracing::warn!(error = %e, "move failed; the source keeps the volume");
+                    let cmd = Command::FailMigration { id, error: e.to_string() };
+                    if let Err(e) = self.write(cmd).await {
+                        tracing::warn!(error = %e, "recording the failure failed; the next leader retries the move");
+                    }
+                }
+                Err(e) => tracing::info!(error = %e, "stopped driving the move; the next leader resumes it"),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn write(&self, cmd: Command) -> Result<crate::state::Response, MoveError> {
+        match self.member.execute_local(Proposal::Write(cmd)).await? {
+            Reply::Applied(r) => Ok(r),
+            other => Err(MoveError::State(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    async fn advance(&self, m: &Migration, phase: Phase) -> Result<(), MoveError> {
+        let cmd = Command::AdvanceMigration {
+            id: m.id,
+            phase,
+            bytes_sent: m.bytes_sent,
+            rounds: m.rounds,
+        };
+        self.write(cmd).await.map(|_| ())
+    }
+
+    fn node(&self, name: &str) -> Result<Node, MoveError> {
+        self.member
+            .sm
+            .read(|s| s.nodes.get(name).cloned())
+            .ok_or_else(|| MoveError::State(format!("node {name} is not registered")))
+    }
+
+    async fn drive(&self, mut m: Migration) -> Result<(), MoveError> {
+        let mut source = AgentLink::connect(&self.node(&m.from)?, &self.tls).await?;
+        let mut target = AgentLink::connect(&self.node(&m.to)?, &self.tls).await?;
+        if m.phase == Phase::Copying {
+            loop {
+                let snapshot = plan::round_snapshot(m.id, m.rounds + 1);
+                let bytes = self
+                    .push(&mut m, &mut source, &mut target, &snapshot, false)
+                    .await?;
+                m.rounds += 1;
+                self.advance(&m, Phase::Copying).await?;
+                tracing::info!(
+                    migration.phase = "copying",
+                    round = m.rounds,
+                    bytes,
+                    "copy round done"
+                );
+                let c = &self.config;
+                if !plan::another_round(bytes, m.rounds, c.round_threshold, c.max_rounds) {
+                    break;
+                }
+            }
+            m.phase = Phase::Handoff;
+            self.advance(&m, Phase::Handoff).await?;
+        }
+        self.wait_for_leases(&m).await?;
+        let epoch = self.epoch(&m.volume)?;
+        let last = plan::final_snapshot(m.id);
+        let handoff = Instant::now();
+        let committed = async {
+            self.push(&mut m, &mut source, &mut target, &last, true)
+                .await?;
+            m.phase = Phase::Done;
+            self.advance(&m, Phase::Done).await
+        };
+        if let Err(e) = committed.await {
+            // Not committed: the source stays the owner and gets its read-write mount back
+            // (fenced: refused if the commit did happen after all).
+            if let Err(again) = source.mount(&m.volume, true, epoch).await {
+                tracing::warn!(error = %again, "cannot remount the source; its agent remounts on restart");
+            }
+            return Err(e);
+        }
+        let epoch = self.epoch(&m.volume)?;
+        let mounted = target.mount(&m.volume, true, epoch).await;
+        tracing::info!(
+            migration.phase = "handoff",
+            downtime_ms = handoff.elapsed().as_millis() as u64,
+            "volume handed off"
+        );
+        self.after_commit(&m, &mut source, &mut target, &last).await;
+        mounted
+    }
+
+    /// Pushes one snapshot, recording progress through Raft as it goes.
+    async fn push(
+        &self,
+        m: &mut Migration,
+        source: &mut AgentLink,
+        target: &mut AgentLink,
+        snapshot: &str,
+        last: bool,
+    ) -> Result<u64, MoveError> {
+        let source_snaps = source.snapshots(&m.volume).await?;
+        let target_snaps = target.snapshots(&m.volume).await?;
+        let base = plan::newest_common(&source_snaps, &target_snaps).cloned();
+        let stale = plan::newer_than(&target_snaps, base.as_ref());
+        if !stale.is_empty() {
+            let keep = target_snaps
+                .iter()
+                .filter(|s| !stale.contains(s))
+                .cloned()
+                .collect();
+            target.destroy_snapshots(&m.volume, keep).await?;
+        }
+        let sent = Arc::new(AtomicU64::new(0));
+        let before = m.bytes_sent;
+        let pushing = {
+            let sent = sent.clone();
+            source.push(
+                &m.volume,
+                &target.node,
+                base.as_ref(),
+                snapshot,
+                last,
+                move |b| sent.store(b, Ordering::Relaxed),
+            )
+        };
+        let recorder = async {
+            let mut tick = tokio::time::interval(self.config.record_every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let progress = Migration {
+                    bytes_sent: before + sent.load(Ordering::Relaxed),
+                    ..m.clone()
+                };
+                if let Err(e) = self.advance(&progress, m.phase).await {
+                    tracing::debug!(error = %e, "progress not recorded");
+                }
+            }
+        };
+        let bytes = tokio::select! {
+            r = pushing => r?,
+            () = recorder => unreachable!("the recorder never ends"),
+        };
+        m.bytes_sent = before + bytes;
+        Ok(bytes)
+    }
+
+    fn epoch(&self, volume: &str) -> Result<u64, MoveError> {
+        self.member
+            .sm
+            .read(|s| s.volumes.get(volume).map(|v| v.epoch))
+            .ok_or_else(|| MoveError::State(format!("volume {volume} is gone")))
+    }
+
+    /// Waits for the volume's leases to go, or fails naming the container and node.
+    async fn wait_for_leases(&self, m: &Migration) -> Result<(), MoveError> {
+        let deadline = Instant::now() + self.config.lease_wait;
+        loop {
+            let held = self
+                .member
+                .sm
+                .read(|s| s.leases.values().find(|l| l.volume == m.volume).cloned());
+            let Some(lease) = held else { return Ok(()) };
+            if Instant::now() >= deadline {
+                return Err(MoveError::Leased {
+                    volume: m.volume.clone(),
+                    container: lease.container_id,
+                    node: lease.node,
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Records the replica, mounts it read-only and destroys snapshots nobody needs. Failures
+    /// here leave extra snapshots or an unmounted replica, never lost data: logged only.
+    async fn after_commit(
+        &self,
+        m: &Migration,
+        source: &mut AgentLink,
+        target: &mut AgentLink,
+        last: &str,
+    ) {
+        let replica = Command::SetReplica {
+            name: m.volume.clone(),
+            node: m.from.clone(),
+            snapshot: last.to_owned(),
+        };
+        let steps = async {
+            self.write(replica).await?;
+            source.mount(&m.volume, false, 0).await?;
+            source
+                .destroy_snapshots(&m.volume, vec![last.to_owned()])
+                .await?;
+            target
+                .destroy_snapshots(&m.volume, vec![last.to_owned()])
+                .await
+        };
+        if let Err(e) = steps.await {
+            tracing::warn!(error = %e, "clean-up after the move is incomplete");
+        }
+    }
+}

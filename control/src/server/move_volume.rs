@@ -1,0 +1,109 @@
+//! `MoveVolume`: record a move through Raft, then stream its progress as this member applies
+//! the migration's changes, until it is done or failed. Any member can serve the stream; the
+//! leader's orchestrator ([`crate::migration`]) does the moving.
+
+use std::pin::Pin;
+use std::time::Instant;
+
+use proto::control as pb;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::status::to_status;
+use crate::member::Member;
+use crate::proposal::{Proposal, Reply};
+use crate::state::{Command, Migration, Response};
+
+/// The progress stream of one move.
+pub type MoveStream = Pin<Box<dyn Stream<Item = Result<pb::MoveProgress, Status>> + Send>>;
+
+/// Starts moving `req.name` to `req.to` and returns its progress stream.
+pub async fn start(member: &Member, req: pb::MoveVolumeRequest) -> Result<MoveStream, Status> {
+    if req.stop_containers {
+        let held = member
+            .sm
+            .read(|s| s.leases.values().find(|l| l.volume == req.name).cloned());
+        if let Some(l) = held {
+            return Err(Status::failed_precondition(format!(
+                "--stop is not supported yet: the agent cannot stop containers; stop container {} on node {} yourself, then move volume {} again",
+                l.container_id, l.node, req.name
+            )));
+        }
+    }
+    // Subscribe before recording, so no change of the new migration is missed.
+    let mut events = member.sm.subscribe();
+    let cmd = Command::RecordMigration {
+        volume: req.name,
+        to: req.to,
+    };
+    let m = match member
+        .execute(Proposal::Write(cmd))
+        .await
+        .map_err(to_status)?
+    {
+        Reply::Applied(Response::Migration(m)) => m,
+        other => return Err(Status::internal(format!("unexpected reply {other:?}"))),
+    };
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let id = m.id;
+        if tx.send(Ok(progress(&m, started))).await.is_err() {
+            return;
+        }
+        loop {
+            let m = match events.recv().await {
+                Ok(e) => match e.change {
+                    Some(Response::Migration(m)) if m.id == id => m,
+                    Some(_) => continue,
+                    // This member replaced its state with the leader's snapshot: the move's
+                    // own events may be in it, so the stream cannot go on reliably.
+                    None => {
+                        let _ = tx
+                            .send(Err(Status::data_loss(
+                                "this member installed a snapshot mid-move: follow the move with `flockerctl volume ls`",
+                            )))
+                            .await;
+                        return;
+                    }
+                },
+                Err(RecvError::Lagged(_)) => {
+                    let _ = tx
+                        .send(Err(Status::data_loss(
+                            "fell behind the change stream: follow the move with `flockerctl volume ls`",
+                        )))
+                        .await;
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let end = m.phase.is_terminal();
+            if tx.send(Ok(progress(&m, started))).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+fn progress(m: &Migration, started: Instant) -> pb::MoveProgress {
+    let secs = started.elapsed().as_secs_f64();
+    pb::MoveProgress {
+        migration: m.id,
+        phase: m.phase.as_str().to_owned(),
+        bytes_sent: m.bytes_sent,
+        bytes_per_second: if secs > 0.0 {
+            (m.bytes_sent as f64 / secs) as u64
+        } else {
+            0
+        },
+        rounds: m.rounds,
+        error: m.error.clone(),
+        volume: m.volume.clone(),
+        from: m.from.clone(),
+        to: m.to.clone(),
+    }
+}

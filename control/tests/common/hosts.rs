@@ -1,0 +1,124 @@
+//! Agent hosts for move tests: each a real `flocker-agent` process with its own zfs-fuse
+//! pool (`TestPool`, unique names), volume root and node certificate, on a free loopback
+//! port. Dropping a host kills its agent, destroys its pool and removes its volume root, also
+//! on panic.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::common::{Cluster, Proc, free_port};
+use crate::support::pool::TestPool;
+use crate::support::scratch::Scratch;
+use control::ca::Role;
+
+/// The `flocker-agent` binary: built beside `flockerctl` by `cargo test -p control -p agent`,
+/// or built here when only the control tests are being run.
+pub fn agent_binary() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_flockerctl")).with_file_name("flocker-agent");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "agent", "--bin", "flocker-agent"]);
+        if bin.parent().is_some_and(|d| d.ends_with("release")) {
+            build.arg("--release");
+        }
+        let ok = build.status().is_ok_and(|s| s.success());
+        assert!(ok, "cannot build flocker-agent for the move tests");
+    }
+    bin
+}
+
+/// One agent host. Fields drop in order: the agent, then its pool, then its volume root.
+pub struct Host {
+    pub agent: Option<Proc>,
+    pub pool: TestPool,
+    pub root: Scratch,
+    pub name: String,
+    pub port: u16,
+    pub log: PathBuf,
+    pub send_limit: Option<u64>,
+}
+
+impl Host {
+    /// A host named `name` with a fresh pool, or `None` where ZFS cannot run (skip).
+    pub fn new(name: &str, send_limit: Option<u64>) -> Option<Host> {
+        Self::with_pool(name, send_limit, TestPool::create()?)
+    }
+
+    /// A host over a given pool.
+    pub fn with_pool(name: &str, send_limit: Option<u64>, pool: TestPool) -> Option<Host> {
+        let root = Scratch::new("mvroot");
+        Some(Host {
+            agent: None,
+            log: root.path().with_extension("agent.log"),
+            pool,
+            root,
+            name: name.to_owned(),
+            port: free_port(),
+            send_limit,
+        })
+    }
+
+    /// Starts (or restarts) the agent against the cluster's members.
+    pub fn start(&mut self, c: &Cluster) {
+        let tls = c.pki.issue(Role::Node, &self.name);
+        let controls: Vec<String> = (1..=c.ports.len() as u64).map(|id| c.addr(id)).collect();
+        let addr = format!("127.0.0.1:{}", self.port);
+        let mut cmd = Command::new(agent_binary());
+        cmd.args(["--node", &self.name, "--control", &controls.join(",")])
+            .arg("--tls-dir")
+            .arg(&tls)
+            .args(["--advertise", &addr, "--listen", &addr])
+            .arg(format!("--storage=zfs:{}", self.pool.name()))
+            .arg("--volume-root")
+            .arg(self.root.path())
+            .args(["--heartbeat-ms", "300"])
+            .env("RUST_LOG", "info");
+        if let Some(limit) = self.send_limit {
+            cmd.arg(format!("--send-limit={limit}"));
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        cmd.stdout(Stdio::null()).stderr(log);
+        self.agent = Some(Proc {
+            child: cmd.spawn().expect("spawn flocker-agent"),
+        });
+    }
+
+    /// SIGKILLs the agent.
+    pub fn kill(&mut self) {
+        self.agent = None;
+    }
+
+    /// Where the volume is mounted on this host.
+    pub fn path(&self, volume: &str) -> PathBuf {
+        self.root.path().join(volume)
+    }
+
+    /// Whether `volume` is mounted here (`None`: not mounted), and whether it refuses writes
+    /// (zfs-fuse does not show `readonly=on` in the mount options, so this tries a write).
+    pub fn mounted(&self, volume: &str) -> Option<bool> {
+        let path = self.path(volume);
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mounted = mounts
+            .lines()
+            .any(|l| l.split_whitespace().nth(1).map(Path::new) == Some(path.as_path()));
+        if !mounted {
+            return None;
+        }
+        let probe = path.join(".write-probe");
+        let writable = std::fs::write(&probe, b"").is_ok();
+        let _ = std::fs::remove_file(&probe);
+        Some(!writable)
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}

@@ -1,0 +1,157 @@
+//! A control cluster with agent hosts, driven through the real `flockerctl`: what the move
+//! tests and the move benchmark share.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::common::{Cluster, eventually};
+use crate::hosts::Host;
+use control::ca::Role;
+use proto::control as pb;
+use serde_json::Value;
+
+/// How long any one `flockerctl` call (a whole move included) may take, by default.
+pub const MOVE_DEADLINE: Duration = Duration::from_secs(90);
+
+/// A control cluster and agent hosts `host-a`, `host-b`, ...
+pub struct Lab {
+    /// How long any one `flockerctl` call (a whole move included) may take.
+    pub deadline: Duration,
+    pub hosts: Vec<Host>,
+    pub c: Cluster,
+}
+
+impl Lab {
+    /// `members` control members and `n` hosts, or `None` (skip) without ZFS.
+    pub async fn start(members: usize, n: usize, send_limit: Option<u64>) -> Option<Lab> {
+        let mut hosts = Vec::new();
+        for i in 0..n {
+            let name = format!("host-{}", (b'a' + i as u8) as char);
+            hosts.push(Host::new(&name, send_limit)?);
+        }
+        Some(Self::with_hosts(members, hosts).await)
+    }
+
+    /// `members` control members and the given hosts, started.
+    pub async fn with_hosts(members: usize, mut hosts: Vec<Host>) -> Lab {
+        let c = Cluster::start(members, &[]);
+        c.leader(1).await;
+        for h in &mut hosts {
+            h.start(&c);
+        }
+        let lab = Lab {
+            deadline: MOVE_DEADLINE,
+            hosts,
+            c,
+        };
+        for h in &lab.hosts {
+            lab.wait_node_up(&h.name).await;
+        }
+        lab
+    }
+
+    pub async fn wait_node_up(&self, name: &str) {
+        let c = self.c.client(1).await;
+        eventually(Duration::from_secs(30), "agent to register", || {
+            let mut c = c.clone();
+            async move {
+                let nodes = c.list_nodes(pb::Empty {}).await.ok()?.into_inner().nodes;
+                nodes.iter().any(|n| n.name == name && n.up).then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// `flockerctl --output json ARGS` through member `via`, killed after `self.deadline`
+    /// so a move that never ends fails the test instead of hanging it.
+    pub fn flockerctl(&self, via: u64, args: &[&str]) -> Command {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-s", "KILL", &self.deadline.as_secs().to_string()])
+            .arg(env!("CARGO_BIN_EXE_flockerctl"))
+            .args(["--control", &self.c.addr(via), "--tls-dir"])
+            .arg(self.c.pki.issue(Role::User, "admin"))
+            .args(["--output", "json"])
+            .args(args);
+        cmd
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        let out = self.flockerctl(1, args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "flockerctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Creates `name` on `owner` and waits for its owner's agent to mount it read-write.
+    pub async fn create(&self, name: &str, owner: usize) {
+        self.ctl(&["volume", "create", name, "--owner", &self.hosts[owner].name]);
+        let h = &self.hosts[owner];
+        eventually(
+            Duration::from_secs(30),
+            "the owner to mount the volume",
+            || async { (h.mounted(name) == Some(false)).then_some(()) },
+        )
+        .await;
+    }
+
+    /// Starts `flockerctl volume move` through member `via`; events arrive on the reader.
+    pub fn start_move(&self, via: u64, name: &str, to: usize) -> Mover {
+        let mut child = self
+            .flockerctl(via, &["volume", "move", name, "--to", &self.hosts[to].name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        Mover { child, out }
+    }
+
+    /// Moves and returns every progress event; panics unless the move is done.
+    pub fn move_ok(&self, name: &str, to: usize) -> Vec<Value> {
+        let mut m = self.start_move(1, name, to);
+        let events = m.rest();
+        m.expect_success(&events);
+        events
+    }
+
+    pub fn volume(&self, name: &str) -> Value {
+        let out = self.ctl(&["volume", "inspect", name]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// A running `flockerctl volume move`.
+pub struct Mover {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Mover {
+    pub fn next(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        (self.out.read_line(&mut line).unwrap() > 0).then(|| serde_json::from_str(&line).unwrap())
+    }
+
+    pub fn rest(&mut self) -> Vec<Value> {
+        std::iter::from_fn(|| self.next()).collect()
+    }
+
+    pub fn wait(&mut self) -> (bool, String) {
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        (status.success(), err)
+    }
+
+    pub fn expect_success(&mut self, events: &[Value]) {
+        let (ok, err) = self.wait();
+        assert!(ok, "move failed: {err}; events {events:?}");
+        assert_eq!(events.last().unwrap()["phase"], "done", "{events:?}");
+    }
+}
