@@ -4,8 +4,8 @@
 //!   in a `containers/create` body (pure).
 //! - [`volumes`]: [`volumes::Volumes`], making a volume available read-write here: create
 //!   it in the cluster if new, mount it if owned here, ask the placement layer otherwise.
-//! - [`placement`]: [`placement::VolumePlacement`], bringing a volume from its owner; for
-//!   now [`placement::ManualMove`], which names the owner and the `flockerctl` command.
+//! - [`placement`]: [`placement::VolumePlacement`], bringing a volume from its owner:
+//!   [`placement::ControlMove`] moves it through the control service.
 //! - [`adapter`]: [`adapter::FlockerAdapter`], the `builtin:flocker` pre-hook.
 //! - [`docker`]: the little of the Docker API the lease watcher needs.
 //! - [`leases`]: [`leases::LeaseWatcher`], leases from container start and die events.

@@ -1,11 +1,13 @@
-//! Bringing a volume that another node owns to this node. The real move (the control
-//! leader's migration, `MoveVolume`) plugs in behind [`VolumePlacement`]; until it is wired,
-//! [`ManualMove`] refuses with the command an operator runs to move the volume.
+//! Bringing a volume that another node owns to this node, behind [`VolumePlacement`]:
+//! [`ControlMove`] asks the control service to move it (`MoveVolume`, the leader's two-phase
+//! push) and waits for the move to end.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use proto::control::Lease;
+use proto::control::{Lease, MoveVolumeRequest};
+use proto::tls::TlsDir;
+use tonic::Code;
 
 use super::volumes::VolumeError;
 use crate::storage::VolumeName;
@@ -25,14 +27,81 @@ pub trait VolumePlacement: Send + Sync {
     ) -> PlacementFuture<'a>;
 }
 
-/// Placement that never moves anything: it names the owner and the command to run.
+/// Placement through the control service: a volume that no container holds on its owner is
+/// moved here with `MoveVolume`; one that is in use there is refused at once, naming the
+/// containers (a move would wait for them, and the Docker client would hang meanwhile).
 #[derive(Debug, Clone)]
-pub struct ManualMove {
+pub struct ControlMove {
     /// This node's name.
     pub node: String,
+    /// Control members to try.
+    pub controls: Vec<String>,
+    /// This node's certificate.
+    pub tls: TlsDir,
 }
 
-impl VolumePlacement for ManualMove {
+impl ControlMove {
+    async fn run(&self, volume: &VolumeName) -> Result<(), VolumeError> {
+        let failed = |action: &'static str, message: String, code: Code| VolumeError::Control {
+            volume: volume.clone(),
+            action,
+            message,
+            code,
+        };
+        let mut control = crate::control_client::connect_any(&self.controls, &self.tls)
+            .await
+            .map_err(|e| {
+                failed(
+                    "reach the control service to move",
+                    e.to_string(),
+                    Code::Unavailable,
+                )
+            })?;
+        let request = MoveVolumeRequest {
+            name: volume.to_string(),
+            to: self.node.clone(),
+            stop_containers: false,
+        };
+        let mut progress = control
+            .move_volume(request)
+            .await
+            .map_err(|s| failed("move", s.message().to_owned(), s.code()))?
+            .into_inner();
+        loop {
+            match progress.message().await {
+                Ok(Some(event)) if event.phase == "done" => {
+                    tracing::info!(volume.name = %volume, bytes = event.bytes_sent, rounds = event.rounds, "volume moved here");
+                    return Ok(());
+                }
+                Ok(Some(event)) if event.phase == "failed" => {
+                    let why = event.error.unwrap_or_else(|| "no reason given".into());
+                    return Err(failed("move", why, Code::Aborted));
+                }
+                Ok(Some(event)) => {
+                    tracing::debug!(volume.name = %volume, phase = %event.phase, bytes = event.bytes_sent, "moving here");
+                }
+                Ok(None) => {
+                    return Err(failed(
+                        "move",
+                        "the control service ended the progress stream before the move ended; \
+                         see `flockerctl volume ls`"
+                            .into(),
+                        Code::Unavailable,
+                    ));
+                }
+                Err(s) => {
+                    return Err(failed(
+                        "follow the move of",
+                        s.message().to_owned(),
+                        s.code(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl VolumePlacement for ControlMove {
     fn bring_here<'a>(
         &'a self,
         volume: &'a VolumeName,
@@ -40,12 +109,15 @@ impl VolumePlacement for ManualMove {
         holders: &'a [Lease],
     ) -> PlacementFuture<'a> {
         Box::pin(async move {
-            Err(VolumeError::Elsewhere {
-                volume: volume.clone(),
-                owner: owner.to_owned(),
-                node: self.node.clone(),
-                holders: holders.iter().map(|l| l.container_id.clone()).collect(),
-            })
+            if !holders.is_empty() {
+                return Err(VolumeError::Elsewhere {
+                    volume: volume.clone(),
+                    owner: owner.to_owned(),
+                    node: self.node.clone(),
+                    holders: holders.iter().map(|l| l.container_id.clone()).collect(),
+                });
+            }
+            self.run(volume).await
         })
     }
 }

@@ -12,7 +12,7 @@ use proxy::listen::{ListenAddr, parse_docker};
 use super::adapter::FlockerAdapter;
 use super::docker::Docker;
 use super::leases::LeaseWatcher;
-use super::placement::ManualMove;
+use super::placement::ControlMove;
 use super::volumes::Volumes;
 use crate::config::AgentConfig;
 use crate::plugin::{Plugin, driver::Driver, state::StateFile};
@@ -132,8 +132,10 @@ pub async fn start(
         agent.controls.clone(),
         agent.tls.clone(),
         storage,
-        Arc::new(ManualMove {
+        Arc::new(ControlMove {
             node: agent.node.clone(),
+            controls: agent.controls.clone(),
+            tls: agent.tls.clone(),
         }),
     ));
     let mut builtins = Builtins::standard();
