@@ -208,11 +208,8 @@ impl Volumes {
 
     /// Creates the local copy if this host has none, then mounts it read-write.
     async fn mount_local(&self, volume: &VolumeName) -> Result<PathBuf, VolumeError> {
-        if !self.storage.volumes().await?.contains(volume) {
-            self.storage
-                .create(volume, &CreateOptions::default())
-                .await?;
-        }
+        crate::storage::create_if_absent(self.storage.as_ref(), volume, &CreateOptions::default())
+            .await?;
         let path = self.storage.mount(volume, Access::ReadWrite).await?;
         tracing::debug!(volume.name = %volume, volume.path = %path.display(), "volume mounted here");
         Ok(path)

@@ -137,3 +137,26 @@ pub trait Storage: Send + Sync {
     /// Bytes the volume uses on this host (data and snapshots).
     fn used(&self, volume: &VolumeName) -> impl Future<Output = Result<u64>> + Send;
 }
+
+/// Creates `volume` unless it already exists. Two parts of the agent may create the same new
+/// volume at once (the Docker side on first use, the reconciler when it sees the volume in
+/// the watch stream): whichever loses the race finds the volume there and is content.
+pub async fn create_if_absent<S: Storage>(
+    storage: &S,
+    volume: &VolumeName,
+    options: &CreateOptions,
+) -> Result<()> {
+    if storage.volumes().await?.contains(volume) {
+        return Ok(());
+    }
+    match storage.create(volume, options).await {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            if storage.volumes().await?.contains(volume) {
+                Ok(())
+            } else {
+                Err(error)
+            }
+        }
+    }
+}

@@ -112,8 +112,7 @@ async fn apply(
         let options = CreateOptions {
             quota: v.size_limit,
         };
-        storage
-            .create(name, &options)
+        crate::storage::create_if_absent(storage, name, &options)
             .await
             .map_err(|e| e.to_string())?;
     }
