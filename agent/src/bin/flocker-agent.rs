@@ -1,13 +1,15 @@
 //! `flocker-agent`: one per host. Parses flags into an [`agent::AgentConfig`] (invalid
-//! configuration exits 64) and runs the agent (membership, and the Docker side: proxy,
-//! volume plugin, lease watcher) until SIGTERM or SIGINT.
+//! configuration exits 64) and runs the agent (membership, the Docker side: proxy, volume
+//! plugin, lease watcher; and with `--underlay` the network side: overlay, `weave` adapter,
+//! address and peer followers) until SIGTERM or SIGINT.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent::flocker::side::{DEFAULT_LISTEN, DockerSideConfig, StartError, start};
+use agent::flocker::side::{DEFAULT_LISTEN, DockerSideConfig, Extensions, StartError, start};
 use agent::storage::StorageSpec;
+use agent::weave::side::{self as network, DEFAULT_WAIT_FOR_NET, NetworkSide, NetworkSideConfig};
 use clap::Parser;
 use proto::tls::TlsDir;
 
@@ -58,6 +60,20 @@ struct Args {
     /// Milliseconds between heartbeats.
     #[arg(long, default_value_t = 2000)]
     heartbeat_ms: u64,
+    /// The interface that carries the overlay's VXLAN traffic; turns the network side
+    /// (WEAVE_CIDR addresses) on [default: off].
+    #[arg(long)]
+    underlay: Option<String>,
+    /// The static wait-for-net on this host, bind-mounted into containers (with --underlay).
+    #[arg(long, default_value = DEFAULT_WAIT_FOR_NET)]
+    wait_for_net: PathBuf,
+}
+
+/// Everything the agent runs, validated.
+struct Validated {
+    agent: agent::AgentConfig,
+    docker: DockerSideConfig,
+    network: Option<NetworkSideConfig>,
 }
 
 /// The Docker side's settings from the flags; their problems are added to `errors`.
@@ -86,9 +102,14 @@ fn docker_side(args: &Args, errors: &mut Vec<String>) -> Option<DockerSideConfig
     storage.map(|_| config)
 }
 
-fn validate(args: Args) -> Result<(agent::AgentConfig, DockerSideConfig), Vec<String>> {
+fn validate(args: Args) -> Result<Validated, Vec<String>> {
     let mut errors = Vec::new();
     let side = docker_side(&args, &mut errors);
+    let network = args.underlay.clone().map(|underlay| NetworkSideConfig {
+        underlay,
+        wait_for_net: args.wait_for_net.clone(),
+    });
+    errors.extend(network.iter().flat_map(NetworkSideConfig::problems));
     if args.node.is_empty()
         || !args
             .node
@@ -110,8 +131,8 @@ fn validate(args: Args) -> Result<(agent::AgentConfig, DockerSideConfig), Vec<St
     }
     let tls = TlsDir::load(&args.tls_dir).map_err(|e| errors.push(format!("--tls-dir: {e}")));
     match (tls, side) {
-        (Ok(tls), Some(side)) if errors.is_empty() => Ok((
-            agent::AgentConfig {
+        (Ok(tls), Some(side)) if errors.is_empty() => Ok(Validated {
+            agent: agent::AgentConfig {
                 address: args.advertise.unwrap_or_else(|| {
                     format!("{}:{}", args.node, agent::config::DEFAULT_AGENT_PORT)
                 }),
@@ -121,9 +142,36 @@ fn validate(args: Args) -> Result<(agent::AgentConfig, DockerSideConfig), Vec<St
                 storage: args.storage,
                 heartbeat: Duration::from_millis(args.heartbeat_ms),
             },
-            side,
-        )),
+            docker: side,
+            network,
+        }),
         _ => Err(errors),
+    }
+}
+
+/// The network side when `--underlay` is given; otherwise says once that it is off.
+async fn start_network(
+    config: &agent::AgentConfig,
+    side: &DockerSideConfig,
+    network: Option<NetworkSideConfig>,
+) -> Result<Option<NetworkSide>, network::NetworkSideError> {
+    let Some(network) = network else {
+        tracing::info!("network side off (no --underlay): WEAVE_CIDR is not served");
+        return Ok(None);
+    };
+    // Validated above: dockerd's socket is unix:///path.
+    let socket = agent::flocker::side::docker_socket(&side.docker);
+    network::start(config, network, socket).await.map(Some)
+}
+
+/// The proxy's extra built-ins and default adapters.yml: `weave` when the network side is on.
+fn extensions(network: Option<&NetworkSide>) -> Extensions {
+    match network {
+        Some(network) => Extensions {
+            builtins: vec![(network::ADAPTER_NAME, network.adapter())],
+            default_adapters: network::DEFAULT_ADAPTERS,
+        },
+        None => Extensions::default(),
     }
 }
 
@@ -145,7 +193,11 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let (config, side) = match validate(Args::parse()) {
+    let Validated {
+        agent: config,
+        docker: side,
+        network,
+    } = match validate(Args::parse()) {
         Ok(c) => c,
         Err(errors) => {
             for e in errors {
@@ -154,7 +206,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let docker = match start(&config, side).await {
+    // Kept until main returns: dropping it stops its tasks.
+    let network = match start_network(&config, &side, network).await {
+        Ok(network) => network,
+        Err(e) => {
+            tracing::error!(error = %e, "agent cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let docker = match start(&config, side, extensions(network.as_ref())).await {
         Ok(docker) => docker,
         Err(StartError::Invalid(e)) => {
             for problem in &e.problems {
