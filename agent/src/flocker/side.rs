@@ -1,5 +1,6 @@
 //! The agent's Docker side, running: the Docker API proxy (`proxy::launch`) with the
-//! built-in `flocker` adapter registered, the volume plugin socket, and the lease watcher.
+//! built-in `flocker` adapter registered (and the caller's [`Extensions`], e.g. `weave`),
+//! the volume plugin socket, and the lease watcher.
 
 use std::future::Future;
 use std::path::PathBuf;
