@@ -1,16 +1,18 @@
 //! `flocker-agent`: one per host. Parses flags into an [`agent::AgentConfig`] (invalid
-//! configuration exits 64) and runs the agent until SIGTERM or SIGINT: membership, the Agent
-//! API (snapshot transfer, fenced mounts) with the volume reconciler, and the Docker side
-//! (proxy, volume plugin, lease watcher).
+//! configuration exits 64) and runs the agent until SIGTERM or SIGINT: membership; the Agent
+//! API (snapshot transfer, fenced mounts) with the volume reconciler; the Docker side (proxy,
+//! volume plugin, lease watcher); and with `--underlay` the network side (overlay, `weave`
+//! adapter, address and peer followers).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent::flocker::side::{DEFAULT_LISTEN, DockerSideConfig, StartError, start};
+use agent::flocker::side::{DEFAULT_LISTEN, DockerSideConfig, Extensions, StartError, start};
 use agent::storage::StorageSpec;
 use agent::transfer::TransferConfig;
+use agent::weave::side::{self as network, DEFAULT_WAIT_FOR_NET, NetworkSide, NetworkSideConfig};
 use clap::Parser;
 use proto::tls::TlsDir;
 
@@ -67,6 +69,21 @@ struct Args {
     /// Milliseconds between heartbeats.
     #[arg(long, default_value_t = 2000)]
     heartbeat_ms: u64,
+    /// The interface that carries the overlay's VXLAN traffic; turns the network side
+    /// (WEAVE_CIDR addresses) on [default: off].
+    #[arg(long)]
+    underlay: Option<String>,
+    /// The static wait-for-net on this host, bind-mounted into containers (with --underlay).
+    #[arg(long, default_value = DEFAULT_WAIT_FOR_NET)]
+    wait_for_net: PathBuf,
+}
+
+/// Everything the agent runs, validated.
+struct Validated {
+    agent: agent::AgentConfig,
+    docker: DockerSideConfig,
+    network: Option<NetworkSideConfig>,
+    transfer: TransferConfig,
 }
 
 /// The Docker side's settings from the flags; their problems are added to `errors`.
@@ -95,16 +112,14 @@ fn docker_side(args: &Args, errors: &mut Vec<String>) -> Option<DockerSideConfig
     storage.map(|_| config)
 }
 
-/// Everything the agent runs, validated.
-struct Validated {
-    agent: agent::AgentConfig,
-    docker_side: DockerSideConfig,
-    transfer: TransferConfig,
-}
-
 fn validate(args: Args) -> Result<Validated, Vec<String>> {
     let mut errors = Vec::new();
     let side = docker_side(&args, &mut errors);
+    let network = args.underlay.clone().map(|underlay| NetworkSideConfig {
+        underlay,
+        wait_for_net: args.wait_for_net.clone(),
+    });
+    errors.extend(network.iter().flat_map(NetworkSideConfig::problems));
     if args.send_limit == Some(0) {
         errors.push("--send-limit must be at least 1 byte per second".to_owned());
     }
@@ -130,13 +145,6 @@ fn validate(args: Args) -> Result<Validated, Vec<String>> {
     let tls = TlsDir::load(&args.tls_dir).map_err(|e| errors.push(format!("--tls-dir: {e}")));
     match (tls, side) {
         (Ok(tls), Some(side)) if errors.is_empty() => Ok(Validated {
-            transfer: TransferConfig {
-                storage: side.storage.clone(),
-                volume_root: side.volume_root.clone(),
-                listen: args.listen,
-                rate_limit: args.send_limit,
-            },
-            docker_side: side,
             agent: agent::AgentConfig {
                 address: args.advertise.unwrap_or_else(|| {
                     format!("{}:{}", args.node, agent::config::DEFAULT_AGENT_PORT)
@@ -147,8 +155,42 @@ fn validate(args: Args) -> Result<Validated, Vec<String>> {
                 storage: args.storage,
                 heartbeat: Duration::from_millis(args.heartbeat_ms),
             },
+            transfer: TransferConfig {
+                storage: side.storage.clone(),
+                volume_root: side.volume_root.clone(),
+                listen: args.listen,
+                rate_limit: args.send_limit,
+            },
+            docker: side,
+            network,
         }),
         _ => Err(errors),
+    }
+}
+
+/// The network side when `--underlay` is given; otherwise says once that it is off.
+async fn start_network(
+    config: &agent::AgentConfig,
+    side: &DockerSideConfig,
+    network: Option<NetworkSideConfig>,
+) -> Result<Option<NetworkSide>, network::NetworkSideError> {
+    let Some(network) = network else {
+        tracing::info!("network side off (no --underlay): WEAVE_CIDR is not served");
+        return Ok(None);
+    };
+    // Validated above: dockerd's socket is unix:///path.
+    let socket = agent::flocker::side::docker_socket(&side.docker);
+    network::start(config, network, socket).await.map(Some)
+}
+
+/// The proxy's extra built-ins and default adapters.yml: `weave` when the network side is on.
+fn extensions(network: Option<&NetworkSide>) -> Extensions {
+    match network {
+        Some(network) => Extensions {
+            builtins: vec![(network::ADAPTER_NAME, network.adapter())],
+            default_adapters: network::DEFAULT_ADAPTERS,
+        },
+        None => Extensions::default(),
     }
 }
 
@@ -172,7 +214,8 @@ async fn main() -> ExitCode {
         .init();
     let Validated {
         agent: config,
-        docker_side: side,
+        docker: side,
+        network,
         transfer,
     } = match validate(Args::parse()) {
         Ok(c) => c,
@@ -183,7 +226,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let docker = match start(&config, side).await {
+    // Kept until main returns: dropping it stops its tasks.
+    let network = match start_network(&config, &side, network).await {
+        Ok(network) => network,
+        Err(e) => {
+            tracing::error!(error = %e, "agent cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let docker = match start(&config, side, extensions(network.as_ref())).await {
         Ok(docker) => docker,
         Err(StartError::Invalid(e)) => {
             for problem in &e.problems {

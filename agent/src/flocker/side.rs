@@ -1,10 +1,12 @@
 //! The agent's Docker side, running: the Docker API proxy (`proxy::launch`) with the
-//! built-in `flocker` adapter registered, the volume plugin socket, and the lease watcher.
+//! built-in `flocker` adapter registered (and the caller's [`Extensions`], e.g. `weave`),
+//! the volume plugin socket, and the lease watcher.
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use proxy::adapter::Adapter;
 use proxy::adapter::builtin::Builtins;
 use proxy::launch::{InvalidOptions, Options};
 use proxy::listen::{ListenAddr, parse_docker};
@@ -31,6 +33,25 @@ endpoints:
 adapters:
   flocker: { url: \"builtin:flocker\", timeout: 100s }
 ";
+
+/// What the caller adds to the proxy: more built-in adapters (e.g. `weave`) and the
+/// adapters.yml to use when `--adapters` is not given.
+pub struct Extensions {
+    /// `(name, adapter)` pairs registered beside `flocker`.
+    pub builtins: Vec<(&'static str, Arc<dyn Adapter>)>,
+    /// The default adapters.yml; must name only registered adapters.
+    pub default_adapters: &'static str,
+}
+
+impl Default for Extensions {
+    /// Nothing added; [`DEFAULT_ADAPTERS`].
+    fn default() -> Self {
+        Extensions {
+            builtins: Vec::new(),
+            default_adapters: DEFAULT_ADAPTERS,
+        }
+    }
+}
 
 /// The plugin's reference-count file in the state directory.
 pub const PLUGIN_STATE_FILE: &str = "plugin-mounts.json";
@@ -109,6 +130,12 @@ impl DockerSideConfig {
     }
 }
 
+/// dockerd's socket path from `--docker` (`unix:///path`); empty if it is not one, which
+/// [`DockerSideConfig::problems`] reports.
+pub fn docker_socket(docker: &str) -> PathBuf {
+    parse_docker(docker).unwrap_or_default()
+}
+
 /// The Docker side with every socket bound, ready to run.
 pub struct DockerSide {
     proxy: proxy::launch::Bound,
@@ -122,9 +149,11 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
 }
 
 /// Opens storage, validates the proxy's configuration and binds the proxy and the plugin.
+/// `extensions` adds built-in adapters and replaces the default adapters.yml.
 pub async fn start(
     agent: &AgentConfig,
     config: DockerSideConfig,
+    extensions: Extensions,
 ) -> Result<DockerSide, StartError> {
     let storage = Arc::new(Backend::open(&config.storage, &config.volume_root).await?);
     let volumes = Arc::new(Volumes::new(
@@ -140,12 +169,15 @@ pub async fn start(
     ));
     let mut builtins = Builtins::standard();
     builtins.register("flocker", Arc::new(FlockerAdapter::new(volumes.clone())));
+    for (name, adapter) in extensions.builtins {
+        builtins.register(name, adapter);
+    }
     let adapters = match config.adapters {
         Some(path) => path,
         None => {
             std::fs::create_dir_all(&config.state_dir).map_err(io("make --state-dir"))?;
             let path = config.state_dir.join("adapters.yml");
-            std::fs::write(&path, DEFAULT_ADAPTERS)
+            std::fs::write(&path, extensions.default_adapters)
                 .map_err(io("write the default adapters.yml"))?;
             path
         }
@@ -173,7 +205,7 @@ pub async fn start(
         }
         None => None,
     };
-    let docker = Docker::new(parse_docker(&config.docker).unwrap_or_default());
+    let docker = Docker::new(docker_socket(&config.docker));
     let watcher = LeaseWatcher::new(docker, volumes, config.volume_root);
     Ok(DockerSide {
         proxy,

@@ -11,6 +11,7 @@
 //! - [`attacher`]: inspect, allocate, attach through [`crate::network`].
 //! - [`adapter`]: `builtin:weave` for the proxy (pre-hook on create, post-hook on start).
 //! - [`restart`]: re-attaches containers Docker starts by itself (restart policy).
+//! - [`side`]: all of the above running in `flocker-agent` (`--underlay`).
 
 pub mod adapter;
 pub mod allocator;
@@ -20,6 +21,7 @@ pub mod control_allocator;
 pub mod lifecycle;
 pub mod restart;
 pub mod rewrite;
+pub mod side;
 
 pub use adapter::WeaveAdapter;
 pub use allocator::{AddressAllocator, AllocError, ExplicitOnly};
