@@ -180,6 +180,7 @@ fn two_hosts_come_up_reach_each_other_and_go_away() {
         "{}",
         stdout(&volumes)
     );
+    the_killer_demo_moves_a_volume_to_where_it_is_used();
     overlay_addresses_reach_across_hosts_and_move();
     // A container left running must not stop `down`.
     let sleeper = docker(1, &["run", "-d", "busybox", "sleep", "1000"]);
@@ -335,4 +336,51 @@ fn overlay_addresses_reach_across_hosts_and_move() {
         "{}",
         stdout(&out)
     );
+}
+
+/// `demos/killer-demo`: written on node1, read on node2 through the agents' proxies; the
+/// read on node2 moved the volume there, and node1 keeps a read-only replica.
+fn the_killer_demo_moves_a_volume_to_where_it_is_used() {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../demos/killer-demo");
+    let demo = run(script.to_str().unwrap(), &["killer"]);
+    assert!(
+        demo.status.success(),
+        "killer demo failed: {}",
+        stderr(&demo)
+    );
+    assert_eq!(stdout(&demo), "fish\n", "{}", stderr(&demo));
+    let volumes = stdout(&lab(&["ctl", "volume", "ls"]));
+    let row = volumes
+        .lines()
+        .find(|l| l.starts_with("killer "))
+        .unwrap_or_default();
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    // NAME ID OWNER EPOCH STATE SIZE-LIMIT REPLICAS
+    assert_eq!(fields.get(2), Some(&"node2"), "{volumes}");
+    assert_eq!(
+        fields.get(3),
+        Some(&"2"),
+        "the move bumps the epoch: {volumes}"
+    );
+    assert_eq!(
+        fields.last(),
+        Some(&"node1"),
+        "node1 keeps a replica: {volumes}"
+    );
+    // And back: the move back is incremental, and the data is still there.
+    let moved = lab(&["ctl", "volume", "move", "killer", "--to", "node1"]);
+    assert!(stdout(&moved).contains("done"), "{}", stdout(&moved));
+    let read = docker_via_agent(
+        1,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "/flocker/killer:/data",
+            "busybox",
+            "cat",
+            "/data/file",
+        ],
+    );
+    assert_eq!(stdout(&read), "fish\n", "{}", stderr(&read));
 }

@@ -5,7 +5,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use proto::control::{Lease, MoveVolumeRequest};
+use std::time::Duration;
+
+use proto::control::{Empty, Lease, MoveVolumeRequest};
 use proto::tls::TlsDir;
 use tonic::Code;
 
@@ -27,9 +29,14 @@ pub trait VolumePlacement: Send + Sync {
     ) -> PlacementFuture<'a>;
 }
 
+/// How long a volume's leases on its owner may take to go before a move here is refused: a
+/// container that just exited there releases its lease when its agent sees the `die` event,
+/// a moment after `docker run` returned.
+pub const LEASE_GRACE: Duration = Duration::from_secs(5);
+
 /// Placement through the control service: a volume that no container holds on its owner is
-/// moved here with `MoveVolume`; one that is in use there is refused at once, naming the
-/// containers (a move would wait for them, and the Docker client would hang meanwhile).
+/// moved here with `MoveVolume`; one still in use there after [`LEASE_GRACE`] is refused,
+/// naming the containers (a move would wait for them, and the Docker client would hang).
 #[derive(Debug, Clone)]
 pub struct ControlMove {
     /// This node's name.
@@ -109,7 +116,7 @@ impl VolumePlacement for ControlMove {
         holders: &'a [Lease],
     ) -> PlacementFuture<'a> {
         Box::pin(async move {
-            if !holders.is_empty() {
+            if !holders.is_empty() && !self.leases_go(volume).await {
                 return Err(VolumeError::Elsewhere {
                     volume: volume.clone(),
                     owner: owner.to_owned(),
@@ -119,5 +126,30 @@ impl VolumePlacement for ControlMove {
             }
             self.run(volume).await
         })
+    }
+}
+
+impl ControlMove {
+    /// Whether every lease on `volume` is released within [`LEASE_GRACE`].
+    async fn leases_go(&self, volume: &VolumeName) -> bool {
+        let deadline = tokio::time::Instant::now() + LEASE_GRACE;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let Ok(mut control) =
+                crate::control_client::connect_any(&self.controls, &self.tls).await
+            else {
+                continue;
+            };
+            if let Ok(leases) = control.list_leases(Empty {}).await
+                && !leases
+                    .into_inner()
+                    .leases
+                    .iter()
+                    .any(|l| l.volume == volume.as_str())
+            {
+                return true;
+            }
+        }
+        false
     }
 }

@@ -216,7 +216,13 @@ impl Storage for ZfsStorage {
             self.zfs(volume, &["set", &mountpoint, &dataset]).await?;
         }
         if self.get(volume, "mounted").await? != "yes" {
-            self.zfs(volume, &["mount", &dataset]).await?;
+            // Setting the mountpoint mounts the dataset as a side effect, and another part
+            // of the agent may be mounting it at the same moment: mounted is what counts.
+            if let Err(error) = self.zfs(volume, &["mount", &dataset]).await
+                && self.get(volume, "mounted").await? != "yes"
+            {
+                return Err(error);
+            }
         }
         Ok(path)
     }

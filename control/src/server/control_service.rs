@@ -267,7 +267,13 @@ impl Control for ControlService {
         &self,
         req: Request<pb::MoveVolumeRequest>,
     ) -> Reply_<Self::MoveVolumeStream> {
-        who(&req)?.require_operator()?;
+        // Operators move anything anywhere; an agent may only bring a volume to its own node
+        // (for a container about to run there), and may not stop containers elsewhere.
+        let caller = who(&req)?;
+        caller.require_node(&req.get_ref().to)?;
+        if req.get_ref().stop_containers {
+            caller.require_operator()?;
+        }
         let stream = super::move_volume::start(&self.member, req.into_inner()).await?;
         Ok(Response::new(stream))
     }
