@@ -3,8 +3,8 @@
 //! - [`config`]: the agent's validated configuration.
 //! - [`control_client`]: connecting to any of several control members, with mutual TLS.
 //! - [`membership`]: register, heartbeat and watch loops that reconnect on failure.
-//! - [`docker`]: a small Docker Engine API client (inspect containers and images, a
-//!   reconnecting stream of container events).
+//! - [`docker`]: the agent's Docker Engine API client (inspect containers and images, list
+//!   running containers, kill, a reconnecting stream of container events).
 //! - [`storage`]: the [`storage::Storage`] trait with its ZFS ([`storage::ZfsStorage`]) and
 //!   plain-directory ([`storage::DirStorage`]) backends, the typed volume and snapshot names
 //!   and the streams that carry snapshots between hosts.

@@ -1,11 +1,12 @@
 //! The agent's Docker client against a real private dockerd (root): inspecting containers
-//! and images, typed 404s, and the events stream surviving a daemon restart.
+//! and images, listing running containers, typed 404s, and the events stream surviving a
+//! daemon restart (with a `Connected` at every connection for [`Docker::updates`]).
 
 mod common;
 
 use std::time::Duration;
 
-use agent::docker::{Action, Docker, DockerError, Event, EventFilter, EventStream};
+use agent::docker::{Action, Docker, DockerError, Event, EventFilter, EventStream, Update};
 use common::docker::{TestDocker, stdout};
 use common::unique;
 use futures_util::StreamExt;
@@ -58,6 +59,16 @@ async fn inspect_containers_and_images() {
     assert_eq!(info.config.entrypoint, None);
     assert_eq!(info.config.image, "busybox");
     assert_eq!(info.host_config.binds, [bind]);
+    let mount = &info.mounts[0];
+    assert_eq!(
+        (mount.kind.as_str(), mount.destination.as_str()),
+        ("bind", "/host")
+    );
+    assert_eq!(mount.source, docker.dir().display().to_string());
+    let running = client.running_containers().await.unwrap();
+    let listed = running.iter().find(|c| c.id == id).expect("listed");
+    assert_eq!(listed.names, [format!("/{name}")]);
+    assert_eq!(listed.mounts, info.mounts);
     let by_id = client.inspect_container(&id[..12]).await.unwrap();
     assert_eq!(by_id.state.pid, info.state.pid);
     // The PID is the container's init in our PID namespace.
@@ -90,6 +101,8 @@ async fn inspect_containers_and_images() {
     client.kill(&name, "KILL").await.unwrap();
     let killed = client.inspect_container(&name).await.unwrap();
     assert!(!killed.state.running);
+    let running = client.running_containers().await.unwrap();
+    assert!(!running.iter().any(|c| c.id == id), "{running:?}");
     let e = client.kill("no-such-container", "KILL").await.unwrap_err();
     assert_eq!(e.to_string(), "no such container: no-such-container");
     let dead = Docker::new(docker.dir().join("nothing.sock"));
@@ -111,6 +124,12 @@ async fn events_are_typed_and_survive_a_daemon_restart() {
         Action::Restart,
         Action::Destroy,
     ]));
+    let mut updates = client.updates(EventFilter::actions([Action::Start]));
+    let first = tokio::time::timeout(Duration::from_secs(30), updates.next()).await;
+    assert_eq!(
+        first.expect("connected within 30 s"),
+        Some(Update::Connected)
+    );
     let name = unique("ev");
     let id = stdout(&docker.cli(&["run", "-d", "--name", &name, "busybox", "sleep", "300"]));
     let start = next_for(&mut events, &id, Action::Start).await;
@@ -131,4 +150,15 @@ async fn events_are_typed_and_survive_a_daemon_restart() {
     let id2 = stdout(&docker.cli(&["run", "-d", "--name", &after, "busybox", "sleep", "300"]));
     let start = next_for(&mut events, &id2, Action::Start).await;
     assert_eq!(start.name, after);
+    // `updates` says it connected again before the events of the new connection.
+    let mut reconnected = false;
+    loop {
+        let update = tokio::time::timeout(Duration::from_secs(30), updates.next()).await;
+        match update.expect("updates within 30 s").expect("updates go on") {
+            Update::Connected => reconnected = true,
+            Update::Event(event) if event.id == id2 => break,
+            Update::Event(_) => {}
+        }
+    }
+    assert!(reconnected, "no Connected after the daemon restart");
 }

@@ -1,5 +1,6 @@
 //! [`Docker`]: pooled HTTP/1.1 over dockerd's unix socket (hyper + hyperlocal), and the
-//! subsets of `GET /containers/{id}/json` and `GET /images/{name}/json` the agent reads.
+//! subsets of `GET /containers/{id}/json`, `GET /containers/json` and
+//! `GET /images/{name}/json` the agent reads.
 
 use std::path::{Path, PathBuf};
 
@@ -34,9 +35,26 @@ pub struct ContainerInfo {
     pub state: ContainerState,
     /// The container's configuration.
     pub config: ContainerConfig,
-    /// Binds and mounts.
+    /// Binds and mounts as requested.
     #[serde(default)]
     pub host_config: HostConfig,
+    /// What is mounted, binds and volumes alike, as Docker resolved it.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub mounts: Vec<MountPoint>,
+}
+
+/// A running container as `GET /containers/json` lists it (the parts the agent reads).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerSummary {
+    /// The full container id.
+    pub id: String,
+    /// Its names, each with Docker's leading `/`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub names: Vec<String>,
+    /// What is mounted, binds and volumes alike.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub mounts: Vec<MountPoint>,
 }
 
 /// `State` of a container.
@@ -106,6 +124,23 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+/// One entry of a container's `Mounts` (Docker's `MountPoint`): a bind or volume as mounted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MountPoint {
+    /// `bind`, `volume`, `tmpfs`, ...
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The volume's name (empty for a bind).
+    pub name: String,
+    /// The host path.
+    pub source: String,
+    /// The path in the container.
+    pub destination: String,
+    /// The volume's driver (empty for a bind).
+    pub driver: String,
+}
+
 /// What the agent reads of an image (`docker image inspect`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -156,6 +191,12 @@ impl Docker {
     pub async fn inspect_image(&self, name: &str) -> Result<ImageInfo, DockerError> {
         let path = format!("/images/{}/json", encode(name, PATH_SAFE));
         self.get_json(&path, "image", name).await
+    }
+
+    /// `GET /containers/json`: the running containers.
+    pub async fn running_containers(&self) -> Result<Vec<ContainerSummary>, DockerError> {
+        let body = self.get("/containers/json").await?;
+        self.read_json(body, "list containers").await
     }
 
     /// `POST /containers/{id_or_name}/kill?signal=SIGNAL`.
@@ -228,13 +269,23 @@ impl Docker {
             }
             Err(e) => return Err(e),
         };
+        self.read_json(body, &format!("inspect {kind} {name}"))
+            .await
+    }
+
+    /// The whole of `body`, decoded as JSON; `what` names the request in errors.
+    async fn read_json<T: DeserializeOwned>(
+        &self,
+        body: Incoming,
+        what: &str,
+    ) -> Result<T, DockerError> {
         let bytes = body
             .collect()
             .await
             .map_err(|e| self.unreachable(&e))?
             .to_bytes();
         serde_json::from_slice(&bytes).map_err(|e| DockerError::BadAnswer {
-            what: format!("inspect {kind} {name}"),
+            what: what.to_owned(),
             reason: e.to_string(),
         })
     }
@@ -324,6 +375,24 @@ mod tests {
         assert_eq!(c.config.entrypoint, Some(vec!["/bin/sh".to_owned()]));
         assert_eq!(c.config.cmd, None);
         assert_eq!(c.host_config.mounts[0].target, "/b");
+        assert!(c.mounts.is_empty());
+    }
+
+    #[test]
+    fn container_list_with_binds_and_volumes() {
+        let json = r#"[{"Id":"abc","Names":["/web"],"Image":"busybox","Mounts":[
+            {"Type":"bind","Source":"/var/lib/flocker/demo","Destination":"/data",
+             "Mode":"","RW":true,"Propagation":"rprivate"},
+            {"Type":"volume","Name":"pv","Source":"/mnt/pv","Destination":"/v",
+             "Driver":"flocker","Mode":"z","RW":true,"Propagation":""}]},
+            {"Id":"def","Names":null,"Mounts":null}]"#;
+        let list: Vec<ContainerSummary> = serde_json::from_str(json).unwrap();
+        assert_eq!(list[0].names, ["/web"]);
+        assert_eq!(list[0].mounts[0].kind, "bind");
+        assert_eq!(list[0].mounts[0].source, "/var/lib/flocker/demo");
+        assert_eq!(list[0].mounts[1].name, "pv");
+        assert_eq!(list[0].mounts[1].driver, "flocker");
+        assert!(list[1].mounts.is_empty());
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! pauses (100 ms up to 2 s) and asks for `since=` the last event it delivered, skipping
 //! what it already delivered, so a restart loses nothing Docker recorded. The task stops
 //! when the [`EventStream`] is dropped.
+//!
+//! [`Docker::updates`] is the same stream with an [`Update::Connected`] ahead of each
+//! connection's events, for consumers that reconcile with Docker's current state at every
+//! (re)connection: what happened while the daemon was down, or before the first
+//! connection, shows only there.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -117,23 +122,53 @@ impl EventFilter {
     }
 }
 
+/// What [`Docker::updates`] yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Docker answered a new `GET /events` (the first one or after a reconnection); the
+    /// events that follow come over it.
+    Connected,
+    /// A container event.
+    Event(Event),
+}
+
+/// The stream returned by [`Docker::updates`]; dropping it stops the background task.
+pub struct UpdateStream {
+    updates: mpsc::Receiver<Update>,
+    task: JoinHandle<()>,
+}
+
+impl Stream for UpdateStream {
+    type Item = Update;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Update>> {
+        self.updates.poll_recv(cx)
+    }
+}
+
+impl Drop for UpdateStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The stream returned by [`Docker::events`]; dropping it stops the background task.
 pub struct EventStream {
-    events: mpsc::Receiver<Event>,
-    task: JoinHandle<()>,
+    updates: UpdateStream,
 }
 
 impl Stream for EventStream {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.events.poll_recv(cx)
-    }
-}
-
-impl Drop for EventStream {
-    fn drop(&mut self) {
-        self.task.abort();
+        loop {
+            match Pin::new(&mut self.updates).poll_next(cx) {
+                Poll::Ready(Some(Update::Connected)) => continue,
+                Poll::Ready(Some(Update::Event(event))) => return Poll::Ready(Some(event)),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -141,15 +176,23 @@ impl Docker {
     /// Container events matching `filter` from now on, across daemon restarts. Needs a
     /// tokio runtime.
     pub fn events(&self, filter: EventFilter) -> EventStream {
+        EventStream {
+            updates: self.updates(filter),
+        }
+    }
+
+    /// As [`Docker::events`], with an [`Update::Connected`] ahead of the events of every
+    /// connection. Needs a tokio runtime.
+    pub fn updates(&self, filter: EventFilter) -> UpdateStream {
         let (tx, rx) = mpsc::channel(QUEUE);
         let docker = self.clone();
         let task = tokio::spawn(async move { follow(docker, filter, tx).await });
-        EventStream { events: rx, task }
+        UpdateStream { updates: rx, task }
     }
 }
 
 /// Connects, forwards events, reconnects; returns when the receiver is gone.
-async fn follow(docker: Docker, filter: EventFilter, tx: mpsc::Sender<Event>) {
+async fn follow(docker: Docker, filter: EventFilter, tx: mpsc::Sender<Update>) {
     let mut since = now_nano();
     let mut last_sent: Option<i64> = None;
     let mut pause = RECONNECT_MIN;
@@ -157,6 +200,9 @@ async fn follow(docker: Docker, filter: EventFilter, tx: mpsc::Sender<Event>) {
         match docker.get(&filter.query(since)).await {
             Ok(mut body) => {
                 pause = RECONNECT_MIN;
+                if tx.send(Update::Connected).await.is_err() {
+                    return;
+                }
                 let mut buffer = Vec::new();
                 while let Some(frame) = body.frame().await {
                     let Ok(frame) = frame else { break };
@@ -170,7 +216,7 @@ async fn follow(docker: Docker, filter: EventFilter, tx: mpsc::Sender<Event>) {
                         }
                         last_sent = Some(event.time_nano);
                         since = event.time_nano;
-                        if tx.send(event).await.is_err() {
+                        if tx.send(Update::Event(event)).await.is_err() {
                             return;
                         }
                     }

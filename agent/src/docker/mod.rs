@@ -1,9 +1,12 @@
 //! A small Docker Engine API client: just what the agent needs, over dockerd's unix socket.
 //!
-//! - [`client`]: [`Docker`], `inspect_container`, `inspect_image`, `kill`, and the typed
-//!   subsets of their answers ([`ContainerInfo`], [`ImageInfo`]).
+//! - [`client`]: [`Docker`], `inspect_container`, `inspect_image`, `running_containers`,
+//!   `kill`, and the typed subsets of their answers ([`ContainerInfo`], [`ImageInfo`],
+//!   [`ContainerSummary`]).
 //! - [`events`]: [`Docker::events`], a stream of container events that survives a daemon
-//!   restart (it reconnects with `since=` the last event seen).
+//!   restart (it reconnects with `since=` the last event seen); [`Docker::updates`], the
+//!   same events with an [`Update::Connected`] at every (re)connection, for consumers that
+//!   reconcile with Docker's state then.
 //!
 //! Errors map Docker's answers to [`DockerError`]: a 404 becomes [`DockerError::NotFound`]
 //! naming the container or image, anything else non-2xx keeps Docker's own message.
@@ -11,8 +14,8 @@
 pub mod client;
 pub mod events;
 
-pub use client::{ContainerInfo, Docker, ImageInfo};
-pub use events::{Action, Event, EventFilter, EventStream};
+pub use client::{ContainerInfo, ContainerSummary, Docker, ImageInfo, MountPoint};
+pub use events::{Action, Event, EventFilter, EventStream, Update, UpdateStream};
 
 /// The Engine API version the client speaks (Docker 20.10; newer daemons accept it).
 pub const API_VERSION: &str = "v1.41";

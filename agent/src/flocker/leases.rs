@@ -1,26 +1,23 @@
 //! Leases from the container lifecycle: a container that runs with a flocker volume holds a
 //! lease on it (`AcquireLease(volume, node, container)`), released when it dies. The
-//! watcher follows Docker's event stream, reconnects with `since=` after a daemon restart,
-//! and reconciles with the running containers at every (re)connection.
+//! watcher follows Docker's `start` and `die` events through [`Docker::updates`], which
+//! reconnects with `since=` after a daemon restart, and reconciles with the running
+//! containers at every (re)connection ([`Update::Connected`]) before the events that follow.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use proto::control::{Empty, Lease};
-use serde_json::Value;
 
-use super::docker::Docker;
 use super::volumes::{VolumeError, Volumes};
+use crate::docker::{Action, Docker, Event, EventFilter, MountPoint, Update};
 use crate::storage::VolumeName;
 
-/// Pause before reconnecting to dockerd.
-pub const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
-
-/// `filters={"type":["container"],"event":["start","die"]}`, percent-encoded.
-const EVENT_FILTER: &str =
-    "%7B%22type%22%3A%5B%22container%22%5D%2C%22event%22%3A%5B%22start%22%2C%22die%22%5D%7D";
+/// Pause before trying a failed reconciliation again (the events wait meanwhile).
+pub const RECONCILE_RETRY: Duration = Duration::from_secs(1);
 
 /// Follows dockerd and keeps this node's leases in step with its running containers.
 pub struct LeaseWatcher {
@@ -39,77 +36,52 @@ impl LeaseWatcher {
         }
     }
 
-    /// Runs until dropped: subscribe, reconcile, follow; after a failure, again.
+    /// Runs until dropped: at every (re)connection to dockerd reconcile (again after
+    /// [`RECONCILE_RETRY`] until it succeeds), then follow the events.
     pub async fn run(self) {
-        let mut since: Option<String> = None;
-        loop {
-            if let Err(e) = self.follow(&mut since).await {
-                tracing::warn!(docker.socket = %self.docker.socket().display(), error = %e, "docker events interrupted; reconnecting");
-            }
-            tokio::time::sleep(RECONNECT_PAUSE).await;
-        }
-    }
-
-    async fn follow(&self, since: &mut Option<String>) -> Result<(), String> {
-        let mut path = format!("/events?filters={EVENT_FILTER}");
-        if let Some(since) = since.as_ref() {
-            path.push_str(&format!("&since={since}"));
-        }
-        let mut events = self
+        let mut updates = self
             .docker
-            .get_lines(&path)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.reconcile().await.map_err(|e| e.to_string())?;
-        while let Some(event) = events.next().await? {
-            if let Some(time) = event.get("time").and_then(Value::as_i64) {
-                *since = Some(time.to_string());
-            }
-            let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
-            let action = event
-                .get("Action")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let result = match action {
-                "start" => self.started(id).await,
-                "die" => self.died(id).await,
-                _ => Ok(()),
-            };
-            if let Err(e) = result {
-                tracing::warn!(container.id = %id, container.event = action, error = %e, "lease not updated");
+            .updates(EventFilter::actions([Action::Start, Action::Die]));
+        while let Some(update) = updates.next().await {
+            match update {
+                Update::Connected => self.reconcile_until_done().await,
+                Update::Event(event) => self.handle(&event).await,
             }
         }
-        Ok(())
     }
 
-    /// The flocker volumes a container uses, from its inspect document.
-    fn volumes_of(&self, inspect: &Value) -> Vec<VolumeName> {
-        let mut names = BTreeSet::new();
-        let mounts = inspect.get("Mounts").and_then(Value::as_array);
-        for mount in mounts.into_iter().flatten() {
-            let text = |k: &str| mount.get(k).and_then(Value::as_str).unwrap_or_default();
-            let name = match text("Type") {
-                "bind" => PathBuf::from(text("Source"))
-                    .strip_prefix(&self.volume_root)
-                    .ok()
-                    .and_then(|rest| rest.iter().next().map(|c| c.to_string_lossy().into_owned())),
-                "volume" if text("Driver") == "flocker" => Some(text("Name").to_owned()),
-                _ => None,
-            };
-            if let Some(Ok(name)) = name.map(|n| VolumeName::new(&n)) {
-                names.insert(name);
-            }
+    async fn reconcile_until_done(&self) {
+        while let Err(e) = self.reconcile().await {
+            tracing::warn!(docker.socket = %self.docker.socket().display(), error = %e,
+                "lease reconciliation failed; retrying in {RECONCILE_RETRY:?}");
+            tokio::time::sleep(RECONCILE_RETRY).await;
         }
-        names.into_iter().collect()
+    }
+
+    async fn handle(&self, event: &Event) {
+        let result = match event.action {
+            Action::Start => self.started(&event.id).await,
+            Action::Die => self.died(&event.id).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(container.id = %event.id, container.event = event.action.as_str(),
+                error = %e, "lease not updated");
+        }
     }
 
     async fn started(&self, id: &str) -> Result<(), String> {
-        let inspect = self
+        let container = self
             .docker
-            .get_json(&format!("/containers/{id}/json"))
+            .inspect_container(id)
             .await
             .map_err(|e| e.to_string())?;
-        for volume in self.volumes_of(&inspect) {
+        self.acquire_all(id, &container.mounts).await
+    }
+
+    /// Leases on the flocker volumes among `mounts` for container `id`.
+    async fn acquire_all(&self, id: &str, mounts: &[MountPoint]) -> Result<(), String> {
+        for volume in flocker_volumes(mounts, &self.volume_root) {
             self.acquire(&volume, id).await.map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -171,16 +143,14 @@ impl LeaseWatcher {
     pub async fn reconcile(&self) -> Result<(), String> {
         let running = self
             .docker
-            .get_json("/containers/json")
+            .running_containers()
             .await
             .map_err(|e| e.to_string())?;
         let mut ids = BTreeSet::new();
-        for container in running.as_array().into_iter().flatten() {
-            if let Some(id) = container.get("Id").and_then(Value::as_str) {
-                ids.insert(id.to_owned());
-                if let Err(e) = self.started(id).await {
-                    tracing::warn!(container.id = %id, error = %e, "lease not acquired");
-                }
+        for container in &running {
+            ids.insert(container.id.clone());
+            if let Err(e) = self.acquire_all(&container.id, &container.mounts).await {
+                tracing::warn!(container.id = %container.id, error = %e, "lease not acquired");
             }
         }
         for lease in self.my_leases().await? {
@@ -189,5 +159,62 @@ impl LeaseWatcher {
             }
         }
         Ok(())
+    }
+}
+
+/// The flocker volumes among a container's mounts: bind sources under `volume_root` and
+/// volumes of driver `flocker`.
+fn flocker_volumes(mounts: &[MountPoint], volume_root: &Path) -> Vec<VolumeName> {
+    let mut names = BTreeSet::new();
+    for mount in mounts {
+        let name = match mount.kind.as_str() {
+            "bind" => PathBuf::from(&mount.source)
+                .strip_prefix(volume_root)
+                .ok()
+                .and_then(|rest| rest.iter().next().map(|c| c.to_string_lossy().into_owned())),
+            "volume" if mount.driver == "flocker" => Some(mount.name.clone()),
+            _ => None,
+        };
+        if let Some(Ok(name)) = name.map(|n| VolumeName::new(&n)) {
+            names.insert(name);
+        }
+    }
+    names.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(kind: &str, name: &str, source: &str, driver: &str) -> MountPoint {
+        MountPoint {
+            kind: kind.into(),
+            name: name.into(),
+            source: source.into(),
+            destination: "/data".into(),
+            driver: driver.into(),
+        }
+    }
+
+    #[test]
+    fn flocker_binds_and_volumes_are_found_once() {
+        let mounts = [
+            mount("bind", "", "/var/lib/flocker/demo", ""),
+            mount("bind", "", "/var/lib/flocker/demo/sub", ""),
+            mount("bind", "", "/elsewhere/x", ""),
+            mount("volume", "pv", "/mnt/pv", "flocker"),
+            mount(
+                "volume",
+                "local1",
+                "/var/lib/docker/volumes/local1",
+                "local",
+            ),
+            mount("tmpfs", "", "", ""),
+        ];
+        let names: Vec<String> = flocker_volumes(&mounts, Path::new("/var/lib/flocker"))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(names, ["demo", "pv"]);
     }
 }

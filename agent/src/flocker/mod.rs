@@ -7,13 +7,12 @@
 //! - [`placement`]: [`placement::VolumePlacement`], bringing a volume from its owner:
 //!   [`placement::ControlMove`] moves it through the control service.
 //! - [`adapter`]: [`adapter::FlockerAdapter`], the `builtin:flocker` pre-hook.
-//! - [`docker`]: the little of the Docker API the lease watcher needs.
-//! - [`leases`]: [`leases::LeaseWatcher`], leases from container start and die events.
+//! - [`leases`]: [`leases::LeaseWatcher`], leases from container start and die events
+//!   (through [`crate::docker`]).
 //! - [`side`]: running it all: the proxy with `flocker` registered, the plugin, the watcher.
 
 pub mod adapter;
 pub mod binds;
-pub mod docker;
 pub mod leases;
 pub mod placement;
 pub mod side;

@@ -12,11 +12,11 @@ use proxy::launch::{InvalidOptions, Options};
 use proxy::listen::{ListenAddr, parse_docker};
 
 use super::adapter::FlockerAdapter;
-use super::docker::Docker;
 use super::leases::LeaseWatcher;
 use super::placement::ControlMove;
 use super::volumes::Volumes;
 use crate::config::AgentConfig;
+use crate::docker::Docker;
 use crate::plugin::{Plugin, driver::Driver, state::StateFile};
 use crate::storage::{Backend, StorageError, StorageSpec};
 
