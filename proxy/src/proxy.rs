@@ -3,7 +3,7 @@
 //! A request that no hook applies to is streamed both ways untouched. A request with hooks
 //! has its (small, JSON) body read and shown to the pre-hooks; Docker's response is buffered
 //! only when a post-hook needs it. Upgrade requests (`attach`, `exec start`, BuildKit's
-//! `/session` and `/grpc`) end in [`hijack::splice`](crate::hijack::splice).
+//! `/session` and `/grpc`) end in [`hijack::splice`].
 
 use bytes::Bytes;
 use http::request::Parts;

@@ -48,7 +48,7 @@ struct Args {
     /// adapters.yml for the Docker proxy [default: `flocker` as a pre-hook on containers/create].
     #[arg(long)]
     adapters: Option<PathBuf>,
-    /// Where volumes are mounted, as <volume-root>/<name>.
+    /// Where volumes are mounted, as `<volume-root>/<name>`.
     #[arg(long, default_value = "/flocker")]
     volume_root: PathBuf,
     /// Directory for the volume plugin's socket (flocker.sock).

@@ -3,7 +3,7 @@
 //! and asking again for the same entry is idempotent. An address held by a running
 //! container cannot be claimed by another; an address whose container stopped can (that is
 //! how an IP moves with its container). Removal frees a container's addresses; a dead
-//! node's addresses are freed by one command ([`reclaim`]).
+//! node's addresses are freed by one command (`reclaim`).
 
 use std::fmt;
 use std::net::Ipv4Addr;
