@@ -89,10 +89,12 @@ impl Storage for Backend {
     }
 
     async fn create(&self, volume: &VolumeName, options: &CreateOptions) -> Result<()> {
+        let _one_at_a_time = exclusive(volume).await;
         delegate!(self, s => s.create(volume, options).await)
     }
 
     async fn destroy(&self, volume: &VolumeName) -> Result<()> {
+        let _one_at_a_time = exclusive(volume).await;
         delegate!(self, s => s.destroy(volume).await)
     }
 
@@ -101,10 +103,12 @@ impl Storage for Backend {
     }
 
     async fn mount(&self, volume: &VolumeName, access: Access) -> Result<PathBuf> {
+        let _one_at_a_time = exclusive(volume).await;
         delegate!(self, s => s.mount(volume, access).await)
     }
 
     async fn unmount(&self, volume: &VolumeName) -> Result<()> {
+        let _one_at_a_time = exclusive(volume).await;
         delegate!(self, s => s.unmount(volume).await)
     }
 
@@ -133,12 +137,30 @@ impl Storage for Backend {
     where
         R: AsyncRead + Send + Unpin,
     {
+        let _one_at_a_time = exclusive(volume).await;
         delegate!(self, s => s.receive(volume, stream).await)
     }
 
     async fn used(&self, volume: &VolumeName) -> Result<u64> {
         delegate!(self, s => s.used(volume).await)
     }
+}
+
+/// Serialises the operations that change a volume's dataset or its mount (create, destroy,
+/// mount, unmount, receive) across every [`Backend`] in this process: the agent's Docker
+/// side and its reconciler may both act on a new volume at once, and `zfs set mountpoint`
+/// or `zfs mount` racing on one dataset fail with "busy".
+async fn exclusive(volume: &VolumeName) -> tokio::sync::OwnedMutexGuard<()> {
+    type Locks =
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>;
+    static LOCKS: std::sync::LazyLock<Locks> = std::sync::LazyLock::new(Default::default);
+    let lock = LOCKS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .entry(volume.to_string())
+        .or_default()
+        .clone();
+    lock.lock_owned().await
 }
 
 #[cfg(test)]
