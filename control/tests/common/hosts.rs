@@ -75,6 +75,21 @@ impl Host {
             .arg("--volume-root")
             .arg(self.root.path())
             .args(["--heartbeat-ms", "300"])
+            // The Docker side is not under test here: give it this host's own socket paths so
+            // that several agents on one machine do not claim the defaults.
+            .arg(format!(
+                "--listen-docker=unix://{}/docker-proxy.sock",
+                self.root.path().display()
+            ))
+            .arg(format!(
+                "--docker=unix://{}/no-dockerd.sock",
+                self.root.path().display()
+            ))
+            .arg(format!(
+                "--state-dir={}/agent-state",
+                self.root.path().display()
+            ))
+            .arg("--no-plugin")
             .env("RUST_LOG", "info");
         if let Some(limit) = self.send_limit {
             cmd.arg(format!("--send-limit={limit}"));
