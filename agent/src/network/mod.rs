@@ -1,6 +1,8 @@
 //! Network attach: the per-host overlay and containers' `ethwe` interfaces, through netlink.
 //!
 //! - [`overlay`]: bridge `weave` + VXLAN device, MTU (underlay minus 50).
+//! - [`firewall`]: the iptables rule that lets bridged overlay traffic past dockerd's
+//!   `FORWARD` policy.
 //! - [`peers`]: the VXLAN flood list, one all-zeros FDB entry per peer host.
 //! - [`peer_sync`]: keeps the peers equal to the other up nodes of the control service.
 //! - [`attach`]: veth pair, `ethwe` in the container's netns, addresses, gratuitous ARP;
@@ -14,6 +16,7 @@
 
 pub mod attach;
 pub mod cidr;
+pub mod firewall;
 mod link;
 pub mod netns;
 pub mod overlay;
@@ -129,6 +132,14 @@ pub enum NetError {
         /// The container it was attached for.
         container: String,
     },
+    /// The iptables rule that lets overlay traffic through could not be checked or added.
+    #[error("cannot let traffic within bridge {bridge} through iptables FORWARD: {detail}")]
+    Firewall {
+        /// The bridge.
+        bridge: String,
+        /// What failed.
+        detail: String,
+    },
     /// The request itself is invalid.
     #[error("bad attach request for pid {pid}: {reason}")]
     BadRequest {
@@ -149,7 +160,8 @@ pub enum NetError {
 
 /// The host effects the rest of the agent needs from the network.
 pub trait Network: Send + Sync {
-    /// Build (or check and repair) the bridge and the VXLAN device.
+    /// Build (or check and repair) the bridge and the VXLAN device, and let traffic within
+    /// the bridge through the firewall ([`firewall`]).
     fn ensure_overlay(&self) -> impl Future<Output = Result<Overlay, NetError>> + Send;
     /// Make the VXLAN flood list exactly `peers` (other hosts' underlay addresses).
     fn set_peers(&self, peers: &[IpAddr]) -> impl Future<Output = Result<(), NetError>> + Send;
@@ -170,6 +182,8 @@ pub trait Network: Send + Sync {
 #[derive(Clone)]
 pub struct NetlinkNetwork {
     handle: Handle,
+    /// The namespace worked in; `None` for the agent's own.
+    netns: Option<Netns>,
     config: OverlayConfig,
 }
 
@@ -178,6 +192,7 @@ impl NetlinkNetwork {
     pub fn new(config: OverlayConfig) -> Result<Self, NetError> {
         Ok(Self {
             handle: netns::connect_here()?,
+            netns: None,
             config,
         })
     }
@@ -186,6 +201,7 @@ impl NetlinkNetwork {
     pub async fn new_in(host: &Netns, config: OverlayConfig) -> Result<Self, NetError> {
         Ok(Self {
             handle: netns::connect(host).await?,
+            netns: Some(host.clone()),
             config,
         })
     }
@@ -198,7 +214,21 @@ impl NetlinkNetwork {
 
 impl Network for NetlinkNetwork {
     async fn ensure_overlay(&self) -> Result<Overlay, NetError> {
-        overlay::ensure(&self.handle, &self.config).await
+        let overlay = overlay::ensure(&self.handle, &self.config).await?;
+        let bridge = self.config.bridge.clone();
+        let allow = move || firewall::accept_bridged(&bridge);
+        match &self.netns {
+            Some(ns) => netns::run_in(ns, allow).await??,
+            None => {
+                tokio::task::spawn_blocking(allow)
+                    .await
+                    .map_err(|e| NetError::Firewall {
+                        bridge: self.config.bridge.clone(),
+                        detail: e.to_string(),
+                    })??
+            }
+        }
+        Ok(overlay)
     }
 
     async fn set_peers(&self, peers: &[IpAddr]) -> Result<(), NetError> {
