@@ -1,11 +1,18 @@
-//! The lab (`demos/lab`) on this machine: two hosts come up with working dockerds that can
-//! reach each other, a /flocker volume works through an agent, containers on the two hosts
-//! reach each other over the overlay by their `WEAVE_CIDR` addresses (and an address moves
-//! with its container), and `down` leaves nothing behind. Needs root, dockerd and zfs-fuse;
-//! skipped with a reason otherwise, a failure under CI. Uses the lab's fixed names (node*,
-//! labbr, lab*), so it first tears down whatever an earlier run left.
+//! The lab (`demos/lab`) on this machine, three hosts and a 3-member control service, all
+//! driven through the hosts' agents as a user's `docker` would: the hosts come up and
+//! reach each other, a /flocker volume works and follows its user to another host (the
+//! killer demo), containers reach each other across hosts by their `WEAVE_CIDR` addresses
+//! and an address moves with its container (seen from a third host within a second), the
+//! talk's fig example runs with docker-compose, a container with both a portable volume
+//! and a portable address moves with both, and `down` leaves nothing behind. Needs root,
+//! dockerd, zfs-fuse and docker-compose; skipped with a reason otherwise, a failure under
+//! CI. Uses the lab's fixed names (node*, labbr, lab*), so it is one test that first tears
+//! down whatever an earlier run left.
 
+mod network;
+#[path = "../support/mod.rs"]
 mod support;
+mod volumes;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -75,28 +82,35 @@ fn stdout(out: &Output) -> String {
 }
 
 #[test]
-fn two_hosts_come_up_reach_each_other_and_go_away() {
+fn three_hosts_come_up_share_volumes_and_addresses_and_go_away() {
     let tools = [
-        "dockerd", "docker", "zfs-fuse", "ip", "iptables", "nsenter", "unshare",
+        "dockerd",
+        "docker",
+        "docker-compose",
+        "zfs-fuse",
+        "ip",
+        "iptables",
+        "nsenter",
+        "unshare",
     ];
     if !prerequisite(is_root(), "the lab needs root")
         || !prerequisite(
             tools.iter().all(|t| have(t)),
-            "the lab needs dockerd, docker, zfs-fuse, iproute2, iptables and util-linux",
+            "the lab needs dockerd, docker, docker-compose, zfs-fuse, iproute2, iptables and util-linux",
         )
     {
         return;
     }
     lab(&["down"]);
     let guard = Lab;
-    let up = lab(&["up", "2"]);
+    let up = lab(&["up", "3"]);
     assert!(
-        stdout(&up).contains("node2  192.168.77.12"),
+        stdout(&up).contains("node3  192.168.77.13"),
         "{}",
         stdout(&up)
     );
 
-    for node in [1, 2] {
+    for node in [1, 2, 3] {
         let version = docker(node, &["version", "--format", "{{.Server.Version}}"]);
         assert!(version.status.success(), "node{node}'s dockerd answers");
     }
@@ -124,9 +138,22 @@ fn two_hosts_come_up_reach_each_other_and_go_away() {
         "{}",
         String::from_utf8_lossy(&hi.stderr)
     );
-    // The cluster: both agents joined the control service.
+    // The cluster: three members, one leader, and every agent joined.
+    let status: serde_json::Value = serde_json::from_str(&stdout(&lab(&[
+        "ctl", "--output", "json", "cluster", "status",
+    ])))
+    .expect("cluster status is JSON");
+    let members = status["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3, "{status}");
+    assert!(
+        members
+            .iter()
+            .all(|m| m["voter"] == true && m["up"] == true),
+        "{status}"
+    );
+    assert!(status["leader"].is_u64(), "{status}");
     let nodes = lab(&["ctl", "node", "ls"]);
-    for node in ["node1", "node2"] {
+    for node in ["node1", "node2", "node3"] {
         assert!(
             stdout(&nodes)
                 .lines()
@@ -180,8 +207,10 @@ fn two_hosts_come_up_reach_each_other_and_go_away() {
         "{}",
         stdout(&volumes)
     );
-    the_killer_demo_moves_a_volume_to_where_it_is_used();
-    overlay_addresses_reach_across_hosts_and_move();
+    volumes::the_killer_demo_moves_a_volume_to_where_it_is_used();
+    network::overlay_addresses_reach_across_hosts_and_move();
+    network::the_fig_example_runs_with_docker_compose();
+    volumes::a_container_moves_with_its_volume_and_address();
     // A container left running must not stop `down`.
     let sleeper = docker(1, &["run", "-d", "busybox", "sleep", "1000"]);
     assert!(sleeper.status.success());
@@ -232,155 +261,4 @@ fn ip_line(address: &str) -> Option<String> {
         .lines()
         .find(|l| l.split_whitespace().next() == Some(address))
         .map(str::to_owned)
-}
-
-/// Through the agents' proxies (weave adapter, control-service allocation, overlay over the
-/// nodes' eth0): a cross-host ping by overlay address, `ip ls`, a refused conflict, and an
-/// address that moves from node1 to node2 with its container.
-fn overlay_addresses_reach_across_hosts_and_move() {
-    let cidr = |last: u8| format!("WEAVE_CIDR=10.255.0.{last}/16");
-    docker_ok(
-        1,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "a1",
-            "-e",
-            &cidr(51),
-            "busybox",
-            "sleep",
-            "300",
-        ],
-    );
-    let ping = ["ping", "-c", "1", "-W", "5", "10.255.0.51"];
-    let mut args = vec!["run", "--rm", "-e"];
-    let c52 = cidr(52);
-    args.extend_from_slice(&[c52.as_str(), "busybox"]);
-    args.extend_from_slice(&ping);
-    let out = docker_ok(2, &args);
-    assert!(
-        stdout(&out).contains("1 packets received"),
-        "{}",
-        stdout(&out)
-    );
-
-    let line = ip_line("10.255.0.51").expect("10.255.0.51 is allocated");
-    let cols: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(
-        (cols[1], cols[3], cols[4]),
-        ("a1", "node1", "running"),
-        "{line}"
-    );
-
-    // The same address on node2 while `a1` runs: refused, naming the holder. (Docker
-    // refuses one-letter container names, hence `a1`.)
-    let conflict = docker_via_agent(
-        2,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "b1",
-            "-e",
-            &cidr(51),
-            "busybox",
-            "sleep",
-            "300",
-        ],
-    );
-    assert!(!conflict.status.success(), "{}", stdout(&conflict));
-    let message = stderr(&conflict);
-    assert!(
-        message.contains("\"a1\"") && message.contains("node1"),
-        "{message}"
-    );
-    docker_ok(2, &["rm", "-f", "b1"]);
-
-    // Stop `a1` on node1; once the control service knows, the address can move to node2.
-    docker_ok(1, &["stop", "-t", "1", "a1"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !ip_line("10.255.0.51").is_some_and(|l| l.contains("stopped")) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "10.255.0.51 not released within 10 s: {:?}",
-            ip_line("10.255.0.51")
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    docker_ok(
-        2,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "a2",
-            "-e",
-            &cidr(51),
-            "busybox",
-            "sleep",
-            "300",
-        ],
-    );
-    let line = ip_line("10.255.0.51").expect("10.255.0.51 is allocated");
-    assert!(
-        line.contains(" a2 ") && line.contains("node2") && line.contains("running"),
-        "{line}"
-    );
-    let c53 = cidr(53);
-    let mut args = vec!["run", "--rm", "-e", c53.as_str(), "busybox"];
-    args.extend_from_slice(&ping);
-    let out = docker_ok(1, &args);
-    assert!(
-        stdout(&out).contains("1 packets received"),
-        "{}",
-        stdout(&out)
-    );
-}
-
-/// `demos/killer-demo`: written on node1, read on node2 through the agents' proxies; the
-/// read on node2 moved the volume there, and node1 keeps a read-only replica.
-fn the_killer_demo_moves_a_volume_to_where_it_is_used() {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../demos/killer-demo");
-    let demo = run(script.to_str().unwrap(), &["killer"]);
-    assert!(
-        demo.status.success(),
-        "killer demo failed: {}",
-        stderr(&demo)
-    );
-    assert_eq!(stdout(&demo), "fish\n", "{}", stderr(&demo));
-    let volumes = stdout(&lab(&["ctl", "volume", "ls"]));
-    let row = volumes
-        .lines()
-        .find(|l| l.starts_with("killer "))
-        .unwrap_or_default();
-    let fields: Vec<&str> = row.split_whitespace().collect();
-    // NAME ID OWNER EPOCH STATE SIZE-LIMIT REPLICAS
-    assert_eq!(fields.get(2), Some(&"node2"), "{volumes}");
-    assert_eq!(
-        fields.get(3),
-        Some(&"2"),
-        "the move bumps the epoch: {volumes}"
-    );
-    assert_eq!(
-        fields.last(),
-        Some(&"node1"),
-        "node1 keeps a replica: {volumes}"
-    );
-    // And back: the move back is incremental, and the data is still there.
-    let moved = lab(&["ctl", "volume", "move", "killer", "--to", "node1"]);
-    assert!(stdout(&moved).contains("done"), "{}", stdout(&moved));
-    let read = docker_via_agent(
-        1,
-        &[
-            "run",
-            "--rm",
-            "-v",
-            "/flocker/killer:/data",
-            "busybox",
-            "cat",
-            "/data/file",
-        ],
-    );
-    assert_eq!(stdout(&read), "fish\n", "{}", stderr(&read));
 }

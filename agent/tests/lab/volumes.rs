@@ -1,0 +1,114 @@
+//! Portable volumes in the lab: the killer demo, and a container that takes both its
+//! volume and its address to another host.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::network::{fetch, run_with_address};
+use super::support::wait_until;
+use super::{docker_ok, docker_via_agent, ip_line, lab, run, stderr, stdout};
+
+/// The row of `flockerctl volume ls` for `name`, split into its columns (NAME ID OWNER
+/// EPOCH STATE SIZE-LIMIT REPLICAS).
+fn volume_row(name: &str) -> Vec<String> {
+    let volumes = stdout(&lab(&["ctl", "volume", "ls"]));
+    volumes
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `demos/killer-demo`: written on node1, read on node2 through the agents' proxies; the
+/// read on node2 moved the volume there, and node1 keeps a read-only replica.
+pub fn the_killer_demo_moves_a_volume_to_where_it_is_used() {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../demos/killer-demo");
+    let demo = run(script.to_str().unwrap(), &["killer"]);
+    assert!(
+        demo.status.success(),
+        "killer demo failed: {}",
+        stderr(&demo)
+    );
+    assert_eq!(stdout(&demo), "fish\n", "{}", stderr(&demo));
+    let row = volume_row("killer");
+    assert_eq!(row.get(2).map(String::as_str), Some("node2"), "{row:?}");
+    assert_eq!(
+        row.get(3).map(String::as_str),
+        Some("2"),
+        "the move bumps the epoch: {row:?}"
+    );
+    assert_eq!(
+        row.last().map(String::as_str),
+        Some("node1"),
+        "node1 keeps a replica: {row:?}"
+    );
+    // And back: the move back is incremental, and the data is still there.
+    let moved = lab(&["ctl", "volume", "move", "killer", "--to", "node1"]);
+    assert!(stdout(&moved).contains("done"), "{}", stdout(&moved));
+    let read = docker_via_agent(
+        1,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "/flocker/killer:/data",
+            "busybox",
+            "cat",
+            "/data/file",
+        ],
+    );
+    assert_eq!(stdout(&read), "fish\n", "{}", stderr(&read));
+}
+
+/// `pre: [flocker, weave]` on one container: started on node1 with a /flocker volume and a
+/// `WEAVE_CIDR` address, it serves its volume's file over the overlay; removed there and
+/// started on node2, the same address serves the same data (the volume moved, the address
+/// followed), as seen from node3.
+pub fn a_container_moves_with_its_volume_and_address() {
+    let bind = "/flocker/both:/data";
+    let serve = ["httpd", "-f", "-p", "80", "-h", "/data"];
+    let first = docker_ok(
+        1,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            bind,
+            "busybox",
+            "sh",
+            "-c",
+            "echo written-on-node1 > /data/index.html",
+        ],
+    );
+    assert!(first.status.success());
+    run_with_address(1, "fw1", 71, &["-v", bind], &serve);
+    assert_eq!(fetch(3, "w3", "10.255.0.71"), "written-on-node1\n");
+
+    docker_ok(1, &["rm", "-f", "fw1"]);
+    wait_until_stopped_or_gone("10.255.0.71");
+    run_with_address(2, "fw2", 71, &["-v", bind], &serve);
+    assert_eq!(
+        fetch(3, "w3", "10.255.0.71"),
+        "written-on-node1\n",
+        "the data and the address moved to node2 together"
+    );
+    let row = volume_row("both");
+    assert_eq!(row.get(2).map(String::as_str), Some("node2"), "{row:?}");
+    let line = ip_line("10.255.0.71").expect("10.255.0.71 is allocated");
+    assert!(
+        line.contains(" fw2 ") && line.contains("node2") && line.contains("running"),
+        "{line}"
+    );
+    docker_ok(2, &["rm", "-f", "fw2"]);
+}
+
+/// Waits until `address` is free to take: its container stopped, or removed (released).
+fn wait_until_stopped_or_gone(address: &str) {
+    wait_until(
+        Duration::from_secs(10),
+        &format!("{address} released"),
+        || ip_line(address).is_none_or(|l| l.contains("stopped")),
+    );
+}
