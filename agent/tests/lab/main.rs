@@ -4,11 +4,13 @@
 //! killer demo), containers reach each other across hosts by their `WEAVE_CIDR` addresses
 //! and an address moves with its container (seen from a third host within a second), the
 //! talk's fig example runs with docker-compose, a container with both a portable volume
-//! and a portable address moves with both, and `down` leaves nothing behind. Needs root,
+//! and a portable address moves with both, moves survive a writer, a killed sending agent
+//! and a killed control leader, and `down` leaves nothing behind. Needs root,
 //! dockerd, zfs-fuse and docker-compose; skipped with a reason otherwise, a failure under
 //! CI. Uses the lab's fixed names (node*, labbr, lab*), so it is one test that first tears
 //! down whatever an earlier run left.
 
+mod moves;
 mod network;
 #[path = "../support/mod.rs"]
 mod support;
@@ -26,8 +28,10 @@ fn lab_script() -> PathBuf {
 fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program)
         .args(args)
-        // The lab runs the binaries cargo built for these tests, not a release build.
+        // The lab runs the binaries cargo built for these tests, not a release build, and
+        // its agents send slowly enough for a test to act in the middle of a move.
         .env("BIN_DIR", bin_dir())
+        .env("LAB_SEND_LIMIT", moves::SEND_LIMIT)
         .output()
         .unwrap_or_else(|e| panic!("{program} runs: {e}"))
 }
@@ -211,6 +215,9 @@ fn three_hosts_come_up_share_volumes_and_addresses_and_go_away() {
     network::overlay_addresses_reach_across_hosts_and_move();
     network::the_fig_example_runs_with_docker_compose();
     volumes::a_container_moves_with_its_volume_and_address();
+    moves::a_move_while_a_writer_runs_loses_no_acknowledged_write();
+    moves::killing_the_sending_agent_fails_the_move_cleanly_and_a_retry_succeeds();
+    moves::killing_the_control_leader_does_not_stop_a_move();
     // A container left running must not stop `down`.
     let sleeper = docker(1, &["run", "-d", "busybox", "sleep", "1000"]);
     assert!(sleeper.status.success());

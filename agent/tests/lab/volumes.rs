@@ -10,7 +10,7 @@ use super::{docker_ok, docker_via_agent, ip_line, lab, run, stderr, stdout};
 
 /// The row of `flockerctl volume ls` for `name`, split into its columns (NAME ID OWNER
 /// EPOCH STATE SIZE-LIMIT REPLICAS).
-fn volume_row(name: &str) -> Vec<String> {
+pub fn volume_row(name: &str) -> Vec<String> {
     let volumes = stdout(&lab(&["ctl", "volume", "ls"]));
     volumes
         .lines()
