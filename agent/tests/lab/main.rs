@@ -215,6 +215,8 @@ fn three_hosts_come_up_share_volumes_and_addresses_and_go_away() {
     network::overlay_addresses_reach_across_hosts_and_move();
     network::the_fig_example_runs_with_docker_compose();
     volumes::a_container_moves_with_its_volume_and_address();
+    volumes::bad_names_and_volumes_held_elsewhere_are_refused();
+    volumes::the_volume_plugin_moves_a_volume_to_where_it_is_mounted();
     moves::a_move_while_a_writer_runs_loses_no_acknowledged_write();
     moves::killing_the_sending_agent_fails_the_move_cleanly_and_a_retry_succeeds();
     moves::killing_the_control_leader_does_not_stop_a_move();

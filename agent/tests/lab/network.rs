@@ -57,7 +57,7 @@ pub fn wait_until_stopped(address: &str) {
 /// Through the agents' proxies (weave adapter, control-service allocation, overlay over the
 /// nodes' eth0): a cross-host ping by overlay address, `ip ls`, a refused conflict, and an
 /// address that moves from node1 to node2 with its container, reached from node3 within a
-/// second of the new container's start.
+/// second of the new container's start and again after dockerd restarts it.
 pub fn overlay_addresses_reach_across_hosts_and_move() {
     run_with_address(1, "a1", 51, &[], &["sleep", "300"]);
     // A watcher on node3 that talks to 10.255.0.51 before and after the move: its ARP
@@ -130,6 +130,17 @@ pub fn overlay_addresses_reach_across_hosts_and_move() {
         stdout(&out).contains("1 packets received"),
         "{}",
         stdout(&out)
+    );
+    // Restarted by its dockerd itself, not through the agent: the agent sees the events
+    // and gives the container its interface and address back.
+    let restart = docker(2, &["restart", "-t", "1", "a2"]);
+    assert!(restart.status.success(), "{}", stderr(&restart));
+    // `-w 5`: ping once a second until a reply or 5 s (the restart is asynchronous).
+    let after = exec(3, "w3", &["ping", "-c", "1", "-w", "5", "10.255.0.51"]);
+    assert!(
+        stdout(&after).contains("1 packets received"),
+        "a2 keeps 10.255.0.51 across a restart: {}",
+        stdout(&after)
     );
     docker_ok(2, &["rm", "-f", "a2"]);
     docker_ok(1, &["rm", "-f", "a1"]);

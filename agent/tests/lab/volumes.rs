@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::network::{fetch, run_with_address};
 use super::support::wait_until;
-use super::{docker_ok, docker_via_agent, ip_line, lab, run, stderr, stdout};
+use super::{docker, docker_ok, docker_via_agent, ip_line, lab, run, stderr, stdout};
 
 /// The row of `flockerctl volume ls` for `name`, split into its columns (NAME ID OWNER
 /// EPOCH STATE SIZE-LIMIT REPLICAS).
@@ -111,4 +111,101 @@ fn wait_until_stopped_or_gone(address: &str) {
         &format!("{address} released"),
         || ip_line(address).is_none_or(|l| l.contains("stopped")),
     );
+}
+
+/// What the flocker adapter refuses, through node1's and node2's agents: names that are
+/// not volume names (nothing is created), and a volume a container on another node holds
+/// (the error names the container and the node, at once rather than after a wait).
+pub fn bad_names_and_volumes_held_elsewhere_are_refused() {
+    let long = format!("/flocker/{}:/x", "a".repeat(64));
+    for (bad, says) in [
+        ("/flocker/../etc:/x", "does not name a flocker volume"),
+        ("/flocker/:/x", "must not be empty"),
+        (long.as_str(), "at most 63"),
+    ] {
+        let out = docker_via_agent(1, &["run", "--rm", "-v", bad, "busybox", "true"]);
+        assert!(
+            !out.status.success() && stderr(&out).contains(says),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+    let names = stdout(&lab(&["ctl", "volume", "ls"]));
+    assert!(!names.contains("etc") && !names.contains("aaaa"), "{names}");
+
+    let holder = docker_ok(
+        1,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "holder",
+            "-v",
+            "/flocker/held:/data",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    let id = stdout(&holder).trim()[..12].to_owned();
+    let started = std::time::Instant::now();
+    let out = docker_via_agent(
+        2,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "/flocker/held:/data",
+            "busybox",
+            "true",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&id) && err.contains("node1"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused only after {:?}",
+        started.elapsed()
+    );
+    docker_ok(1, &["rm", "-f", "holder"]);
+}
+
+/// The volume plugin on its own, straight to the hosts' dockerds (no adapter): `docker
+/// volume create -d flocker`, a `--mount` that writes on node1, and one on node2 that
+/// finds the data there (the plugin's Mount moved the volume).
+pub fn the_volume_plugin_moves_a_volume_to_where_it_is_mounted() {
+    let ok = |node: u32, args: &[&str]| {
+        let out = docker(node, args);
+        assert!(
+            out.status.success(),
+            "node{node}: docker {args:?}: {}",
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    ok(1, &["volume", "create", "-d", "flocker", "pv"]);
+    let mount = "type=volume,src=pv,dst=/data,volume-driver=flocker";
+    ok(
+        1,
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            mount,
+            "busybox",
+            "sh",
+            "-c",
+            "echo plugged > /data/f",
+        ],
+    );
+    let read = ok(
+        2,
+        &["run", "--rm", "--mount", mount, "busybox", "cat", "/data/f"],
+    );
+    assert_eq!(read, "plugged\n");
+    let row = volume_row("pv");
+    assert_eq!(row.get(2).map(String::as_str), Some("node2"), "{row:?}");
+    let listed = ok(3, &["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]);
+    assert!(listed.lines().any(|l| l == "flocker pv"), "{listed}");
 }
