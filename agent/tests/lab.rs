@@ -355,7 +355,7 @@ fn the_killer_demo_moves_a_volume_to_where_it_is_used() {
         .find(|l| l.starts_with("killer "))
         .unwrap_or_default();
     let fields: Vec<&str> = row.split_whitespace().collect();
-    // NAME ID OWNER EPOCH STATE SIZE-LIMIT REPLICAS
+    // NAME ID OWNER EPOCH STATE USED SIZE-LIMIT REPLICAS (USED may hold a space)
     assert_eq!(fields.get(2), Some(&"node2"), "{volumes}");
     assert_eq!(
         fields.get(3),
