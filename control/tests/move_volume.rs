@@ -393,6 +393,48 @@ async fn without_stop_a_move_of_a_held_volume_fails_naming_the_container_and_nod
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_the_holders_docker_cannot_do_fails_the_move_and_says_what_to_do() {
+    let Some(lab) = Lab::start(1, 2, None).await else {
+        return;
+    };
+    lab.create("held", 0).await;
+    // A lease taken as host-a's agent would; host-a has no dockerd to stop it with.
+    let node_tls = lab.c.pki.tls(Role::Node, "host-a");
+    let mut node = lab.c.client_with(1, &node_tls).await;
+    let lease = pb::Lease {
+        volume: "held".into(),
+        node: "host-a".into(),
+        container_id: "web1".into(),
+    };
+    node.acquire_lease(lease).await.unwrap();
+
+    let mut m = lab.start_move_with(1, "held", 1, &["--stop"]);
+    let events = m.rest();
+    let (ok, err) = m.wait();
+    assert!(!ok, "{events:?}");
+    assert_eq!(events.last().unwrap()["phase"], "failed", "{events:?}");
+    for part in [
+        "container web1",
+        "node host-a",
+        "cannot reach Docker",
+        "docker stop",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+    eprintln!("flockerctl said: {}", err.trim());
+    let v = lab.volume("held");
+    assert_eq!(
+        (v["owner"].as_str(), v["epoch"].as_u64()),
+        (Some("host-a"), Some(1))
+    );
+    assert_eq!(
+        lab.hosts[0].mounted("held"),
+        Some(false),
+        "still read-write on a"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volume_ls_shows_the_bytes_the_owner_reports_and_dash_when_it_is_down() {
     let Some(mut lab) = Lab::start(1, 1, None).await else {
         return;
