@@ -58,13 +58,18 @@ impl Lab {
         lab
     }
 
+    /// Waits until node `name` is registered and up and, for one of this lab's hosts, its
+    /// agent accepts connections (a restarted agent's node can still be up from before).
     pub async fn wait_node_up(&self, name: &str) {
         let c = self.c.client(1).await;
+        let port = self.hosts.iter().find(|h| h.name == name).map(|h| h.port);
         eventually(Duration::from_secs(30), "agent to register", || {
             let mut c = c.clone();
             async move {
                 let nodes = c.list_nodes(pb::Empty {}).await.ok()?.into_inner().nodes;
-                nodes.iter().any(|n| n.name == name && n.up).then_some(())
+                let listening =
+                    port.is_none_or(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok());
+                (listening && nodes.iter().any(|n| n.name == name && n.up)).then_some(())
             }
         })
         .await;
