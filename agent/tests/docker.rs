@@ -1,6 +1,7 @@
 //! The agent's Docker client against a real private dockerd (root): inspecting containers
-//! and images, listing running containers, typed 404s, and the events stream surviving a
-//! daemon restart (with a `Connected` at every connection for [`Docker::updates`]).
+//! and images, listing running containers, typed 404s, the events stream surviving a
+//! daemon restart (with a `Connected` at every connection for [`Docker::updates`]), and
+//! stopping the containers that hold a volume for a move (`transfer::stop::Stopper`).
 
 mod common;
 
@@ -161,4 +162,71 @@ async fn events_are_typed_and_survive_a_daemon_restart() {
         }
     }
     assert!(reconnected, "no Connected after the daemon restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_holders_of_a_volume_sends_sigterm_and_spares_the_others() {
+    let Some(docker) =
+        TestDocker::start("stopping_the_holders_of_a_volume_sends_sigterm_and_spares_the_others")
+    else {
+        return;
+    };
+    let volume_root = docker.dir().join("vols");
+    std::fs::create_dir_all(volume_root.join("app")).unwrap();
+    let stopper = agent::transfer::stop::Stopper {
+        docker: Docker::new(docker.socket()),
+        volume_root: volume_root.clone(),
+    };
+    let bind = format!("{}:/data", volume_root.join("app").display());
+    let holder = stdout(&docker.cli(&[
+        "run",
+        "-d",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo stopping > /data/by; exit 143' TERM; while true; do sleep 1 & wait $!; done",
+    ]));
+    let other = stdout(&docker.cli(&["run", "-d", "busybox", "sleep", "300"]));
+    let app = agent::storage::VolumeName::new("app").unwrap();
+    let grace = Duration::from_secs(10);
+
+    // A container that does not use the volume is refused, and left running.
+    let refused = stopper
+        .stop(&app, std::slice::from_ref(&other), grace)
+        .await;
+    let message = refused.unwrap_err().to_string();
+    assert!(
+        message.contains(&other) && message.contains("app"),
+        "{message}"
+    );
+    let state = |id: &str| {
+        stdout(&docker.cli(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", id]))
+    };
+    assert_eq!(state(&other), "running 0");
+
+    // The holder gets SIGTERM: its handler runs (exit code 143, its last write is there).
+    let stopped = stopper
+        .stop(&app, std::slice::from_ref(&holder), grace)
+        .await
+        .unwrap();
+    assert_eq!(stopped.stopped, std::slice::from_ref(&holder));
+    assert_eq!(state(&holder), "exited 143");
+    let by = std::fs::read_to_string(volume_root.join("app/by")).unwrap();
+    assert_eq!(by, "stopping\n");
+
+    // Again, and for a container Docker never knew: nothing to stop, reported as such.
+    let gone = "0123456789ab".to_owned();
+    let again = stopper
+        .stop(&app, &[holder.clone(), gone.clone()], grace)
+        .await
+        .unwrap();
+    assert!(again.stopped.is_empty(), "{again:?}");
+    assert_eq!(again.not_running, [holder, gone.clone()]);
+    let client = Docker::new(docker.socket());
+    assert!(matches!(
+        client.stop(&gone, grace).await,
+        Err(DockerError::NotFound { .. })
+    ));
 }

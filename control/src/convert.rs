@@ -68,6 +68,7 @@ pub fn migration(m: Migration) -> pb::Migration {
         bytes_sent: m.bytes_sent,
         rounds: m.rounds,
         error: m.error,
+        stop_containers: m.stop_containers,
     }
 }
 

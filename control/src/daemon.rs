@@ -52,6 +52,8 @@ pub struct Config {
     pub node_timeout: Duration,
     /// Deadline for one client call.
     pub call_timeout: Duration,
+    /// How moves are paced (the handoff's lease wait, the stop grace period, rounds).
+    pub moves: crate::migration::MoveConfig,
 }
 
 /// Starting failed.
@@ -144,23 +146,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .instrument(tracing::info_span!("control.liveness", raft.id = config.id)),
     );
     let mover = tokio::spawn(
-        crate::migration::run(
-            member.clone(),
-            config.tls.clone(),
-            crate::migration::MoveConfig::default(),
-        )
-        .instrument(tracing::info_span!(
-            "control.migrations",
-            raft.id = config.id
-        )),
+        crate::migration::run(member.clone(), config.tls.clone(), config.moves.clone()).instrument(
+            tracing::info_span!("control.migrations", raft.id = config.id),
+        ),
     );
     tracing::info!(raft.id = config.id, listen = %config.listen, fresh, "control member serving");
     // On shutdown, stop accepting and let calls finish, but not forever: watch streams never
     // end on their own, and tonic's graceful shutdown would wait for them.
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = crate::server::serve(member, listener, config.tls.server_config(), async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    });
+    let server = crate::server::serve(
+        member,
+        listener,
+        config.tls.server_config(),
+        config.tls.clone(),
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        },
+    );
     let served = tokio::select! {
         r = server => r,
         () = async {

@@ -1,8 +1,13 @@
 //! Moving volumes between real agents: control members and `flocker-agent`s as processes on
-//! loopback, each agent with its own zfs-fuse pool, driven with the real `flockerctl`.
-//! Needs root and zfs-fuse: skipped with a reason otherwise, failing under `CI=true`.
+//! loopback, each agent with its own zfs-fuse pool, driven with the real `flockerctl`; for
+//! `--stop`, the source agent in front of a private dockerd (the agent tests' `TestDocker`,
+//! in its own network namespace) running a real container on the volume.
+//! Needs root and zfs-fuse (and dockerd for `--stop`): skipped with a reason otherwise,
+//! failing under `CI=true`.
 
 mod common;
+#[path = "../../agent/tests/common/mod.rs"]
+mod dockerhost;
 #[path = "common/hosts.rs"]
 mod hosts;
 #[path = "common/move_lab.rs"]
@@ -15,6 +20,8 @@ use std::time::Duration;
 
 use common::eventually;
 use control::ca::Role;
+use dockerhost::docker::{TestDocker, stderr, stdout};
+use hosts::Host;
 use move_lab::{Lab, Mover};
 use proto::control as pb;
 use serde_json::Value;
@@ -234,4 +241,234 @@ async fn a_new_leader_finishes_a_move_the_old_one_started() {
     })
     .await;
     assert_eq!(std::fs::read(b.path("cont").join("data")).unwrap(), data);
+}
+
+/// A lab whose first host's agent fronts a private dockerd. Fields drop in order: dockerd
+/// with its containers first (they hold the source's mounts), then the lab.
+struct DockerLab {
+    docker: TestDocker,
+    lab: Lab,
+}
+
+impl DockerLab {
+    /// Hosts `host-a` (with dockerd) and `host-b`, one control member started with `flags`;
+    /// `None` (skip) without ZFS or dockerd.
+    async fn start(test: &str, flags: &[&str]) -> Option<DockerLab> {
+        let mut a = Host::new("host-a", None)?;
+        let b = Host::new("host-b", None)?;
+        a.share_volume_root();
+        let docker = TestDocker::start(test)?;
+        a.docker_socket = Some(docker.socket());
+        let lab = Lab::with_hosts_flags(1, vec![a, b], flags).await;
+        Some(DockerLab { docker, lab })
+    }
+
+    /// `docker ARGS` through host-a's agent (its `flocker` adapter in front of dockerd).
+    fn docker(&self, args: &[&str]) -> String {
+        let out = self
+            .docker
+            .cli_at(&self.lab.hosts[0].proxy_socket())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}\nagent log:\n{}",
+            stderr(&out),
+            self.lab.hosts[0].log()
+        );
+        stdout(&out)
+    }
+
+    /// Runs a container on host-a that holds `volume` at /data, writes `started` there, and on
+    /// SIGTERM writes `stopping` and exits 143; waits for its lease.
+    async fn run_holder(&self, volume: &str) -> String {
+        let script = "trap 'echo stopping >> /data/log; exit 143' TERM; \
+                      echo started >> /data/log; \
+                      while true; do sleep 1 & wait $!; done";
+        let bind = format!("/flocker/{volume}:/data");
+        let id = self.docker(&["run", "-d", "-v", &bind, "busybox", "sh", "-c", script]);
+        let c = self.lab.c.client(1).await;
+        eventually(Duration::from_secs(30), "the container's lease", || {
+            let mut c = c.clone();
+            let id = id.clone();
+            async move {
+                let leases = c.list_leases(pb::Empty {}).await.ok()?.into_inner().leases;
+                leases
+                    .iter()
+                    .any(|l| l.volume == volume && l.node == "host-a" && l.container_id == id)
+                    .then_some(())
+            }
+        })
+        .await;
+        id
+    }
+
+    /// `docker inspect` of the container's status and exit code, e.g. `exited 143`.
+    fn state(&self, id: &str) -> String {
+        let out = self
+            .docker
+            .cli(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", id]);
+        stdout(&out)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_with_stop_stops_the_holding_container_and_moves_its_last_writes() {
+    let test = "a_move_with_stop_stops_the_holding_container_and_moves_its_last_writes";
+    let Some(dl) = DockerLab::start(test, &[]).await else {
+        return;
+    };
+    let lab = &dl.lab;
+    lab.create("app", 0).await;
+    write_random(&lab.hosts[0].path("app").join("ballast"), 4 * MIB);
+    let id = dl.run_holder("app").await;
+
+    let mut m = lab.start_move_with(1, "app", 1, &["--stop"]);
+    let events = m.rest();
+    m.expect_success(&events);
+
+    // Stopped by SIGTERM (its handler's exit code), and not started again.
+    assert_eq!(dl.state(&id), "exited 143", "{}", lab.hosts[0].log());
+    let v = lab.volume("app");
+    assert_eq!(v["owner"], "host-b", "{v}");
+    let b = &lab.hosts[1];
+    eventually(Duration::from_secs(20), "b to mount read-write", || async {
+        (b.mounted("app") == Some(false)).then_some(())
+    })
+    .await;
+    // What the application wrote as it stopped is on the target: the final snapshot was
+    // taken after it exited.
+    assert_eq!(
+        std::fs::read_to_string(b.path("app").join("log")).unwrap(),
+        "started\nstopping\n"
+    );
+    let mut c = lab.c.client(1).await;
+    let leases = c
+        .list_leases(pb::Empty {})
+        .await
+        .unwrap()
+        .into_inner()
+        .leases;
+    assert!(leases.is_empty(), "{leases:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_stop_a_move_of_a_held_volume_fails_naming_the_container_and_node() {
+    let test = "without_stop_a_move_of_a_held_volume_fails_naming_the_container_and_node";
+    let Some(dl) = DockerLab::start(test, &["--lease-wait-ms=3000"]).await else {
+        return;
+    };
+    let lab = &dl.lab;
+    lab.create("busy", 0).await;
+    let id = dl.run_holder("busy").await;
+
+    let mut m = lab.start_move(1, "busy", 1);
+    let events = m.rest();
+    let (ok, err) = m.wait();
+    assert!(
+        !ok,
+        "the move must fail while the container runs: {events:?}"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["phase"], "failed", "{events:?}");
+    let error = last["error"].as_str().unwrap();
+    assert!(
+        error.contains(&id) && error.contains("host-a") && err.contains(&id),
+        "the error must name the container and its node: {error} / {err}"
+    );
+    eprintln!("flockerctl said: {}", err.trim());
+    // Nothing changed: the container runs on, the source owns its volume at the same epoch.
+    assert_eq!(dl.state(&id), "running 0");
+    let v = lab.volume("busy");
+    assert_eq!(
+        (v["owner"].as_str(), v["epoch"].as_u64()),
+        (Some("host-a"), Some(1))
+    );
+    assert_eq!(
+        lab.hosts[0].mounted("busy"),
+        Some(false),
+        "still read-write on a"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_the_holders_docker_cannot_do_fails_the_move_and_says_what_to_do() {
+    let Some(lab) = Lab::start(1, 2, None).await else {
+        return;
+    };
+    lab.create("held", 0).await;
+    // A lease taken as host-a's agent would; host-a has no dockerd to stop it with.
+    let node_tls = lab.c.pki.tls(Role::Node, "host-a");
+    let mut node = lab.c.client_with(1, &node_tls).await;
+    let lease = pb::Lease {
+        volume: "held".into(),
+        node: "host-a".into(),
+        container_id: "web1".into(),
+    };
+    node.acquire_lease(lease).await.unwrap();
+
+    let mut m = lab.start_move_with(1, "held", 1, &["--stop"]);
+    let events = m.rest();
+    let (ok, err) = m.wait();
+    assert!(!ok, "{events:?}");
+    assert_eq!(events.last().unwrap()["phase"], "failed", "{events:?}");
+    for part in [
+        "container web1",
+        "node host-a",
+        "cannot reach Docker",
+        "docker stop",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+    eprintln!("flockerctl said: {}", err.trim());
+    let v = lab.volume("held");
+    assert_eq!(
+        (v["owner"].as_str(), v["epoch"].as_u64()),
+        (Some("host-a"), Some(1))
+    );
+    assert_eq!(
+        lab.hosts[0].mounted("held"),
+        Some(false),
+        "still read-write on a"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volume_ls_shows_the_bytes_the_owner_reports_and_dash_when_it_is_down() {
+    let Some(mut lab) = Lab::start(1, 1, None).await else {
+        return;
+    };
+    lab.create("sized", 0).await;
+    let before = eventually(Duration::from_secs(20), "a used size", || async {
+        lab.used("sized")
+    })
+    .await;
+    let mut f = std::fs::File::create(lab.hosts[0].path("sized").join("data")).unwrap();
+    f.write_all(&support::behaviour::random(8 * MIB)).unwrap();
+    f.sync_all().unwrap();
+    let after = eventually(
+        Duration::from_secs(60),
+        "the used size to grow by 8 MiB",
+        || async { lab.used("sized").filter(|u| *u >= before + 8 * MIB as u64) },
+    )
+    .await;
+    let table = lab.ctl_table(&["volume", "ls"]);
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.contains("USED") && header.contains("SIZE LIMIT"),
+        "{table}"
+    );
+    let row = table.lines().find(|l| l.starts_with("sized ")).unwrap();
+    assert!(row.contains(" MiB"), "{table}");
+    eprintln!("used before {before} B, after writing 8 MiB {after} B\n{table}");
+
+    // The owner's agent is down: the size is unknown, not made up.
+    lab.hosts[0].kill();
+    assert_eq!(lab.used("sized"), None);
+    let table = lab.ctl_table(&["volume", "ls"]);
+    let row = table.lines().find(|l| l.starts_with("sized ")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    // NAME ID OWNER EPOCH STATE USED SIZE-LIMIT (no replicas)
+    assert_eq!(cells[5], "-", "{table}");
 }

@@ -160,6 +160,7 @@ fn validate(args: Args) -> Result<Validated, Vec<String>> {
                 volume_root: side.volume_root.clone(),
                 listen: args.listen,
                 rate_limit: args.send_limit,
+                docker: agent::flocker::side::docker_socket(&side.docker),
             },
             docker: side,
             network,

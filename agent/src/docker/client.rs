@@ -1,8 +1,9 @@
-//! [`Docker`]: pooled HTTP/1.1 over dockerd's unix socket (hyper + hyperlocal), and the
-//! subsets of `GET /containers/{id}/json`, `GET /containers/json` and
+//! [`Docker`]: pooled HTTP/1.1 over dockerd's unix socket (hyper + hyperlocal), `kill` and
+//! `stop`, and the subsets of `GET /containers/{id}/json`, `GET /containers/json` and
 //! `GET /images/{name}/json` the agent reads.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -208,6 +209,28 @@ impl Docker {
         );
         match self.send(Method::POST, &path).await {
             Ok(_) => Ok(()),
+            Err(DockerError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
+                Err(DockerError::NotFound {
+                    kind: "container",
+                    name: id_or_name.to_owned(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /containers/{id_or_name}/stop?t=SECS`: Docker sends the container's stop signal
+    /// (SIGTERM unless its image says otherwise), waits up to `grace` and then kills it;
+    /// returns when it has stopped. A container that was not running is fine.
+    pub async fn stop(&self, id_or_name: &str, grace: Duration) -> Result<(), DockerError> {
+        let path = format!(
+            "/containers/{}/stop?t={}",
+            encode(id_or_name, PATH_SAFE),
+            grace.as_secs()
+        );
+        match self.send(Method::POST, &path).await {
+            Ok(_) => Ok(()),
+            Err(DockerError::Status { status, .. }) if status == StatusCode::NOT_MODIFIED => Ok(()),
             Err(DockerError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
                 Err(DockerError::NotFound {
                     kind: "container",

@@ -1,7 +1,7 @@
 //! A small Docker Engine API client: just what the agent needs, over dockerd's unix socket.
 //!
 //! - [`client`]: [`Docker`], `inspect_container`, `inspect_image`, `running_containers`,
-//!   `kill`, and the typed subsets of their answers ([`ContainerInfo`], [`ImageInfo`],
+//!   `kill`, `stop`, and the typed subsets of their answers ([`ContainerInfo`], [`ImageInfo`],
 //!   [`ContainerSummary`]).
 //! - [`events`]: [`Docker::events`], a stream of container events that survives a daemon
 //!   restart (it reconnects with `since=` the last event seen); [`Docker::updates`], the

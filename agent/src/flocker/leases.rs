@@ -164,7 +164,7 @@ impl LeaseWatcher {
 
 /// The flocker volumes among a container's mounts: bind sources under `volume_root` and
 /// volumes of driver `flocker`.
-fn flocker_volumes(mounts: &[MountPoint], volume_root: &Path) -> Vec<VolumeName> {
+pub(crate) fn flocker_volumes(mounts: &[MountPoint], volume_root: &Path) -> Vec<VolumeName> {
     let mut names = BTreeSet::new();
     for mount in mounts {
         let name = match mount.kind.as_str() {

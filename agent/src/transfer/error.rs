@@ -1,4 +1,4 @@
-//! What can go wrong in a transfer, mount or inventory call, and the one place where it
+//! What can go wrong in a transfer, mount, inventory or stop call, and the one place where it
 //! becomes a gRPC status.
 
 use tonic::{Code, Status};
@@ -64,6 +64,24 @@ pub enum TransferError {
         /// This node.
         node: String,
     },
+    /// Docker could not inspect or stop a container.
+    #[error("cannot stop container {container} through this host's Docker: {reason}")]
+    Docker {
+        /// The container.
+        container: String,
+        /// Why.
+        reason: String,
+    },
+    /// Asked to stop a container that does not use the volume.
+    #[error(
+        "container {container} does not use volume {volume} here: refusing to stop it (its lease is wrong: restart this host's flocker-agent to reconcile leases)"
+    )]
+    NotHolder {
+        /// The volume.
+        volume: String,
+        /// The container.
+        container: String,
+    },
     /// The control service could not confirm ownership.
     #[error("cannot check the owner of volume {volume} with the control service: {reason}")]
     Control {
@@ -82,8 +100,11 @@ impl From<TransferError> for Status {
             TransferError::Storage(StorageError::NoSuchVolume { .. }) => Code::NotFound,
             TransferError::MissingBase { .. }
             | TransferError::NotOwner { .. }
-            | TransferError::OwnedHere { .. } => Code::FailedPrecondition,
-            TransferError::Target { .. } | TransferError::Control { .. } => Code::Unavailable,
+            | TransferError::OwnedHere { .. }
+            | TransferError::NotHolder { .. } => Code::FailedPrecondition,
+            TransferError::Target { .. }
+            | TransferError::Control { .. }
+            | TransferError::Docker { .. } => Code::Unavailable,
             TransferError::Storage(_) => Code::Internal,
         };
         Status::new(code, e.to_string())

@@ -10,6 +10,8 @@
 //! - [`receive`]: apply an incoming stream; a dropped sender leaves nothing half-applied.
 //! - [`fence`]: a read-write mount only for the owner at the current epoch, asked of the
 //!   control service.
+//! - [`stop`]: stop the containers holding a volume through Docker (a move asked with
+//!   `--stop`).
 //! - [`service`]: the `Agent` service itself, built over a [`crate::storage::Backend`].
 //! - [`reconcile`]: follow the control service's volumes: create a new volume this node owns,
 //!   mount owned volumes read-write and replicas read-only.
@@ -24,6 +26,7 @@ pub mod receive;
 pub mod reconcile;
 pub mod server;
 pub mod service;
+pub mod stop;
 
 pub use error::TransferError;
 pub use server::{TransferConfig, serve};

@@ -10,8 +10,10 @@ use proto::agent::agent_server::AgentServer;
 
 use super::fence::Fence;
 use super::push::PushContext;
+use super::stop::Stopper;
 use super::{AgentService, reconcile};
 use crate::config::AgentConfig;
+use crate::docker::Docker;
 use crate::membership::AgentError;
 use crate::storage::{Backend, StorageError, StorageSpec};
 
@@ -26,6 +28,8 @@ pub struct TransferConfig {
     pub listen: SocketAddr,
     /// Bytes per second a push may send at most (`--send-limit`, for tests).
     pub rate_limit: Option<u64>,
+    /// dockerd's socket (`--docker`), for stopping containers when a move asks to.
+    pub docker: PathBuf,
 }
 
 /// Why an agent with storage stopped.
@@ -74,6 +78,10 @@ pub async fn serve(
             node: config.node.clone(),
             controls: config.controls.clone(),
             tls: config.tls.clone(),
+        },
+        Stopper {
+            docker: Docker::new(&transfer.docker),
+            volume_root: transfer.volume_root.clone(),
         },
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -15,6 +15,7 @@ use super::auth::{require_control, require_peer};
 use super::fence::Fence;
 use super::locks::VolumeLocks;
 use super::push::{PushContext, push};
+use super::stop::Stopper;
 use super::{TransferError, receive};
 use crate::storage::{Access, Backend, Storage, VolumeName};
 
@@ -23,15 +24,18 @@ use crate::storage::{Access, Backend, Storage, VolumeName};
 pub struct AgentService {
     push: PushContext,
     fence: Fence,
+    stopper: Stopper,
     locks: VolumeLocks,
 }
 
 impl AgentService {
-    /// A service over `storage`, streaming with `push.tls` and fencing with `fence`.
-    pub fn new(push: PushContext, fence: Fence) -> Self {
+    /// A service over `push.storage`, streaming with `push.tls`, fencing with `fence` and
+    /// stopping containers with `stopper`.
+    pub fn new(push: PushContext, fence: Fence, stopper: Stopper) -> Self {
         Self {
             push,
             fence,
+            stopper,
             locks: VolumeLocks::default(),
         }
     }
@@ -182,5 +186,21 @@ impl Agent for AgentService {
             });
         }
         Ok(Response::new(pb::Inventory { volumes }))
+    }
+
+    async fn stop_containers(
+        &self,
+        req: Request<pb::StopContainersRequest>,
+    ) -> Reply<pb::StoppedContainers> {
+        require_control(&req)?;
+        let req = req.into_inner();
+        let volume = VolumeName::new(&req.volume).map_err(TransferError::from)?;
+        let grace = std::time::Duration::from_secs(req.grace_seconds.into());
+        let stopped = self
+            .stopper
+            .stop(&volume, &req.container_ids, grace)
+            .instrument(tracing::info_span!("stop_containers", volume.name = %volume))
+            .await?;
+        Ok(Response::new(stopped))
     }
 }

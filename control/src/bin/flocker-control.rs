@@ -51,6 +51,10 @@ struct Args {
     /// Give up on a call (write commit, linearizable read) after this many milliseconds.
     #[arg(long, default_value_t = 5_000)]
     call_timeout_ms: u64,
+    /// How long a move's handoff waits for the containers holding the volume to let go
+    /// (stop, or with `volume move --stop` be stopped) before the move fails, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    lease_wait_ms: u64,
 }
 
 fn validate(args: Args) -> Result<Config, Vec<String>> {
@@ -103,6 +107,9 @@ fn validate(args: Args) -> Result<Config, Vec<String>> {
     if args.call_timeout_ms < 100 {
         errors.push("--call-timeout-ms must be at least 100".to_owned());
     }
+    if args.lease_wait_ms < 100 {
+        errors.push("--lease-wait-ms must be at least 100".to_owned());
+    }
     let tls = match TlsDir::load(&args.tls_dir) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -122,6 +129,10 @@ fn validate(args: Args) -> Result<Config, Vec<String>> {
             snapshot_threshold: args.snapshot_threshold,
             node_timeout: Duration::from_millis(args.node_timeout_ms),
             call_timeout: Duration::from_millis(args.call_timeout_ms),
+            moves: control::migration::MoveConfig {
+                lease_wait: Duration::from_millis(args.lease_wait_ms),
+                ..Default::default()
+            },
         }),
         _ => Err(errors),
     }

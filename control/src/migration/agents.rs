@@ -14,7 +14,8 @@ use crate::state::Node;
 
 /// How long connecting to an agent may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a short agent call (mount, inventory, clean-up) may take.
+/// How long a short agent call (mount, inventory, clean-up) may take; a stop may take the
+/// grace period more.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connection to one node's agent.
@@ -53,8 +54,8 @@ impl AgentLink {
         }
     }
 
-    /// The snapshots of `volume` here, oldest first (empty when the volume is absent).
-    pub async fn snapshots(&mut self, volume: &str) -> Result<Vec<String>, MoveError> {
+    /// Every volume on this node with its snapshots and bytes used.
+    pub async fn inventory(&mut self) -> Result<Vec<pb::VolumeSnapshots>, MoveError> {
         let mut req = tonic::Request::new(pb::InventoryRequest {});
         req.set_timeout(CALL_TIMEOUT);
         let inv = self
@@ -62,13 +63,40 @@ impl AgentLink {
             .inventory(req)
             .await
             .map_err(|s| self.failed(s))?;
-        Ok(inv
-            .into_inner()
-            .volumes
+        Ok(inv.into_inner().volumes)
+    }
+
+    /// The snapshots of `volume` here, oldest first (empty when the volume is absent).
+    pub async fn snapshots(&mut self, volume: &str) -> Result<Vec<String>, MoveError> {
+        Ok(self
+            .inventory()
+            .await?
             .into_iter()
             .find(|v| v.volume == volume)
             .map(|v| v.snapshots)
             .unwrap_or_default())
+    }
+
+    /// Stops `containers` (which hold `volume`) through this node's Docker: the stop signal,
+    /// then a kill after `grace`.
+    pub async fn stop_containers(
+        &mut self,
+        volume: &str,
+        containers: Vec<String>,
+        grace: Duration,
+    ) -> Result<pb::StoppedContainers, MoveError> {
+        let mut req = tonic::Request::new(pb::StopContainersRequest {
+            volume: volume.to_owned(),
+            container_ids: containers,
+            grace_seconds: grace.as_secs().try_into().unwrap_or(u32::MAX),
+        });
+        req.set_timeout(grace + CALL_TIMEOUT);
+        let stopped = self
+            .client
+            .stop_containers(req)
+            .await
+            .map_err(|s| self.failed(s))?;
+        Ok(stopped.into_inner())
     }
 
     /// Pushes `volume` to `target`, calling `on_progress` with the bytes sent so far.

@@ -3,8 +3,9 @@
 //! 1. **copying**: push rounds while the volume stays in use at the source, each from the
 //!    newest snapshot both sides hold; another round while the last one carried more than
 //!    the threshold, up to the round limit.
-//! 2. **handoff**: wait for the volume's leases to go, final push (the source unmounts
-//!    first), then `done`, which commits owner = target and epoch + 1 through Raft.
+//! 2. **handoff**: wait for the volume's leases to go (or stop their containers, see
+//!    [`super::holders`]), final push (the source unmounts first), then `done`, which
+//!    commits owner = target and epoch + 1 through Raft.
 //! 3. after the commit: record the source as a replica at the final snapshot, mount
 //!    read-write on the target (fenced by the new epoch) and read-only on the source, and
 //!    destroy the snapshots nobody needs.
@@ -62,7 +63,7 @@ impl Driver {
         .await
     }
 
-    async fn write(&self, cmd: Command) -> Result<crate::state::Response, MoveError> {
+    pub(super) async fn write(&self, cmd: Command) -> Result<crate::state::Response, MoveError> {
         match self.member.execute_local(Proposal::Write(cmd)).await? {
             Reply::Applied(r) => Ok(r),
             other => Err(MoveError::State(format!("unexpected reply {other:?}"))),
@@ -79,7 +80,7 @@ impl Driver {
         self.write(cmd).await.map(|_| ())
     }
 
-    fn node(&self, name: &str) -> Result<Node, MoveError> {
+    pub(super) fn node(&self, name: &str) -> Result<Node, MoveError> {
         self.member
             .sm
             .read(|s| s.nodes.get(name).cloned())
@@ -111,7 +112,7 @@ impl Driver {
             m.phase = Phase::Handoff;
             self.advance(&m, Phase::Handoff).await?;
         }
-        self.wait_for_leases(&m).await?;
+        self.release_holders(&m).await?;
         let epoch = self.epoch(&m.volume)?;
         let last = plan::final_snapshot(m.id);
         let handoff = Instant::now();
@@ -201,26 +202,6 @@ impl Driver {
             .sm
             .read(|s| s.volumes.get(volume).map(|v| v.epoch))
             .ok_or_else(|| MoveError::State(format!("volume {volume} is gone")))
-    }
-
-    /// Waits for the volume's leases to go, or fails naming the container and node.
-    async fn wait_for_leases(&self, m: &Migration) -> Result<(), MoveError> {
-        let deadline = Instant::now() + self.config.lease_wait;
-        loop {
-            let held = self
-                .member
-                .sm
-                .read(|s| s.leases.values().find(|l| l.volume == m.volume).cloned());
-            let Some(lease) = held else { return Ok(()) };
-            if Instant::now() >= deadline {
-                return Err(MoveError::Leased {
-                    volume: m.volume.clone(),
-                    container: lease.container_id,
-                    node: lease.node,
-                });
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
     }
 
     /// Records the replica, mounts it read-only and destroys snapshots nobody needs. Failures

@@ -6,12 +6,15 @@
 //! - [`agents`]: calling an agent's API with the member's control certificate.
 //! - [`drive`]: one move, phase by phase: copying rounds, handoff (leases, final push), the
 //!   owner commit, mounts and snapshot clean-up; failing cleanly before the commit.
+//! - [`holders`]: the start of the handoff: wait for the containers holding the volume to
+//!   let go, or (`--stop`) have their agents stop them.
 //! - [`leader`]: the loop that, while this member leads, drives every unfinished move.
 //! - [`error`]: [`MoveError`], what a failed step says.
 
 pub mod agents;
 pub mod drive;
 pub mod error;
+pub mod holders;
 pub mod leader;
 pub mod plan;
 
@@ -29,6 +32,9 @@ pub struct MoveConfig {
     pub max_rounds: u32,
     /// How long the handoff waits for containers to release their leases.
     pub lease_wait: Duration,
+    /// For a move asked to stop containers: how long Docker gives each one between the
+    /// stop signal (SIGTERM unless the image says otherwise) and SIGKILL.
+    pub stop_grace: Duration,
     /// How often a running push's progress is recorded through Raft.
     pub record_every: Duration,
 }
@@ -39,6 +45,7 @@ impl Default for MoveConfig {
             round_threshold: 4 << 20,
             max_rounds: 5,
             lease_wait: Duration::from_secs(60),
+            stop_grace: Duration::from_secs(10),
             record_every: Duration::from_secs(1),
         }
     }

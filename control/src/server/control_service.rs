@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proto::control as pb;
 use proto::control::control_server::Control;
+use proto::tls::TlsDir;
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
@@ -24,12 +25,13 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Serves the `Control` service for one member.
 pub struct ControlService {
     member: Member,
+    agent_tls: TlsDir,
 }
 
 impl ControlService {
-    /// A service over `member`.
-    pub fn new(member: Member) -> Self {
-        Self { member }
+    /// A service over `member`, calling agents (for volume usage) with `agent_tls`.
+    pub fn new(member: Member, agent_tls: TlsDir) -> Self {
+        Self { member, agent_tls }
     }
 
     async fn write(&self, command: Command) -> Result<state::Response, Status> {
@@ -166,6 +168,13 @@ impl Control for ControlService {
         }
     }
 
+    async fn volume_usage(&self, req: Request<pb::Empty>) -> Reply_<pb::VolumeUsageList> {
+        who(&req)?;
+        Ok(Response::new(
+            super::usage::volume_usage(&self.member, &self.agent_tls).await,
+        ))
+    }
+
     async fn set_volume_owner(&self, req: Request<pb::SetOwnerRequest>) -> Reply_<pb::Volume> {
         who(&req)?.require_operator()?;
         let r = req.into_inner();
@@ -212,11 +221,15 @@ impl Control for ControlService {
         &self,
         req: Request<pb::RecordMigrationRequest>,
     ) -> Reply_<pb::Migration> {
-        who(&req)?;
+        let caller = who(&req)?;
         let r = req.into_inner();
+        if r.stop_containers {
+            caller.require_operator()?;
+        }
         let cmd = Command::RecordMigration {
             volume: r.volume,
             to: r.to,
+            stop_containers: r.stop_containers,
         };
         Ok(Response::new(convert::migration_reply(
             self.write(cmd).await?,

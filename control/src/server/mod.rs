@@ -4,6 +4,7 @@
 //! - [`raft_service`]: openraft's RPCs, forwarded proposals, metrics (control certs only).
 //! - [`control_service`]: the Control API.
 //! - [`move_volume`]: `MoveVolume`, recording a move and streaming its progress.
+//! - [`usage`]: `VolumeUsage`, the bytes volumes use, asked of their owners' agents.
 //! - [`cluster_status`]: `cluster status`, probing every member.
 //! - [`status`]: execution errors to gRPC statuses, in one place.
 
@@ -13,11 +14,13 @@ pub mod control_service;
 pub mod move_volume;
 pub mod raft_service;
 pub mod status;
+pub mod usage;
 
 use std::future::Future;
 
 use proto::control::control_server::ControlServer;
 use proto::raft::raft_server::RaftServer;
+use proto::tls::TlsDir;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -26,17 +29,19 @@ use tonic::transport::{Server, ServerTlsConfig};
 use crate::member::Member;
 use crate::raft::network::MAX_MESSAGE_BYTES;
 
-/// Serves both services on `listener` until `shutdown` completes.
+/// Serves both services on `listener` until `shutdown` completes; `agent_tls` (the member's
+/// control certificate) is for asking agents what their volumes use.
 pub async fn serve(
     member: Member,
     listener: TcpListener,
     tls: ServerTlsConfig,
+    agent_tls: TlsDir,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let raft = RaftServer::new(raft_service::RaftService::new(member.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let control = ControlServer::new(control_service::ControlService::new(member));
+    let control = ControlServer::new(control_service::ControlService::new(member, agent_tls));
     // Small RPCs must not wait for delayed ACKs: Nagle off on every accepted socket (the
     // builder's own tcp_nodelay applies only to listeners it binds itself).
     let incoming = TcpListenerStream::new(listener).map(|conn| {

@@ -22,22 +22,12 @@ pub type MoveStream = Pin<Box<dyn Stream<Item = Result<pb::MoveProgress, Status>
 
 /// Starts moving `req.name` to `req.to` and returns its progress stream.
 pub async fn start(member: &Member, req: pb::MoveVolumeRequest) -> Result<MoveStream, Status> {
-    if req.stop_containers {
-        let held = member
-            .sm
-            .read(|s| s.leases.values().find(|l| l.volume == req.name).cloned());
-        if let Some(l) = held {
-            return Err(Status::failed_precondition(format!(
-                "--stop is not supported yet: the agent cannot stop containers; stop container {} on node {} yourself, then move volume {} again",
-                l.container_id, l.node, req.name
-            )));
-        }
-    }
     // Subscribe before recording, so no change of the new migration is missed.
     let mut events = member.sm.subscribe();
     let cmd = Command::RecordMigration {
         volume: req.name,
         to: req.to,
+        stop_containers: req.stop_containers,
     };
     let m = match member
         .execute(Proposal::Write(cmd))

@@ -97,7 +97,11 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
                 volume,
                 container_id,
             }),
-        Command::RecordMigration { volume, to } => record_migration(state, volume, to),
+        Command::RecordMigration {
+            volume,
+            to,
+            stop_containers,
+        } => record_migration(state, volume, to, stop_containers),
         Command::AdvanceMigration {
             id,
             phase,
@@ -299,6 +303,7 @@ fn record_migration(
     state: &mut State,
     volume: String,
     to: String,
+    stop_containers: bool,
 ) -> Result<Response, CommandError> {
     known_node(state, &to)?;
     let v = state
@@ -324,6 +329,7 @@ fn record_migration(
         bytes_sent: 0,
         rounds: 0,
         error: None,
+        stop_containers,
     };
     state.migrations.insert(m.id, m.clone());
     Ok(Response::Migration(m))

@@ -101,6 +101,9 @@ pub enum Command {
         volume: String,
         /// Destination node.
         to: String,
+        /// Stop the containers holding the volume at the handoff instead of waiting.
+        #[serde(default)]
+        stop_containers: bool,
     },
     /// A move progressed; reaching `done` hands the volume to the destination.
     AdvanceMigration {

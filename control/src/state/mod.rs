@@ -138,6 +138,10 @@ pub struct Migration {
     pub rounds: u32,
     /// Why it failed.
     pub error: Option<String>,
+    /// The handoff stops the containers holding the volume instead of waiting for them
+    /// (`volume move --stop`); replicated so that a new leader makes the same choice.
+    #[serde(default)]
+    pub stop_containers: bool,
 }
 
 /// An address held by a container.

@@ -145,6 +145,7 @@ fn migration_done_hands_over_with_new_epoch() {
         Command::RecordMigration {
             volume: "db".into(),
             to: "b".into(),
+            stop_containers: false,
         },
     ) else {
         panic!("expected a migration");
@@ -154,7 +155,8 @@ fn migration_done_hands_over_with_new_epoch() {
             &mut s,
             Command::RecordMigration {
                 volume: "db".into(),
-                to: "b".into()
+                to: "b".into(),
+                stop_containers: false,
             }
         ),
         Err(CommandError::VolumeMoving { .. })
@@ -201,6 +203,7 @@ fn a_held_volume_is_not_handed_over() {
         Command::RecordMigration {
             volume: "db".into(),
             to: "b".into(),
+            stop_containers: false,
         },
     ) else {
         panic!("expected a migration");
@@ -236,6 +239,7 @@ fn failed_migration_keeps_owner() {
         Command::RecordMigration {
             volume: "db".into(),
             to: "b".into(),
+            stop_containers: false,
         },
     );
     ok(
@@ -247,6 +251,35 @@ fn failed_migration_keeps_owner() {
     );
     assert_eq!(s.volumes["db"].owner.as_deref(), Some("a"));
     assert_eq!(s.migrations[&1].error.as_deref(), Some("disk full"));
+}
+
+#[test]
+fn the_stop_choice_is_replicated_and_older_entries_mean_wait() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    let record = Command::RecordMigration {
+        volume: "db".into(),
+        to: "b".into(),
+        stop_containers: true,
+    };
+    let Response::Migration(m) = ok(&mut s, record) else {
+        panic!("expected a migration");
+    };
+    assert!(m.stop_containers && s.migrations[&m.id].stop_containers);
+    // Log entries and snapshots written before the flag existed decode as "wait".
+    let old: Command =
+        serde_json::from_str(r#"{"op":"record_migration","volume":"db","to":"b"}"#).unwrap();
+    assert!(matches!(
+        old,
+        Command::RecordMigration {
+            stop_containers: false,
+            ..
+        }
+    ));
+    let mut json = serde_json::to_value(&s.migrations[&m.id]).unwrap();
+    json.as_object_mut().unwrap().remove("stop_containers");
+    let old: Migration = serde_json::from_value(json).unwrap();
+    assert!(!old.stop_containers);
 }
 
 #[test]
@@ -376,8 +409,11 @@ fn arb_command() -> impl Strategy<Value = Command> {
             volume,
             container_id
         }),
-        (vol.clone(), node.clone())
-            .prop_map(|(volume, to)| Command::RecordMigration { volume, to }),
+        (vol.clone(), node.clone()).prop_map(|(volume, to)| Command::RecordMigration {
+            volume,
+            to,
+            stop_containers: false,
+        }),
         (
             1u64..4,
             prop::sample::select(vec![
@@ -604,6 +640,7 @@ fn leases_block_owner_change_and_handoff() {
         Command::RecordMigration {
             volume: "db".into(),
             to: "b".into(),
+            stop_containers: false,
         },
     );
     let done = Command::AdvanceMigration {

@@ -1,7 +1,7 @@
 //! Agent hosts for move tests: each a real `flocker-agent` process with its own zfs-fuse
 //! pool (`TestPool`, unique names), volume root and node certificate, on a free loopback
-//! port. Dropping a host kills its agent, destroys its pool and removes its volume root, also
-//! on panic.
+//! port, optionally in front of a dockerd of the test's ([`Host::docker_socket`]). Dropping
+//! a host kills its agent, destroys its pool and removes its volume root, also on panic.
 
 #![allow(dead_code)]
 
@@ -30,11 +30,15 @@ pub fn agent_binary() -> PathBuf {
     bin
 }
 
-/// One agent host. Fields drop in order: the agent, then its pool, then its volume root.
+/// One agent host. Fields drop in order: the agent, then its pool, then the shared bind of
+/// its volume root, then the volume root.
 pub struct Host {
     pub agent: Option<Proc>,
     pub pool: TestPool,
+    shared: Option<SharedMount>,
     pub root: Scratch,
+    /// dockerd's socket for the agent's Docker side (`None`: a socket nothing listens on).
+    pub docker_socket: Option<PathBuf>,
     pub name: String,
     pub port: u16,
     pub log: PathBuf,
@@ -54,7 +58,9 @@ impl Host {
             agent: None,
             log: root.path().with_extension("agent.log"),
             pool,
+            shared: None,
             root,
+            docker_socket: None,
             name: name.to_owned(),
             port: free_port(),
             send_limit,
@@ -75,15 +81,18 @@ impl Host {
             .arg("--volume-root")
             .arg(self.root.path())
             .args(["--heartbeat-ms", "300"])
-            // The Docker side is not under test here: give it this host's own socket paths so
-            // that several agents on one machine do not claim the defaults.
+            // This host's own socket paths, so that several agents on one machine do not
+            // claim the defaults; without a dockerd, one that nothing listens on.
             .arg(format!(
-                "--listen-docker=unix://{}/docker-proxy.sock",
-                self.root.path().display()
+                "--listen-docker=unix://{}",
+                self.proxy_socket().display()
             ))
             .arg(format!(
-                "--docker=unix://{}/no-dockerd.sock",
-                self.root.path().display()
+                "--docker=unix://{}",
+                self.docker_socket
+                    .clone()
+                    .unwrap_or_else(|| self.root.path().join("no-dockerd.sock"))
+                    .display()
             ))
             .arg(format!(
                 "--state-dir={}/agent-state",
@@ -103,6 +112,22 @@ impl Host {
         self.agent = Some(Proc {
             child: cmd.spawn().expect("spawn flocker-agent"),
         });
+    }
+
+    /// The agent's Docker proxy (the `flocker` adapter in front of dockerd).
+    pub fn proxy_socket(&self) -> PathBuf {
+        self.root.path().join("docker-proxy.sock")
+    }
+
+    /// Makes the volume root a shared mount (bound onto itself), so that a dockerd started
+    /// afterwards in its own mount namespace (`unshare -m --propagation slave`) sees the
+    /// volumes zfs-fuse mounts there later. Call before starting that dockerd.
+    pub fn share_volume_root(&mut self) {
+        let root = self.root.path().to_str().unwrap().to_owned();
+        crate::support::sh("mount", &["--bind", &root, &root]);
+        let shared = SharedMount(self.root.path().to_owned());
+        crate::support::sh("mount", &["--make-shared", &root]);
+        self.shared = Some(shared);
     }
 
     /// SIGKILLs the agent.
@@ -135,5 +160,14 @@ impl Host {
     /// The agent's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A bind mount unmounted (lazily) on drop.
+struct SharedMount(PathBuf);
+
+impl Drop for SharedMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }

@@ -36,8 +36,13 @@ impl Lab {
     }
 
     /// `members` control members and the given hosts, started.
-    pub async fn with_hosts(members: usize, mut hosts: Vec<Host>) -> Lab {
-        let c = Cluster::start(members, &[]);
+    pub async fn with_hosts(members: usize, hosts: Vec<Host>) -> Lab {
+        Self::with_hosts_flags(members, hosts, &[]).await
+    }
+
+    /// As [`Lab::with_hosts`], each control member started with `flags`.
+    pub async fn with_hosts_flags(members: usize, mut hosts: Vec<Host>, flags: &[&str]) -> Lab {
+        let c = Cluster::start(members, flags);
         c.leader(1).await;
         for h in &mut hosts {
             h.start(&c);
@@ -53,13 +58,18 @@ impl Lab {
         lab
     }
 
+    /// Waits until node `name` is registered and up and, for one of this lab's hosts, its
+    /// agent accepts connections (a restarted agent's node can still be up from before).
     pub async fn wait_node_up(&self, name: &str) {
         let c = self.c.client(1).await;
+        let port = self.hosts.iter().find(|h| h.name == name).map(|h| h.port);
         eventually(Duration::from_secs(30), "agent to register", || {
             let mut c = c.clone();
             async move {
                 let nodes = c.list_nodes(pb::Empty {}).await.ok()?.into_inner().nodes;
-                nodes.iter().any(|n| n.name == name && n.up).then_some(())
+                let listening =
+                    port.is_none_or(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok());
+                (listening && nodes.iter().any(|n| n.name == name && n.up)).then_some(())
             }
         })
         .await;
@@ -76,6 +86,22 @@ impl Lab {
             .args(["--output", "json"])
             .args(args);
         cmd
+    }
+
+    /// `flockerctl ARGS` (human output) through member 1; panics unless it succeeds.
+    pub fn ctl_table(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_flockerctl"))
+            .args(["--control", &self.c.addr(1), "--tls-dir"])
+            .arg(self.c.pki.issue(Role::User, "admin"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "flockerctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn ctl(&self, args: &[&str]) -> Output {
@@ -102,8 +128,15 @@ impl Lab {
 
     /// Starts `flockerctl volume move` through member `via`; events arrive on the reader.
     pub fn start_move(&self, via: u64, name: &str, to: usize) -> Mover {
+        self.start_move_with(via, name, to, &[])
+    }
+
+    /// As [`Lab::start_move`], with more flags (`--stop`).
+    pub fn start_move_with(&self, via: u64, name: &str, to: usize, flags: &[&str]) -> Mover {
+        let mut args = vec!["volume", "move", name, "--to", &self.hosts[to].name];
+        args.extend_from_slice(flags);
         let mut child = self
-            .flockerctl(via, &["volume", "move", name, "--to", &self.hosts[to].name])
+            .flockerctl(via, &args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -118,6 +151,19 @@ impl Lab {
         let events = m.rest();
         m.expect_success(&events);
         events
+    }
+
+    /// What `volume ls --output json` says `name` uses (`None`: unknown, shown as `-`).
+    pub fn used(&self, name: &str) -> Option<u64> {
+        let out = self.ctl(&["volume", "ls"]);
+        let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("volume {name} not listed: {all}"));
+        v["used_bytes"].as_u64()
     }
 
     pub fn volume(&self, name: &str) -> Value {

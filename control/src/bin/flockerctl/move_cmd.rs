@@ -7,23 +7,8 @@ use proto::control as pb;
 use serde_json::json;
 use tokio_stream::StreamExt;
 
+use super::output::human;
 use super::{Ctx, Format, call_failed};
-
-/// Human-readable bytes: `12.3 MiB`.
-pub fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
-}
 
 fn line(p: &pb::MoveProgress) -> String {
     format!(

@@ -1,11 +1,18 @@
 //! `flockerctl volume ls|create|inspect|move|rm` (`move` lives in [`super::move_cmd`]).
 
+use std::collections::BTreeMap;
+
 use clap::Subcommand;
 use proto::control as pb;
+use proto::control::control_client::ControlClient;
 use serde_json::{Value, json};
+use tonic::transport::Channel;
 
-use super::output::{self, opt};
+use super::output::{self, human, opt};
 use super::{Ctx, Format, call_failed};
+
+/// Bytes used by volume name, as their owners' agents reported them just now.
+type Usage = BTreeMap<String, u64>;
 
 /// Volume verbs.
 #[derive(Subcommand, Debug)]
@@ -35,7 +42,8 @@ pub enum Verb {
         /// Destination node.
         #[arg(long)]
         to: String,
-        /// Stop the containers holding the volume instead of waiting for them.
+        /// Stop the containers holding the volume (SIGTERM, SIGKILL after 10 s) instead of
+        /// waiting for them; they are not restarted on the target.
         #[arg(long)]
         stop: bool,
     },
@@ -68,17 +76,34 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
-fn to_json(v: &pb::Volume) -> Value {
+/// What the owners' agents say the volumes use; empty (every volume `-`) if the member
+/// cannot tell, so a listing never fails for want of usage.
+async fn usage(c: &mut ControlClient<Channel>) -> Usage {
+    match c.volume_usage(pb::Empty {}).await {
+        Ok(list) => list
+            .into_inner()
+            .volumes
+            .into_iter()
+            .map(|u| (u.volume, u.used_bytes))
+            .collect(),
+        Err(_) => Usage::new(),
+    }
+}
+
+fn to_json(v: &pb::Volume, usage: &Usage) -> Value {
     json!({
         "name": v.name, "id": v.id, "size_limit": v.size_limit, "owner": v.owner,
         "epoch": v.epoch, "state": v.state, "created_ms": v.created_ms, "metadata": v.metadata,
+        "used_bytes": usage.get(&v.name),
         "replicas": v.replicas.iter().map(|r| json!({"node": r.node, "snapshot": r.snapshot})).collect::<Vec<_>>(),
     })
 }
 
-fn print(vols: &[pb::Volume], format: Format) {
+fn print(vols: &[pb::Volume], usage: &Usage, format: Format) {
     match format {
-        Format::Json => output::json(&Value::Array(vols.iter().map(to_json).collect())),
+        Format::Json => output::json(&Value::Array(
+            vols.iter().map(|v| to_json(v, usage)).collect(),
+        )),
         Format::Table => {
             let rows: Vec<Vec<String>> = vols
                 .iter()
@@ -89,7 +114,8 @@ fn print(vols: &[pb::Volume], format: Format) {
                         opt(v.owner.clone()),
                         v.epoch.to_string(),
                         v.state.clone(),
-                        opt(v.size_limit),
+                        opt(usage.get(&v.name).copied().map(human)),
+                        opt(v.size_limit.map(human)),
                         v.replicas
                             .iter()
                             .map(|r| r.node.as_str())
@@ -105,6 +131,7 @@ fn print(vols: &[pb::Volume], format: Format) {
                     "OWNER",
                     "EPOCH",
                     "STATE",
+                    "USED",
                     "SIZE LIMIT",
                     "REPLICAS",
                 ],
@@ -128,7 +155,8 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .map_err(call_failed)?
                 .into_inner()
                 .volumes;
-            print(&vols, ctx.format);
+            let usage = usage(&mut c).await;
+            print(&vols, &usage, ctx.format);
         }
         Verb::Create { name, size, owner } => {
             let req = pb::CreateVolumeRequest {
@@ -142,7 +170,7 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .await
                 .map_err(call_failed)?
                 .into_inner();
-            print(&[v], ctx.format);
+            print(&[v], &Usage::new(), ctx.format);
         }
         Verb::Inspect { name } => {
             let v = c
@@ -150,9 +178,10 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .await
                 .map_err(call_failed)?
                 .into_inner();
+            let v = to_json(&v, &usage(&mut c).await);
             match ctx.format {
-                Format::Json => output::json(&to_json(&v)),
-                Format::Table => println!("{}", serde_json::to_string_pretty(&to_json(&v))?),
+                Format::Json => output::json(&v),
+                Format::Table => println!("{}", serde_json::to_string_pretty(&v)?),
             }
         }
         Verb::Move { .. } => unreachable!("handled above"),
@@ -163,7 +192,7 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .map_err(call_failed)?
                 .into_inner();
             match ctx.format {
-                Format::Json => output::json(&to_json(&v)),
+                Format::Json => output::json(&to_json(&v, &Usage::new())),
                 Format::Table => println!("deleted volume {}", v.name),
             }
         }
