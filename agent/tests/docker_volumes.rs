@@ -354,6 +354,12 @@ fn killer_demo_on_zfs() {
         "/data/file",
     ]);
     assert_eq!(out.trim(), "fish");
+    // The containers wrote into the ZFS dataset itself (mounted here by zfs-fuse), not into
+    // the directory under its mountpoint.
+    assert_eq!(
+        std::fs::read_to_string(stack.volume_root().join("zdemo/file")).unwrap(),
+        "fish\n"
+    );
     assert_eq!(volume_owner(&stack, "zdemo").as_deref(), Some("n1"));
     assert!(
         pool.datasets().lines().any(|d| d.ends_with("/zdemo")),

@@ -1,5 +1,5 @@
 //! Moves that something gets in the way of, in the lab: a writer that keeps writing until
-//! the handoff, the sending agent killed with SIGKILL, the control leader killed. The lab's
+//! the move stops it, the sending agent killed with SIGKILL, the control leader killed. The lab's
 //! agents send at most `SEND_LIMIT` bytes a second, so a 48 MiB volume takes a few seconds
 //! to copy and the kills land in the middle of it.
 
@@ -56,12 +56,13 @@ struct Move {
 }
 
 impl Move {
-    fn start(via: u64, name: &str, to: u32) -> Self {
+    fn start(via: u64, name: &str, to: u32, options: &[&str]) -> Self {
         let mut child = Command::new(lab_script())
             .env("BIN_DIR", bin_dir())
             .env("FLOCKER_CONTROL", format!("192.168.77.1{via}:4523"))
             .args(["ctl", "--output", "json", "volume", "move", name])
             .args(["--to", &format!("node{to}")])
+            .args(options)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -116,10 +117,10 @@ fn bytes_flow(event: &Value) -> bool {
 }
 
 /// A container on node1 appends a line, fsyncs it, then prints that it is written, many
-/// times a second, while its volume is copied to node2. At the handoff (which waits for
-/// the writer's lease) the writer is stopped; on node2 every line it acknowledged is there.
+/// times a second, while its volume is copied to node2. `volume move --stop` stops the
+/// writer at the handoff; on node2 every line it acknowledged is there.
 pub fn a_move_while_a_writer_runs_loses_no_acknowledged_write() {
-    let writer = "i=0; while true; do echo \"line $i\" >> /data/lines && sync /data/lines \
+    let writer = "trap 'exit 0' TERM; i=0; while true; do echo \"line $i\" >> /data/lines && sync /data/lines \
                   && echo \"acked $i\"; i=$((i+1)); sleep 0.02; done";
     docker_ok(
         1,
@@ -142,11 +143,24 @@ pub fn a_move_while_a_writer_runs_loses_no_acknowledged_write() {
         "the writer's first acknowledged lines",
         || acked() >= 20,
     );
-    let mut mover = Move::start(1, "writer", 2);
-    mover.until("the handoff", |e| e["phase"] == "handoff");
-    docker_ok(1, &["stop", "-t", "1", "writer"]);
-    let (ok, phase, events) = mover.finish();
+    // `--stop`: at the handoff the move stops the writer (SIGTERM, which its trap turns
+    // into an exit) instead of waiting for its lease.
+    let (ok, phase, events) = Move::start(1, "writer", 2, &["--stop"]).finish();
     assert!(ok && phase == "done", "{events}");
+    let state = docker(
+        1,
+        &[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.State.ExitCode}}",
+            "writer",
+        ],
+    );
+    assert_eq!(
+        stdout(&state).trim(),
+        "false 0",
+        "the move stopped the writer"
+    );
 
     let logs = stdout(&docker(1, &["logs", "writer"]));
     let last: u64 = logs
@@ -180,7 +194,7 @@ pub fn a_move_while_a_writer_runs_loses_no_acknowledged_write() {
 /// with its data; once the agent is back, the same move succeeds and node2 has the data.
 pub fn killing_the_sending_agent_fails_the_move_cleanly_and_a_retry_succeeds() {
     let sum = fill(1, "crash");
-    let mut mover = Move::start(1, "crash", 2);
+    let mut mover = Move::start(1, "crash", 2, &[]);
     mover.until("bytes flowed", bytes_flow);
     lab(&["kill", "agent", "1"]);
     let (ok, phase, events) = mover.finish();
@@ -191,7 +205,7 @@ pub fn killing_the_sending_agent_fails_the_move_cleanly_and_a_retry_succeeds() {
 
     lab(&["start", "agent", "1"]);
     assert_eq!(checksum(1, "crash"), sum, "node1's data after the crash");
-    let (ok, phase, events) = Move::start(1, "crash", 2).finish();
+    let (ok, phase, events) = Move::start(1, "crash", 2, &[]).finish();
     assert!(ok && phase == "done", "the retry: {events}");
     assert_eq!(checksum(2, "crash"), sum, "node2's data after the retry");
 }
@@ -206,7 +220,7 @@ pub fn killing_the_control_leader_does_not_stop_a_move() {
     .unwrap();
     let leader = status["leader"].as_u64().expect("a leader");
     let via = (1..=3).find(|m| *m != leader).unwrap();
-    let mut mover = Move::start(via, "failover", 1);
+    let mut mover = Move::start(via, "failover", 1, &[]);
     mover.until("bytes flowed", bytes_flow);
     lab(&["kill", "member", &leader.to_string()]);
     let (ok, phase, events) = mover.finish();

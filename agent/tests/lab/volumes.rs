@@ -8,8 +8,8 @@ use super::network::{fetch, run_with_address};
 use super::support::wait_until;
 use super::{docker, docker_ok, docker_via_agent, ip_line, lab, run, stderr, stdout};
 
-/// The row of `flockerctl volume ls` for `name`, split into its columns (NAME ID OWNER
-/// EPOCH STATE SIZE-LIMIT REPLICAS).
+/// The row of `flockerctl volume ls` for `name`, split into words: NAME ID OWNER EPOCH
+/// STATE, then USED and SIZE LIMIT (a size may be two words, `8.1 MiB`), then REPLICAS.
 pub fn volume_row(name: &str) -> Vec<String> {
     let volumes = stdout(&lab(&["ctl", "volume", "ls"]));
     volumes

@@ -15,6 +15,14 @@ pub fn start_dockerd(root: &Path) -> Proc {
     std::fs::create_dir_all(&plugins).unwrap();
     std::fs::create_dir_all("/run/docker/plugins").unwrap();
     let log = std::fs::File::create(root.join("dockerd.log")).unwrap();
+    // As shared/LAB.md step 1: with `/` private, the slave namespace below would never see
+    // the volume mounts zfs-fuse makes after dockerd starts, and containers would bind the
+    // empty directories under them instead of the volumes.
+    let shared = Command::new("mount")
+        .args(["--make-rshared", "/"])
+        .status()
+        .expect("mount runs");
+    assert!(shared.success(), "mount --make-rshared / failed");
     let script = format!(
         "mount --bind {plugins} /run/docker/plugins && exec dockerd -H unix://{sock} --data-root {root}/droot --exec-root {root}/dexec --pidfile {root}/docker.pid",
         plugins = plugins.display(),
