@@ -62,7 +62,28 @@ struct Lab;
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_logs();
+        }
         let _ = run(lab_script().to_str().unwrap(), &["down"]);
+    }
+}
+
+/// The end of every agent's and control member's log, before `down` deletes them: what a
+/// failed run needs to be understood.
+fn print_logs() {
+    for node in 1..=3 {
+        for name in ["agent.log", "control.log"] {
+            let path = format!("/var/lib/lab/node{node}/{name}");
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("==== {path} (last 40 lines)");
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 

@@ -191,7 +191,8 @@ pub fn a_move_while_a_writer_runs_loses_no_acknowledged_write() {
 }
 
 /// SIGKILL to node1's agent while it sends: the move fails, node1 still owns the volume
-/// with its data; once the agent is back, the same move succeeds and node2 has the data.
+/// with its data; once the agent is back, the same move succeeds and node2 has the data;
+/// the move back to node1 is incremental.
 pub fn killing_the_sending_agent_fails_the_move_cleanly_and_a_retry_succeeds() {
     let sum = fill(1, "crash");
     let mut mover = Move::start(1, "crash", 2, &[]);
@@ -205,9 +206,29 @@ pub fn killing_the_sending_agent_fails_the_move_cleanly_and_a_retry_succeeds() {
 
     lab(&["start", "agent", "1"]);
     assert_eq!(checksum(1, "crash"), sum, "node1's data after the crash");
-    let (ok, phase, events) = Move::start(1, "crash", 2, &[]).finish();
+    let retry = Move::start(1, "crash", 2, &[]);
+    let (ok, phase, events) = retry.finish();
     assert!(ok && phase == "done", "the retry: {events}");
     assert_eq!(checksum(2, "crash"), sum, "node2's data after the retry");
+
+    // node1 kept a read-only replica at the move's final snapshot: the way back sends
+    // only what changed since (nothing but metadata), not the 48 MiB again.
+    let mut back = Move::start(2, "crash", 1, &[]);
+    let sent = std::iter::from_fn(|| back.next())
+        .filter_map(|e| e["bytes_sent"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let (ok, phase, events) = back.finish();
+    assert!(ok && phase == "done", "the move back: {events}");
+    assert!(
+        sent < 1 << 20,
+        "the move back sent {sent} bytes: not incremental"
+    );
+    assert_eq!(
+        checksum(1, "crash"),
+        sum,
+        "node1's data after the move back"
+    );
 }
 
 /// SIGKILL to the control leader while node3 sends a volume to node1 (the move asked of a
