@@ -121,7 +121,8 @@ impl AgentHost {
             .args(["--heartbeat-ms", "300", "--underlay", UNDERLAY])
             .arg("--wait-for-net")
             .arg(&self.wait_for_net)
-            .env("RUST_LOG", "info,agent=debug")
+            // proxy::chain at debug: one line per hook call with its duration.
+            .env("RUST_LOG", "info,agent=debug,proxy::chain=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(log);
@@ -148,6 +149,21 @@ impl AgentHost {
             self.node,
             self.log()
         );
+    }
+
+    /// The `weave` post-hook calls the agent's proxy logged, as (request path, duration in
+    /// ms): for a start with `WEAVE_CIDR`, inspect, allocate and attach.
+    pub fn weave_post_hooks(&self) -> Vec<(String, f64)> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("hook.adapter=weave hook.type=\"post-hook\""))
+            .filter(|l| l.contains("hook call finished") && l.contains("hook.outcome=ok"))
+            .filter_map(|l| {
+                let path = l.split("http.path=\"").nth(1)?.split('"').next()?;
+                let ms = l.rsplit("hook.duration_ms=").next()?;
+                Some((path.to_owned(), ms.split_whitespace().next()?.parse().ok()?))
+            })
+            .collect()
     }
 
     /// SIGKILLs the agent (no cleanup of its own runs).
