@@ -4,126 +4,12 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Child, Command, Stdio};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use agent::network::{Ipv4Cidr, NetlinkNetwork, Netns, Network, OverlayConfig};
-use common::{TestNetns, poll_until, prerequisites, run};
-
-const UNDERLAY: &str = "underlay";
-
-/// A host: its namespace, its underlay address, the agent's network code working in it.
-struct Host {
-    ns: TestNetns,
-    ip: Ipv4Addr,
-    net: NetlinkNetwork,
-}
-
-/// Two hosts on one underlay link, each with the overlay built and the other as its peer.
-async fn two_hosts() -> (Host, Host) {
-    let ns1 = TestNetns::new("wnh");
-    let ns2 = TestNetns::new("wnh");
-    run(
-        "ip",
-        &[
-            "link", "add", UNDERLAY, "netns", &ns1.name, "type", "veth", "peer", "name", UNDERLAY,
-            "netns", &ns2.name,
-        ],
-    );
-    let ip1 = Ipv4Addr::new(10, 97, 0, 1);
-    let ip2 = Ipv4Addr::new(10, 97, 0, 2);
-    let mut hosts = Vec::new();
-    for (ns, ip) in [(ns1, ip1), (ns2, ip2)] {
-        ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", UNDERLAY]);
-        ns.ip(&["link", "set", UNDERLAY, "up"]);
-        let net = NetlinkNetwork::new_in(&Netns::Path(ns.path()), OverlayConfig::new(UNDERLAY))
-            .await
-            .expect("connect to the host netns");
-        net.ensure_overlay().await.expect("overlay");
-        hosts.push(Host { ns, ip, net });
-    }
-    let h2 = hosts.pop().unwrap();
-    let h1 = hosts.pop().unwrap();
-    h1.net.set_peers(&[IpAddr::V4(h2.ip)]).await.unwrap();
-    h2.net.set_peers(&[IpAddr::V4(h1.ip)]).await.unwrap();
-    (h1, h2)
-}
-
-/// A "container": `sleep` in a network namespace of its own, started inside a host.
-struct Container {
-    child: Child,
-    pid: u32,
-}
-
-impl Container {
-    fn start(host: &Host) -> Self {
-        Self::start_cmd(host, &["sleep", "300"], "sleep")
-    }
-
-    /// Run `command` in a new netns inside `host`; ready once the process is `comm`.
-    fn start_cmd(host: &Host, command: &[&str], comm: &str) -> Self {
-        let host_ns = std::fs::read_link(host.ns.path()).ok();
-        let child = host
-            .ns
-            .command("unshare")
-            .arg("--net")
-            .args(command)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start a container process");
-        let pid = child.id();
-        let container = Self { child, pid };
-        let ready = poll_until(Duration::from_secs(5), || {
-            let ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
-            container.comm() == comm && ns.is_some() && ns != host_ns
-        });
-        assert!(ready, "container process {pid} never reached its own netns");
-        container
-    }
-
-    fn comm(&self) -> String {
-        let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.pid));
-        comm.unwrap_or_default().trim().to_owned()
-    }
-
-    /// `ping` from inside the container: true if a reply came within `deadline`.
-    fn ping(&self, addr: &str, deadline: Duration) -> bool {
-        let secs = format!("{}", deadline.as_secs_f64());
-        Command::new("nsenter")
-            .arg(format!("--net=/proc/{}/ns/net", self.pid))
-            .args([
-                "ping", "-n", "-q", "-c", "1", "-i", "0.01", "-w", &secs, addr,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    }
-
-    /// `ip ARGS...` inside the container.
-    fn ip(&self, args: &[&str]) -> String {
-        let out = Command::new("nsenter")
-            .arg(format!("--net=/proc/{}/ns/net", self.pid))
-            .arg("ip")
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cidr(s: &str) -> Ipv4Cidr {
-    s.parse().unwrap()
-}
+use agent::network::Network;
+use common::overlay::{Container, cidr, two_hosts};
+use common::{poll_until, prerequisites, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlay_has_the_vxlan_mtu_and_follows_the_peer_list() {
@@ -332,4 +218,52 @@ async fn wait_for_net_in_a_container_runs_the_command_once_attached() {
         "command running {:?} after attach began",
         attached.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reattach_converges_and_a_stale_pair_is_removed_alone() {
+    if !prerequisites("a_reattach_converges_and_a_stale_pair_is_removed_alone") {
+        return;
+    }
+    let (h1, _h2) = two_hosts().await;
+    let a = Container::start(&h1);
+    let b = Container::start(&h1);
+    h1.net
+        .attach(
+            "ctr-a",
+            a.pid,
+            &[cidr("10.255.0.1/16"), cidr("10.255.9.9/16")],
+        )
+        .await
+        .unwrap();
+    // Attach with other addresses: ethwe ends with exactly those, the others are gone.
+    let again = h1
+        .net
+        .attach("ctr-a", a.pid, &[cidr("10.255.0.2/24")])
+        .await
+        .unwrap();
+    assert_eq!(again.cidrs, [cidr("10.255.0.2/24")]);
+    let shown = a.ip(&["-4", "-o", "addr", "show", "ethwe"]);
+    assert!(
+        shown.contains("inet 10.255.0.2/24") && !shown.contains("10.255.0.1"),
+        "{shown}"
+    );
+
+    // detach_one removes the one pair it names, not the container's others or another's.
+    h1.net
+        .attach("ctr-b", b.pid, &[cidr("10.255.0.3/16")])
+        .await
+        .unwrap();
+    let listed = h1.net.list_attached().await.unwrap();
+    let of_a = listed.iter().find(|x| x.container == "ctr-a").unwrap();
+    assert!(h1.net.detach_one(of_a).await.unwrap());
+    assert!(!h1.net.detach_one(of_a).await.unwrap(), "already gone");
+    let left = h1.net.list_attached().await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].container, "ctr-b");
+    // A listing whose container id no longer matches the interface is left alone.
+    let mut other = left[0].clone();
+    other.container = "ctr-z".into();
+    assert!(!h1.net.detach_one(&other).await.unwrap());
+    assert_eq!(h1.net.list_attached().await.unwrap().len(), 1);
 }

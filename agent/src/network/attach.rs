@@ -14,14 +14,15 @@
 //!    change has been processed, after that.)
 //!
 //! `wait-for-net` starts the command once `ethwe` is up with an address (step 4).
-//! If a step fails, the pair is deleted again. A second attach of the same container only
-//! adds missing addresses and announces again.
+//! If a step fails, the pair is deleted again. A second attach of the same container
+//! brings `ethwe`'s IPv4 addresses to exactly the given ones (removing others, adding the
+//! missing ones) and announces again.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
-use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{BridgePortState, InfoBridgePort, InfoPortData};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth};
 
@@ -119,6 +120,19 @@ pub async fn detach(host: &Handle, container: &str) -> Result<bool, NetError> {
     Ok(found)
 }
 
+/// Remove the one host end `attachment` names (as [`list`] found it), if it still carries
+/// the same container id; `false` when it is gone already or now belongs to another.
+pub async fn detach_one(host: &Handle, attachment: &Attachment) -> Result<bool, NetError> {
+    let Some(l) = link::find(host, &attachment.host_iface).await? else {
+        return Ok(false);
+    };
+    if link::alias(&l).unwrap_or_default() != attachment.container {
+        return Ok(false);
+    }
+    link::delete(host, l.header.index, &attachment.host_iface).await?;
+    Ok(true)
+}
+
 /// Every container attached to the bridge, with the addresses its `ethwe` really has.
 pub async fn list(host: &Handle, overlay: &Overlay) -> Result<Vec<Attachment>, NetError> {
     let mut out = Vec::new();
@@ -189,7 +203,7 @@ async fn create_pair(
     }
 }
 
-/// Step 4, inside the container's namespace.
+/// Step 4, inside the container's namespace: `ethwe` ends with exactly `cidrs`.
 async fn configure_inside(pid: u32, cidrs: &[Ipv4Cidr]) -> Result<(), NetError> {
     let ns = Netns::Pid(pid);
     let inside = netns::connect(&ns).await?;
@@ -199,6 +213,17 @@ async fn configure_inside(pid: u32, cidrs: &[Ipv4Cidr]) -> Result<(), NetError> 
     netns::run_in(&ns, move || std::fs::write(sysctl_path, "1"))
         .await?
         .map_err(|source| NetError::Sysctl { pid, path, source })?;
+    // Others first: removing a subnet's primary address also removes its secondaries.
+    for (cidr, message) in address_messages(&inside, ethwe.header.index).await? {
+        if !cidrs.contains(&cidr) {
+            match inside.address().del(message).execute().await {
+                Err(e) if link::errno(&e) == Some(link::EADDRNOTAVAIL) => {}
+                other => {
+                    other.map_err(link::nl_err("remove a stale address from", CONTAINER_IFACE))?
+                }
+            }
+        }
+    }
     for cidr in cidrs {
         let added = inside
             .address()
@@ -249,26 +274,38 @@ async fn announce(host: &Handle, host_name: &str, pid: u32) -> Result<(), NetErr
 async fn addresses_inside(pid: u32) -> Result<Vec<Ipv4Cidr>, NetError> {
     let inside = netns::connect(&Netns::Pid(pid)).await?;
     let ethwe = link::require(&inside, CONTAINER_IFACE, "container interface").await?;
-    let messages: Vec<_> = inside
+    let mut cidrs: Vec<Ipv4Cidr> = address_messages(&inside, ethwe.header.index)
+        .await?
+        .into_iter()
+        .map(|(cidr, _)| cidr)
+        .collect();
+    cidrs.sort();
+    Ok(cidrs)
+}
+
+/// The IPv4 addresses of link `index`, each with the message that deletes it.
+async fn address_messages(
+    inside: &Handle,
+    index: u32,
+) -> Result<Vec<(Ipv4Cidr, AddressMessage)>, NetError> {
+    let messages: Vec<AddressMessage> = inside
         .address()
         .get()
-        .set_link_index_filter(ethwe.header.index)
+        .set_link_index_filter(index)
         .execute()
         .try_collect()
         .await
         .map_err(link::nl_err("list addresses of", CONTAINER_IFACE))?;
-    let mut cidrs: Vec<Ipv4Cidr> = messages
-        .iter()
+    Ok(messages
+        .into_iter()
         .filter_map(|m| {
             let addr = m.attributes.iter().find_map(|a| match a {
                 AddressAttribute::Local(IpAddr::V4(v4)) => Some(*v4),
                 _ => None,
             })?;
-            Ipv4Cidr::new(addr, m.header.prefix_len).ok()
+            Some((Ipv4Cidr::new(addr, m.header.prefix_len).ok()?, m))
         })
-        .collect();
-    cidrs.sort();
-    Ok(cidrs)
+        .collect())
 }
 
 #[cfg(test)]

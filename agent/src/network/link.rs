@@ -7,8 +7,9 @@ use rtnetlink::Handle;
 
 use super::NetError;
 
-/// `ENODEV`, `EEXIST`, `ENOENT` as netlink reports them (positive).
+/// `ENODEV`, `EEXIST`, `ENOENT`, `EADDRNOTAVAIL` as netlink reports them (positive).
 pub(super) const ENODEV: i32 = 19;
+pub(super) const EADDRNOTAVAIL: i32 = 99;
 pub(super) const EEXIST: i32 = 17;
 pub(super) const ENOENT: i32 = 2;
 

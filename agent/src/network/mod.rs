@@ -6,7 +6,8 @@
 //! - [`peers`]: the VXLAN flood list, one all-zeros FDB entry per peer host.
 //! - [`peer_sync`]: keeps the peers equal to the other up nodes of the control service.
 //! - [`attach`]: veth pair, `ethwe` in the container's netns, addresses, gratuitous ARP;
-//!   detach; listing what the kernel has (for reconcile on agent start).
+//!   detach; listing what the kernel has (for reconcile on agent start, see
+//!   [`crate::weave::reconcile`]).
 //! - [`netns`]: the only place that enters another network namespace.
 //! - [`cidr`]: the `ADDRESS/PREFIX` type; `link`: small netlink helpers.
 //!
@@ -174,6 +175,12 @@ pub trait Network: Send + Sync {
     ) -> impl Future<Output = Result<Attachment, NetError>> + Send;
     /// Remove the container's `ethwe`; `false` if it had none.
     fn detach(&self, container: &str) -> impl Future<Output = Result<bool, NetError>> + Send;
+    /// Remove the one pair [`Network::list_attached`] reported as `attachment` (a stale one:
+    /// its container is gone or runs with another PID); `false` if it is gone already.
+    fn detach_one(
+        &self,
+        attachment: &Attachment,
+    ) -> impl Future<Output = Result<bool, NetError>> + Send;
     /// What the kernel has attached to the bridge now.
     fn list_attached(&self) -> impl Future<Output = Result<Vec<Attachment>, NetError>> + Send;
 }
@@ -248,6 +255,10 @@ impl Network for NetlinkNetwork {
 
     async fn detach(&self, container: &str) -> Result<bool, NetError> {
         attach::detach(&self.handle, container).await
+    }
+
+    async fn detach_one(&self, attachment: &Attachment) -> Result<bool, NetError> {
+        attach::detach_one(&self.handle, attachment).await
     }
 
     async fn list_attached(&self) -> Result<Vec<Attachment>, NetError> {

@@ -97,6 +97,11 @@ impl<N: Network, A: AddressAllocator> Attacher<N, A> {
         &self.docker
     }
 
+    /// The network attaches go through.
+    pub fn network(&self) -> &N {
+        &self.network
+    }
+
     /// The allocator.
     pub fn allocator(&self) -> &A {
         &self.allocator

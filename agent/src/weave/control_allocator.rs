@@ -10,7 +10,7 @@
 //! gives its addresses up for others to claim, one that is removed frees them.
 
 use proto::control::control_client::ControlClient;
-use proto::control::{AllocateRequest, ClaimRequest, ContainerId};
+use proto::control::{AllocateRequest, Allocation, ClaimRequest, ContainerId, Empty};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -49,6 +49,19 @@ impl ControlAllocator {
             .await
             .map_err(|s| refusal(&format!("stop of {container_id}"), s))?;
         Ok(list.into_inner().allocations.len())
+    }
+
+    /// Every allocation the control service records for containers on this node.
+    pub async fn allocations_here(&self) -> Result<Vec<Allocation>, AllocError> {
+        let list = self
+            .client
+            .clone()
+            .list_ips(Empty {})
+            .await
+            .map_err(|s| refusal(&format!("the allocations of node {}", self.node), s))?;
+        let mut here = list.into_inner().allocations;
+        here.retain(|a| a.node == self.node);
+        Ok(here)
     }
 
     /// The node this allocator allocates for.

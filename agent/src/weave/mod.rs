@@ -11,6 +11,8 @@
 //! - [`attacher`]: inspect, allocate, attach through [`crate::network`].
 //! - [`adapter`]: `builtin:weave` for the proxy (pre-hook on create, post-hook on start).
 //! - [`restart`]: re-attaches containers Docker starts by itself (restart policy).
+//! - [`reconcile`]: on agent start, the kernel and the control service brought in line with
+//!   what dockerd runs (containers restarted, stopped or removed while the agent was down).
 //! - [`side`]: all of the above running in `flocker-agent` (`--underlay`).
 
 pub mod adapter;
@@ -19,6 +21,7 @@ pub mod attacher;
 pub mod cidr;
 pub mod control_allocator;
 pub mod lifecycle;
+pub mod reconcile;
 pub mod restart;
 pub mod rewrite;
 pub mod side;

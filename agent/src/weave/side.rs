@@ -1,7 +1,8 @@
 //! The agent's network side, running: the overlay on this host, addresses from the control
 //! service, the `weave` adapter for the agent's Docker proxy, and the tasks that follow the
 //! containers (re-attach on Docker's own starts, die/destroy to the control service) and the
-//! cluster (VXLAN peers from the node list).
+//! cluster (VXLAN peers from the node list), and once at start the [`super::reconcile`] of
+//! what changed while the agent was down.
 //!
 //! [`start`] builds it; the caller registers [`NetworkSide::adapter`] as `builtin:weave` in
 //! the proxy and uses [`DEFAULT_ADAPTERS`] when no adapters.yml is given. The background tasks
@@ -12,8 +13,11 @@ use std::sync::Arc;
 
 use proxy::adapter::Adapter;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
-use super::{Attacher, ControlAllocator, LifecycleFollower, RestartWatcher, WeaveAdapter};
+use super::{
+    Attacher, ControlAllocator, LifecycleFollower, RestartWatcher, WeaveAdapter, reconcile,
+};
 use crate::config::AgentConfig;
 use crate::control_client::{self, Unreachable};
 use crate::docker::Docker;
@@ -98,6 +102,7 @@ pub struct NetworkSide {
     _restarts: RestartWatcher,
     _lifecycle: LifecycleFollower,
     peer_sync: JoinHandle<()>,
+    reconcile: JoinHandle<()>,
 }
 
 impl NetworkSide {
@@ -110,6 +115,7 @@ impl NetworkSide {
 impl Drop for NetworkSide {
     fn drop(&mut self) {
         self.peer_sync.abort();
+        self.reconcile.abort();
     }
 }
 
@@ -137,12 +143,35 @@ pub async fn start(
         allocator.clone(),
     ));
     let adapter = Arc::new(WeaveAdapter::new(attacher.clone(), config.wait_for_net));
+    // The followers first, so that what happens during the reconcile is not missed.
+    let restarts = RestartWatcher::spawn(attacher.clone());
+    let lifecycle = LifecycleFollower::spawn(docker, Arc::new(allocator));
     Ok(NetworkSide {
         adapter,
-        _restarts: RestartWatcher::spawn(attacher),
-        _lifecycle: LifecycleFollower::spawn(docker, Arc::new(allocator)),
+        _restarts: restarts,
+        _lifecycle: lifecycle,
         peer_sync: tokio::spawn(peer_sync::run(client, agent.node.clone(), network)),
+        reconcile: tokio::spawn(
+            reconcile_once(attacher).instrument(tracing::info_span!("reconcile")),
+        ),
     })
+}
+
+async fn reconcile_once(attacher: Arc<Attacher<NetlinkNetwork, ControlAllocator>>) {
+    match reconcile::reconcile(&attacher).await {
+        Ok(report) => tracing::info!(
+            attached = report.attached,
+            detached = report.detached,
+            stopped = report.stopped,
+            released = report.released,
+            failed = report.failed,
+            "reconciled with dockerd, the kernel and the control service"
+        ),
+        Err(error) => tracing::warn!(
+            "reconcile on start failed: {error}; containers restarted \
+            while the agent was down stay without ethwe until their next start"
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Helpers shared by the root-only integration tests: real network namespaces made small,
-//! removed on drop (also when a test panics), and a private dockerd ([`docker`]).
+//! removed on drop (also when a test panics), a private dockerd ([`docker`]), two overlay
+//! hosts ([`overlay`]) and one host's weave stack ([`weave`]).
 
 #![allow(dead_code)] // each test crate uses a different subset
 
 pub mod docker;
+pub mod overlay;
 pub mod weave;
 
 use std::path::PathBuf;
