@@ -15,7 +15,19 @@ use tokio::sync::oneshot;
 use super::{ByteStream, Result, StorageError};
 
 /// Bytes read from an input stream per write into a receiving child.
-const PIPE_CHUNK: usize = 128 * 1024;
+const PIPE_CHUNK: usize = 1 << 20;
+/// The capacity asked for the pipes to and from a streaming child (Linux gives 64 KiB by
+/// default, the most an unprivileged process may ask is `/proc/sys/fs/pipe-max-size`, 1 MiB
+/// by default). A small pipe makes `zfs send`/`zfs receive` and the agent wake each other up
+/// every 64 KiB, and any pause on one side stalls the other at once.
+const PIPE_BYTES: i32 = 1 << 20;
+
+/// Grows the pipe behind `fd` to [`PIPE_BYTES`]; a refusal only costs speed, so it is logged.
+fn grow_pipe(fd: impl std::os::fd::AsFd) {
+    if let Err(e) = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES)) {
+        tracing::debug!(error = %e, "cannot grow the pipe to a child; streaming with the default");
+    }
+}
 
 /// `program args...` as one line, for error messages.
 pub fn command_line<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
@@ -89,6 +101,7 @@ pub fn spawn_stream<S: AsRef<OsStr>>(
         .spawn()
         .map_err(|e| failed(Some(volume), line.clone(), e.to_string()))?;
     let stdout = child.stdout.take().expect("stdout is piped");
+    grow_pipe(&stdout);
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let (tx, rx) = oneshot::channel();
     let what = format!("volume {volume}: `{line}` failed");
@@ -168,6 +181,7 @@ where
         .spawn()
         .map_err(|e| failed(Some(volume), line.clone(), e.to_string()))?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
+    grow_pipe(&stdin);
     let mut chunk = vec![0u8; PIPE_CHUNK];
     let input_error = loop {
         match input.read(&mut chunk).await {

@@ -32,5 +32,17 @@ pub use error::TransferError;
 pub use server::{TransferConfig, serve};
 pub use service::AgentService;
 
-/// The size of one data chunk on the agent-to-agent stream.
+/// The size of one data chunk on the agent-to-agent stream: the sender fills each chunk
+/// (a pipe hands out at most its buffer per read) so the per-message costs of gRPC, HTTP/2
+/// and the wake-ups on both sides are paid once per MiB.
 pub const CHUNK_BYTES: usize = 1 << 20;
+/// Chunks the sender reads ahead of the stream, so that `zfs send` keeps running while the
+/// network side catches up (and the other way round).
+pub const CHUNKS_AHEAD: usize = 8;
+/// The HTTP/2 receive window of each agent stream and of its connection. The defaults
+/// (1 MiB on the server side) let the sender run only one chunk ahead of the receiver's
+/// reads, so every stall of `zfs receive` stalled `zfs send` too; 16 MiB decouples them.
+pub const STREAM_WINDOW: u32 = 16 << 20;
+/// The largest HTTP/2 frame an agent accepts: a 1 MiB chunk crosses in two frames instead
+/// of sixty-five 16 KiB ones.
+pub const MAX_FRAME: u32 = (1 << 20) + 1024;

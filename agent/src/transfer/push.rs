@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use proto::agent::agent_client::AgentClient;
 use proto::agent::{Chunk, ChunkHeader, Progress, PushRequest, chunk};
 use proto::tls::TlsDir;
@@ -65,10 +66,13 @@ pub async fn push(
         .map_err(|e| target_err(e.to_string()))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
+        .initial_stream_window_size(super::STREAM_WINDOW)
+        .initial_connection_window_size(super::STREAM_WINDOW)
+        .max_frame_size(super::MAX_FRAME)
         .connect()
         .await
         .map_err(|e| target_err(format!("{e:?}")))?;
-    let (tx, rx) = mpsc::channel::<Chunk>(4);
+    let (tx, rx) = mpsc::channel::<Chunk>(super::CHUNKS_AHEAD);
     tx.send(Chunk {
         part: Some(chunk::Part::Header(ChunkHeader {
             volume: req.volume.clone(),
@@ -84,15 +88,15 @@ pub async fn push(
         let sent = sent.clone();
         let limit = ctx.rate_limit;
         async move {
-            let mut buf = vec![0u8; super::CHUNK_BYTES];
             loop {
-                let n = source.read(&mut buf).await?;
-                if n == 0 {
+                let data = read_chunk(&mut source).await?;
+                if data.is_empty() {
                     return Ok::<(), std::io::Error>(());
                 }
-                let total = sent.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+                let n = data.len() as u64;
+                let total = sent.fetch_add(n, Ordering::Relaxed) + n;
                 let chunk = Chunk {
-                    part: Some(chunk::Part::Data(buf[..n].to_vec())),
+                    part: Some(chunk::Part::Data(data)),
                 };
                 if tx.send(chunk).await.is_err() {
                     return Err(std::io::Error::other("the target closed the stream"));
@@ -139,6 +143,22 @@ pub async fn push(
     Ok(sent.load(Ordering::Relaxed))
 }
 
+/// Reads up to [`super::CHUNK_BYTES`] from `source`, as many as it has before its end: an
+/// empty chunk means the end.
+async fn read_chunk<R>(source: &mut R) -> std::io::Result<bytes::Bytes>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(super::CHUNK_BYTES);
+    while buf.len() < super::CHUNK_BYTES {
+        let want = (super::CHUNK_BYTES - buf.len()) as u64;
+        if (&mut *source).take(want).read_buf(&mut buf).await? == 0 {
+            break;
+        }
+    }
+    Ok(buf.freeze())
+}
+
 /// Bytes per second over `elapsed`.
 pub fn rate(bytes: u64, elapsed: Duration) -> u64 {
     let secs = elapsed.as_secs_f64();
@@ -146,5 +166,40 @@ pub fn rate(bytes: u64, elapsed: Duration) -> u64 {
         0
     } else {
         (bytes as f64 / secs) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A pipe hands out 64 KiB per read; chunks still come out full, then the rest, then
+    /// the end, with every byte in order.
+    #[tokio::test]
+    async fn chunks_are_filled_from_a_trickling_source() {
+        let total = 2 * super::super::CHUNK_BYTES + 12_345;
+        let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+        let (mut w, mut r) = tokio::io::duplex(64 * 1024);
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            for piece in sent.chunks(64 * 1024) {
+                w.write_all(piece).await.unwrap();
+            }
+        });
+        let mut got = Vec::new();
+        let mut sizes = Vec::new();
+        loop {
+            let chunk = read_chunk(&mut r).await.unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            sizes.push(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        writer.await.unwrap();
+        let full = super::super::CHUNK_BYTES;
+        assert_eq!(sizes, vec![full, full, 12_345]);
+        assert_eq!(got, data);
     }
 }

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use proto::agent::{Chunk, Received, chunk};
 use tokio_stream::{Stream, StreamExt};
 use tokio_util::io::StreamReader;
@@ -58,7 +57,7 @@ where
                 part: Some(chunk::Part::Data(d)),
             }) => {
                 counted.fetch_add(d.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                Ok(Bytes::from(d))
+                Ok(d)
             }
             Ok(_) => Err(std::io::Error::other("a second header in a receive stream")),
             Err(status) => Err(std::io::Error::other(format!(

@@ -86,6 +86,9 @@ pub async fn serve(
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
+        .initial_stream_window_size(super::STREAM_WINDOW)
+        .initial_connection_window_size(super::STREAM_WINDOW)
+        .max_frame_size(super::MAX_FRAME)
         .tls_config(config.tls.server_config())?
         .add_service(AgentServer::new(service))
         .serve_with_incoming_shutdown(
