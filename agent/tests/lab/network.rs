@@ -40,6 +40,21 @@ pub fn pings(node: u32, container: &str, address: &str, wait_seconds: u32) -> bo
     stdout(&out).contains("1 packets received")
 }
 
+/// A container started on `node` with the overlay address `10.255.0.LAST` gets an answer
+/// from `address` (one ping, 5 s to answer).
+fn assert_a_new_container_pings(node: u32, last: u8, address: &str) {
+    let env = cidr(last);
+    let ping = ["ping", "-c", "1", "-W", "5", address];
+    let mut args = vec!["run", "--rm", "-e", env.as_str(), "busybox"];
+    args.extend_from_slice(&ping);
+    let out = docker_ok(node, &args);
+    assert!(
+        stdout(&out).contains("1 packets received"),
+        "node{node} does not reach {address}: {}",
+        stdout(&out)
+    );
+}
+
 /// Waits until the control service shows `address` stopped (its container's `die` reached
 /// the agent and the control service), so that another container may take it.
 pub fn wait_until_stopped(address: &str) {
@@ -63,16 +78,7 @@ pub fn overlay_addresses_reach_across_hosts_and_move() {
     // A watcher on node3 that talks to 10.255.0.51 before and after the move: its ARP
     // cache and node3's VXLAN forwarding table learn a1 on node1 first.
     run_with_address(3, "w3", 54, &[], &["sleep", "300"]);
-    let ping = ["ping", "-c", "1", "-W", "5", "10.255.0.51"];
-    let c52 = cidr(52);
-    let mut args = vec!["run", "--rm", "-e", c52.as_str(), "busybox"];
-    args.extend_from_slice(&ping);
-    let out = docker_ok(2, &args);
-    assert!(
-        stdout(&out).contains("1 packets received"),
-        "{}",
-        stdout(&out)
-    );
+    assert_a_new_container_pings(2, 52, "10.255.0.51");
     assert!(
         pings(3, "w3", "10.255.0.51", 5),
         "node3 reaches a1 on node1"
@@ -122,15 +128,7 @@ pub fn overlay_addresses_reach_across_hosts_and_move() {
         line.contains(" a2 ") && line.contains("node2") && line.contains("running"),
         "{line}"
     );
-    let c53 = cidr(53);
-    let mut args = vec!["run", "--rm", "-e", c53.as_str(), "busybox"];
-    args.extend_from_slice(&ping);
-    let out = docker_ok(1, &args);
-    assert!(
-        stdout(&out).contains("1 packets received"),
-        "{}",
-        stdout(&out)
-    );
+    assert_a_new_container_pings(1, 53, "10.255.0.51");
     // Restarted by its dockerd itself, not through the agent: the agent sees the events
     // and gives the container its interface and address back.
     let restart = docker(2, &["restart", "-t", "1", "a2"]);
