@@ -380,16 +380,7 @@ async fn without_stop_a_move_of_a_held_volume_fails_naming_the_container_and_nod
     eprintln!("flockerctl said: {}", err.trim());
     // Nothing changed: the container runs on, the source owns its volume at the same epoch.
     assert_eq!(dl.state(&id), "running 0");
-    let v = lab.volume("busy");
-    assert_eq!(
-        (v["owner"].as_str(), v["epoch"].as_u64()),
-        (Some("host-a"), Some(1))
-    );
-    assert_eq!(
-        lab.hosts[0].mounted("busy"),
-        Some(false),
-        "still read-write on a"
-    );
+    assert_source_untouched(lab, "busy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,16 +413,7 @@ async fn a_stop_the_holders_docker_cannot_do_fails_the_move_and_says_what_to_do(
         assert!(err.contains(part), "{part:?} missing from: {err}");
     }
     eprintln!("flockerctl said: {}", err.trim());
-    let v = lab.volume("held");
-    assert_eq!(
-        (v["owner"].as_str(), v["epoch"].as_u64()),
-        (Some("host-a"), Some(1))
-    );
-    assert_eq!(
-        lab.hosts[0].mounted("held"),
-        Some(false),
-        "still read-write on a"
-    );
+    assert_source_untouched(&lab, "held");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,4 +453,19 @@ async fn volume_ls_shows_the_bytes_the_owner_reports_and_dash_when_it_is_down() 
     let cells: Vec<&str> = row.split_whitespace().collect();
     // NAME ID OWNER EPOCH STATE USED SIZE-LIMIT (no replicas)
     assert_eq!(cells[5], "-", "{table}");
+}
+
+/// A refused move changed nothing: host-a owns `name` at epoch 1, mounted read-write.
+fn assert_source_untouched(lab: &Lab, name: &str) {
+    let v = lab.volume(name);
+    assert_eq!(
+        (v["owner"].as_str(), v["epoch"].as_u64()),
+        (Some("host-a"), Some(1)),
+        "{v}"
+    );
+    assert_eq!(
+        lab.hosts[0].mounted(name),
+        Some(false),
+        "{name} still read-write on host-a"
+    );
 }

@@ -47,6 +47,21 @@ fn bin_dir() -> PathBuf {
     dir
 }
 
+/// Runs `demos/NAME ARGS...`, which must succeed; its output.
+fn demo(name: &str, args: &[&str]) -> Output {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../demos")
+        .join(name);
+    let out = run(script.to_str().unwrap(), args);
+    assert!(
+        out.status.success(),
+        "demos/{name} failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
 fn lab(args: &[&str]) -> Output {
     let out = run(lab_script().to_str().unwrap(), args);
     assert!(

@@ -2,11 +2,10 @@
 //! with their container (and are reached from a third host at once), and serve the talk's
 //! fig example under docker-compose.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::support::wait_until;
-use super::{docker, docker_ok, docker_via_agent, ip_line, run, stderr, stdout};
+use super::{demo, docker, docker_ok, docker_via_agent, ip_line, stderr, stdout};
 
 /// `WEAVE_CIDR=10.255.0.LAST/16`, an address in the lab's overlay.
 pub fn cidr(last: u8) -> String {
@@ -55,18 +54,14 @@ fn assert_a_new_container_pings(node: u32, last: u8, address: &str) {
     );
 }
 
-/// Waits until the control service shows `address` stopped (its container's `die` reached
-/// the agent and the control service), so that another container may take it.
-pub fn wait_until_stopped(address: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ip_line(address).is_some_and(|l| l.contains("stopped")) {
-        assert!(
-            Instant::now() < deadline,
-            "{address} not released within 10 s: {:?}",
-            ip_line(address)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Waits until `address` is free to take: its container stopped (the `die` reached the
+/// agent and the control service) or was removed (the address released).
+pub fn wait_until_free(address: &str) {
+    wait_until(
+        Duration::from_secs(10),
+        &format!("{address} to be released"),
+        || ip_line(address).is_none_or(|l| l.contains("stopped")),
+    );
 }
 
 /// Through the agents' proxies (weave adapter, control-service allocation, overlay over the
@@ -111,7 +106,7 @@ pub fn overlay_addresses_reach_across_hosts_and_move() {
 
     // Stop `a1` on node1; once the control service knows, the address can move to node2.
     docker_ok(1, &["stop", "-t", "1", "a1"]);
-    wait_until_stopped("10.255.0.51");
+    wait_until_free("10.255.0.51");
     run_with_address(2, "a2", 51, &[], &["sleep", "300"]);
     let started = Instant::now();
     // node3 still has a1's MAC for 10.255.0.51 in its caches; the gratuitous ARP from a2's
@@ -147,14 +142,7 @@ pub fn overlay_addresses_reach_across_hosts_and_move() {
 /// `demos/fig-demo`: docker-compose through node1's agent runs the talk's fig example, and
 /// the server reaches the api by its `WEAVE_CIDR` address.
 pub fn the_fig_example_runs_with_docker_compose() {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../demos/fig-demo");
-    let fig = run(script.to_str().unwrap(), &["1"]);
-    assert!(
-        fig.status.success(),
-        "fig demo failed: {}{}",
-        stdout(&fig),
-        stderr(&fig)
-    );
+    let fig = demo("fig-demo", &["1"]);
     assert!(
         stdout(&fig).contains("hello from the api at 10.255.0.61"),
         "{}{}",

@@ -1,12 +1,10 @@
 //! Portable volumes in the lab: the killer demo, and a container that takes both its
 //! volume and its address to another host.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use super::network::{fetch, run_with_address};
-use super::support::wait_until;
-use super::{docker, docker_ok, docker_via_agent, ip_line, lab, run, stderr, stdout};
+use super::network::{fetch, run_with_address, wait_until_free};
+use super::{demo, docker, docker_ok, docker_via_agent, ip_line, lab, stderr, stdout};
 
 /// The row of `flockerctl volume ls` for `name`, split into words: NAME ID OWNER EPOCH
 /// STATE, then USED and SIZE LIMIT (a size may be two words, `8.1 MiB`), then REPLICAS.
@@ -24,13 +22,7 @@ pub fn volume_row(name: &str) -> Vec<String> {
 /// `demos/killer-demo`: written on node1, read on node2 through the agents' proxies; the
 /// read on node2 moved the volume there, and node1 keeps a read-only replica.
 pub fn the_killer_demo_moves_a_volume_to_where_it_is_used() {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../demos/killer-demo");
-    let demo = run(script.to_str().unwrap(), &["killer"]);
-    assert!(
-        demo.status.success(),
-        "killer demo failed: {}",
-        stderr(&demo)
-    );
+    let demo = demo("killer-demo", &["killer"]);
     assert_eq!(stdout(&demo), "fish\n", "{}", stderr(&demo));
     let row = volume_row("killer");
     assert_eq!(row.get(2).map(String::as_str), Some("node2"), "{row:?}");
@@ -87,7 +79,7 @@ pub fn a_container_moves_with_its_volume_and_address() {
     assert_eq!(fetch(3, "w3", "10.255.0.71"), "written-on-node1\n");
 
     docker_ok(1, &["rm", "-f", "fw1"]);
-    wait_until_stopped_or_gone("10.255.0.71");
+    wait_until_free("10.255.0.71");
     run_with_address(2, "fw2", 71, &["-v", bind], &serve);
     assert_eq!(
         fetch(3, "w3", "10.255.0.71"),
@@ -102,15 +94,6 @@ pub fn a_container_moves_with_its_volume_and_address() {
         "{line}"
     );
     docker_ok(2, &["rm", "-f", "fw2"]);
-}
-
-/// Waits until `address` is free to take: its container stopped, or removed (released).
-fn wait_until_stopped_or_gone(address: &str) {
-    wait_until(
-        Duration::from_secs(10),
-        &format!("{address} released"),
-        || ip_line(address).is_none_or(|l| l.contains("stopped")),
-    );
 }
 
 /// What the flocker adapter refuses, through node1's and node2's agents: names that are

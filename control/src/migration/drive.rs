@@ -152,12 +152,7 @@ impl Driver {
     ) -> Result<u64, MoveError> {
         let source_snaps = source.snapshots(&m.volume).await?;
         let target_snaps = target.snapshots(&m.volume).await?;
-        if !last && target_snaps.iter().any(|s| s == snapshot) {
-            // Driven again (by this leader after an error that did not fail the move, or by
-            // a new one) after this round's snapshot had reached the target: the round is
-            // done, and pushing it again would be `zfs send -i S S`. The next round or the
-            // final push carries whatever was written since. (A final push is never
-            // skipped: the source may have been remounted and written after it.)
+        if plan::already_sent(&target_snaps, snapshot, last) {
             tracing::info!(snapshot, "the target already holds this round's snapshot");
             return Ok(0);
         }

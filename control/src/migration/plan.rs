@@ -23,6 +23,15 @@ pub fn final_snapshot(id: u64) -> String {
     format!("m{id}-final")
 }
 
+/// Whether pushing `snapshot` can be skipped because `target` already holds it: a copy
+/// round that reached the target before the move was driven again (by this leader after an
+/// error that did not fail the move, or by a new one) is done, and pushing it again would
+/// be `zfs send -i S S`. A final push is never skipped: the source may have been remounted
+/// and written after it.
+pub fn already_sent(target: &[String], snapshot: &str, last: bool) -> bool {
+    !last && target.iter().any(|s| s == snapshot)
+}
+
 /// Whether to copy once more before the handoff.
 pub fn another_round(last_round_bytes: u64, rounds: u32, threshold: u64, max_rounds: u32) -> bool {
     last_round_bytes > threshold && rounds < max_rounds
@@ -52,6 +61,14 @@ mod tests {
         assert_eq!(newer_than(&t, Some(&"a".into())), vec!["b", "c"]);
         assert!(newer_than(&t, Some(&"c".into())).is_empty());
         assert!(newer_than(&t, None).is_empty());
+    }
+
+    #[test]
+    fn a_round_the_target_holds_is_not_sent_again_but_a_final_push_is() {
+        let target = v(&["m7-r1"]);
+        assert!(already_sent(&target, "m7-r1", false));
+        assert!(!already_sent(&target, "m7-r2", false));
+        assert!(!already_sent(&v(&["m7-final"]), "m7-final", true));
     }
 
     #[test]
