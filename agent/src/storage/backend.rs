@@ -7,8 +7,8 @@ use std::str::FromStr;
 use tokio::io::AsyncRead;
 
 use super::{
-    Access, ByteStream, Capabilities, CreateOptions, DirStorage, Result, SnapshotName, Storage,
-    StorageError, VolumeName, ZfsStorage,
+    Access, ByteStream, Capabilities, CreateOptions, DirStorage, Result, Slot, Snapshot,
+    SnapshotName, Storage, StorageError, VolumeName, ZfsStorage,
 };
 
 /// Which backend to use and where, as given on the command line.
@@ -116,7 +116,7 @@ impl Storage for Backend {
         delegate!(self, s => s.snapshot(volume, snapshot).await)
     }
 
-    async fn snapshots(&self, volume: &VolumeName) -> Result<Vec<SnapshotName>> {
+    async fn snapshots(&self, volume: &VolumeName) -> Result<Vec<Snapshot>> {
         delegate!(self, s => s.snapshots(volume).await)
     }
 
@@ -133,12 +133,26 @@ impl Storage for Backend {
         delegate!(self, s => s.send(volume, from, to).await)
     }
 
-    async fn receive<R>(&self, volume: &VolumeName, stream: R) -> Result<()>
+    async fn receive<R>(&self, volume: &VolumeName, slot: Slot, stream: R) -> Result<()>
     where
         R: AsyncRead + Send + Unpin,
     {
         let _one_at_a_time = exclusive(volume).await;
-        delegate!(self, s => s.receive(volume, stream).await)
+        delegate!(self, s => s.receive(volume, slot, stream).await)
+    }
+
+    async fn staged_snapshots(&self, volume: &VolumeName) -> Result<Vec<Snapshot>> {
+        delegate!(self, s => s.staged_snapshots(volume).await)
+    }
+
+    async fn commit_staged(&self, volume: &VolumeName) -> Result<()> {
+        let _one_at_a_time = exclusive(volume).await;
+        delegate!(self, s => s.commit_staged(volume).await)
+    }
+
+    async fn discard_staged(&self, volume: &VolumeName) -> Result<()> {
+        let _one_at_a_time = exclusive(volume).await;
+        delegate!(self, s => s.discard_staged(volume).await)
     }
 
     async fn used(&self, volume: &VolumeName) -> Result<u64> {
@@ -147,7 +161,7 @@ impl Storage for Backend {
 }
 
 /// Serialises the operations that change a volume's dataset or its mount (create, destroy,
-/// mount, unmount, receive) across every [`Backend`] in this process: the agent's Docker
+/// mount, unmount, receive, swapping a staged copy in) across every [`Backend`] in this process: the agent's Docker
 /// side and its reconciler may both act on a new volume at once, and `zfs set mountpoint`
 /// or `zfs mount` racing on one dataset fail with "busy".
 async fn exclusive(volume: &VolumeName) -> tokio::sync::OwnedMutexGuard<()> {

@@ -9,6 +9,9 @@
 //! <root>/.flocker/<name>/meta.json          quota and snapshot list; its presence means "exists"
 //! <root>/.flocker/<name>/snapshots/<snap>/  one copy per snapshot
 //! <root>/.flocker/<name>/incoming/          a receive in progress (removed on failure)
+//! <root>/.staging/                          the staging slot: the same layout for copies
+//!                                           received in full beside a volume, renamed into
+//!                                           place by `commit_staged`
 //! ```
 //!
 //! Limits: the quota is recorded, not enforced; hard links are copied as separate files;
@@ -25,8 +28,8 @@ use tokio::io::AsyncRead;
 
 use super::process::run;
 use super::{
-    Access, ByteStream, Capabilities, CreateOptions, Result, SnapshotName, Storage, StorageError,
-    VolumeName,
+    Access, ByteStream, Capabilities, CreateOptions, Result, Slot, Snapshot, SnapshotName,
+    Storage, StorageError, VolumeName,
 };
 
 /// Volumes as plain directories under one root.
@@ -52,6 +55,39 @@ pub struct SnapshotMeta {
     pub name: String,
     /// When the copy started, nanoseconds since the epoch.
     pub taken_ns: u64,
+    /// Its GUID, made when it was taken and carried by streams; 0 in metadata written before
+    /// GUIDs existed (see [`SnapshotMeta::guid`]).
+    #[serde(default)]
+    pub guid: u64,
+}
+
+impl SnapshotMeta {
+    /// A new snapshot `name` taken at `taken_ns`, with a random GUID.
+    pub fn new(name: &SnapshotName, taken_ns: u64) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write(name.as_str().as_bytes());
+        hasher.write_u64(taken_ns);
+        Self {
+            name: name.to_string(),
+            taken_ns,
+            guid: hasher.finish().max(1),
+        }
+    }
+
+    /// Its GUID: the recorded one, or for metadata from before GUIDs one derived from the
+    /// name and the time taken (the same on every host that received it).
+    pub fn guid(&self) -> u64 {
+        if self.guid != 0 {
+            return self.guid;
+        }
+        // FNV-1a: stable across hosts and builds, unlike std's hasher.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in self.name.bytes().chain(self.taken_ns.to_be_bytes()) {
+            h = (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h.max(1)
+    }
 }
 
 impl VolumeMeta {
@@ -128,6 +164,19 @@ impl DirStorage {
         Self {
             root: root.into(),
             volume_root: volume_root.into(),
+        }
+    }
+
+    /// The staging slot: the same backend one level down, never mounted.
+    fn staging(&self) -> DirStorage {
+        DirStorage::new(self.root.join(".staging"), self.volume_root.clone())
+    }
+
+    /// The backend that holds `slot`.
+    fn slot(&self, slot: Slot) -> DirStorage {
+        match slot {
+            Slot::Volume => self.clone(),
+            Slot::Staging => self.staging(),
         }
     }
 
@@ -290,19 +339,21 @@ impl Storage for DirStorage {
             std::fs::rename(&partial, &target)
         })
         .await?;
-        meta.snapshots.push(SnapshotMeta {
-            name: snapshot.to_string(),
-            taken_ns,
-        });
+        meta.snapshots.push(SnapshotMeta::new(snapshot, taken_ns));
         self.save(volume, &meta)
     }
 
-    async fn snapshots(&self, volume: &VolumeName) -> Result<Vec<SnapshotName>> {
+    async fn snapshots(&self, volume: &VolumeName) -> Result<Vec<Snapshot>> {
         let meta = self.load(volume)?;
         Ok(meta
             .snapshots
             .iter()
-            .filter_map(|s| SnapshotName::new(&s.name).ok())
+            .filter_map(|s| {
+                Some(Snapshot {
+                    name: SnapshotName::new(&s.name).ok()?,
+                    guid: s.guid(),
+                })
+            })
             .collect())
     }
 
@@ -329,11 +380,42 @@ impl Storage for DirStorage {
         transfer::send(volume, &self.paths(volume), from_meta, to_meta).await
     }
 
-    async fn receive<R>(&self, volume: &VolumeName, stream: R) -> Result<()>
+    async fn receive<R>(&self, volume: &VolumeName, slot: Slot, stream: R) -> Result<()>
     where
         R: AsyncRead + Send + Unpin,
     {
-        transfer::receive(self, volume, stream).await
+        transfer::receive(&self.slot(slot), volume, stream).await
+    }
+
+    async fn staged_snapshots(&self, volume: &VolumeName) -> Result<Vec<Snapshot>> {
+        match self.staging().snapshots(volume).await {
+            Err(StorageError::NoSuchVolume { .. }) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    async fn commit_staged(&self, volume: &VolumeName) -> Result<()> {
+        let staged = self.staging();
+        staged.load(volume)?;
+        if self.load(volume).is_ok() {
+            self.destroy(volume).await?;
+        }
+        let (from, to) = (staged.paths(volume), self.paths(volume));
+        blocking(volume, "swap the staged copy in", move || {
+            std::fs::create_dir_all(to.hidden.parent().expect("under the root"))?;
+            std::fs::rename(&from.live, &to.live)?;
+            std::fs::rename(&from.hidden, &to.hidden)
+        })
+        .await
+    }
+
+    async fn discard_staged(&self, volume: &VolumeName) -> Result<()> {
+        let paths = self.staging().paths(volume);
+        blocking(volume, "remove the staged copy", move || {
+            tree::delete(&paths.hidden)?;
+            tree::delete(&paths.live)
+        })
+        .await
     }
 
     async fn used(&self, volume: &VolumeName) -> Result<u64> {

@@ -43,6 +43,28 @@ pub enum Access {
     ReadOnly,
 }
 
+/// One snapshot of a volume: its name and its GUID, which identifies the same snapshot on
+/// every host that received it (ZFS keeps its own across `send`/`receive`; the directory
+/// backend makes one and carries it in its stream). Two snapshots with the same name and
+/// different GUIDs are different snapshots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Its name.
+    pub name: SnapshotName,
+    /// Its GUID.
+    pub guid: u64,
+}
+
+/// Where [`Storage::receive`] puts a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The volume itself (an increment onto a replica).
+    Volume,
+    /// A staging copy beside it, made by a full stream and then extended by increments, that
+    /// [`Storage::commit_staged`] swaps in once complete; the volume is untouched until then.
+    Staging,
+}
+
 /// Options for [`Storage::create`].
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -107,10 +129,8 @@ pub trait Storage: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// The volume's snapshots, oldest first.
-    fn snapshots(
-        &self,
-        volume: &VolumeName,
-    ) -> impl Future<Output = Result<Vec<SnapshotName>>> + Send;
+    fn snapshots(&self, volume: &VolumeName)
+    -> impl Future<Output = Result<Vec<Snapshot>>> + Send;
 
     /// Destroys one snapshot.
     fn destroy_snapshot(
@@ -128,11 +148,30 @@ pub trait Storage: Send + Sync {
         to: &SnapshotName,
     ) -> impl Future<Output = Result<ByteStream>> + Send;
 
-    /// Applies a stream made by [`Storage::send`] of the same backend kind. A truncated or
-    /// failed stream leaves the volume as it was.
-    fn receive<R>(&self, volume: &VolumeName, stream: R) -> impl Future<Output = Result<()>> + Send
+    /// Applies a stream made by [`Storage::send`] of the same backend kind to `slot`. A
+    /// truncated or failed stream leaves the slot as it was. A full stream needs a slot that
+    /// does not exist yet (the staging slot: see [`Storage::discard_staged`]).
+    fn receive<R>(
+        &self,
+        volume: &VolumeName,
+        slot: Slot,
+        stream: R,
+    ) -> impl Future<Output = Result<()>> + Send
     where
         R: AsyncRead + Send + Unpin;
+
+    /// The staging copy's snapshots, oldest first (empty when there is none).
+    fn staged_snapshots(
+        &self,
+        volume: &VolumeName,
+    ) -> impl Future<Output = Result<Vec<Snapshot>>> + Send;
+
+    /// Replaces the volume (if any: unmounted and destroyed with its snapshots) with the
+    /// staging copy. The result is unmounted.
+    fn commit_staged(&self, volume: &VolumeName) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes the staging copy, if there is one.
+    fn discard_staged(&self, volume: &VolumeName) -> impl Future<Output = Result<()>> + Send;
 
     /// Bytes the volume uses on this host (data and snapshots).
     fn used(&self, volume: &VolumeName) -> impl Future<Output = Result<u64>> + Send;

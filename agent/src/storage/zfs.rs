@@ -17,8 +17,8 @@ pub use features::ZfsFeatures;
 
 use super::process::{pipe_into, run, spawn_stream};
 use super::{
-    Access, ByteStream, Capabilities, CreateOptions, Result, SnapshotName, Storage, StorageError,
-    VolumeName,
+    Access, ByteStream, Capabilities, CreateOptions, Result, Slot, Snapshot, SnapshotName,
+    Storage, StorageError, VolumeName,
 };
 
 /// Volumes as ZFS datasets under one parent dataset.
@@ -61,6 +61,15 @@ impl ZfsStorage {
         format!("{}/{}", self.parent, volume)
     }
 
+    /// The dataset of `volume`'s `slot`: the staging copy is a sibling whose name (with a
+    /// `:`) no volume name can take.
+    pub fn slot_dataset(&self, volume: &VolumeName, slot: Slot) -> String {
+        match slot {
+            Slot::Volume => self.dataset(volume),
+            Slot::Staging => format!("{}/{}:staging", self.parent, volume),
+        }
+    }
+
     /// `zfs args...` on behalf of `volume`.
     async fn zfs(&self, volume: &VolumeName, args: &[&str]) -> Result<String> {
         run(Some(volume.as_str()), "zfs", args).await
@@ -86,9 +95,24 @@ impl ZfsStorage {
         }
     }
 
+    /// The snapshots of `dataset` (which must exist), oldest first.
+    async fn snapshots_of(&self, volume: &VolumeName, dataset: &str) -> Result<Vec<Snapshot>> {
+        // zfs-fuse's `zfs list` has no -p: `zfs get -p` gives exact numbers.
+        let args = [
+            "get", "-rHp", "-o", "name,property,value", "createtxg,guid", dataset,
+        ];
+        let out = self.zfs(volume, &args).await?;
+        parse_snapshots(dataset, &out)
+    }
+
     /// Fails with [`StorageError::NoSuchSnapshot`] unless `volume@snapshot` exists.
     async fn require_snapshot(&self, volume: &VolumeName, snapshot: &SnapshotName) -> Result<()> {
-        if self.snapshots(volume).await?.contains(snapshot) {
+        if self
+            .snapshots(volume)
+            .await?
+            .iter()
+            .any(|s| &s.name == snapshot)
+        {
             Ok(())
         } else {
             Err(StorageError::NoSuchSnapshot {
@@ -137,6 +161,40 @@ async fn dataset_exists(volume: Option<&str>, dataset: &str) -> Result<bool> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Parses `zfs get -rHp -o name,property,value createtxg,guid DATASET` into the dataset's
+/// snapshots, oldest (lowest creation txg) first.
+fn parse_snapshots(dataset: &str, out: &str) -> Result<Vec<Snapshot>> {
+    let prefix = format!("{dataset}@");
+    let mut found: std::collections::BTreeMap<String, (Option<u64>, Option<u64>)> =
+        Default::default();
+    for line in out.lines() {
+        let mut fields = line.split('\t');
+        let (Some(name), Some(property), Some(value)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let Some(snapshot) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let entry = found.entry(snapshot.to_owned()).or_default();
+        let value = value.trim().parse().ok();
+        match property {
+            "createtxg" => entry.0 = value,
+            "guid" => entry.1 = value,
+            _ => {}
+        }
+    }
+    let mut snapshots = Vec::new();
+    for (name, (txg, guid)) in found {
+        let (Some(txg), Some(guid), Ok(name)) = (txg, guid, SnapshotName::new(&name)) else {
+            continue;
+        };
+        snapshots.push((txg, Snapshot { name, guid }));
+    }
+    snapshots.sort_by_key(|(txg, _)| *txg);
+    Ok(snapshots.into_iter().map(|(_, s)| s).collect())
 }
 
 /// Removes the empty directory ZFS may leave where a dataset was mounted.
@@ -244,26 +302,9 @@ impl Storage for ZfsStorage {
         Ok(())
     }
 
-    async fn snapshots(&self, volume: &VolumeName) -> Result<Vec<SnapshotName>> {
+    async fn snapshots(&self, volume: &VolumeName) -> Result<Vec<Snapshot>> {
         self.require(volume).await?;
-        let dataset = self.dataset(volume);
-        let out = self
-            .zfs(
-                volume,
-                &["get", "-rHp", "-o", "name,value", "createtxg", &dataset],
-            )
-            .await?;
-        let prefix = format!("{dataset}@");
-        let mut snapshots: Vec<(u64, SnapshotName)> = out
-            .lines()
-            .filter_map(|line| {
-                let (name, txg) = line.split_once('\t')?;
-                let snapshot = SnapshotName::new(name.strip_prefix(&prefix)?).ok()?;
-                Some((txg.trim().parse().ok()?, snapshot))
-            })
-            .collect();
-        snapshots.sort();
-        Ok(snapshots.into_iter().map(|(_, s)| s).collect())
+        self.snapshots_of(volume, &self.dataset(volume)).await
     }
 
     async fn destroy_snapshot(&self, volume: &VolumeName, snapshot: &SnapshotName) -> Result<()> {
@@ -290,16 +331,15 @@ impl Storage for ZfsStorage {
         spawn_stream(volume.as_str(), "zfs", &args)
     }
 
-    async fn receive<R>(&self, volume: &VolumeName, stream: R) -> Result<()>
+    async fn receive<R>(&self, volume: &VolumeName, slot: Slot, stream: R) -> Result<()>
     where
         R: AsyncRead + Send + Unpin,
     {
-        let dataset = self.dataset(volume);
+        let dataset = self.slot_dataset(volume, slot);
         let existed = dataset_exists(Some(volume.as_str()), &dataset).await?;
         // zfs-fuse may show a received, read-only replica as `readonly off (temporary)`:
         // remember the local setting and put it back afterwards.
         let readonly = if existed {
-            let dataset = self.dataset(volume);
             let args = [
                 "get", "-H", "-s", "local", "-o", "value", "readonly", &dataset,
             ];
@@ -312,13 +352,48 @@ impl Storage for ZfsStorage {
             args.push("-u");
         }
         args.push(&dataset);
-        let mounted = existed && self.get(volume, "mounted").await? == "yes";
+        let mounted = existed && slot == Slot::Volume && self.get(volume, "mounted").await? == "yes";
         pipe_into(volume.as_str(), "zfs", &args, stream).await?;
         if mounted {
             self.remount(volume).await?;
         }
         if readonly == "on" {
             self.zfs(volume, &["set", "readonly=on", &dataset]).await?;
+        }
+        Ok(())
+    }
+
+    async fn staged_snapshots(&self, volume: &VolumeName) -> Result<Vec<Snapshot>> {
+        let staging = self.slot_dataset(volume, Slot::Staging);
+        if !dataset_exists(Some(volume.as_str()), &staging).await? {
+            return Ok(Vec::new());
+        }
+        self.snapshots_of(volume, &staging).await
+    }
+
+    async fn commit_staged(&self, volume: &VolumeName) -> Result<()> {
+        let staging = self.slot_dataset(volume, Slot::Staging);
+        if !dataset_exists(Some(volume.as_str()), &staging).await? {
+            return Err(StorageError::BadStream {
+                volume: volume.to_string(),
+                reason: "no staged copy to swap in".into(),
+            });
+        }
+        if dataset_exists(Some(volume.as_str()), &self.dataset(volume)).await? {
+            self.destroy(volume).await?;
+        }
+        // A received dataset inherits `mountpoint` from the parent (none); set it anyway so a
+        // received `mountpoint` never mounts it behind our back.
+        self.zfs(volume, &["set", "mountpoint=none", &staging]).await?;
+        self.zfs(volume, &["rename", &staging, &self.dataset(volume)])
+            .await?;
+        Ok(())
+    }
+
+    async fn discard_staged(&self, volume: &VolumeName) -> Result<()> {
+        let staging = self.slot_dataset(volume, Slot::Staging);
+        if dataset_exists(Some(volume.as_str()), &staging).await? {
+            self.zfs(volume, &["destroy", "-r", &staging]).await?;
         }
         Ok(())
     }
@@ -331,5 +406,23 @@ impl Storage for ZfsStorage {
             command: format!("zfs get -Hp -o value used {}", self.dataset(volume)),
             stderr: format!("unexpected value {used:?}"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_are_parsed_oldest_first_with_their_guids() {
+        let out = "tank/v\tcreatetxg\t6\ntank/v\tguid\t1\n\
+                   tank/v@b\tcreatetxg\t17\ntank/v@b\tguid\t10184696436510017868\n\
+                   tank/v@a\tcreatetxg\t12\ntank/v@a\tguid\t9323107729396691477\n\
+                   tank/v2@c\tcreatetxg\t3\ntank/v2@c\tguid\t5\n";
+        let got = parse_snapshots("tank/v", out).unwrap();
+        let names: Vec<&str> = got.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(got[0].guid, 9323107729396691477);
+        assert_eq!(got[1].guid, 10184696436510017868);
     }
 }

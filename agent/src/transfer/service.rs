@@ -138,30 +138,15 @@ impl Agent for AgentService {
         Ok(Response::new(pb::Unmounted {}))
     }
 
-    async fn destroy_snapshots(
-        &self,
-        req: Request<pb::DestroySnapshotsRequest>,
-    ) -> Reply<pb::Destroyed> {
+    async fn clean_up(&self, req: Request<pb::CleanUpRequest>) -> Reply<pb::CleanedUp> {
         require_control(&req)?;
         let req = req.into_inner();
         let volume = VolumeName::new(&req.volume).map_err(TransferError::from)?;
         let _guard = self.locks.lock(volume.as_str()).await;
-        let mut destroyed = Vec::new();
-        let snapshots = self
-            .storage()
-            .snapshots(&volume)
-            .await
-            .map_err(TransferError::from)?;
-        for s in snapshots {
-            if !req.keep.iter().any(|k| k == s.as_str()) {
-                self.storage()
-                    .destroy_snapshot(&volume, &s)
-                    .await
-                    .map_err(TransferError::from)?;
-                destroyed.push(s.as_str().to_owned());
-            }
-        }
-        Ok(Response::new(pb::Destroyed { destroyed }))
+        let destroyed = clean_up(self.storage(), &self.fence, &volume, &req)
+            .instrument(tracing::info_span!("clean_up", volume.name = %volume))
+            .await?;
+        Ok(Response::new(pb::CleanedUp { destroyed }))
     }
 
     async fn inventory(&self, req: Request<pb::InventoryRequest>) -> Reply<pb::Inventory> {
@@ -181,7 +166,13 @@ impl Agent for AgentService {
             let used_bytes = self.storage().used(&v).await.map_err(TransferError::from)?;
             volumes.push(pb::VolumeSnapshots {
                 volume: v.as_str().to_owned(),
-                snapshots: snapshots.iter().map(|s| s.as_str().to_owned()).collect(),
+                snapshots: snapshots
+                    .iter()
+                    .map(|s| pb::Snapshot {
+                        name: s.name.to_string(),
+                        guid: s.guid,
+                    })
+                    .collect(),
                 used_bytes,
             });
         }
@@ -203,4 +194,42 @@ impl Agent for AgentService {
             .await?;
         Ok(Response::new(stopped))
     }
+}
+
+/// Destroys what `req` names of `volume` here: the listed snapshots that exist, a staged
+/// copy, and (never on the owner) the whole copy. Returns what was destroyed.
+async fn clean_up(
+    storage: &Backend,
+    fence: &Fence,
+    volume: &VolumeName,
+    req: &pb::CleanUpRequest,
+) -> Result<Vec<String>, TransferError> {
+    let mut destroyed = Vec::new();
+    if req.staging {
+        let had_one = !storage.staged_snapshots(volume).await?.is_empty();
+        storage.discard_staged(volume).await?;
+        if had_one {
+            destroyed.push(format!("{volume} (staged copy)"));
+        }
+    }
+    if !storage.volumes().await?.contains(volume) {
+        return Ok(destroyed);
+    }
+    if req.copy {
+        fence.check_not_owner(volume.as_str()).await?;
+        storage.destroy(volume).await?;
+        destroyed.push(volume.to_string());
+        tracing::info!("copy destroyed");
+        return Ok(destroyed);
+    }
+    for s in storage.snapshots(volume).await? {
+        if req.snapshots.iter().any(|d| d == s.name.as_str()) {
+            storage.destroy_snapshot(volume, &s.name).await?;
+            destroyed.push(format!("{volume}@{}", s.name));
+        }
+    }
+    if !destroyed.is_empty() {
+        tracing::info!(destroyed = ?destroyed, "cleaned up");
+    }
+    Ok(destroyed)
 }

@@ -29,6 +29,10 @@ pub enum Frame {
         to: String,
         /// When `to` was taken (nanoseconds since the epoch).
         taken_ns: u64,
+        /// `to`'s GUID, kept by the receiver (0 from senders before GUIDs: the receiver then
+        /// derives it as the sender does).
+        #[serde(default)]
+        guid: u64,
     },
     /// Remove a path.
     Delete {
@@ -175,6 +179,7 @@ mod tests {
                 from: None,
                 to: "s1".into(),
                 taken_ns: 7,
+                guid: 9,
             },
             Frame::Delete {
                 path: b"a/\xffb".to_vec(),

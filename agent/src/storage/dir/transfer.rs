@@ -34,6 +34,7 @@ pub async fn send(
         from: from.map(|f| f.name),
         to: to.name.clone(),
         taken_ns: to.taken_ns,
+        guid: to.guid(),
     };
     let (reader, mut writer) = tokio::io::duplex(PIPE_BUFFER);
     let (tx, rx) = oneshot::channel();
@@ -105,7 +106,12 @@ where
         reason,
     };
     stream::read_magic(&mut input).await.map_err(bad)?;
-    let Frame::Header { from, to, taken_ns } = stream::read_frame(&mut input).await.map_err(bad)?
+    let Frame::Header {
+        from,
+        to,
+        taken_ns,
+        guid,
+    } = stream::read_frame(&mut input).await.map_err(bad)?
     else {
         return Err(bad("the stream does not start with a header".into()));
     };
@@ -166,6 +172,7 @@ where
     meta.snapshots.push(SnapshotMeta {
         name: to.to_string(),
         taken_ns,
+        guid,
     });
     storage.save(volume, &meta)
 }
