@@ -50,4 +50,14 @@ mod tests {
         }
         assert_eq!(rules("Nope"), None, "deny by default");
     }
+
+    #[test]
+    fn the_docs_list_the_table() {
+        let docs = include_str!("../../../docs/control.md");
+        let expected = proto::authz::markdown_table(AGENT, rules);
+        assert!(
+            docs.contains(&expected),
+            "docs/control.md must contain the table of {AGENT}:\n{expected}"
+        );
+    }
 }
