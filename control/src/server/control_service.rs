@@ -7,13 +7,12 @@
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use proto::authz::{Authorize, Caller};
 use proto::control as pb;
 use proto::control::control_server::{Control, ControlServer};
 use proto::tls::TlsDir;
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
-
-use proto::authz::{Authorize, Caller};
 
 use super::ownership;
 use super::status::to_status;
