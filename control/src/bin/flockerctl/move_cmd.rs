@@ -4,10 +4,8 @@
 use std::io::{IsTerminal, Write};
 
 use proto::control as pb;
-use proto::control::control_client::ControlClient;
 use serde_json::json;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
 use super::output::human;
 use super::{Ctx, Format, call_failed};
@@ -25,20 +23,9 @@ fn line(p: &pb::MoveProgress) -> String {
     )
 }
 
-/// Runs the move and prints its progress; fails if the move fails. A volume that has no
-/// owner yet (made by `volume create` without `--owner`) holds no data anywhere: it is
-/// given to the node at once, which is what the agents' "no owner node yet" error tells
-/// the user to do with this command.
+/// Runs the move and prints its progress; fails if the move fails.
 pub async fn run(ctx: &Ctx, name: String, to: String, stop: bool) -> anyhow::Result<()> {
     let mut c = ctx.client().await?;
-    let volume = c
-        .get_volume(pb::VolumeName { name: name.clone() })
-        .await
-        .map_err(call_failed)?
-        .into_inner();
-    if volume.owner.is_none() {
-        return give(ctx, &mut c, name, to).await;
-    }
     let req = pb::MoveVolumeRequest {
         name,
         to,
@@ -80,33 +67,4 @@ pub async fn run(ctx: &Ctx, name: String, to: String, stop: bool) -> anyhow::Res
             "the progress stream ended before the move finished: see `flockerctl volume ls`"
         )),
     }
-}
-
-/// Makes `to` the owner of volume `name`, which has none.
-async fn give(
-    ctx: &Ctx,
-    c: &mut ControlClient<Channel>,
-    name: String,
-    to: String,
-) -> anyhow::Result<()> {
-    let v = c
-        .set_volume_owner(pb::SetOwnerRequest { name, owner: to })
-        .await
-        .map_err(call_failed)?
-        .into_inner();
-    let to = v.owner.unwrap_or_default();
-    match ctx.format {
-        Format::Json => println!(
-            "{}",
-            json!({
-                "migration": null, "volume": v.name, "from": null, "to": to, "phase": "done",
-                "bytes_sent": 0, "bytes_per_second": 0, "rounds": 0, "error": null,
-            })
-        ),
-        Format::Table => println!(
-            "volume {} had no owner: {to} owns it now (epoch {})",
-            v.name, v.epoch
-        ),
-    }
-    Ok(())
 }
