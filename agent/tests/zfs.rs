@@ -52,6 +52,15 @@ async fn broken_streams_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_stale_copy_is_replaced_only_when_the_new_one_is_complete() {
+    let Some(hosts) = two_hosts().await else {
+        return;
+    };
+    behaviour::a_stale_copy_is_replaced_only_when_the_new_one_is_complete(&hosts.src, &hosts.dst)
+        .await;
+}
+
+#[tokio::test]
 async fn errors_name_the_volume() {
     let Some(hosts) = two_hosts().await else {
         return;

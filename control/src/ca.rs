@@ -3,9 +3,7 @@
 //! Control certificates also carry the DNS name [`proto::tls::CONTROL_SERVER_NAME`], which
 //! clients verify, so members can be dialled by any address.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -17,45 +15,7 @@ pub const CA_CERT: &str = "ca.crt";
 /// CA key file in the CA directory (mode 0600).
 pub const CA_KEY: &str = "ca.key";
 
-/// What a certificate lets its holder do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// A control member.
-    Control,
-    /// An agent, acting only as its own node.
-    Node,
-    /// An operator driving `flockerctl`.
-    User,
-}
-
-impl Role {
-    /// The name used in certificates and flags.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Control => "control",
-            Role::Node => "node",
-            Role::User => "user",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = CaError;
-    fn from_str(s: &str) -> Result<Self, CaError> {
-        match s {
-            "control" => Ok(Role::Control),
-            "node" => Ok(Role::Node),
-            "user" => Ok(Role::User),
-            _ => Err(CaError::BadRole(s.to_owned())),
-        }
-    }
-}
+pub use proto::identity::Role;
 
 /// The SAN URI naming a certificate's holder.
 pub fn identity_uri(role: Role, name: &str) -> String {
@@ -80,9 +40,6 @@ pub enum CaError {
     /// rcgen refused.
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
-    /// Unknown role.
-    #[error("unknown role {0:?}: use control, node or user")]
-    BadRole(String),
     /// Bad holder name.
     #[error(
         "invalid certificate name {0:?}: use 1 to 63 characters from A-Z, a-z, 0-9, '_', '.', '-'"
@@ -203,4 +160,39 @@ pub fn issue(
     Ok(Issued {
         dir: out.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_certificates_name_their_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        init(&dir.path().join("ca")).unwrap();
+        issue(
+            &dir.path().join("ca"),
+            Role::Node,
+            "host-1",
+            &[],
+            &dir.path().join("n"),
+        )
+        .unwrap();
+        let pem = std::fs::read_to_string(dir.path().join("n/tls.crt")).unwrap();
+        let der = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .unwrap()
+            .1
+            .contents;
+        assert_eq!(
+            proto::identity::of_der(&der),
+            Some(proto::identity::PeerIdentity {
+                role: Role::Node,
+                name: "host-1".into()
+            })
+        );
+        assert!(
+            init(&dir.path().join("ca")).is_err(),
+            "init must not overwrite"
+        );
+    }
 }

@@ -3,13 +3,17 @@
 //! - [`raft`]: the Raft-internal service between control members (`proto/raft.proto`).
 //! - [`control`]: the Control API for agents and `flockerctl` (`proto/control.proto`).
 //! - [`agent`]: the Agent API each agent serves: pushes, receives, mounts (`proto/agent.proto`).
-//! - [`identity`]: the `flocker://ROLE/NAME` identity in a peer's certificate.
+//! - [`identity`]: the `flocker://ROLE/NAME` identity (and [`identity::Role`]) in a peer's
+//!   certificate.
+//! - [`authz`]: deny-by-default authorization of every call from a per-service table of
+//!   rules, and the list of every RPC in the `.proto` files.
 //! - [`tls`]: loading a TLS directory (`ca.crt`, `tls.crt`, `tls.key`) into tonic configs, so
 //!   every gRPC endpoint of the system speaks mutual TLS the same way.
 //!
 //! The `.proto` files are compiled by `build.rs` with protox, so no system `protoc` is needed.
 #![forbid(unsafe_code)]
 
+pub mod authz;
 pub mod identity;
 pub mod tls;
 

@@ -8,7 +8,7 @@
 //!
 //! - [`server`]: accept loops, connections, graceful shutdown;
 //! - [`proxy`]: match -> pre chain -> forward -> post chain -> reply;
-//! - [`matcher`]: `METHOD /path` patterns (`*` is one segment, the version prefix optional);
+//! - [`matcher`]: `METHOD /path` patterns (`*` is one segment, a leading `*` the API version);
 //! - [`chain`]: runs a list of adapters in order, each under its own timeout;
 //! - [`adapter`]: the [`Adapter`](adapter::Adapter) trait, the HTTP client for external
 //!   adapters ([`adapter::http`]), the built-in table ([`adapter::builtin`]) and `debug`;

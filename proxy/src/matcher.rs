@@ -1,10 +1,18 @@
-//! Endpoint patterns: `METHOD /path` where `*` matches exactly one path segment.
+//! Endpoint patterns: `METHOD /path` where `*` matches exactly one path segment, except a
+//! leading one, which stands for the Docker API version and nothing else.
 //!
-//! The Docker API version prefix (`/v1.41`) is optional on both sides: the pattern
-//! `POST /*/containers/create` matches `/v1.41/containers/create` and the unversioned
-//! `/containers/create` (go-dockerclient and Kubernetes send the latter), and the pattern
-//! `POST /containers/create` matches both too. The query string is never part of a match.
+//! The version prefix is optional on both sides. A pattern's first segment, when it is `*` or
+//! a version such as `v1.41`, is its *version slot*: `POST /*/containers/create` matches
+//! `/v1.41/containers/create` and the unversioned `/containers/create` (go-dockerclient and
+//! Kubernetes send the latter), and so does `POST /containers/create`. The slot never stands
+//! for any other segment, so `GET /*/containers/*/json` does not slide onto
+//! `/v1.41/images/containers/podman/json` (inspecting the image `containers/podman`).
+//!
+//! A request's first segment is its version when Docker's router would take it as one
+//! (`/v{version:[0-9.]+}`); the rest is matched segment by segment after `%XX` escapes are
+//! decoded, as Docker decodes them before routing. The query string is never part of a match.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why an endpoint key is not a valid pattern.
@@ -22,9 +30,15 @@ pub enum PatternError {
     /// A segment mixes `*` with other characters.
     #[error("segment '{0}': '*' must stand alone as a whole path segment")]
     Glob(String),
+    /// Nothing follows the version slot, so no Docker endpoint can match.
+    #[error(
+        "the path names no endpoint: a leading '*' stands for the API version only; \
+         write the endpoint after it, e.g. \"GET /*/containers/*/json\""
+    )]
+    NoEndpoint,
 }
 
-/// One segment of a pattern.
+/// One segment of a pattern after its version slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     /// Any single segment.
@@ -48,14 +62,6 @@ impl Segment {
             _ => true,
         }
     }
-
-    /// Whether this segment can stand for an API version prefix.
-    fn can_be_version(&self) -> bool {
-        match self {
-            Segment::Any => true,
-            Segment::Literal(text) => is_version(text),
-        }
-    }
 }
 
 /// A parsed endpoint pattern such as `POST /*/containers/*/start`.
@@ -63,6 +69,10 @@ impl Segment {
 pub struct Pattern {
     /// `None` for `*` (any method).
     method: Option<String>,
+    /// The version a pattern such as `/v1.41/...` names; `None` for `/*/...` or no slot,
+    /// which both accept any version or none.
+    pinned: Option<String>,
+    /// The segments after the version slot.
     segments: Vec<Segment>,
     source: String,
 }
@@ -83,15 +93,28 @@ impl Pattern {
             m if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) => Some(m.to_owned()),
             m => return Err(PatternError::Method(m.to_owned())),
         };
-        let segments = split(path)
+        let mut rest = split(path).peekable();
+        let pinned = match rest.peek() {
+            Some(&"*") => {
+                rest.next();
+                None
+            }
+            Some(first) if is_version(first) => rest.next().map(str::to_owned),
+            _ => None,
+        };
+        let segments: Vec<Segment> = rest
             .map(|segment| match segment {
                 "*" => Ok(Segment::Any),
                 s if s.contains('*') => Err(PatternError::Glob(s.to_owned())),
                 s => Ok(Segment::Literal(s.to_owned())),
             })
             .collect::<Result<_, _>>()?;
+        if segments.is_empty() {
+            return Err(PatternError::NoEndpoint);
+        }
         Ok(Pattern {
             method,
+            pinned,
             segments,
             source: key.trim().to_owned(),
         })
@@ -103,49 +126,43 @@ impl Pattern {
         if self.method.as_deref().is_some_and(|m| m != method) {
             return false;
         }
-        let path = path.split('?').next().unwrap_or_default();
-        let request: Vec<&str> = split(path).collect();
-        if let (Some(Segment::Literal(pinned)), Some(version)) =
-            (self.segments.first(), request.first())
-        {
+        let path = percent_decode(path.split('?').next().unwrap_or_default());
+        let mut request = split(&path).peekable();
+        if let Some(version) = request.next_if(|first| is_version(first)) {
             // A pattern that names a version matches that version or none, never another.
-            if is_version(pinned) && is_version(version) && pinned != version {
+            if self
+                .pinned
+                .as_deref()
+                .is_some_and(|pinned| !same_version(pinned, version))
+            {
                 return false;
             }
         }
-        self.path_variants().any(|pattern| {
-            request_variants(&request).any(|request| segments_match(pattern, request))
-        })
+        let request: Vec<&str> = request.collect();
+        request.len() == self.segments.len()
+            && self.segments.iter().zip(request).all(|(p, r)| p.matches(r))
     }
 
     /// Whether some request could match both patterns (used to refuse post-hooks on
-    /// streaming endpoints at load time).
+    /// streaming endpoints at load time). Version slots always meet: the unversioned
+    /// request matches both.
     pub fn overlaps(&self, other: &Pattern) -> bool {
         let methods_meet = match (&self.method, &other.method) {
             (Some(a), Some(b)) => a == b,
             _ => true,
         };
         methods_meet
-            && self.path_variants().any(|mine| {
-                other.path_variants().any(|theirs| {
-                    mine.len() == theirs.len()
-                        && mine.iter().zip(theirs).all(|(a, b)| a.overlaps(b))
-                })
-            })
+            && self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| a.overlaps(b))
     }
 
     /// The pattern as written in the configuration.
     pub fn as_str(&self) -> &str {
         &self.source
-    }
-
-    /// The pattern's path, and the same without a leading version segment.
-    fn path_variants(&self) -> impl Iterator<Item = &[Segment]> {
-        let unversioned = match self.segments.first() {
-            Some(first) if first.can_be_version() => Some(&self.segments[1..]),
-            _ => None,
-        };
-        std::iter::once(self.segments.as_slice()).chain(unversioned)
     }
 }
 
@@ -155,138 +172,66 @@ impl fmt::Display for Pattern {
     }
 }
 
-/// The request's path, and the same without its version prefix if it has one.
-fn request_variants<'a>(request: &'a [&'a str]) -> impl Iterator<Item = &'a [&'a str]> {
-    let unversioned = match request.first() {
-        Some(first) if is_version(first) => Some(&request[1..]),
-        _ => None,
-    };
-    std::iter::once(request).chain(unversioned)
-}
-
-fn segments_match(pattern: &[Segment], request: &[&str]) -> bool {
-    pattern.len() == request.len() && pattern.iter().zip(request).all(|(p, r)| p.matches(r))
-}
-
 /// Splits a path into its non-empty segments.
 fn split(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|s| !s.is_empty())
 }
 
-/// `v1`, `v1.41`: Docker's API version prefix.
+/// Whether Docker's router takes this first segment as an API version: `v` then one or more
+/// digits and dots (`/v{version:[0-9.]+}`), so `v1.41`, `v1` and `v1.41.0` all count.
 pub fn is_version(segment: &str) -> bool {
-    let Some(number) = segment.strip_prefix('v') else {
-        return false;
-    };
-    let mut parts = number.split('.');
-    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    parts.next().is_some_and(all_digits) && parts.all(all_digits) && number.split('.').count() <= 2
+    segment
+        .strip_prefix('v')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+}
+
+/// Whether Docker treats two version segments as the same API version: dot-separated
+/// numbers compared one by one, missing or empty parts counting as 0 (`v1.41` = `v1.41.0`
+/// = `v01.41`), as its `versions.compare` does.
+fn same_version(a: &str, b: &str) -> bool {
+    fn parts(version: &str) -> Vec<u64> {
+        let number = version.strip_prefix('v').unwrap_or(version);
+        number
+            .split('.')
+            .map(|part| match part.parse() {
+                Ok(n) => n,
+                Err(_) if !part.is_empty() => u64::MAX, // all digits, too many of them
+                Err(_) => 0,
+            })
+            .collect()
+    }
+    let (a, b) = (parts(a), parts(b));
+    (0..a.len().max(b.len()))
+        .all(|i| a.get(i).copied().unwrap_or(0) == b.get(i).copied().unwrap_or(0))
+}
+
+/// Decodes `%XX` escapes the way Docker does before routing (Go's `URL.Path`), so that
+/// `/%63ontainers/create` cannot slip past `POST /*/containers/create`. A malformed escape,
+/// which Docker answers with 400, is kept as written.
+fn percent_decode(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
+    let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&decoded).into_owned())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn p(key: &str) -> Pattern {
-        Pattern::parse(key).unwrap()
-    }
-
-    #[test]
-    fn star_matches_exactly_one_segment() {
-        let start = p("POST /*/containers/*/start");
-        assert!(start.matches("POST", "/v1.41/containers/abc/start"));
-        assert!(!start.matches("POST", "/v1.41/containers/a/b/start"));
-        assert!(!start.matches("GET", "/v1.41/containers/abc/start"));
-    }
-
-    #[test]
-    fn version_prefix_is_optional_on_both_sides() {
-        let versioned = p("POST /*/containers/create");
-        assert!(versioned.matches("POST", "/v1.41/containers/create"));
-        assert!(versioned.matches("POST", "/containers/create"));
-        assert!(versioned.matches("POST", "/containers/create?name=web"));
-        let plain = p("POST /containers/create");
-        assert!(plain.matches("POST", "/v1.41/containers/create"));
-        assert!(plain.matches("POST", "/containers/create"));
-        let pinned = p("POST /v1.41/containers/create");
-        assert!(pinned.matches("POST", "/containers/create"));
-        assert!(!pinned.matches("POST", "/v1.40/containers/create"));
-    }
-
-    #[test]
-    fn names_with_dashes_and_dots_match() {
-        // powerstrip-weave's `\w+` missed these.
-        assert!(
-            p("POST /*/containers/*/start").matches("POST", "/v1.41/containers/my-app.1/start")
-        );
-    }
-
-    #[test]
-    fn any_method() {
-        assert!(p("* /_ping").matches("HEAD", "/_ping"));
-    }
-
-    #[test]
-    fn bad_keys_are_explained() {
-        assert_eq!(
-            Pattern::parse("containers/create"),
-            Err(PatternError::Shape)
-        );
-        assert_eq!(
-            Pattern::parse("POST containers/create"),
-            Err(PatternError::Shape)
-        );
-        assert_eq!(
-            Pattern::parse("post /x"),
-            Err(PatternError::Method("post".into()))
-        );
-        assert_eq!(Pattern::parse("GET /x?y=1"), Err(PatternError::Query));
-        assert_eq!(
-            Pattern::parse("GET /contain*"),
-            Err(PatternError::Glob("contain*".into()))
-        );
-    }
-
-    #[test]
-    fn overlap_detects_streaming_endpoints() {
-        let logs = p("GET /containers/*/logs");
-        assert!(p("GET /*/containers/*/logs").overlaps(&logs));
-        assert!(p("* /*/containers/web/*").overlaps(&logs));
-        assert!(!p("POST /*/containers/*/logs").overlaps(&logs));
-        assert!(!p("GET /*/containers/*/json").overlaps(&logs));
-    }
-
-    #[test]
-    fn versions() {
-        assert!(is_version("v1.41") && is_version("v1") && is_version("v12.0"));
-        assert!(
-            !is_version("v") && !is_version("v1.") && !is_version("v1.2.3") && !is_version("x1")
-        );
-    }
-
-    proptest! {
-        /// A literal pattern matches its own path, with or without a version prefix.
-        #[test]
-        fn literal_patterns_match_themselves(segments in prop::collection::vec("[a-uw-z_][a-z0-9_.-]{0,8}", 1..5), minor in 12u32..60) {
-            let path = format!("/{}", segments.join("/"));
-            let pattern = p(&format!("GET {path}"));
-            prop_assert!(pattern.matches("GET", &path));
-            let versioned = format!("/v1.{minor}{path}?a=b");
-            prop_assert!(pattern.matches("GET", &versioned));
-        }
-
-        /// Replacing any one segment with `*` still matches, and adding a segment never does.
-        #[test]
-        fn star_is_one_segment(segments in prop::collection::vec("[a-z][a-z0-9]{0,8}", 2..5), index in 0usize..5) {
-            let index = index % segments.len();
-            let mut globbed = segments.clone();
-            globbed[index] = "*".into();
-            let pattern = p(&format!("GET /{}", globbed.join("/")));
-            let exact = format!("/{}", segments.join("/"));
-            let longer = format!("{exact}/extra/more");
-            prop_assert!(pattern.matches("GET", &exact));
-            prop_assert!(!pattern.matches("GET", &longer));
-        }
-    }
-}
+pub(crate) mod docker_routes;
+#[cfg(test)]
+mod tests;

@@ -66,6 +66,7 @@ pub fn streaming_overlap(pattern: &Pattern) -> Option<(&'static Pattern, &'stati
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matcher::docker_routes::{ROUTES, shape};
 
     #[test]
     fn the_list_parses_and_detects_overlaps() {
@@ -77,5 +78,25 @@ mod tests {
         assert!(streaming_overlap(&start).is_none());
         let create = Pattern::parse("POST /*/containers/create").unwrap();
         assert!(streaming_overlap(&create).is_none());
+        // The leading `*` is a version, never `containers` in `GET /containers/*/logs`.
+        let network = Pattern::parse("GET /*/networks/*").unwrap();
+        assert!(streaming_overlap(&network).is_none());
+    }
+
+    /// Over every Docker API route: its pattern is refused exactly when the route streams.
+    #[test]
+    fn only_streaming_routes_are_refused() {
+        for (method, template) in ROUTES {
+            let shape = shape(template);
+            let streams = STREAMING
+                .iter()
+                .any(|(key, _)| *key == format!("{method} {shape}"));
+            let pattern = Pattern::parse(&format!("{method} /*{shape}")).unwrap();
+            assert_eq!(
+                streaming_overlap(&pattern).is_some(),
+                streams,
+                "{method} {template}"
+            );
+        }
     }
 }

@@ -3,8 +3,10 @@
 //! A background task holds the connection and parses Docker's concatenated JSON objects.
 //! When the connection ends (daemon restart, socket gone) it reconnects with growing
 //! pauses (100 ms up to 2 s) and asks for `since=` the last event it delivered, skipping
-//! what it already delivered, so a restart loses nothing Docker recorded. The task stops
-//! when the [`EventStream`] is dropped.
+//! what it already delivered ([`Delivered`]: by time, and by container and action among
+//! events of the same nanosecond, so two events that share a timestamp are both
+//! delivered), so a restart loses nothing Docker recorded. The task stops when the
+//! [`EventStream`] is dropped.
 //!
 //! [`Docker::updates`] is the same stream with an [`Update::Connected`] ahead of each
 //! connection's events, for consumers that reconcile with Docker's current state at every
@@ -194,7 +196,7 @@ impl Docker {
 /// Connects, forwards events, reconnects; returns when the receiver is gone.
 async fn follow(docker: Docker, filter: EventFilter, tx: mpsc::Sender<Update>) {
     let mut since = now_nano();
-    let mut last_sent: Option<i64> = None;
+    let mut delivered = Delivered::default();
     let mut pause = RECONNECT_MIN;
     loop {
         match docker.get(&filter.query(since)).await {
@@ -211,10 +213,9 @@ async fn follow(docker: Docker, filter: EventFilter, tx: mpsc::Sender<Update>) {
                     };
                     buffer.extend_from_slice(&data);
                     for event in drain_events(&mut buffer) {
-                        if last_sent.is_some_and(|last| event.time_nano <= last) {
+                        if !delivered.first_time(&event) {
                             continue;
                         }
-                        last_sent = Some(event.time_nano);
                         since = event.time_nano;
                         if tx.send(Update::Event(event)).await.is_err() {
                             return;
@@ -234,6 +235,37 @@ async fn follow(docker: Docker, filter: EventFilter, tx: mpsc::Sender<Update>) {
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// What was delivered already, to skip what `since=` sends again after a reconnection:
+/// everything older than the last event, and at the last event's nanosecond the
+/// (container, action) pairs already sent.
+#[derive(Debug, Default)]
+struct Delivered {
+    last_nano: Option<i64>,
+    at_last: Vec<(String, Action)>,
+}
+
+impl Delivered {
+    /// Whether `event` is new; if so it counts as delivered from now on.
+    fn first_time(&mut self, event: &Event) -> bool {
+        let key = (event.id.clone(), event.action.clone());
+        match self.last_nano {
+            Some(last) if event.time_nano < last => false,
+            Some(last) if event.time_nano == last => {
+                if self.at_last.contains(&key) {
+                    return false;
+                }
+                self.at_last.push(key);
+                true
+            }
+            _ => {
+                self.last_nano = Some(event.time_nano);
+                self.at_last = vec![key];
+                true
+            }
+        }
     }
 }
 
@@ -333,6 +365,33 @@ mod tests {
         buffer.extend_from_slice(&START.as_bytes()[40..]);
         assert_eq!(drain_events(&mut buffer).len(), 1);
         assert!(buffer.is_empty());
+    }
+
+    fn event(id: &str, action: Action, time_nano: i64) -> Event {
+        Event {
+            action,
+            id: id.into(),
+            name: String::new(),
+            attributes: BTreeMap::new(),
+            time_nano,
+        }
+    }
+
+    #[test]
+    fn events_sharing_a_nanosecond_are_all_delivered_once() {
+        let mut delivered = Delivered::default();
+        let die = event("c1", Action::Die, 5);
+        let destroy = event("c1", Action::Destroy, 5);
+        let other = event("c2", Action::Die, 5);
+        for e in [&die, &destroy, &other] {
+            assert!(delivered.first_time(e), "{e:?}");
+        }
+        // What `since=` sends again after a reconnection is skipped.
+        for e in [&event("c0", Action::Start, 4), &die, &destroy, &other] {
+            assert!(!delivered.first_time(e), "{e:?}");
+        }
+        assert!(delivered.first_time(&event("c1", Action::Start, 6)));
+        assert!(!delivered.first_time(&die));
     }
 
     #[test]

@@ -2,7 +2,16 @@
 //! lease on it (`AcquireLease(volume, node, container)`), released when it dies. The
 //! watcher follows Docker's `start` and `die` events through [`Docker::updates`], which
 //! reconnects with `since=` after a daemon restart, and reconciles with the running
-//! containers at every (re)connection ([`Update::Connected`]) before the events that follow.
+//! containers at every (re)connection ([`Update::Connected`]) before the events that follow,
+//! and every [`LEASE_RECONCILE_PERIOD`] in between.
+//!
+//! Docker is the truth, as for addresses ([`crate::weave::lifecycle`]): a `start` takes
+//! leases only for a container an inspect shows running, and a lease is released only for a
+//! container an inspect shows not running. Events, the periodic pass and (re)connections
+//! are handled one at a time by one task, in Docker's order, so a `die` is always handled
+//! after the `start` before it: a `--rm` container that exits at once leaves no lease. A
+//! lease left by anything else (a lost event, a release the control service refused) is
+//! released by the next periodic pass, so it blocks a move for seconds at most.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,11 +22,15 @@ use futures_util::StreamExt;
 use proto::control::{Empty, Lease};
 
 use super::volumes::{VolumeError, Volumes};
-use crate::docker::{Action, Docker, Event, EventFilter, MountPoint, Update};
+use crate::docker::{Action, Docker, DockerError, Event, EventFilter, MountPoint, Update};
 use crate::storage::VolumeName;
 
 /// Pause before trying a failed reconciliation again (the events wait meanwhile).
 pub const RECONCILE_RETRY: Duration = Duration::from_secs(1);
+
+/// How often the leases are reconciled between (re)connections: the longest a lease whose
+/// container is gone lasts when its `die` was missed.
+pub const LEASE_RECONCILE_PERIOD: Duration = Duration::from_secs(5);
 
 /// Follows dockerd and keeps this node's leases in step with its running containers.
 pub struct LeaseWatcher {
@@ -37,15 +50,28 @@ impl LeaseWatcher {
     }
 
     /// Runs until dropped: at every (re)connection to dockerd reconcile (again after
-    /// [`RECONCILE_RETRY`] until it succeeds), then follow the events.
+    /// [`RECONCILE_RETRY`] until it succeeds), then follow the events, and reconcile every
+    /// [`LEASE_RECONCILE_PERIOD`] (a failed periodic pass waits for the next one).
     pub async fn run(self) {
         let mut updates = self
             .docker
             .updates(EventFilter::actions([Action::Start, Action::Die]));
-        while let Some(update) = updates.next().await {
-            match update {
-                Update::Connected => self.reconcile_until_done().await,
-                Update::Event(event) => self.handle(&event).await,
+        let first = tokio::time::Instant::now() + LEASE_RECONCILE_PERIOD;
+        let mut ticks = tokio::time::interval_at(first, LEASE_RECONCILE_PERIOD);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                update = updates.next() => match update {
+                    Some(Update::Connected) => self.reconcile_until_done().await,
+                    Some(Update::Event(event)) => self.handle(&event).await,
+                    None => return,
+                },
+                _ = ticks.tick() => {
+                    if let Err(e) = self.reconcile().await {
+                        tracing::warn!(error = %e, "periodic lease reconciliation failed; \
+                            trying again in {LEASE_RECONCILE_PERIOD:?}");
+                    }
+                }
             }
         }
     }
@@ -71,12 +97,27 @@ impl LeaseWatcher {
     }
 
     async fn started(&self, id: &str) -> Result<(), String> {
-        let container = self
-            .docker
-            .inspect_container(id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let container = match self.docker.inspect_container(id).await {
+            Ok(container) => container,
+            // Removed already (`--rm`): its die comes next and there is nothing to hold.
+            Err(DockerError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        if !container.state.running {
+            tracing::debug!(container.id = %id, "exited before its start was handled");
+            return Ok(());
+        }
         self.acquire_all(id, &container.mounts).await
+    }
+
+    /// Whether container `id` runs now; an error other than "no such container" is
+    /// returned.
+    async fn runs(&self, id: &str) -> Result<bool, String> {
+        match self.docker.inspect_container(id).await {
+            Ok(container) => Ok(container.state.running),
+            Err(DockerError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// Leases on the flocker volumes among `mounts` for container `id`.
@@ -130,6 +171,10 @@ impl LeaseWatcher {
     }
 
     async fn died(&self, id: &str) -> Result<(), String> {
+        // Restarted by Docker already (restart policy): it still holds its volumes.
+        if self.runs(id).await? {
+            return Ok(());
+        }
         for lease in self.my_leases().await? {
             if lease.container_id == id {
                 self.release(lease).await?;
@@ -138,9 +183,15 @@ impl LeaseWatcher {
         Ok(())
     }
 
-    /// Acquires the leases of every running container and releases the leases of this
-    /// node whose container no longer runs.
+    /// Acquires the leases of every running container that lacks them and releases the
+    /// leases of this node whose container no longer runs. A pass with nothing to do
+    /// makes no write.
     pub async fn reconcile(&self) -> Result<(), String> {
+        let leases = self.my_leases().await?;
+        let held: BTreeSet<(&str, &str)> = leases
+            .iter()
+            .map(|l| (l.volume.as_str(), l.container_id.as_str()))
+            .collect();
         let running = self
             .docker
             .running_containers()
@@ -148,14 +199,21 @@ impl LeaseWatcher {
             .map_err(|e| e.to_string())?;
         let mut ids = BTreeSet::new();
         for container in &running {
-            ids.insert(container.id.clone());
-            if let Err(e) = self.acquire_all(&container.id, &container.mounts).await {
-                tracing::warn!(container.id = %container.id, error = %e, "lease not acquired");
+            ids.insert(container.id.as_str());
+            for volume in flocker_volumes(&container.mounts, &self.volume_root) {
+                if held.contains(&(volume.as_str(), container.id.as_str())) {
+                    continue;
+                }
+                if let Err(e) = self.acquire(&volume, &container.id).await {
+                    tracing::warn!(container.id = %container.id, error = %e, "lease not acquired");
+                }
             }
         }
-        for lease in self.my_leases().await? {
-            if !ids.contains(&lease.container_id) {
-                self.release(lease).await?;
+        for lease in &leases {
+            // Inspected after the listings: a container that runs now keeps its lease.
+            let id = lease.container_id.as_str();
+            if !ids.contains(id) && !self.runs(id).await? {
+                self.release(lease.clone()).await?;
             }
         }
         Ok(())

@@ -1,35 +1,63 @@
-//! Who may call the agent: control members (role `control`) give orders; other agents (role
-//! `node`) may only stream a snapshot in. The TLS layer has already checked that the
-//! certificate comes from the cluster CA.
+//! Who may call the agent: the authorization table of the `Agent` service, the one place
+//! that says so. Control members (role `control`) give orders; other agents (role `node`) may
+//! only stream a snapshot in (`Receive`); users may call nothing. [`authorized`] wraps the
+//! service so the table applies to every call before any handler runs, and a method without
+//! a rule is refused. The TLS layer has already checked that the certificate comes from the
+//! cluster CA.
 
-use tonic::{Request, Status};
+use proto::agent::agent_server::AgentServer;
+use proto::authz::{Authorize, Rule, Scope};
+use proto::identity::Role;
 
-/// Fails unless the caller holds a control certificate.
-pub fn require_control<T>(req: &Request<T>) -> Result<(), Status> {
-    match proto::identity::of_request(req) {
-        Some(id) if id.role == "control" => Ok(()),
-        Some(id) => Err(Status::permission_denied(format!(
-            "{} certificate {:?} may not give orders to an agent: only control members may",
-            id.role, id.name
-        ))),
-        None => Err(unidentified()),
+use super::AgentService;
+
+/// The `Agent` service's full name, as in the `.proto` file.
+pub const AGENT: &str = "flocker.agent.Agent";
+
+/// The `Agent` service's table.
+pub fn rules(method: &str) -> Option<Rule> {
+    let rule = |roles, note| {
+        Some(Rule {
+            roles,
+            scope: Scope::Any,
+            note,
+        })
+    };
+    match method {
+        "Push" | "Mount" | "Unmount" | "CleanUp" | "Inventory" | "StopContainers" => {
+            rule(&[Role::Control], "orders from control members")
+        }
+        "Receive" => rule(&[Role::Node], "a snapshot stream from another agent"),
+        _ => None,
     }
 }
 
-/// Fails unless the caller is another agent or a control member.
-pub fn require_peer<T>(req: &Request<T>) -> Result<(), Status> {
-    match proto::identity::of_request(req) {
-        Some(id) if id.role == "control" || id.role == "node" => Ok(()),
-        Some(id) => Err(Status::permission_denied(format!(
-            "{} certificate {:?} may not stream snapshots into an agent",
-            id.role, id.name
-        ))),
-        None => Err(unidentified()),
-    }
+/// `service` behind its authorization table: the way to serve it.
+pub fn authorized(service: AgentService) -> Authorize<AgentServer<AgentService>> {
+    Authorize::new(AgentServer::new(service), rules)
 }
 
-fn unidentified() -> Status {
-    Status::unauthenticated(
-        "no flocker identity in the client certificate: issue one with `flockerctl ca issue`",
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_agent_rpc_has_a_rule() {
+        let methods = proto::authz::methods_of(AGENT);
+        assert!(methods.contains(&"Receive"), "{methods:?}");
+        for method in methods {
+            assert!(rules(method).is_some(), "{AGENT}/{method} has no rule");
+        }
+        assert_eq!(rules("Nope"), None, "deny by default");
+    }
+
+    #[test]
+    fn the_docs_list_the_table() {
+        let docs = include_str!("../../../docs/control.md");
+        let expected = proto::authz::markdown_table(AGENT, rules);
+        assert!(
+            docs.contains(&expected),
+            "docs/control.md must contain the table of {AGENT}:\n{expected}"
+        );
+    }
 }

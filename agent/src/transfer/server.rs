@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use proto::agent::agent_server::AgentServer;
-
 use super::fence::Fence;
 use super::push::PushContext;
 use super::stop::Stopper;
@@ -90,7 +88,7 @@ pub async fn serve(
         .initial_connection_window_size(super::STREAM_WINDOW)
         .max_frame_size(super::MAX_FRAME)
         .tls_config(config.tls.server_config())?
-        .add_service(AgentServer::new(service))
+        .add_service(super::auth::authorized(service))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async {

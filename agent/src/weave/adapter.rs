@@ -10,7 +10,8 @@
 //!   only then does the client get Docker's answer, so `docker start` returns with
 //!   `ethwe` up, or with a clear error and the container stopped (killed: its command
 //!   never ran, it was still in `wait-for-net`). A container that was already running
-//!   (304) is left running.
+//!   (304) is left running. One that exited before it could be attached (created without
+//!   the rewrite, so nothing held its command back) gets Docker's answer unchanged.
 //!
 //! adapters.yml:
 //!
@@ -112,6 +113,10 @@ impl<N: Network + 'static, A: AddressAllocator + 'static> WeaveAdapter<N, A> {
         }
         match self.attacher.ensure(id).await {
             Ok(_) => Ok(response),
+            // It ran and exited (a `--rm` one is gone) before it could be attached: Docker's
+            // answer stands, its addresses follow it (see `super::lifecycle`).
+            Err(AttachError::NotRunning { .. })
+            | Err(AttachError::Docker(DockerError::NotFound { .. })) => Ok(response),
             Err(e @ (AttachError::Cidr { .. } | AttachError::SharedNetns { .. })) => {
                 Err(refused(StatusCode::BAD_REQUEST, e))
             }

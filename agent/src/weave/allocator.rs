@@ -61,7 +61,12 @@ pub trait AddressAllocator: Send + Sync {
         request: &CidrRequest,
     ) -> impl Future<Output = Result<Ipv4Cidr, AllocError>> + Send;
 
-    /// Gives back every address of the container (it was removed).
+    /// The container does not run: its addresses stay recorded for it but another
+    /// container may claim them. Returns how many it held. Idempotent.
+    fn stopped(&self, container_id: &str)
+    -> impl Future<Output = Result<usize, AllocError>> + Send;
+
+    /// Gives back every address of the container (it was removed). Idempotent.
     fn release(&self, container_id: &str) -> impl Future<Output = Result<(), AllocError>> + Send;
 }
 
@@ -91,6 +96,10 @@ impl AddressAllocator for ExplicitOnly {
                 request: request.to_string(),
             }),
         }
+    }
+
+    async fn stopped(&self, _container_id: &str) -> Result<usize, AllocError> {
+        Ok(0)
     }
 
     async fn release(&self, _container_id: &str) -> Result<(), AllocError> {

@@ -2,7 +2,9 @@
 //! by the adapter's post-hook on start and by the restart watcher.
 //!
 //! It inspects the container (its `WEAVE_CIDR` and its init's PID), asks the allocator for
-//! each requested address, and attaches through [`Network`]. Attaches run one at a time:
+//! each requested address, inspects it again (the allocation marked the addresses running:
+//! if the container exited meanwhile, that write is undone at once, see [`super::lifecycle`]
+//! rule 1), and attaches through [`Network`]. Attaches run one at a time:
 //! the post-hook of `docker start` and the `start` event of the same container both ask,
 //! and attach is idempotent, so the second one only finds everything in place.
 
@@ -10,6 +12,7 @@ use tokio::sync::Mutex;
 
 use super::allocator::{AddressAllocator, AllocError};
 use super::cidr::{self, CidrError};
+use super::lifecycle::{self, Seen};
 use super::rewrite;
 use crate::docker::{Docker, DockerError};
 use crate::network::{Attachment, NetError, Netns, Network};
@@ -69,7 +72,8 @@ pub enum Outcome {
     Attached(Attachment),
     /// The container exited while being attached. `wait-for-net` lets the command run as
     /// soon as `ethwe` is up with its addresses; a short command can finish before the
-    /// last step (the gratuitous ARP) and take its namespace with it.
+    /// last step (the gratuitous ARP) and take its namespace with it. Also when it exited
+    /// (or ran anew) while its addresses were being allocated: that allocation was undone.
     ExitedDuringAttach,
 }
 
@@ -140,6 +144,9 @@ impl<N: Network, A: AddressAllocator> Attacher<N, A> {
                 })?;
             cidrs.push(cidr);
         }
+        if !self.still_runs(&info.id, info.state.pid).await? {
+            return Ok(Outcome::ExitedDuringAttach);
+        }
         let _turn = self.one_at_a_time.lock().await;
         match self.network.attach(&info.id, info.state.pid, &cidrs).await {
             Ok(attachment) => {
@@ -156,6 +163,24 @@ impl<N: Network, A: AddressAllocator> Attacher<N, A> {
                 source,
             }),
         }
+    }
+
+    /// After its addresses were marked running: whether container `id` still runs as `pid`.
+    /// If not, the mark is undone as Docker's state says (a container that runs anew keeps
+    /// it: its own start attaches it).
+    async fn still_runs(&self, id: &str, pid: u32) -> Result<bool, AttachError> {
+        let seen = Seen::inspect(&self.docker, id).await?;
+        if seen == Seen::Running(pid) {
+            return Ok(true);
+        }
+        let done = lifecycle::apply(&self.allocator, id, lifecycle::settle(seen, true))
+            .await
+            .map_err(|source| AttachError::Alloc {
+                container: id.to_owned(),
+                source,
+            })?;
+        tracing::debug!(container.id = %id, ?seen, ?done, "exited while being allocated");
+        Ok(false)
     }
 
     /// Whether the container's process `pid` is gone (it stopped, or it runs anew). The

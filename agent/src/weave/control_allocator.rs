@@ -36,21 +36,6 @@ impl ControlAllocator {
         }
     }
 
-    /// The container stopped: its addresses stay recorded for it but may be claimed by
-    /// another container. Returns how many addresses it held.
-    pub async fn stopped(&self, container_id: &str) -> Result<usize, AllocError> {
-        let request = ContainerId {
-            container_id: container_id.to_owned(),
-        };
-        let list = self
-            .client
-            .clone()
-            .container_stopped(request)
-            .await
-            .map_err(|s| refusal(&format!("stop of {container_id}"), s))?;
-        Ok(list.into_inner().allocations.len())
-    }
-
     /// Every allocation the control service records for containers on this node.
     pub async fn allocations_here(&self) -> Result<Vec<Allocation>, AllocError> {
         let list = self
@@ -136,6 +121,19 @@ impl AddressAllocator for ControlAllocator {
             ))
         })?;
         Ipv4Cidr::new(addr, prefix).map_err(|e| bad(e.to_string()))
+    }
+
+    async fn stopped(&self, container_id: &str) -> Result<usize, AllocError> {
+        let request = ContainerId {
+            container_id: container_id.to_owned(),
+        };
+        let list = self
+            .client
+            .clone()
+            .container_stopped(request)
+            .await
+            .map_err(|s| refusal(&format!("stop of {container_id}"), s))?;
+        Ok(list.into_inner().allocations.len())
     }
 
     async fn release(&self, container_id: &str) -> Result<(), AllocError> {

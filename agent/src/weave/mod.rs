@@ -6,13 +6,15 @@
 //!   standalone mode without a control service.
 //! - [`control_allocator`]: [`ControlAllocator`], the cluster mode: addresses from the
 //!   control service.
-//! - [`lifecycle`]: [`LifecycleFollower`] reports containers that die (addresses may move)
-//!   and are removed (addresses freed) to the control service.
+//! - [`lifecycle`]: how an allocation follows its container's real state in every order
+//!   (one decision from an inspect, [`lifecycle::settle`]); [`LifecycleFollower`] reports
+//!   containers that die (addresses may move) and are removed (addresses freed).
 //! - [`attacher`]: inspect, allocate, attach through [`crate::network`].
 //! - [`adapter`]: `builtin:weave` for the proxy (pre-hook on create, post-hook on start).
 //! - [`restart`]: re-attaches containers Docker starts by itself (restart policy).
-//! - [`reconcile`]: on agent start, the kernel and the control service brought in line with
-//!   what dockerd runs (containers restarted, stopped or removed while the agent was down).
+//! - [`reconcile`]: at agent start and every [`reconcile::RECONCILE_PERIOD`], the kernel and
+//!   the control service brought in line with what dockerd runs (containers restarted,
+//!   stopped or removed while the agent was down, events lost while it ran).
 //! - [`side`]: all of the above running in `flocker-agent` (`--underlay`).
 
 pub mod adapter;

@@ -1,33 +1,45 @@
-//! [`reconcile`]: on agent start, bring the kernel and the control service in line with
-//! the containers dockerd really runs.
+//! [`reconcile`]: bring the kernel and the control service in line with the containers
+//! dockerd really runs, at agent start and every [`RECONCILE_PERIOD`] after.
 //!
 //! While the agent is down, Docker goes on: a restart policy or a `docker restart` sent to
 //! dockerd directly starts containers anew without `ethwe` (their `wait-for-net` waits),
-//! containers die and are removed without the control service hearing of it. The
-//! follower tasks only see events from their start on, so once, when the network side
-//! starts, the agent:
+//! containers die and are removed without the control service hearing of it. While it runs,
+//! an event can be lost (dockerd restarting) or a report refused (the control service
+//! without a leader for a moment). So at start and then periodically the agent:
 //!
 //! 1. removes the host ends on the bridge whose container is gone or now runs with another
-//!    PID (a stale pair; the kernel removes a pair by itself when the namespace goes, so this
-//!    is for namespaces something else kept alive);
-//! 2. attaches every running container that has `WEAVE_CIDR` ([`Attacher::ensure`]: the
-//!    same addresses from the control service, idempotent; an `ethwe` with other addresses
-//!    ends with exactly the allocated ones; the allocations are marked running again);
-//! 3. for every allocation of this node whose container is not running: `ReleaseIp` when
-//!    dockerd no longer has the container, `ContainerStopped` when it exists but stopped,
-//!    so another container may take the address.
+//!    PID, checked again by an inspect just before (a stale pair; the kernel removes a pair
+//!    by itself when the namespace goes, so this is for namespaces something else kept
+//!    alive);
+//! 2. attaches every running container with `WEAVE_CIDR` that is not fully in place
+//!    ([`needs_attach`]: no pair for its PID, `ethwe` with other addresses than its
+//!    allocations, or allocations not marked running). [`Attacher::ensure`] is idempotent:
+//!    the same addresses from the control service, `ethwe` ends with exactly those;
+//! 3. settles every allocation of this node whose container is not running, as an inspect
+//!    says ([`super::lifecycle::settle`]): `ReleaseIp` when dockerd no longer has the
+//!    container, `ContainerStopped` when it exists but stopped, so another container may
+//!    take the address.
 //!
-//! Each step is idempotent; a failure of one container's step is logged with what failed
-//! and the others go on.
+//! Each step is idempotent and decides from an inspect made after the listings, so a pass
+//! that overlaps a `docker run` in progress leaves it alone; a failure of one container's
+//! step is logged with what failed and the others go on. A pass with nothing to do makes
+//! no write.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::time::Duration;
 
-use super::allocator::{AddressAllocator, AllocError};
+use super::allocator::AllocError;
 use super::attacher::{AttachError, Attacher, Outcome};
 use super::cidr;
 use super::control_allocator::ControlAllocator;
+use super::lifecycle::{self, Seen, Settle};
 use crate::docker::{Docker, DockerError};
-use crate::network::{NetError, Network};
+use crate::network::{Attachment, NetError, Network};
+
+/// How often the agent reconciles after the one at start: the longest a drift (a lost
+/// event, a refused report) lasts.
+pub const RECONCILE_PERIOD: Duration = Duration::from_secs(5);
 
 /// What a reconcile did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,6 +54,13 @@ pub struct Report {
     pub released: usize,
     /// Steps that failed (each one logged).
     pub failed: usize,
+}
+
+impl Report {
+    /// Whether the pass changed or failed anything (else it is not worth an info line).
+    pub fn did_something(&self) -> bool {
+        *self != Report::default()
+    }
 }
 
 /// Why a reconcile could not run at all.
@@ -64,15 +83,28 @@ struct Running {
     wants_weave: bool,
 }
 
+/// A container's allocations on this node, as the control service records them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Their addresses.
+    pub addresses: BTreeSet<Ipv4Addr>,
+    /// Whether every one is marked running.
+    pub all_running: bool,
+    /// Whether any one is marked running.
+    pub any_running: bool,
+}
+
 /// Runs the three steps of the module doc once.
 pub async fn reconcile<N: Network>(
     attacher: &Attacher<N, ControlAllocator>,
 ) -> Result<Report, ReconcileError> {
     let mut report = Report::default();
     let running = running(attacher.docker()).await?;
-    detach_stale(attacher.network(), &running, &mut report).await?;
-    attach_running(attacher, &running, &mut report).await;
-    settle_allocations(attacher, &running, &mut report).await?;
+    let attached = attacher.network().list_attached().await?;
+    let held = held(attacher.allocator()).await?;
+    detach_stale(attacher, &running, &attached, &mut report).await;
+    attach_running(attacher, &running, &attached, &held, &mut report).await;
+    settle_allocations(attacher, &running, &held, &mut report).await;
     Ok(report)
 }
 
@@ -95,40 +127,82 @@ async fn running(docker: &Docker) -> Result<HashMap<String, Running>, DockerErro
     Ok(out)
 }
 
+/// This node's allocations by container id.
+async fn held(allocator: &ControlAllocator) -> Result<BTreeMap<String, Held>, AllocError> {
+    let mut held: BTreeMap<String, Held> = BTreeMap::new();
+    for a in allocator.allocations_here().await? {
+        let entry = held.entry(a.container_id).or_insert_with(|| Held {
+            all_running: true,
+            ..Held::default()
+        });
+        entry.all_running &= a.running;
+        entry.any_running |= a.running;
+        if let Ok(address) = a.address.parse() {
+            entry.addresses.insert(address);
+        }
+    }
+    Ok(held)
+}
+
 async fn detach_stale<N: Network>(
-    network: &N,
+    attacher: &Attacher<N, ControlAllocator>,
     running: &HashMap<String, Running>,
+    attached: &[Attachment],
     report: &mut Report,
-) -> Result<(), NetError> {
-    for attachment in network.list_attached().await? {
+) {
+    for attachment in attached {
         if running
             .get(&attachment.container)
             .is_some_and(|r| r.pid == attachment.pid)
         {
             continue;
         }
-        match network.detach_one(&attachment).await {
+        // Attached since the listing (a `docker run` in progress): not stale.
+        let seen = Seen::inspect(attacher.docker(), &attachment.container).await;
+        if matches!(seen, Ok(Seen::Running(pid)) if pid == attachment.pid) {
+            continue;
+        }
+        let (container, iface) = (&attachment.container, &attachment.host_iface);
+        match attacher.network().detach_one(attachment).await {
             Ok(removed) => {
                 report.detached += usize::from(removed);
-                tracing::info!(container.id = %attachment.container, iface = %attachment.host_iface,
+                tracing::info!(container.id = %container, iface = %iface,
                     "removed a stale pair: its container is gone or runs anew");
             }
             Err(error) => {
                 report.failed += 1;
-                tracing::warn!(container.id = %attachment.container, iface = %attachment.host_iface,
+                tracing::warn!(container.id = %container, iface = %iface,
                     "cannot remove a stale pair: {error}");
             }
         }
     }
-    Ok(())
+}
+
+/// Whether a running container (as `pid`) with `WEAVE_CIDR` needs [`Attacher::ensure`]:
+/// no pair for its PID, `ethwe` with other addresses than its allocations, or allocations
+/// missing or not all marked running.
+pub fn needs_attach(pid: u32, attachment: Option<&Attachment>, held: Option<&Held>) -> bool {
+    let (Some(attachment), Some(held)) = (attachment, held) else {
+        return true;
+    };
+    let on_ethwe: BTreeSet<Ipv4Addr> = attachment.cidrs.iter().map(|c| c.addr()).collect();
+    attachment.pid != pid || !held.all_running || on_ethwe != held.addresses
 }
 
 async fn attach_running<N: Network>(
     attacher: &Attacher<N, ControlAllocator>,
     running: &HashMap<String, Running>,
+    attached: &[Attachment],
+    held: &BTreeMap<String, Held>,
     report: &mut Report,
 ) {
-    for (id, _) in running.iter().filter(|(_, r)| r.wants_weave) {
+    for (id, r) in running.iter().filter(|(_, r)| r.wants_weave) {
+        let attachment = attached
+            .iter()
+            .find(|a| a.container == *id && a.pid == r.pid);
+        if !needs_attach(r.pid, attachment, held.get(id)) {
+            continue;
+        }
         match attacher.ensure(id).await {
             Ok(Outcome::Attached(_)) => report.attached += 1,
             Ok(_)
@@ -147,35 +221,71 @@ async fn attach_running<N: Network>(
 async fn settle_allocations<N: Network>(
     attacher: &Attacher<N, ControlAllocator>,
     running: &HashMap<String, Running>,
+    held: &BTreeMap<String, Held>,
     report: &mut Report,
-) -> Result<(), AllocError> {
-    let allocator = attacher.allocator();
-    // Container id -> whether the control service has any of its addresses as running.
-    let mut held: BTreeMap<String, bool> = BTreeMap::new();
-    for a in allocator.allocations_here().await? {
-        *held.entry(a.container_id).or_default() |= a.running;
-    }
-    for (id, marked_running) in held.into_iter().filter(|(id, _)| !running.contains_key(id)) {
-        let result = match attacher.docker().inspect_container(&id).await {
-            Err(DockerError::NotFound { .. }) => {
-                let released = allocator.release(&id).await;
-                report.released += usize::from(released.is_ok());
-                released.map_err(|e| e.to_string())
-            }
-            // Started since the listing: the restart watcher attaches it.
-            Ok(info) if info.state.running => Ok(()),
-            Ok(_) if marked_running => {
-                let stopped = allocator.stopped(&id).await;
-                report.stopped += usize::from(stopped.is_ok());
-                stopped.map(|_| ()).map_err(|e| e.to_string())
-            }
-            Ok(_) => Ok(()),
+) {
+    let not_running = held.iter().filter(|(id, _)| !running.contains_key(*id));
+    for (id, h) in not_running {
+        // Inspected now, after the listings: one started since is seen running and kept.
+        let result = match Seen::inspect(attacher.docker(), id).await {
+            Ok(seen) => lifecycle::apply(
+                attacher.allocator(),
+                id,
+                lifecycle::settle(seen, h.any_running),
+            )
+            .await
+            .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        if let Err(error) = result {
-            report.failed += 1;
-            tracing::warn!(container.id = %id, "cannot settle the container's addresses: {error}");
+        match result {
+            Ok(Settle::Release) => report.released += 1,
+            Ok(Settle::MarkStopped) => report.stopped += 1,
+            Ok(Settle::Keep) => {}
+            Err(error) => {
+                report.failed += 1;
+                tracing::warn!(container.id = %id, "cannot settle the container's addresses: {error}");
+            }
         }
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attachment(pid: u32, cidrs: &[&str]) -> Attachment {
+        Attachment {
+            container: "c1".into(),
+            pid,
+            host_iface: format!("vwl{pid}"),
+            cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
+        }
+    }
+
+    fn held(addresses: &[&str], all_running: bool) -> Held {
+        Held {
+            addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            all_running,
+            any_running: all_running,
+        }
+    }
+
+    #[test]
+    fn only_containers_not_fully_in_place_are_attached_again() {
+        let ok = attachment(7, &["10.2.0.1/24"]);
+        let h = held(&["10.2.0.1"], true);
+        assert!(!needs_attach(7, Some(&ok), Some(&h)));
+        assert!(needs_attach(7, None, Some(&h)), "no pair");
+        assert!(needs_attach(7, Some(&ok), None), "no allocation");
+        assert!(needs_attach(8, Some(&ok), Some(&h)), "runs anew");
+        assert!(needs_attach(
+            7,
+            Some(&ok),
+            Some(&held(&["10.2.0.1"], false))
+        ));
+        let wrong = attachment(7, &["10.2.0.99/24"]);
+        assert!(needs_attach(7, Some(&wrong), Some(&h)), "other addresses");
+        let unreadable = attachment(7, &[]);
+        assert!(needs_attach(7, Some(&unreadable), Some(&h)));
+    }
 }

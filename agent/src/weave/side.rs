@@ -1,8 +1,9 @@
 //! The agent's network side, running: the overlay on this host, addresses from the control
 //! service, the `weave` adapter for the agent's Docker proxy, and the tasks that follow the
 //! containers (re-attach on Docker's own starts, die/destroy to the control service) and the
-//! cluster (VXLAN peers from the node list), and once at start the [`super::reconcile`] of
-//! what changed while the agent was down.
+//! cluster (VXLAN peers from the node list), and the [`super::reconcile`] of what changed
+//! while the agent was down, at start and every [`super::reconcile::RECONCILE_PERIOD`]
+//! after (what drifted while it ran: a lost event, a refused report).
 //!
 //! [`start`] builds it; the caller registers [`NetworkSide::adapter`] as `builtin:weave` in
 //! the proxy and uses [`DEFAULT_ADAPTERS`] when no adapters.yml is given. The background tasks
@@ -15,6 +16,7 @@ use proxy::adapter::Adapter;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::reconcile::RECONCILE_PERIOD;
 use super::{
     Attacher, ControlAllocator, LifecycleFollower, RestartWatcher, WeaveAdapter, reconcile,
 };
@@ -152,25 +154,35 @@ pub async fn start(
         _lifecycle: lifecycle,
         peer_sync: tokio::spawn(peer_sync::run(client, agent.node.clone(), network)),
         reconcile: tokio::spawn(
-            reconcile_once(attacher).instrument(tracing::info_span!("reconcile")),
+            reconcile_forever(attacher).instrument(tracing::info_span!("reconcile")),
         ),
     })
 }
 
-async fn reconcile_once(attacher: Arc<Attacher<NetlinkNetwork, ControlAllocator>>) {
-    match reconcile::reconcile(&attacher).await {
-        Ok(report) => tracing::info!(
-            attached = report.attached,
-            detached = report.detached,
-            stopped = report.stopped,
-            released = report.released,
-            failed = report.failed,
-            "reconciled with dockerd, the kernel and the control service"
-        ),
-        Err(error) => tracing::warn!(
-            "reconcile on start failed: {error}; containers restarted \
-            while the agent was down stay without ethwe until their next start"
-        ),
+/// Reconciles at once, then every [`RECONCILE_PERIOD`]. The first pass is always logged
+/// (tests and operators look for it); later ones only when they changed or failed anything.
+async fn reconcile_forever(attacher: Arc<Attacher<NetlinkNetwork, ControlAllocator>>) {
+    let mut ticks = tokio::time::interval(RECONCILE_PERIOD);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
+    loop {
+        ticks.tick().await;
+        match reconcile::reconcile(&attacher).await {
+            Ok(report) if first || report.did_something() => tracing::info!(
+                attached = report.attached,
+                detached = report.detached,
+                stopped = report.stopped,
+                released = report.released,
+                failed = report.failed,
+                "reconciled with dockerd, the kernel and the control service"
+            ),
+            Ok(_) => tracing::debug!("reconciled: nothing to do"),
+            Err(error) => tracing::warn!(
+                "reconcile failed: {error}; trying again in {RECONCILE_PERIOD:?} (until then \
+                containers restarted while the agent was down stay without ethwe)"
+            ),
+        }
+        first = false;
     }
 }
 

@@ -15,6 +15,7 @@ mod network;
 #[path = "../support/mod.rs"]
 mod support;
 mod volumes;
+mod walk;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -72,13 +73,18 @@ fn lab(args: &[&str]) -> Output {
     out
 }
 
-/// Runs `demos/lab down` when dropped, also when the test panics.
+/// Runs `demos/lab down` when dropped, also when the test panics (unless
+/// `LAB_KEEP_ON_FAILURE=1`, to look at what failed).
 struct Lab;
 
 impl Drop for Lab {
     fn drop(&mut self) {
         if std::thread::panicking() {
             print_logs();
+            if std::env::var("LAB_KEEP_ON_FAILURE").is_ok_and(|v| v == "1") {
+                eprintln!("LAB_KEEP_ON_FAILURE=1: the lab stays up; `demos/lab down` when done");
+                return;
+            }
         }
         let _ = run(lab_script().to_str().unwrap(), &["down"]);
     }
@@ -121,8 +127,16 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn three_hosts_come_up_share_volumes_and_addresses_and_go_away() {
+/// The lab's names are fixed: one test at a time holds it.
+static LAB_HELD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the lab for this test (also after another test failed holding it).
+fn hold_the_lab() -> std::sync::MutexGuard<'static, ()> {
+    LAB_HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the lab can run here: root and the tools (a failure under CI when not).
+fn lab_possible() -> bool {
     let tools = [
         "dockerd",
         "docker",
@@ -133,14 +147,19 @@ fn three_hosts_come_up_share_volumes_and_addresses_and_go_away() {
         "nsenter",
         "unshare",
     ];
-    if !prerequisite(is_root(), "the lab needs root")
-        || !prerequisite(
+    prerequisite(is_root(), "the lab needs root")
+        && prerequisite(
             tools.iter().all(|t| have(t)),
             "the lab needs dockerd, docker, docker-compose, zfs-fuse, iproute2, iptables and util-linux",
         )
-    {
+}
+
+#[test]
+fn three_hosts_come_up_share_volumes_and_addresses_and_go_away() {
+    if !lab_possible() {
         return;
     }
+    let _held = hold_the_lab();
     lab(&["down"]);
     let guard = Lab;
     let up = lab(&["up", "3"]);
@@ -281,6 +300,30 @@ fn three_hosts_come_up_share_volumes_and_addresses_and_go_away() {
             .any(|l| l.contains("/var/lib/lab") || l == "sleep 1000"),
         "{ps}"
     );
+}
+
+/// The seeded walk of `walk` on a lab of its own: the fixed seed and a random one, or
+/// `LAB_WALK_SEED` alone, `LAB_WALK_STEPS` steps each (see docs/volumes.md). A move waits
+/// at most 3 s for a volume's containers, so a refused move is quick.
+#[test]
+fn walk_keeps_every_invariant() {
+    if !lab_possible() {
+        return;
+    }
+    let _held = hold_the_lab();
+    lab(&["down"]);
+    let _guard = Lab;
+    let up = Command::new(lab_script())
+        .args(["up", "3"])
+        .env("BIN_DIR", bin_dir())
+        .env("LAB_SEND_LIMIT", moves::SEND_LIMIT)
+        .env("LAB_LEASE_WAIT_MS", "3000")
+        .output()
+        .expect("demos/lab runs");
+    assert!(up.status.success(), "demos/lab up: {}", stderr(&up));
+    for seed in walk::seeds() {
+        walk::Walk::run(seed, walk::steps());
+    }
 }
 
 fn stderr(out: &Output) -> String {

@@ -7,7 +7,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use agent::storage::{
-    Access, ByteStream, CreateOptions, SnapshotName, Storage, StorageError, VolumeName,
+    Access, ByteStream, CreateOptions, Slot, Snapshot, SnapshotName, Storage, StorageError,
+    VolumeName,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
@@ -70,8 +71,15 @@ pub async fn full_then_incremental<S: Storage>(src: &S, dst: &S) {
         "a full stream of {} bytes",
         full.len()
     );
-    dst.receive(&v, &full[..]).await.unwrap();
-    assert_eq!(dst.snapshots(&v).await.unwrap(), vec![snap("s1")]);
+    dst.receive(&v, Slot::Staging, &full[..]).await.unwrap();
+    assert!(!dst.volumes().await.unwrap().contains(&v), "staged, not swapped in");
+    dst.commit_staged(&v).await.unwrap();
+    assert_eq!(names(dst.snapshots(&v).await.unwrap()), vec![snap("s1")]);
+    assert_eq!(
+        dst.snapshots(&v).await.unwrap()[0].guid,
+        src.snapshots(&v).await.unwrap()[0].guid,
+        "a received snapshot keeps its GUID"
+    );
     let replica = dst.mount(&v, Access::ReadOnly).await.unwrap();
     assert_eq!(std::fs::read(replica.join("file")).unwrap(), b"fish");
     assert!(std::fs::read(replica.join("big")).unwrap() == big);
@@ -95,9 +103,9 @@ pub async fn full_then_incremental<S: Storage>(src: &S, dst: &S) {
         full.len(),
         increment.len()
     );
-    dst.receive(&v, &increment[..]).await.unwrap();
+    dst.receive(&v, Slot::Volume, &increment[..]).await.unwrap();
     assert_eq!(
-        dst.snapshots(&v).await.unwrap(),
+        names(dst.snapshots(&v).await.unwrap()),
         vec![snap("s1"), snap("s2")]
     );
     assert_eq!(
@@ -116,7 +124,7 @@ pub async fn full_then_incremental<S: Storage>(src: &S, dst: &S) {
     assert!(src.used(&v).await.unwrap() >= 4 * MIB as u64);
 
     dst.destroy_snapshot(&v, &snap("s1")).await.unwrap();
-    assert_eq!(dst.snapshots(&v).await.unwrap(), vec![snap("s2")]);
+    assert_eq!(names(dst.snapshots(&v).await.unwrap()), vec![snap("s2")]);
     for storage in [src, dst] {
         assert!(storage.volumes().await.unwrap().contains(&v));
         storage.destroy(&v).await.unwrap();
@@ -154,31 +162,87 @@ pub async fn broken_streams_change_nothing<S: Storage>(src: &S, dst: &S) {
     src.snapshot(&v, &snap("s1")).await.unwrap();
     let full = collect(src.send(&v, None, &snap("s1")).await.unwrap()).await;
 
-    assert!(dst.receive(&v, &full[..full.len() / 2]).await.is_err());
+    assert!(
+        dst.receive(&v, Slot::Staging, &full[..full.len() / 2])
+            .await
+            .is_err()
+    );
     assert!(
         !dst.volumes().await.unwrap().contains(&v),
         "half a volume was kept"
     );
-    dst.receive(&v, &full[..]).await.unwrap();
+    assert!(dst.staged_snapshots(&v).await.unwrap().is_empty());
+    dst.discard_staged(&v).await.unwrap();
+    dst.receive(&v, Slot::Staging, &full[..]).await.unwrap();
+    dst.commit_staged(&v).await.unwrap();
 
     write(&live.join("b"), &random(256 * 1024));
     src.snapshot(&v, &snap("s2")).await.unwrap();
     let inc = collect(src.send(&v, Some(&snap("s1")), &snap("s2")).await.unwrap()).await;
-    assert!(dst.receive(&v, &inc[..inc.len() / 2]).await.is_err());
-    let err = dst.receive(&v, FailsAfter(&inc[..inc.len() / 2])).await;
+    assert!(
+        dst.receive(&v, Slot::Volume, &inc[..inc.len() / 2])
+            .await
+            .is_err()
+    );
+    let err = dst
+        .receive(&v, Slot::Volume, FailsAfter(&inc[..inc.len() / 2]))
+        .await;
     assert!(
         matches!(err, Err(StorageError::BadStream { ref volume, .. }) if volume == v.as_str()),
         "{err:?}"
     );
-    assert_eq!(dst.snapshots(&v).await.unwrap(), vec![snap("s1")]);
+    assert_eq!(names(dst.snapshots(&v).await.unwrap()), vec![snap("s1")]);
     let replica = dst.mount(&v, Access::ReadOnly).await.unwrap();
     assert!(std::fs::read(replica.join("a")).unwrap() == first);
     assert!(!replica.join("b").exists());
 
-    dst.receive(&v, &inc[..]).await.unwrap();
+    dst.receive(&v, Slot::Volume, &inc[..]).await.unwrap();
     assert!(replica.join("b").exists());
     src.destroy(&v).await.unwrap();
     dst.destroy(&v).await.unwrap();
+}
+
+/// A stale copy with no snapshot in common with the sender (the volume's third host) is
+/// replaced by a full stream staged beside it: a cut stream leaves the stale copy as it was,
+/// a complete one swaps in with the sender's data and snapshots.
+pub async fn a_stale_copy_is_replaced_only_when_the_new_one_is_complete<S: Storage>(
+    src: &S,
+    dst: &S,
+) {
+    let v = volume();
+    for (storage, data) in [(src, b"new".as_slice()), (dst, b"stale".as_slice())] {
+        storage.create(&v, &CreateOptions::default()).await.unwrap();
+        let live = storage.mount(&v, Access::ReadWrite).await.unwrap();
+        write(&live.join("file"), data);
+    }
+    src.snapshot(&v, &snap("m2-final")).await.unwrap();
+    dst.snapshot(&v, &snap("m1-final")).await.unwrap();
+    dst.mount(&v, Access::ReadOnly).await.unwrap();
+    let full = collect(src.send(&v, None, &snap("m2-final")).await.unwrap()).await;
+
+    let cut = dst
+        .receive(&v, Slot::Staging, FailsAfter(&full[..full.len() / 2]))
+        .await;
+    assert!(cut.is_err());
+    dst.discard_staged(&v).await.unwrap();
+    assert_eq!(names(dst.snapshots(&v).await.unwrap()), vec![snap("m1-final")]);
+    let path = dst.mount_path(&v);
+    assert_eq!(std::fs::read(path.join("file")).unwrap(), b"stale");
+
+    dst.receive(&v, Slot::Staging, &full[..]).await.unwrap();
+    assert_eq!(std::fs::read(path.join("file")).unwrap(), b"stale", "not swapped yet");
+    dst.commit_staged(&v).await.unwrap();
+    assert_eq!(names(dst.snapshots(&v).await.unwrap()), vec![snap("m2-final")]);
+    let replica = dst.mount(&v, Access::ReadOnly).await.unwrap();
+    assert_eq!(std::fs::read(replica.join("file")).unwrap(), b"new");
+    assert!(dst.staged_snapshots(&v).await.unwrap().is_empty());
+    src.destroy(&v).await.unwrap();
+    dst.destroy(&v).await.unwrap();
+}
+
+/// The names of `snapshots`, in order.
+fn names(snapshots: Vec<Snapshot>) -> Vec<SnapshotName> {
+    snapshots.into_iter().map(|s| s.name).collect()
 }
 
 /// Errors name the volume and say what is missing.

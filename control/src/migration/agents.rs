@@ -66,8 +66,9 @@ impl AgentLink {
         Ok(inv.into_inner().volumes)
     }
 
-    /// The snapshots of `volume` here, oldest first (empty when the volume is absent).
-    pub async fn snapshots(&mut self, volume: &str) -> Result<Vec<String>, MoveError> {
+    /// The snapshots of `volume` here with their GUIDs, oldest first (empty when the volume
+    /// is absent).
+    pub async fn snapshots(&mut self, volume: &str) -> Result<Vec<pb::Snapshot>, MoveError> {
         Ok(self
             .inventory()
             .await?
@@ -104,7 +105,7 @@ impl AgentLink {
         &mut self,
         volume: &str,
         target: &Node,
-        base: Option<&String>,
+        base: Option<&pb::Snapshot>,
         snapshot: &str,
         last: bool,
         mut on_progress: impl FnMut(u64),
@@ -113,7 +114,8 @@ impl AgentLink {
             volume: volume.to_owned(),
             to_address: target.address.clone(),
             to_node: target.name.clone(),
-            base_snapshot: base.cloned().unwrap_or_default(),
+            base_snapshot: base.map(|b| b.name.clone()).unwrap_or_default(),
+            base_guid: base.map_or(0, |b| b.guid),
             snapshot: snapshot.to_owned(),
             r#final: last,
         };
@@ -153,21 +155,45 @@ impl AgentLink {
         Ok(())
     }
 
-    /// Destroys every snapshot of `volume` here except `keep`.
-    pub async fn destroy_snapshots(
+    /// Removes what `what` names of `volume` here (idempotent); returns what was destroyed.
+    pub async fn clean_up(
         &mut self,
         volume: &str,
-        keep: Vec<String>,
-    ) -> Result<(), MoveError> {
-        let mut req = tonic::Request::new(pb::DestroySnapshotsRequest {
+        what: CleanUp,
+    ) -> Result<Vec<String>, MoveError> {
+        let mut req = tonic::Request::new(pb::CleanUpRequest {
             volume: volume.to_owned(),
-            keep,
+            snapshots: what.snapshots,
+            staging: what.staging,
+            copy: what.copy,
         });
         req.set_timeout(CALL_TIMEOUT);
-        self.client
-            .destroy_snapshots(req)
+        let done = self
+            .client
+            .clean_up(req)
             .await
             .map_err(|s| self.failed(s))?;
-        Ok(())
+        Ok(done.into_inner().destroyed)
+    }
+}
+
+/// What [`AgentLink::clean_up`] removes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanUp {
+    /// These snapshots.
+    pub snapshots: Vec<String>,
+    /// A staged full receive.
+    pub staging: bool,
+    /// The node's whole copy (refused by the owner's agent).
+    pub copy: bool,
+}
+
+impl CleanUp {
+    /// Only these snapshots.
+    pub fn snapshots(snapshots: Vec<String>) -> Self {
+        Self {
+            snapshots,
+            ..Self::default()
+        }
     }
 }

@@ -8,10 +8,12 @@
 //!    commits owner = target and epoch + 1 through Raft.
 //! 3. after the commit: record the source as a replica at the final snapshot, mount
 //!    read-write on the target (fenced by the new epoch) and read-only on the source, and
-//!    destroy the snapshots nobody needs.
+//!    apply the retention rule ([`plan`]) on both.
 //!
-//! A failure before the commit records the move as failed and remounts the source
-//! read-write: the source stays the owner, its data intact.
+//! A failure before the commit records the move as failed, remounts the source read-write
+//! (the source stays the owner, its data intact) and removes what the move left: its
+//! snapshots on both sides, a staged copy on the target, and the target's copy itself when
+//! the target is not a recorded replica.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +21,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use super::agents::AgentLink;
+use super::agents::{AgentLink, CleanUp};
 use super::{MoveConfig, MoveError, plan};
 use crate::member::Member;
 use crate::proposal::{Proposal, Reply};
@@ -47,13 +49,14 @@ impl Driver {
             migration.from = %m.from, migration.to = %m.to);
         async {
             let started = Instant::now();
-            match self.drive(m).await {
+            match self.drive(m.clone()).await {
                 Ok(()) => tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "move done"),
                 Err(e) if e.fails_the_move() => {
                     tracing::warn!(error = %e, "move failed; the source keeps the volume");
                     let cmd = Command::FailMigration { id, error: e.to_string() };
-                    if let Err(e) = self.write(cmd).await {
-                        tracing::warn!(error = %e, "recording the failure failed; the next leader retries the move");
+                    match self.write(cmd).await {
+                        Ok(_) => self.clean_up_failed(&m).await,
+                        Err(e) => tracing::warn!(error = %e, "recording the failure failed; the next leader retries the move"),
                     }
                 }
                 Err(e) => tracing::info!(error = %e, "stopped driving the move; the next leader resumes it"),
@@ -156,15 +159,14 @@ impl Driver {
             tracing::info!(snapshot, "the target already holds this round's snapshot");
             return Ok(0);
         }
+        // With a common snapshot the target's newer ones (divergent) would stop the
+        // increment; with none, the target receives in full beside its copy and swaps.
         let base = plan::newest_common(&source_snaps, &target_snaps).cloned();
         let stale = plan::newer_than(&target_snaps, base.as_ref());
         if !stale.is_empty() {
-            let keep = target_snaps
-                .iter()
-                .filter(|s| !stale.contains(s))
-                .cloned()
-                .collect();
-            target.destroy_snapshots(&m.volume, keep).await?;
+            target
+                .clean_up(&m.volume, CleanUp::snapshots(stale))
+                .await?;
         }
         let sent = Arc::new(AtomicU64::new(0));
         let before = m.bytes_sent;
@@ -208,8 +210,9 @@ impl Driver {
             .ok_or_else(|| MoveError::State(format!("volume {volume} is gone")))
     }
 
-    /// Records the replica, mounts it read-only and destroys snapshots nobody needs. Failures
-    /// here leave extra snapshots or an unmounted replica, never lost data: logged only.
+    /// Records the replica, mounts it read-only and applies the retention rule on both
+    /// sides. Failures here leave extra snapshots or an unmounted replica, never lost data:
+    /// logged only (the next move's clean-up removes the extras).
     async fn after_commit(
         &self,
         m: &Migration,
@@ -225,15 +228,55 @@ impl Driver {
         let steps = async {
             self.write(replica).await?;
             source.mount(&m.volume, false, 0).await?;
-            source
-                .destroy_snapshots(&m.volume, vec![last.to_owned()])
-                .await?;
-            target
-                .destroy_snapshots(&m.volume, vec![last.to_owned()])
-                .await
+            let held = source.snapshots(&m.volume).await?;
+            let extra = plan::retained_on_replica(&held, last);
+            source.clean_up(&m.volume, CleanUp::snapshots(extra)).await?;
+            let pinned: Vec<String> = self.member.sm.read(|s| {
+                s.volumes
+                    .get(&m.volume)
+                    .map(|v| v.replicas.iter().map(|r| r.snapshot.clone()).collect())
+                    .unwrap_or_default()
+            });
+            let held = target.snapshots(&m.volume).await?;
+            let extra = plan::retained_on_owner(&held, &pinned);
+            target.clean_up(&m.volume, CleanUp::snapshots(extra)).await
         };
         if let Err(e) = steps.await {
             tracing::warn!(error = %e, "clean-up after the move is incomplete");
+        }
+    }
+
+    /// Removes what failed move `m` left: its snapshots on both sides, a staged copy on the
+    /// target, and the target's whole copy unless the target is a recorded replica. Best
+    /// effort: an agent that cannot be reached keeps its leftovers (logged).
+    async fn clean_up_failed(&self, m: &Migration) {
+        let (owner, replica_here) = self.member.sm.read(|s| {
+            let v = s.volumes.get(&m.volume);
+            (
+                v.and_then(|v| v.owner.clone()),
+                v.is_some_and(|v| v.replicas.iter().any(|r| r.node == m.to)),
+            )
+        });
+        for (node, is_target) in [(&m.from, false), (&m.to, true)] {
+            let work = async {
+                let mut link = AgentLink::connect(&self.node(node)?, &self.tls).await?;
+                let held = link.snapshots(&m.volume).await?;
+                let what = CleanUp {
+                    snapshots: plan::move_leftovers(&held, m.id),
+                    staging: is_target,
+                    copy: is_target && !replica_here && owner.as_deref() != Some(node),
+                };
+                link.clean_up(&m.volume, what).await
+            };
+            match work.await {
+                Ok(gone) if !gone.is_empty() => {
+                    tracing::info!(node.name = %node, destroyed = ?gone, "failed move cleaned up")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(node.name = %node, error = %e, "cannot clean up after the failed move")
+                }
+            }
         }
     }
 }

@@ -1,16 +1,59 @@
 //! Pure decisions of a move, tested without a cluster.
+//!
+//! **Retention rule.** While no move of a volume runs, its owner holds exactly the snapshots
+//! its replicas were last brought up to (one per replica, recorded in the volume), and each
+//! replica holds exactly its own. So a move to any replica holder has a common snapshot and
+//! is incremental, and nothing else is kept: round snapshots and the snapshots of replicas
+//! that are gone are destroyed after each move ([`retained_on_owner`], [`retained_on_replica`]),
+//! and a failed move's own snapshots and staged copy are removed ([`move_leftovers`]).
 
-/// The newest snapshot of `source` (oldest first) that `target` also holds.
-pub fn newest_common<'a>(source: &'a [String], target: &[String]) -> Option<&'a String> {
-    source.iter().rev().find(|s| target.contains(s))
+use proto::agent::Snapshot;
+
+/// The newest snapshot of `source` (oldest first) that `target` also holds, matched by GUID:
+/// a snapshot of the same name with another GUID is another snapshot.
+pub fn newest_common<'a>(source: &'a [Snapshot], target: &[Snapshot]) -> Option<&'a Snapshot> {
+    source
+        .iter()
+        .rev()
+        .find(|s| target.iter().any(|t| t.guid == s.guid))
 }
 
 /// The target's snapshots newer than `base`, which would stop an incremental receive.
-pub fn newer_than<'a>(target: &'a [String], base: Option<&String>) -> Vec<&'a String> {
-    match base.and_then(|b| target.iter().position(|s| s == b)) {
-        Some(i) => target[i + 1..].iter().collect(),
+pub fn newer_than(target: &[Snapshot], base: Option<&Snapshot>) -> Vec<String> {
+    match base.and_then(|b| target.iter().position(|s| s.guid == b.guid)) {
+        Some(i) => target[i + 1..].iter().map(|s| s.name.clone()).collect(),
         None => Vec::new(),
     }
+}
+
+/// Of `held`, the snapshots the retention rule lets an owner keep: those named in `pinned`
+/// (the snapshots its replicas hold). Returns the ones to destroy.
+pub fn retained_on_owner(held: &[Snapshot], pinned: &[String]) -> Vec<String> {
+    held.iter()
+        .filter(|s| !pinned.contains(&s.name))
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// Of `held`, the snapshots a replica brought up to `own` must destroy: every other one.
+pub fn retained_on_replica(held: &[Snapshot], own: &str) -> Vec<String> {
+    held.iter()
+        .filter(|s| s.name != own)
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// The snapshots migration `id` made (its rounds and its final snapshot) among `held`.
+pub fn move_leftovers(held: &[Snapshot], id: u64) -> Vec<String> {
+    let prefix = format!("m{id}-");
+    held.iter()
+        .filter(|s| {
+            s.name
+                .strip_prefix(&prefix)
+                .is_some_and(|rest| rest == "final" || rest.starts_with('r'))
+        })
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 /// The snapshot of copy round `round` (1-based) of migration `id`.
@@ -28,8 +71,8 @@ pub fn final_snapshot(id: u64) -> String {
 /// error that did not fail the move, or by a new one) is done, and pushing it again would
 /// be `zfs send -i S S`. A final push is never skipped: the source may have been remounted
 /// and written after it.
-pub fn already_sent(target: &[String], snapshot: &str, last: bool) -> bool {
-    !last && target.iter().any(|s| s == snapshot)
+pub fn already_sent(target: &[Snapshot], snapshot: &str, last: bool) -> bool {
+    !last && target.iter().any(|s| s.name == snapshot)
 }
 
 /// Whether to copy once more before the handoff.
@@ -41,26 +84,62 @@ pub fn another_round(last_round_bytes: u64, rounds: u32, threshold: u64, max_rou
 mod tests {
     use super::*;
 
-    fn v(xs: &[&str]) -> Vec<String> {
-        xs.iter().map(|s| s.to_string()).collect()
+    /// Snapshots named `xs`, each with a GUID made from its name (so equal names on two
+    /// hosts are the same snapshot unless a test says otherwise).
+    fn v(xs: &[&str]) -> Vec<Snapshot> {
+        xs.iter()
+            .map(|s| Snapshot {
+                name: s.to_string(),
+                guid: s.bytes().fold(7u64, |h, b| h * 31 + u64::from(b)),
+            })
+            .collect()
     }
 
     #[test]
-    fn newest_common_snapshot() {
-        assert_eq!(
-            newest_common(&v(&["a", "b", "c"]), &v(&["a", "b"])),
-            Some(&"b".to_string())
-        );
+    fn newest_common_snapshot_by_guid() {
+        let source = v(&["a", "b", "c"]);
+        assert_eq!(newest_common(&source, &v(&["a", "b"])).unwrap().name, "b");
         assert_eq!(newest_common(&v(&["a"]), &v(&[])), None);
         assert_eq!(newest_common(&v(&[]), &v(&["a"])), None);
+        // Same name, another GUID (a stale copy of an older incarnation): not in common.
+        let mut stale = v(&["a", "b"]);
+        stale[1].guid = 1;
+        assert_eq!(newest_common(&source, &stale).unwrap().name, "a");
     }
 
     #[test]
     fn target_snapshots_after_the_base() {
         let t = v(&["a", "b", "c"]);
-        assert_eq!(newer_than(&t, Some(&"a".into())), vec!["b", "c"]);
-        assert!(newer_than(&t, Some(&"c".into())).is_empty());
+        assert_eq!(newer_than(&t, Some(&t[0])), vec!["b", "c"]);
+        assert!(newer_than(&t, Some(&t[2])).is_empty());
         assert!(newer_than(&t, None).is_empty());
+    }
+
+    /// The walk of the issue: node1 -> node2 -> node3 -> node1. After each move the owner
+    /// keeps what its replicas hold, so the move back to node1 has a common snapshot.
+    #[test]
+    fn a_volume_that_visits_three_hosts_keeps_a_common_snapshot_with_every_replica() {
+        // m1 node1 -> node2: node2 owns, node1 holds m1-final.
+        let node2 = v(&["m1-r1", "m1-final"]);
+        assert_eq!(retained_on_owner(&node2, &["m1-final".into()]), ["m1-r1"]);
+        let node2 = v(&["m1-final"]);
+        // m2 node2 -> node3 (full, carrying node2's lineage): node3 owns, replicas node1
+        // (m1-final) and node2 (m2-final).
+        let node3 = v(&["m1-final", "m2-r1", "m2-final"]);
+        let pinned = ["m1-final".to_string(), "m2-final".to_string()];
+        assert_eq!(retained_on_owner(&node3, &pinned), ["m2-r1"]);
+        let node3 = v(&["m1-final", "m2-final"]);
+        assert!(newest_common(&node3, &node2).is_some());
+        // m3 node3 -> node1: incremental from m1-final.
+        let node1 = v(&["m1-final"]);
+        assert_eq!(newest_common(&node3, &node1).unwrap().name, "m1-final");
+        assert_eq!(retained_on_replica(&v(&["m1-final", "m3-final"]), "m3-final"), ["m1-final"]);
+    }
+
+    #[test]
+    fn a_failed_move_leaves_only_its_own_snapshots_behind() {
+        let held = v(&["m1-final", "m4-r1", "m4-r2", "m4-final", "m41-r1", "m4-rx"]);
+        assert_eq!(move_leftovers(&held, 4), ["m4-r1", "m4-r2", "m4-final", "m4-rx"]);
     }
 
     #[test]

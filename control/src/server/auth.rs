@@ -1,110 +1,112 @@
-//! Who is calling: the role and name in the client certificate's `flocker://ROLE/NAME` SAN URI.
-//! The TLS layer has already checked that the certificate comes from the cluster CA.
+//! Who may call what: the authorization tables of the `Control` and `Raft` services, the one
+//! place that says, for each RPC, which certificate roles may call it and whether a node acts
+//! only for itself. [`proto::authz::Authorize`] applies a table to every call before any
+//! handler runs and refuses a method that has no rule; handlers of [`Scope::OwnNode`] methods
+//! then check the nodes a request names, and the nodes of the stored objects it changes,
+//! with [`proto::authz::Caller::acts_for`].
+//!
+//! Migration phases are not in the API at all: the leader's orchestrator writes them locally
+//! (`Member::execute_local`), and the `Raft` service's `Forward` refuses them.
 
-use tonic::{Request, Status};
+use proto::authz::{Rule, Scope};
+use proto::identity::Role::{self, Control, Node, User};
 
-use crate::ca::Role;
+/// The `Control` service's full name, as in the `.proto` file.
+pub const CONTROL: &str = "flocker.control.Control";
+/// The `Raft` service's full name.
+pub const RAFT: &str = "flocker.raft.Raft";
 
-/// The authenticated caller.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Caller {
-    /// Its role.
-    pub role: Role,
-    /// Its name.
-    pub name: String,
+const EVERYONE: &[Role] = &[User, Node, Control];
+const OPERATORS: &[Role] = &[User, Control];
+const MEMBERS: &[Role] = &[Control];
+
+const fn rule(roles: &'static [Role], scope: Scope, note: &'static str) -> Option<Rule> {
+    Some(Rule { roles, scope, note })
 }
 
-impl Caller {
-    /// Fails unless the caller is a user or a control member.
-    pub fn require_operator(&self) -> Result<(), Status> {
-        match self.role {
-            Role::User | Role::Control => Ok(()),
-            Role::Node => Err(Status::permission_denied(format!(
-                "node certificate {:?} may not do this: use a user certificate (`flockerctl ca issue --role user`)",
-                self.name
-            ))),
+/// The `Control` service's table.
+pub fn control(method: &str) -> Option<Rule> {
+    use Scope::{Any, OwnNode};
+    match method {
+        "ListNodes" | "GetVolume" | "ListVolumes" | "ListLeases" | "ListIps" | "Status"
+        | "Watch" => rule(EVERYONE, Any, "read only"),
+        "RegisterNode" | "Heartbeat" => rule(EVERYONE, OwnNode, "a node names only itself"),
+        "CreateVolume" => rule(EVERYONE, OwnNode, "a node makes only itself the owner"),
+        "DeleteVolume" => rule(
+            EVERYONE,
+            OwnNode,
+            "a node deletes only a volume it owns (the volume plugin's `Remove`)",
+        ),
+        "AcquireLease" => rule(EVERYONE, OwnNode, "a node takes leases only for itself"),
+        "ReleaseLease" => rule(
+            EVERYONE,
+            OwnNode,
+            "a node releases only a lease held on itself",
+        ),
+        "MoveVolume" => rule(
+            EVERYONE,
+            OwnNode,
+            "a node moves a volume only to itself, and may not ask to stop containers",
+        ),
+        "AllocateIp" | "ClaimIp" => rule(
+            EVERYONE,
+            OwnNode,
+            "a node names only itself, and not for a container whose address is held on another node",
+        ),
+        "ContainerStopped" | "ReleaseIp" => rule(
+            EVERYONE,
+            OwnNode,
+            "a node acts only for a container whose addresses are held on itself",
+        ),
+        "VolumeUsage" | "AddPool" | "ReclaimNode" | "AddMember" | "RemoveMember" => {
+            rule(OPERATORS, Any, "operators only")
         }
-    }
-
-    /// Fails when a node certificate tries to act as another node.
-    pub fn require_node(&self, node: &str) -> Result<(), Status> {
-        if self.role == Role::Node && self.name != node {
-            return Err(Status::permission_denied(format!(
-                "certificate for node {:?} cannot act as node {node:?}",
-                self.name
-            )));
-        }
-        Ok(())
-    }
-
-    /// Fails unless the caller is a control member.
-    pub fn require_control(&self) -> Result<(), Status> {
-        if self.role == Role::Control {
-            Ok(())
-        } else {
-            Err(Status::permission_denied(format!(
-                "{} certificate {:?} may not call the Raft service",
-                self.role, self.name
-            )))
-        }
+        _ => None,
     }
 }
 
-/// Reads the caller from the request's verified client certificate.
-pub fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
-    let certs = req.peer_certs().ok_or_else(|| {
-        Status::unauthenticated("no client certificate: every call needs one from the cluster CA")
-    })?;
-    let der = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
-    identity_of(der.as_ref()).ok_or_else(|| {
-        Status::permission_denied(
-            "client certificate names no flocker role: issue one with `flockerctl ca issue`",
-        )
-    })
-}
-
-/// Parses `flocker://ROLE/NAME` out of a DER certificate.
-pub fn identity_of(der: &[u8]) -> Option<Caller> {
-    let id = proto::identity::of_der(der)?;
-    Some(Caller {
-        role: id.role.parse().ok()?,
-        name: id.name,
-    })
+/// The `Raft` service's table: control members only.
+pub fn raft(method: &str) -> Option<Rule> {
+    match method {
+        "AppendEntries" | "Vote" | "InstallSnapshot" | "Metrics" => {
+            rule(MEMBERS, Scope::Any, "between members")
+        }
+        "Forward" => rule(
+            MEMBERS,
+            Scope::Any,
+            "proposals of the Control API only; migration phases and other leader-only commands are refused",
+        ),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use proto::authz::{markdown_table, methods_of};
+
     use super::*;
 
     #[test]
-    fn issued_certificates_name_their_holder() {
-        let dir = tempfile::tempdir().unwrap();
-        crate::ca::init(&dir.path().join("ca")).unwrap();
-        crate::ca::issue(
-            &dir.path().join("ca"),
-            Role::Node,
-            "host-1",
-            &[],
-            &dir.path().join("n"),
-        )
-        .unwrap();
-        let pem = std::fs::read_to_string(dir.path().join("n/tls.crt")).unwrap();
-        let der = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-            .unwrap()
-            .1
-            .contents;
-        assert_eq!(
-            identity_of(&der),
-            Some(Caller {
-                role: Role::Node,
-                name: "host-1".into()
-            })
-        );
-        assert!(
-            crate::ca::init(&dir.path().join("ca")).is_err(),
-            "init must not overwrite"
-        );
+    fn every_rpc_in_the_protos_has_a_rule() {
+        for (service, table) in [(CONTROL, control as proto::authz::Rules), (RAFT, raft)] {
+            let methods = methods_of(service);
+            assert!(!methods.is_empty(), "{service} is not in the .proto files");
+            for method in methods {
+                assert!(table(method).is_some(), "{service}/{method} has no rule");
+            }
+        }
+        assert_eq!(control("AdvanceMigration"), None, "deny by default");
+    }
+
+    #[test]
+    fn the_docs_list_the_tables() {
+        let docs = include_str!("../../../docs/control.md");
+        for (service, table) in [(CONTROL, control as proto::authz::Rules), (RAFT, raft)] {
+            let expected = markdown_table(service, table);
+            assert!(
+                docs.contains(&expected),
+                "docs/control.md must contain the table of {service}:\n{expected}"
+            );
+        }
     }
 }

@@ -1,23 +1,26 @@
-//! The `Control` gRPC service: agents (node certificates) and `flockerctl` (user
-//! certificates). Each call authorises the caller, turns the request into a proposal, runs it
-//! on the leader through [`Member::execute`] and converts the reply.
+//! The `Control` gRPC service: agents (node certificates), `flockerctl` (user certificates)
+//! and members. [`super::auth::control`] has already let the caller's role in when a handler
+//! runs; handlers of node-confined methods check the nodes the request names and the nodes of
+//! the stored objects it changes ([`super::ownership`]), then turn the request into a
+//! proposal, run it on the leader through [`Member::execute`] and convert the reply.
 
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use proto::authz::{Authorize, Caller};
 use proto::control as pb;
-use proto::control::control_server::Control;
+use proto::control::control_server::{Control, ControlServer};
 use proto::tls::TlsDir;
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
-use super::auth::{self, Caller};
+use super::ownership;
 use super::status::to_status;
 use crate::convert;
 use crate::member::Member;
 use crate::proposal::{Proposal, Query, Reply};
 use crate::raft::ChangeEvent;
-use crate::state::{self, Command, Phase};
+use crate::state::{self, Command};
 
 /// How long `cluster status` waits for each member to answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -29,9 +32,13 @@ pub struct ControlService {
 }
 
 impl ControlService {
-    /// A service over `member`, calling agents (for volume usage) with `agent_tls`.
-    pub fn new(member: Member, agent_tls: TlsDir) -> Self {
-        Self { member, agent_tls }
+    /// The service over `member`, calling agents (for volume usage) with `agent_tls`, behind
+    /// its authorization table: the only way to serve it.
+    pub fn server(member: Member, agent_tls: TlsDir) -> Authorize<ControlServer<Self>> {
+        Authorize::new(
+            ControlServer::new(Self { member, agent_tls }),
+            super::auth::control,
+        )
     }
 
     async fn write(&self, command: Command) -> Result<state::Response, Status> {
@@ -77,18 +84,13 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn who<T>(req: &Request<T>) -> Result<Caller, Status> {
-    auth::caller(req)
-}
-
 type Reply_<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl Control for ControlService {
     async fn register_node(&self, req: Request<pb::RegisterNodeRequest>) -> Reply_<pb::Node> {
-        let caller = who(&req)?;
+        Caller::of(&req)?.acts_for(&req.get_ref().name)?;
         let r = req.into_inner();
-        caller.require_node(&r.name)?;
         let cmd = Command::RegisterNode {
             name: r.name,
             address: r.address,
@@ -99,9 +101,8 @@ impl Control for ControlService {
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Reply_<pb::Node> {
-        let caller = who(&req)?;
+        Caller::of(&req)?.acts_for(&req.get_ref().name)?;
         let r = req.into_inner();
-        caller.require_node(&r.name)?;
         let cmd = Command::Heartbeat {
             name: r.name,
             at_ms: now_ms(),
@@ -109,8 +110,7 @@ impl Control for ControlService {
         Ok(Response::new(convert::node_reply(self.write(cmd).await?)?))
     }
 
-    async fn list_nodes(&self, req: Request<pb::Empty>) -> Reply_<pb::NodeList> {
-        who(&req)?;
+    async fn list_nodes(&self, _req: Request<pb::Empty>) -> Reply_<pb::NodeList> {
         match self.read(Query::Nodes).await? {
             Reply::Nodes(n) => Ok(Response::new(pb::NodeList {
                 nodes: n.into_iter().map(convert::node).collect(),
@@ -120,11 +120,10 @@ impl Control for ControlService {
     }
 
     async fn create_volume(&self, req: Request<pb::CreateVolumeRequest>) -> Reply_<pb::Volume> {
-        let caller = who(&req)?;
-        let r = req.into_inner();
-        if let Some(owner) = &r.owner {
-            caller.require_node(owner)?;
+        if let Some(owner) = &req.get_ref().owner {
+            Caller::of(&req)?.acts_for(owner)?;
         }
+        let r = req.into_inner();
         let cmd = Command::CreateVolume {
             name: r.name,
             size_limit: r.size_limit,
@@ -138,7 +137,7 @@ impl Control for ControlService {
     }
 
     async fn delete_volume(&self, req: Request<pb::VolumeName>) -> Reply_<pb::Volume> {
-        who(&req)?;
+        ownership::volume(&self.member, Caller::of(&req)?, &req.get_ref().name).await?;
         let cmd = Command::DeleteVolume {
             name: req.into_inner().name,
         };
@@ -148,15 +147,13 @@ impl Control for ControlService {
     }
 
     async fn get_volume(&self, req: Request<pb::VolumeName>) -> Reply_<pb::Volume> {
-        who(&req)?;
         match self.read(Query::Volume(req.into_inner().name)).await? {
             Reply::Volume(v) => Ok(Response::new(self.with_state(convert::volume(v)))),
             other => Err(Status::internal(format!("unexpected reply {other:?}"))),
         }
     }
 
-    async fn list_volumes(&self, req: Request<pb::Empty>) -> Reply_<pb::VolumeList> {
-        who(&req)?;
+    async fn list_volumes(&self, _req: Request<pb::Empty>) -> Reply_<pb::VolumeList> {
         match self.read(Query::Volumes).await? {
             Reply::Volumes(v) => Ok(Response::new(pb::VolumeList {
                 volumes: v
@@ -168,38 +165,26 @@ impl Control for ControlService {
         }
     }
 
-    async fn volume_usage(&self, req: Request<pb::Empty>) -> Reply_<pb::VolumeUsageList> {
-        who(&req)?;
+    async fn volume_usage(&self, _req: Request<pb::Empty>) -> Reply_<pb::VolumeUsageList> {
         Ok(Response::new(
             super::usage::volume_usage(&self.member, &self.agent_tls).await,
         ))
     }
 
-    async fn set_volume_owner(&self, req: Request<pb::SetOwnerRequest>) -> Reply_<pb::Volume> {
-        who(&req)?.require_operator()?;
-        let r = req.into_inner();
-        let cmd = Command::SetOwner {
-            name: r.name,
-            owner: r.owner,
-        };
-        Ok(Response::new(convert::volume_reply(
-            self.write(cmd).await?,
-        )?))
-    }
-
     async fn acquire_lease(&self, req: Request<pb::Lease>) -> Reply_<pb::Lease> {
-        let caller = who(&req)?;
+        Caller::of(&req)?.acts_for(&req.get_ref().node)?;
         let lease = convert::lease_from(req.into_inner());
-        caller.require_node(&lease.node)?;
         Ok(Response::new(convert::lease_reply(
             self.write(Command::AcquireLease(lease)).await?,
         )?))
     }
 
     async fn release_lease(&self, req: Request<pb::Lease>) -> Reply_<pb::Lease> {
-        let caller = who(&req)?;
+        let caller = Caller::of(&req)?;
+        caller.acts_for(&req.get_ref().node)?;
+        let l = req.get_ref();
+        ownership::lease(&self.member, caller, &l.volume, &l.container_id).await?;
         let l = req.into_inner();
-        caller.require_node(&l.node)?;
         let cmd = Command::ReleaseLease {
             volume: l.volume,
             container_id: l.container_id,
@@ -207,71 +192,13 @@ impl Control for ControlService {
         Ok(Response::new(convert::lease_reply(self.write(cmd).await?)?))
     }
 
-    async fn list_leases(&self, req: Request<pb::Empty>) -> Reply_<pb::LeaseList> {
-        who(&req)?;
+    async fn list_leases(&self, _req: Request<pb::Empty>) -> Reply_<pb::LeaseList> {
         match self.read(Query::Leases).await? {
             Reply::Leases(l) => Ok(Response::new(pb::LeaseList {
                 leases: l.into_iter().map(convert::lease).collect(),
             })),
             other => Err(Status::internal(format!("unexpected reply {other:?}"))),
         }
-    }
-
-    async fn record_migration(
-        &self,
-        req: Request<pb::RecordMigrationRequest>,
-    ) -> Reply_<pb::Migration> {
-        let caller = who(&req)?;
-        let r = req.into_inner();
-        if r.stop_containers {
-            caller.require_operator()?;
-        }
-        let cmd = Command::RecordMigration {
-            volume: r.volume,
-            to: r.to,
-            stop_containers: r.stop_containers,
-        };
-        Ok(Response::new(convert::migration_reply(
-            self.write(cmd).await?,
-        )?))
-    }
-
-    async fn advance_migration(
-        &self,
-        req: Request<pb::AdvanceMigrationRequest>,
-    ) -> Reply_<pb::Migration> {
-        who(&req)?;
-        let r = req.into_inner();
-        let phase = Phase::parse(&r.phase).ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "unknown phase {:?}: use copying, handoff or done",
-                r.phase
-            ))
-        })?;
-        let cmd = Command::AdvanceMigration {
-            id: r.id,
-            phase,
-            bytes_sent: r.bytes_sent,
-            rounds: r.rounds,
-        };
-        Ok(Response::new(convert::migration_reply(
-            self.write(cmd).await?,
-        )?))
-    }
-
-    async fn fail_migration(
-        &self,
-        req: Request<pb::FailMigrationRequest>,
-    ) -> Reply_<pb::Migration> {
-        who(&req)?;
-        let r = req.into_inner();
-        let cmd = Command::FailMigration {
-            id: r.id,
-            error: r.error,
-        };
-        Ok(Response::new(convert::migration_reply(
-            self.write(cmd).await?,
-        )?))
     }
 
     type MoveVolumeStream = super::move_volume::MoveStream;
@@ -282,17 +209,18 @@ impl Control for ControlService {
     ) -> Reply_<Self::MoveVolumeStream> {
         // Operators move anything anywhere; an agent may only bring a volume to its own node
         // (for a container about to run there), and may not stop containers elsewhere.
-        let caller = who(&req)?;
-        caller.require_node(&req.get_ref().to)?;
-        if req.get_ref().stop_containers {
-            caller.require_operator()?;
+        let caller = Caller::of(&req)?;
+        caller.acts_for(&req.get_ref().to)?;
+        if req.get_ref().stop_containers && !caller.is_operator() {
+            return Err(Status::permission_denied(
+                "only operators may stop containers for a move: leave stop_containers unset",
+            ));
         }
         let stream = super::move_volume::start(&self.member, req.into_inner()).await?;
         Ok(Response::new(stream))
     }
 
     async fn add_pool(&self, req: Request<pb::AddPoolRequest>) -> Reply_<pb::Pool> {
-        who(&req)?.require_operator()?;
         match self
             .write(Command::AddPool {
                 cidr: req.into_inner().cidr,
@@ -310,9 +238,10 @@ impl Control for ControlService {
     }
 
     async fn allocate_ip(&self, req: Request<pb::AllocateRequest>) -> Reply_<pb::Allocation> {
-        let caller = who(&req)?;
+        let caller = Caller::of(&req)?;
+        caller.acts_for(&req.get_ref().node)?;
+        ownership::allocations(&self.member, caller, &req.get_ref().container_id).await?;
         let r = req.into_inner();
-        caller.require_node(&r.node)?;
         let cmd = Command::AllocateIp {
             pool: r.pool,
             container_id: r.container_id,
@@ -325,9 +254,10 @@ impl Control for ControlService {
     }
 
     async fn claim_ip(&self, req: Request<pb::ClaimRequest>) -> Reply_<pb::Allocation> {
-        let caller = who(&req)?;
+        let caller = Caller::of(&req)?;
+        caller.acts_for(&req.get_ref().node)?;
+        ownership::allocations(&self.member, caller, &req.get_ref().container_id).await?;
         let r = req.into_inner();
-        caller.require_node(&r.node)?;
         let cmd = Command::ClaimIp {
             address: r.address,
             container_id: r.container_id,
@@ -340,7 +270,8 @@ impl Control for ControlService {
     }
 
     async fn container_stopped(&self, req: Request<pb::ContainerId>) -> Reply_<pb::AllocationList> {
-        who(&req)?;
+        let caller = Caller::of(&req)?;
+        ownership::allocations(&self.member, caller, &req.get_ref().container_id).await?;
         let cmd = Command::ContainerStopped {
             container_id: req.into_inner().container_id,
         };
@@ -350,7 +281,8 @@ impl Control for ControlService {
     }
 
     async fn release_ip(&self, req: Request<pb::ContainerId>) -> Reply_<pb::AllocationList> {
-        who(&req)?;
+        let caller = Caller::of(&req)?;
+        ownership::allocations(&self.member, caller, &req.get_ref().container_id).await?;
         let cmd = Command::ReleaseIp {
             container_id: req.into_inner().container_id,
         };
@@ -360,7 +292,6 @@ impl Control for ControlService {
     }
 
     async fn reclaim_node(&self, req: Request<pb::ReclaimRequest>) -> Reply_<pb::AllocationList> {
-        who(&req)?.require_operator()?;
         let cmd = Command::ReclaimNode {
             node: req.into_inner().node,
         };
@@ -369,8 +300,7 @@ impl Control for ControlService {
         )?))
     }
 
-    async fn list_ips(&self, req: Request<pb::Empty>) -> Reply_<pb::IpList> {
-        who(&req)?;
+    async fn list_ips(&self, _req: Request<pb::Empty>) -> Reply_<pb::IpList> {
         match self.read(Query::Ips).await? {
             Reply::Ips(pools, allocations) => Ok(Response::new(pb::IpList {
                 pools: pools.into_iter().map(convert::pool).collect(),
@@ -380,15 +310,13 @@ impl Control for ControlService {
         }
     }
 
-    async fn status(&self, req: Request<pb::Empty>) -> Reply_<pb::ClusterStatus> {
-        who(&req)?;
+    async fn status(&self, _req: Request<pb::Empty>) -> Reply_<pb::ClusterStatus> {
         Ok(Response::new(
             super::cluster_status::probe(&self.member).await,
         ))
     }
 
     async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Reply_<pb::ClusterStatus> {
-        who(&req)?.require_operator()?;
         let r = req.into_inner();
         self.member
             .execute(Proposal::AddMember {
@@ -406,7 +334,6 @@ impl Control for ControlService {
         &self,
         req: Request<pb::RemoveMemberRequest>,
     ) -> Reply_<pb::ClusterStatus> {
-        who(&req)?.require_operator()?;
         let id = req.into_inner().id;
         self.member
             .execute(Proposal::RemoveMember { id })
@@ -420,8 +347,8 @@ impl Control for ControlService {
     type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Reply_<Self::WatchStream> {
-        let caller = who(&req)?;
-        tracing::debug!(watch.caller = %caller.name, "watch started");
+        let caller = Caller::of(&req)?;
+        tracing::debug!(watch.caller = %caller.identity.name, "watch started");
         let stream =
             BroadcastStream::new(self.member.sm.subscribe()).filter_map(|item| match item {
                 Ok(ChangeEvent {

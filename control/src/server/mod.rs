@@ -1,6 +1,8 @@
 //! The gRPC server of one member: the `Raft` and `Control` services on one port, mutual TLS.
 //!
-//! - [`auth`]: the caller's role and name from its client certificate.
+//! - [`auth`]: who may call what: the authorization tables of both services, applied to
+//!   every call by [`proto::authz::Authorize`] (deny by default).
+//! - [`ownership`]: a node changes only objects held on its own node.
 //! - [`raft_service`]: openraft's RPCs, forwarded proposals, metrics (control certs only).
 //! - [`control_service`]: the Control API.
 //! - [`move_volume`]: `MoveVolume`, recording a move and streaming its progress.
@@ -12,14 +14,13 @@ pub mod auth;
 pub mod cluster_status;
 pub mod control_service;
 pub mod move_volume;
+pub mod ownership;
 pub mod raft_service;
 pub mod status;
 pub mod usage;
 
 use std::future::Future;
 
-use proto::control::control_server::ControlServer;
-use proto::raft::raft_server::RaftServer;
 use proto::tls::TlsDir;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
@@ -27,7 +28,6 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Server, ServerTlsConfig};
 
 use crate::member::Member;
-use crate::raft::network::MAX_MESSAGE_BYTES;
 
 /// Serves both services on `listener` until `shutdown` completes; `agent_tls` (the member's
 /// control certificate) is for asking agents what their volumes use.
@@ -38,10 +38,8 @@ pub async fn serve(
     agent_tls: TlsDir,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    let raft = RaftServer::new(raft_service::RaftService::new(member.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let control = ControlServer::new(control_service::ControlService::new(member, agent_tls));
+    let raft = raft_service::RaftService::server(member.clone());
+    let control = control_service::ControlService::server(member, agent_tls);
     // Small RPCs must not wait for delayed ACKs: Nagle off on every accepted socket (the
     // builder's own tcp_nodelay applies only to listeners it binds itself).
     let incoming = TcpListenerStream::new(listener).map(|conn| {

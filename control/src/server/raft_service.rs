@@ -1,15 +1,20 @@
 //! The `Raft` gRPC service: openraft's RPCs from peers, forwarded proposals and metrics.
-//! Only control certificates may call it.
+//! Only control certificates may call it (the table is [`super::auth::raft`]). `Forward`
+//! carries only what the Control API proposes: commands that only the leader itself writes
+//! (migration phases, replicas, node liveness) are refused, so no certificate can write them
+//! over the network.
 
-use proto::raft::raft_server::Raft as RaftApi;
+use proto::authz::Authorize;
+use proto::raft::raft_server::{Raft as RaftApi, RaftServer};
 use proto::raft::{Forwarded, MemberMetrics, MetricsRequest, RaftPayload};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
-use super::auth;
 use crate::member::Member;
 use crate::proposal::Proposal;
+use crate::raft::network::MAX_MESSAGE_BYTES;
+use crate::state::Command;
 
 /// Serves the `Raft` service for one member.
 pub struct RaftService {
@@ -17,9 +22,13 @@ pub struct RaftService {
 }
 
 impl RaftService {
-    /// A service over `member`.
-    pub fn new(member: Member) -> Self {
-        Self { member }
+    /// The service over `member`, behind its authorization table (control members only),
+    /// with room for the largest Raft message.
+    pub fn server(member: Member) -> Authorize<RaftServer<Self>> {
+        let server = RaftServer::new(Self { member })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Authorize::new(server, super::auth::raft)
     }
 }
 
@@ -43,13 +52,11 @@ impl RaftApi for RaftService {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        auth::caller(&req)?.require_control()?;
         let rpc = decode(&req.into_inner().data)?;
         reply(&self.member.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        auth::caller(&req)?.require_control()?;
         let rpc = decode(&req.into_inner().data)?;
         reply(&self.member.raft.vote(rpc).await)
     }
@@ -58,14 +65,19 @@ impl RaftApi for RaftService {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        auth::caller(&req)?.require_control()?;
         let rpc = decode(&req.into_inner().data)?;
         reply(&self.member.raft.install_snapshot(rpc).await)
     }
 
     async fn forward(&self, req: Request<Forwarded>) -> Result<Response<Forwarded>, Status> {
-        auth::caller(&req)?.require_control()?;
         let proposal: Proposal = decode(&req.into_inner().data)?;
+        if let Proposal::Write(cmd) = &proposal
+            && !forwardable(cmd)
+        {
+            return Err(Status::permission_denied(format!(
+                "{cmd:?} is written only by the leader itself, never forwarded"
+            )));
+        }
         let result = self.member.execute_local(proposal).await;
         Ok(Response::new(Forwarded {
             data: encode(&result)?,
@@ -74,10 +86,36 @@ impl RaftApi for RaftService {
 
     async fn metrics(
         &self,
-        req: Request<MetricsRequest>,
+        _req: Request<MetricsRequest>,
     ) -> Result<Response<MemberMetrics>, Status> {
-        auth::caller(&req)?.require_control()?;
         Ok(Response::new(local_metrics(&self.member)))
+    }
+}
+
+/// Whether a follower may forward `cmd`: only commands the Control API proposes. Exhaustive,
+/// so a new command is refused until someone decides who may write it.
+fn forwardable(cmd: &Command) -> bool {
+    match cmd {
+        Command::RegisterNode { .. }
+        | Command::Heartbeat { .. }
+        | Command::CreateVolume { .. }
+        | Command::DeleteVolume { .. }
+        | Command::AcquireLease(_)
+        | Command::ReleaseLease { .. }
+        | Command::RecordMigration { .. }
+        | Command::AddPool { .. }
+        | Command::AllocateIp { .. }
+        | Command::ClaimIp { .. }
+        | Command::ContainerStopped { .. }
+        | Command::ReleaseIp { .. }
+        | Command::ReclaimNode { .. } => true,
+        Command::MarkNodeDown { .. }
+        | Command::SetOwner { .. }
+        | Command::SetReplica { .. }
+        | Command::SetMetadata { .. }
+        | Command::SetSizeLimit { .. }
+        | Command::AdvanceMigration { .. }
+        | Command::FailMigration { .. } => false,
     }
 }
 

@@ -312,9 +312,27 @@ fn record_migration(
         .ok_or_else(|| CommandError::NoSuchVolume {
             name: volume.clone(),
         })?;
-    let from = v.owner.clone().ok_or_else(|| CommandError::NoOwner {
-        volume: volume.clone(),
-    })?;
+    // A volume made without an owner holds data nowhere: "moving" it gives it to the node
+    // at once, recorded as a move that is already done (what the agents' "no owner node
+    // yet" error tells the user to run).
+    let Some(from) = v.owner.clone() else {
+        not_moving(state, &volume)?;
+        state.next_migration_id += 1;
+        let m = Migration {
+            id: state.next_migration_id,
+            volume: volume.clone(),
+            from: to.clone(),
+            to: to.clone(),
+            phase: Phase::Done,
+            bytes_sent: 0,
+            rounds: 0,
+            error: None,
+            stop_containers,
+        };
+        set_owner(volume_mut(state, &volume)?, to);
+        state.migrations.insert(m.id, m.clone());
+        return Ok(Response::Migration(m));
+    };
     if from == to {
         return Err(CommandError::AlreadyThere { volume, node: to });
     }

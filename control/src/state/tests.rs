@@ -137,6 +137,26 @@ fn leases_block_delete_and_must_be_on_owner() {
 }
 
 #[test]
+fn moving_an_ownerless_volume_gives_it_to_the_node_at_once() {
+    let mut s = cluster();
+    ok(&mut s, volume("fresh", None));
+    let Response::Migration(m) = ok(
+        &mut s,
+        Command::RecordMigration {
+            volume: "fresh".into(),
+            to: "b".into(),
+            stop_containers: false,
+        },
+    ) else {
+        panic!("expected a migration");
+    };
+    assert_eq!(m.phase, Phase::Done);
+    assert_eq!(s.volumes["fresh"].owner.as_deref(), Some("b"));
+    assert_eq!(s.volumes["fresh"].epoch, 1);
+    assert!(s.volumes["fresh"].replicas.is_empty());
+}
+
+#[test]
 fn migration_done_hands_over_with_new_epoch() {
     let mut s = cluster();
     ok(&mut s, volume("db", Some("a")));

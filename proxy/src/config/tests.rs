@@ -85,6 +85,57 @@ adapters: { a: "builtin:debug", b: "builtin:debug" }
 }
 
 #[tokio::test]
+async fn container_patterns_leave_images_alone() {
+    // The issue: both fired on `containers/podman` image calls, and the post-hook on
+    // networks was refused as if it were on container logs.
+    let config = parse(
+        r#"
+endpoints:
+  "GET /*/containers/*/json": { pre: [a] }
+  "DELETE /*/containers/*": { pre: [a] }
+  "GET /*/networks/*": { post: [a] }
+adapters: { a: "builtin:debug" }
+"#,
+    )
+    .unwrap();
+    assert!(
+        config
+            .hooks_for("GET", "/v1.41/images/containers/podman/json")
+            .is_empty()
+    );
+    assert!(
+        config
+            .hooks_for("DELETE", "/v1.41/images/containers/podman")
+            .is_empty()
+    );
+    assert_eq!(
+        config
+            .hooks_for("GET", "/v1.41/containers/podman/json")
+            .pre
+            .len(),
+        1
+    );
+    assert_eq!(
+        config.hooks_for("DELETE", "/containers/podman").pre.len(),
+        1
+    );
+    assert_eq!(
+        config.hooks_for("GET", "/v1.41/networks/bridge").post.len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_pattern_with_nothing_after_the_version_is_refused() {
+    let found = problems("endpoints:\n  \"* /*\": { pre: [a] }\nadapters: { a: builtin:debug }\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("stands for the API version only"),
+        "{found:?}"
+    );
+}
+
+#[tokio::test]
 async fn every_problem_is_reported_at_once() {
     let found = problems(
         r#"

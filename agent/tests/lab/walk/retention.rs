@@ -1,0 +1,231 @@
+//! The retention rule, as one pure function over what the control service recorded and what
+//! the pools hold, so that it is easy to adjust if the rule changes:
+//!
+//! - a volume's dataset exists only on its owner and on its recorded replicas, and on each
+//!   of them; no dataset under a pool for a volume that is not recorded, and no staging
+//!   dataset (a last component that is not a volume name, e.g. with ':');
+//! - each replica holds exactly one snapshot, the one recorded for it;
+//! - the owner holds exactly the snapshots recorded for the replicas (none without
+//!   replicas), so no snapshot of an ended move (`m<ID>-r<N>`, `m<ID>-final` not recorded
+//!   for a replica) remains anywhere.
+//!
+//! Only meaningful once no move is in progress.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the control service recorded for one volume (`flockerctl volume ls --output json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The volume's name.
+    pub name: String,
+    /// Its owner node, if it has one.
+    pub owner: Option<String>,
+    /// (node, snapshot) of each replica.
+    pub replicas: Vec<(String, String)>,
+}
+
+impl Recorded {
+    /// Reads one volume of `volume ls --output json` / `volume inspect --output json`.
+    pub fn from_json(v: &serde_json::Value) -> Self {
+        let replicas = v["replicas"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| {
+                        let text = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+                        (text("node"), text("snapshot"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            name: v["name"].as_str().unwrap_or_default().to_owned(),
+            owner: v["owner"].as_str().map(str::to_owned),
+            replicas,
+        }
+    }
+}
+
+/// What one host's pool holds: its datasets and, per dataset, its snapshots.
+pub type Pool = BTreeMap<String, BTreeSet<String>>;
+
+/// Parses `zfs list -H -t all -o name -r POOL`: `POOL/V` and `POOL/V@S` lines (the pool's
+/// own line is left out), into dataset (the part after `POOL/`) -> snapshots.
+pub fn parse_pool(pool: &str, listing: &str) -> Pool {
+    let mut out = Pool::new();
+    let prefix = format!("{pool}/");
+    for line in listing.lines().map(str::trim) {
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
+        match rest.split_once('@') {
+            Some((dataset, snapshot)) => {
+                out.entry(dataset.to_owned())
+                    .or_default()
+                    .insert(snapshot.to_owned());
+            }
+            None => {
+                out.entry(rest.to_owned()).or_default();
+            }
+        }
+    }
+    out
+}
+
+/// Whether `name` is a volume name: `[a-z0-9][a-z0-9_.-]{0,62}`.
+pub fn is_volume_name(name: &str) -> bool {
+    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    name.len() <= 63
+        && name.chars().next().is_some_and(ok)
+        && name.chars().all(|c| ok(c) || "_.-".contains(c))
+}
+
+/// Every breach of the retention rule, one message each naming the host, the volume, what
+/// was found and what the rule allows; empty when the rule holds. `pools` maps each
+/// node's name to its pool.
+pub fn violations(recorded: &[Recorded], pools: &BTreeMap<String, Pool>) -> Vec<String> {
+    let mut found = Vec::new();
+    let by_name: BTreeMap<&str, &Recorded> =
+        recorded.iter().map(|v| (v.name.as_str(), v)).collect();
+    for (node, pool) in pools {
+        for (dataset, snapshots) in pool {
+            let Some(v) = by_name.get(dataset.as_str()) else {
+                let what = if is_volume_name(dataset) {
+                    "no such volume is recorded"
+                } else {
+                    "a staging dataset (not a volume name) left after the move ended"
+                };
+                found.push(format!(
+                    "{node}: dataset {dataset} with snapshots {snapshots:?}: {what}; the rule allows datasets only of recorded volumes"
+                ));
+                continue;
+            };
+            found.extend(check_copy(node, v, snapshots));
+        }
+    }
+    for v in recorded {
+        let holders = v.owner.iter().chain(v.replicas.iter().map(|(n, _)| n));
+        for node in holders {
+            let has = pools.get(node).is_some_and(|p| p.contains_key(&v.name));
+            if !has && pools.contains_key(node) {
+                found.push(format!(
+                    "{node}: volume {} has no dataset, but the control service records {node} as its {}",
+                    v.name,
+                    if v.owner.as_ref() == Some(node) { "owner" } else { "replica" }
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// The breaches of one volume's copy on `node` holding `snapshots`.
+fn check_copy(node: &str, v: &Recorded, snapshots: &BTreeSet<String>) -> Option<String> {
+    let name = &v.name;
+    if v.owner.as_deref() == Some(node) {
+        let allowed: BTreeSet<String> = v.replicas.iter().map(|(_, s)| s.clone()).collect();
+        return (*snapshots != allowed).then(|| {
+            format!(
+                "{node}: owner of {name} holds snapshots {snapshots:?}; the rule allows exactly the replicas' {allowed:?} (replicas {:?})",
+                v.replicas
+            )
+        });
+    }
+    let Some((_, snapshot)) = v.replicas.iter().find(|(n, _)| n == node) else {
+        return Some(format!(
+            "{node}: dataset of {name} (snapshots {snapshots:?}) on a node that is neither its owner ({:?}) nor a recorded replica ({:?})",
+            v.owner, v.replicas
+        ));
+    };
+    let allowed = BTreeSet::from([snapshot.clone()]);
+    (*snapshots != allowed).then(|| {
+        format!(
+            "{node}: replica of {name} holds snapshots {snapshots:?}; the rule allows exactly the recorded {snapshot:?}"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded(name: &str, owner: &str, replicas: &[(&str, &str)]) -> Recorded {
+        Recorded {
+            name: name.into(),
+            owner: Some(owner.into()),
+            replicas: replicas
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.to_string()))
+                .collect(),
+        }
+    }
+
+    fn pools(listings: &[(&str, &str)]) -> BTreeMap<String, Pool> {
+        listings
+            .iter()
+            .enumerate()
+            .map(|(i, (node, text))| {
+                let pool = format!("lab{}", i + 1);
+                (
+                    node.to_string(),
+                    parse_pool(&pool, &text.replace("P", &pool)),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_volume_with_its_replicas_at_their_snapshots_keeps_the_rule() {
+        let v = [recorded("v", "node2", &[("node1", "m1-final")])];
+        let p = pools(&[
+            ("node1", "P\nP/v\nP/v@m1-final\n"),
+            ("node2", "P\nP/v\nP/v@m1-final\n"),
+            ("node3", "P\n"),
+        ]);
+        assert_eq!(violations(&v, &p), Vec::<String>::new());
+    }
+
+    #[test]
+    fn leftover_snapshots_strays_and_staging_datasets_are_each_named() {
+        let v = [recorded("v", "node2", &[("node1", "m2-final")])];
+        let p = pools(&[
+            ("node1", "P/v\nP/v@m1-final\nP/v@m2-final\n"),
+            ("node2", "P/v\nP/v@m2-final\nP/v@m2-r1\n"),
+            ("node3", "P/v\nP/v@m1-final\nP/v:recv\nP/gone\n"),
+        ]);
+        let found = violations(&v, &p);
+        assert_eq!(found.len(), 5, "{found:#?}");
+        assert!(
+            found[0].starts_with("node1: replica of v holds"),
+            "{found:#?}"
+        );
+        assert!(
+            found[1].starts_with("node2: owner of v holds"),
+            "{found:#?}"
+        );
+        assert!(
+            found.iter().any(|f| f.contains("no such volume")),
+            "{found:#?}"
+        );
+        assert!(found.iter().any(|f| f.contains("staging")), "{found:#?}");
+        assert!(
+            found.iter().any(|f| f.contains("neither its owner")),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_owner_dataset_is_named() {
+        let v = [recorded("v", "node1", &[])];
+        let p = pools(&[("node1", "P\n"), ("node2", "P\n")]);
+        let found = violations(&v, &p);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].contains("as its owner"), "{found:#?}");
+    }
+
+    #[test]
+    fn volume_names() {
+        assert!(is_volume_name("wv0") && is_volume_name("a.b_c-d"));
+        assert!(!is_volume_name("v:recv") && !is_volume_name("-v") && !is_volume_name(""));
+    }
+}
