@@ -98,6 +98,72 @@ async fn move_to_another_node_and_back_incrementally() {
     eprintln!("moved 16 MiB: {there} bytes there, {home} bytes back");
 }
 
+/// The snapshots of `volume` on `host`, by name.
+fn snapshots_on(host: &crate::hosts::Host, volume: &str) -> Vec<String> {
+    let prefix = format!("{}/{volume}@", host.pool.name());
+    let mut found: Vec<String> = host
+        .pool
+        .datasets()
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+        .collect();
+    found.sort();
+    found
+}
+
+/// The walk of issue 9: a volume visits three hosts and comes back. Every move after the
+/// first to a host that held a copy is incremental; afterwards each host holds exactly what
+/// the retention rule allows (the owner: its replicas' snapshots; a replica: its own), and
+/// no staging dataset is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_visits_three_hosts_and_every_move_back_is_incremental() {
+    let Some(lab) = Lab::start(1, 3, None).await else {
+        return;
+    };
+    lab.create("tour", 0).await;
+    let big = write_random(&lab.hosts[0].path("tour").join("big"), 8 * MIB);
+    let mut sent = Vec::new();
+    for (step, to) in [1, 2, 0, 1, 2].into_iter().enumerate() {
+        let events = lab.move_ok("tour", to);
+        sent.push(bytes_sent(&events));
+        let host = &lab.hosts[to];
+        eventually(Duration::from_secs(20), "the new owner to mount", || async {
+            (host.mounted("tour") == Some(false)).then_some(())
+        })
+        .await;
+        assert_eq!(std::fs::read(host.path("tour").join("big")).unwrap(), big);
+        let note = format!("step {step} on {}\n", host.name);
+        std::fs::write(host.path("tour").join("note"), &note).unwrap();
+        let v = lab.volume("tour");
+        assert_eq!(v["owner"], host.name.as_str(), "{v}");
+        let replicas = v["replicas"].as_array().unwrap();
+        let mut pinned: Vec<String> = replicas
+            .iter()
+            .map(|r| r["snapshot"].as_str().unwrap().to_owned())
+            .collect();
+        pinned.sort();
+        eventually(Duration::from_secs(20), "the retention rule to hold", || async {
+            let owner_ok = snapshots_on(host, "tour") == pinned;
+            let replicas_ok = replicas.iter().all(|r| {
+                let h = lab.hosts.iter().find(|h| h.name == r["node"]).unwrap();
+                snapshots_on(h, "tour") == [r["snapshot"].as_str().unwrap()]
+            });
+            let no_staging = lab.hosts.iter().all(|h| !h.pool.datasets().contains(':'));
+            (owner_ok && replicas_ok && no_staging).then_some(())
+        })
+        .await;
+    }
+    eprintln!("bytes sent per move a>b>c>a>b>c: {sent:?}");
+    // a>b and b>c are full (no copy there); c>a, a>b and b>c go to replica holders.
+    for (i, bytes) in sent.iter().enumerate().skip(2) {
+        assert!(
+            bytes * 10 < sent[0],
+            "move {i} to a replica holder must be incremental: {bytes} vs {} in full",
+            sent[0]
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_under_a_writer_loses_no_acknowledged_write() {
     let Some(lab) = Lab::start(1, 2, None).await else {
