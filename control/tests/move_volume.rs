@@ -127,9 +127,11 @@ async fn a_volume_visits_three_hosts_and_every_move_back_is_incremental() {
         let events = lab.move_ok("tour", to);
         sent.push(bytes_sent(&events));
         let host = &lab.hosts[to];
-        eventually(Duration::from_secs(20), "the new owner to mount", || async {
-            (host.mounted("tour") == Some(false)).then_some(())
-        })
+        eventually(
+            Duration::from_secs(20),
+            "the new owner to mount",
+            || async { (host.mounted("tour") == Some(false)).then_some(()) },
+        )
         .await;
         assert_eq!(std::fs::read(host.path("tour").join("big")).unwrap(), big);
         let note = format!("step {step} on {}\n", host.name);
@@ -142,15 +144,19 @@ async fn a_volume_visits_three_hosts_and_every_move_back_is_incremental() {
             .map(|r| r["snapshot"].as_str().unwrap().to_owned())
             .collect();
         pinned.sort();
-        eventually(Duration::from_secs(20), "the retention rule to hold", || async {
-            let owner_ok = snapshots_on(host, "tour") == pinned;
-            let replicas_ok = replicas.iter().all(|r| {
-                let h = lab.hosts.iter().find(|h| h.name == r["node"]).unwrap();
-                snapshots_on(h, "tour") == [r["snapshot"].as_str().unwrap()]
-            });
-            let no_staging = lab.hosts.iter().all(|h| !h.pool.datasets().contains(':'));
-            (owner_ok && replicas_ok && no_staging).then_some(())
-        })
+        eventually(
+            Duration::from_secs(20),
+            "the retention rule to hold",
+            || async {
+                let owner_ok = snapshots_on(host, "tour") == pinned;
+                let replicas_ok = replicas.iter().all(|r| {
+                    let h = lab.hosts.iter().find(|h| h.name == r["node"]).unwrap();
+                    snapshots_on(h, "tour") == [r["snapshot"].as_str().unwrap()]
+                });
+                let no_staging = lab.hosts.iter().all(|h| !h.pool.datasets().contains(':'));
+                (owner_ok && replicas_ok && no_staging).then_some(())
+            },
+        )
         .await;
     }
     eprintln!("bytes sent per move a>b>c>a>b>c: {sent:?}");
@@ -162,6 +168,24 @@ async fn a_volume_visits_three_hosts_and_every_move_back_is_incremental() {
             sent[0]
         );
     }
+    // `volume rm` destroys the copy on the owner and on every replica holder.
+    let rm = lab.ctl(&["volume", "rm", "tour"]);
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    eventually(
+        Duration::from_secs(20),
+        "every copy to be destroyed",
+        || async {
+            lab.hosts
+                .iter()
+                .all(|h| !h.pool.datasets().contains("/tour"))
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

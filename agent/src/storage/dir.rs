@@ -28,8 +28,8 @@ use tokio::io::AsyncRead;
 
 use super::process::run;
 use super::{
-    Access, ByteStream, Capabilities, CreateOptions, Result, Slot, Snapshot, SnapshotName,
-    Storage, StorageError, VolumeName,
+    Access, ByteStream, Capabilities, CreateOptions, Result, Slot, Snapshot, SnapshotName, Storage,
+    StorageError, VolumeName,
 };
 
 /// Volumes as plain directories under one root.

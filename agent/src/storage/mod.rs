@@ -129,8 +129,7 @@ pub trait Storage: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// The volume's snapshots, oldest first.
-    fn snapshots(&self, volume: &VolumeName)
-    -> impl Future<Output = Result<Vec<Snapshot>>> + Send;
+    fn snapshots(&self, volume: &VolumeName) -> impl Future<Output = Result<Vec<Snapshot>>> + Send;
 
     /// Destroys one snapshot.
     fn destroy_snapshot(

@@ -17,8 +17,8 @@ pub use features::ZfsFeatures;
 
 use super::process::{pipe_into, run, spawn_stream};
 use super::{
-    Access, ByteStream, Capabilities, CreateOptions, Result, Slot, Snapshot, SnapshotName,
-    Storage, StorageError, VolumeName,
+    Access, ByteStream, Capabilities, CreateOptions, Result, Slot, Snapshot, SnapshotName, Storage,
+    StorageError, VolumeName,
 };
 
 /// Volumes as ZFS datasets under one parent dataset.
@@ -99,7 +99,12 @@ impl ZfsStorage {
     async fn snapshots_of(&self, volume: &VolumeName, dataset: &str) -> Result<Vec<Snapshot>> {
         // zfs-fuse's `zfs list` has no -p: `zfs get -p` gives exact numbers.
         let args = [
-            "get", "-rHp", "-o", "name,property,value", "createtxg,guid", dataset,
+            "get",
+            "-rHp",
+            "-o",
+            "name,property,value",
+            "createtxg,guid",
+            dataset,
         ];
         let out = self.zfs(volume, &args).await?;
         parse_snapshots(dataset, &out)
@@ -171,7 +176,8 @@ fn parse_snapshots(dataset: &str, out: &str) -> Result<Vec<Snapshot>> {
         Default::default();
     for line in out.lines() {
         let mut fields = line.split('\t');
-        let (Some(name), Some(property), Some(value)) = (fields.next(), fields.next(), fields.next())
+        let (Some(name), Some(property), Some(value)) =
+            (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
@@ -352,7 +358,8 @@ impl Storage for ZfsStorage {
             args.push("-u");
         }
         args.push(&dataset);
-        let mounted = existed && slot == Slot::Volume && self.get(volume, "mounted").await? == "yes";
+        let mounted =
+            existed && slot == Slot::Volume && self.get(volume, "mounted").await? == "yes";
         pipe_into(volume.as_str(), "zfs", &args, stream).await?;
         if mounted {
             self.remount(volume).await?;
@@ -384,7 +391,8 @@ impl Storage for ZfsStorage {
         }
         // A received dataset inherits `mountpoint` from the parent (none); set it anyway so a
         // received `mountpoint` never mounts it behind our back.
-        self.zfs(volume, &["set", "mountpoint=none", &staging]).await?;
+        self.zfs(volume, &["set", "mountpoint=none", &staging])
+            .await?;
         self.zfs(volume, &["rename", &staging, &self.dataset(volume)])
             .await?;
         Ok(())

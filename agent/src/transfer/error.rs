@@ -67,7 +67,9 @@ pub enum TransferError {
         reason: String,
     },
     /// The caller stopped waiting for the push (a new leader drives the move again).
-    #[error("the push of volume {volume} was abandoned: the control service stopped waiting for it")]
+    #[error(
+        "the push of volume {volume} was abandoned: the control service stopped waiting for it"
+    )]
     Abandoned {
         /// The volume.
         volume: String,
@@ -190,14 +192,24 @@ fn storage_code(e: &StorageError) -> Code {
         }
         _ => return Code::Internal,
     };
-    if ["out of space", "no space left", "quota exceeded", "disk quota"]
-        .iter()
-        .any(|s| said.contains(s))
+    if [
+        "out of space",
+        "no space left",
+        "quota exceeded",
+        "disk quota",
+    ]
+    .iter()
+    .any(|s| said.contains(s))
     {
         Code::ResourceExhausted
-    } else if ["already exists", "destination has snapshots", "' exists", "has been modified"]
-        .iter()
-        .any(|s| said.contains(s))
+    } else if [
+        "already exists",
+        "destination has snapshots",
+        "' exists",
+        "has been modified",
+    ]
+    .iter()
+    .any(|s| said.contains(s))
     {
         Code::AlreadyExists
     } else {
@@ -257,7 +269,10 @@ mod tests {
                 zfs_said("destination has snapshots (eg. p/v@m1-final)"),
                 "holds data in the way",
             ),
-            (zfs_said("invalid stream (bad magic number)"), "refused the stream"),
+            (
+                zfs_said("invalid stream (bad magic number)"),
+                "refused the stream",
+            ),
         ];
         for (storage, hint) in cases {
             let status = Status::from(TransferError::Storage(storage));

@@ -160,13 +160,13 @@ pub async fn push(
         let received = received.map_err(|s| TransferError::from_target(&req, &s));
         match read {
             Ok(()) => received.map(drop),
-            Err(SendError::Closed) => Err(received.err().unwrap_or_else(|| {
-                TransferError::Refused {
+            Err(SendError::Closed) => {
+                Err(received.err().unwrap_or_else(|| TransferError::Refused {
                     volume: req.volume.clone(),
                     node: req.to_node.clone(),
                     reason: "it ended the stream before the end".into(),
-                }
-            })),
+                }))
+            }
             Err(SendError::Storage(e)) => Err(e.into()),
             Err(SendError::Read(e)) => Err(TransferError::Storage(
                 crate::storage::StorageError::BadStream {
@@ -296,7 +296,10 @@ mod tests {
     fn a_full_transfer_carries_every_snapshot_up_to_the_one_asked_for() {
         let h = held(&["m1-final", "m2-final", "m3-r1", "m3-r2"]);
         let parts = parts(&h, None, 0, &name("m3-r1")).unwrap();
-        assert_eq!(shown(parts), [">m1-final", "m1-final>m2-final", "m2-final>m3-r1"]);
+        assert_eq!(
+            shown(parts),
+            [">m1-final", "m1-final>m2-final", "m2-final>m3-r1"]
+        );
     }
 
     #[test]

@@ -5,7 +5,11 @@
 //! - owned here, absent, never moved (epoch 1, no replicas): create it empty, then mount;
 //! - owned here, absent, moved before: refuse to invent an empty volume (Flocker did, and
 //!   lost data) and log an error naming the volume;
-//! - a replica here: mount read-only.
+//! - a replica here: mount read-only;
+//! - deleted (`flockerctl volume rm`, or the plugin's `Remove`): destroy the copy here, so a
+//!   new volume of the same name never finds the old one's data. A volume deleted while
+//!   this agent was down keeps its copy here (logged at the next start as a copy the
+//!   cluster does not know): an agent never destroys data on the strength of an absence.
 //!
 //! Each volume is acted on once per epoch, so an agent never remounts a volume that a move in
 //! handoff has just unmounted; the move's orchestrator mounts explicitly as well.
@@ -53,16 +57,52 @@ async fn session(
         .map_err(|s| s.message().to_owned())?
         .into_inner()
         .volumes;
+    if let Ok(here) = storage.volumes().await {
+        for name in here {
+            if !volumes.iter().any(|v| v.name == name.as_str()) {
+                tracing::warn!(volume.name = %name, "a copy here of a volume the cluster does not know: left as it is (destroy it by hand if it is not wanted)");
+            }
+        }
+    }
     for v in volumes {
         volume_changed(config, storage, seen, &v).await;
     }
     while let Some(event) = stream.next().await {
         let event = event.map_err(|s| s.message().to_owned())?;
-        if let (false, Some(Object::Volume(v))) = (event.deleted, &event.object) {
-            volume_changed(config, storage, seen, v).await;
+        match (event.deleted, &event.object) {
+            (false, Some(Object::Volume(v))) => volume_changed(config, storage, seen, v).await,
+            (true, Some(Object::Volume(v))) => {
+                seen.remove(&v.name);
+                volume_deleted(storage, &v.name).await;
+            }
+            _ => {}
         }
     }
     Ok(())
+}
+
+/// Destroys this host's copy of a deleted volume, if it has one.
+async fn volume_deleted(storage: &Backend, name: &str) {
+    let Ok(volume) = VolumeName::new(name) else {
+        return;
+    };
+    match storage.volumes().await {
+        Ok(here) if here.contains(&volume) => {}
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(volume.name = %volume, error = %e, "cannot list volumes to destroy a deleted one");
+            return;
+        }
+    }
+    if let Err(e) = storage.discard_staged(&volume).await {
+        tracing::warn!(volume.name = %volume, error = %e, "cannot remove a staged copy of a deleted volume");
+    }
+    match storage.destroy(&volume).await {
+        Ok(()) => tracing::info!(volume.name = %volume, "volume deleted: copy destroyed"),
+        Err(e) => {
+            tracing::warn!(volume.name = %volume, error = %e, "volume deleted, but its copy here could not be destroyed")
+        }
+    }
 }
 
 async fn volume_changed(

@@ -72,7 +72,10 @@ pub async fn full_then_incremental<S: Storage>(src: &S, dst: &S) {
         full.len()
     );
     dst.receive(&v, Slot::Staging, &full[..]).await.unwrap();
-    assert!(!dst.volumes().await.unwrap().contains(&v), "staged, not swapped in");
+    assert!(
+        !dst.volumes().await.unwrap().contains(&v),
+        "staged, not swapped in"
+    );
     dst.commit_staged(&v).await.unwrap();
     assert_eq!(names(dst.snapshots(&v).await.unwrap()), vec![snap("s1")]);
     assert_eq!(
@@ -225,14 +228,24 @@ pub async fn a_stale_copy_is_replaced_only_when_the_new_one_is_complete<S: Stora
         .await;
     assert!(cut.is_err());
     dst.discard_staged(&v).await.unwrap();
-    assert_eq!(names(dst.snapshots(&v).await.unwrap()), vec![snap("m1-final")]);
+    assert_eq!(
+        names(dst.snapshots(&v).await.unwrap()),
+        vec![snap("m1-final")]
+    );
     let path = dst.mount_path(&v);
     assert_eq!(std::fs::read(path.join("file")).unwrap(), b"stale");
 
     dst.receive(&v, Slot::Staging, &full[..]).await.unwrap();
-    assert_eq!(std::fs::read(path.join("file")).unwrap(), b"stale", "not swapped yet");
+    assert_eq!(
+        std::fs::read(path.join("file")).unwrap(),
+        b"stale",
+        "not swapped yet"
+    );
     dst.commit_staged(&v).await.unwrap();
-    assert_eq!(names(dst.snapshots(&v).await.unwrap()), vec![snap("m2-final")]);
+    assert_eq!(
+        names(dst.snapshots(&v).await.unwrap()),
+        vec![snap("m2-final")]
+    );
     let replica = dst.mount(&v, Access::ReadOnly).await.unwrap();
     assert_eq!(std::fs::read(replica.join("file")).unwrap(), b"new");
     assert!(dst.staged_snapshots(&v).await.unwrap().is_empty());

@@ -230,7 +230,9 @@ impl Driver {
             source.mount(&m.volume, false, 0).await?;
             let held = source.snapshots(&m.volume).await?;
             let extra = plan::retained_on_replica(&held, last);
-            source.clean_up(&m.volume, CleanUp::snapshots(extra)).await?;
+            source
+                .clean_up(&m.volume, CleanUp::snapshots(extra))
+                .await?;
             let pinned: Vec<String> = self.member.sm.read(|s| {
                 s.volumes
                     .get(&m.volume)

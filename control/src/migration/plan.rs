@@ -133,13 +133,19 @@ mod tests {
         // m3 node3 -> node1: incremental from m1-final.
         let node1 = v(&["m1-final"]);
         assert_eq!(newest_common(&node3, &node1).unwrap().name, "m1-final");
-        assert_eq!(retained_on_replica(&v(&["m1-final", "m3-final"]), "m3-final"), ["m1-final"]);
+        assert_eq!(
+            retained_on_replica(&v(&["m1-final", "m3-final"]), "m3-final"),
+            ["m1-final"]
+        );
     }
 
     #[test]
     fn a_failed_move_leaves_only_its_own_snapshots_behind() {
         let held = v(&["m1-final", "m4-r1", "m4-r2", "m4-final", "m41-r1", "m4-rx"]);
-        assert_eq!(move_leftovers(&held, 4), ["m4-r1", "m4-r2", "m4-final", "m4-rx"]);
+        assert_eq!(
+            move_leftovers(&held, 4),
+            ["m4-r1", "m4-r2", "m4-final", "m4-rx"]
+        );
     }
 
     #[test]
