@@ -3,7 +3,7 @@
 //! A background task holds the connection and parses Docker's concatenated JSON objects.
 //! When the connection ends (daemon restart, socket gone) it reconnects with growing
 //! pauses (100 ms up to 2 s) and asks for `since=` the last event it delivered, skipping
-//! what it already delivered ([`Delivered`]: by time, and by container and action among
+//! what it already delivered (by time, and by container and action among
 //! events of the same nanosecond, so two events that share a timestamp are both
 //! delivered), so a restart loses nothing Docker recorded. The task stops when the
 //! [`EventStream`] is dropped.
