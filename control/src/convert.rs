@@ -69,6 +69,7 @@ pub fn migration(m: Migration) -> pb::Migration {
         rounds: m.rounds,
         error: m.error,
         stop_containers: m.stop_containers,
+        cleanup_pending: m.cleanup_pending,
     }
 }
 

@@ -188,6 +188,78 @@ async fn a_volume_visits_three_hosts_and_every_move_back_is_incremental() {
     .await;
 }
 
+/// `volume rm` while a replica holder's agent is down: the copies that can be reached go at
+/// once, the name stays taken (naming the node) until the down one's copy is destroyed too,
+/// which happens when its agent is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_deleted_while_a_holder_is_down_is_destroyed_there_when_it_is_back() {
+    let Some(mut lab) = Lab::start(1, 2, None).await else {
+        return;
+    };
+    lab.create("gone", 0).await;
+    write_random(&lab.hosts[0].path("gone").join("data"), MIB);
+    lab.move_ok("gone", 1);
+    let (a, b) = (0, 1);
+    eventually(
+        Duration::from_secs(20),
+        "host-a to keep a replica",
+        || async { (lab.hosts[a].mounted("gone") == Some(true)).then_some(()) },
+    )
+    .await;
+    lab.hosts[a].kill();
+
+    let rm = lab.ctl(&["volume", "rm", "gone"]);
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    let on = |lab: &Lab, h: usize| lab.hosts[h].pool.datasets().contains("/gone");
+    eventually(
+        Duration::from_secs(20),
+        "host-b's copy to be destroyed",
+        || async { (!on(&lab, b)).then_some(()) },
+    )
+    .await;
+    assert!(on(&lab, a), "host-a is down: its copy cannot have gone yet");
+    let create = |lab: &Lab| {
+        lab.flockerctl(1, &["volume", "create", "gone"])
+            .output()
+            .unwrap()
+    };
+    let again = create(&lab);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && err.contains("host-a") && err.contains("deleted"),
+        "re-creating the name while host-a holds the old copy must be refused naming it: {err}"
+    );
+
+    let c = &lab.c;
+    lab.hosts[a].start(c);
+    eventually(
+        Duration::from_secs(30),
+        "host-a's copy to be destroyed",
+        || async { (!on(&lab, a)).then_some(()) },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the name to be free again",
+        || async { create(&lab).status.success().then_some(()) },
+    )
+    .await;
+    assert!(
+        !on(&lab, a) && !on(&lab, b),
+        "a new volume starts empty, with no old copy"
+    );
+    let rm = lab.ctl(&["volume", "rm", "gone"]);
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_under_a_writer_loses_no_acknowledged_write() {
     let Some(lab) = Lab::start(1, 2, None).await else {
@@ -301,6 +373,14 @@ async fn killing_the_sending_agent_fails_the_move_cleanly_and_a_retry_succeeds()
     let c = &lab.c;
     lab.hosts[0].start(c);
     lab.wait_node_up("host-a").await;
+    // The clean-up stayed pending while host-a was down; the leader finishes it now.
+    let a = &lab.hosts[0];
+    eventually(
+        Duration::from_secs(30),
+        "the failed move's snapshots to go from host-a",
+        || async { (!snapshots_on(a, "big").iter().any(|s| s.starts_with("m1-"))).then_some(()) },
+    )
+    .await;
     lab.move_ok("big", 1);
     let b = &lab.hosts[1];
     eventually(Duration::from_secs(20), "b to mount read-write", || async {

@@ -20,7 +20,8 @@ pub struct Fence {
 }
 
 impl Fence {
-    /// The owner and epoch of `volume` according to the control service.
+    /// The owner and epoch of `volume` according to the control service; nobody at epoch 0
+    /// for a volume it does not know (deleted).
     async fn owner(&self, volume: &str) -> Result<(String, u64), TransferError> {
         let control = |reason: String| TransferError::Control {
             volume: volume.to_owned(),
@@ -29,14 +30,19 @@ impl Fence {
         let mut client = connect_any(&self.controls, &self.tls)
             .await
             .map_err(|e| control(e.to_string()))?;
-        let v = client
+        let asked = client
             .get_volume(VolumeRequest {
                 name: volume.to_owned(),
             })
-            .await
-            .map_err(|s| control(s.message().to_owned()))?
-            .into_inner();
-        Ok((v.owner.unwrap_or_default(), v.epoch))
+            .await;
+        match asked {
+            Ok(v) => {
+                let v = v.into_inner();
+                Ok((v.owner.unwrap_or_default(), v.epoch))
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => Ok((String::new(), 0)),
+            Err(s) => Err(control(s.message().to_owned())),
+        }
     }
 
     /// Succeeds only if the control service names this node owner of `volume` at `epoch`.

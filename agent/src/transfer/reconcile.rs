@@ -6,10 +6,10 @@
 //! - owned here, absent, moved before: refuse to invent an empty volume (Flocker did, and
 //!   lost data) and log an error naming the volume;
 //! - a replica here: mount read-only;
-//! - deleted (`flockerctl volume rm`, or the plugin's `Remove`): destroy the copy here, so a
-//!   new volume of the same name never finds the old one's data. A volume deleted while
-//!   this agent was down keeps its copy here (logged at the next start as a copy the
-//!   cluster does not know): an agent never destroys data on the strength of an absence.
+//! - deleted (`flockerctl volume rm`, or the plugin's `Remove`): the control leader has this
+//!   agent destroy its copy (`CleanUp`), now or, if the agent is down, when it is back; the
+//!   agent itself never destroys data on the strength of an absence (a copy the cluster
+//!   does not know is logged at start and left alone).
 //!
 //! Each volume is acted on once per epoch, so an agent never remounts a volume that a move in
 //! handoff has just unmounted; the move's orchestrator mounts explicitly as well.
@@ -73,36 +73,11 @@ async fn session(
             (false, Some(Object::Volume(v))) => volume_changed(config, storage, seen, v).await,
             (true, Some(Object::Volume(v))) => {
                 seen.remove(&v.name);
-                volume_deleted(storage, &v.name).await;
             }
             _ => {}
         }
     }
     Ok(())
-}
-
-/// Destroys this host's copy of a deleted volume, if it has one.
-async fn volume_deleted(storage: &Backend, name: &str) {
-    let Ok(volume) = VolumeName::new(name) else {
-        return;
-    };
-    match storage.volumes().await {
-        Ok(here) if here.contains(&volume) => {}
-        Ok(_) => return,
-        Err(e) => {
-            tracing::warn!(volume.name = %volume, error = %e, "cannot list volumes to destroy a deleted one");
-            return;
-        }
-    }
-    if let Err(e) = storage.discard_staged(&volume).await {
-        tracing::warn!(volume.name = %volume, error = %e, "cannot remove a staged copy of a deleted volume");
-    }
-    match storage.destroy(&volume).await {
-        Ok(()) => tracing::info!(volume.name = %volume, "volume deleted: copy destroyed"),
-        Err(e) => {
-            tracing::warn!(volume.name = %volume, error = %e, "volume deleted, but its copy here could not be destroyed")
-        }
-    }
 }
 
 async fn volume_changed(

@@ -10,14 +10,17 @@
 //!    read-write on the target (fenced by the new epoch) and read-only on the source, and
 //!    apply the retention rule ([`plan`]) on both.
 //!
-//! A failure before the commit records the move as failed, remounts the source read-write
-//! (the source stays the owner, its data intact) and removes what the move left: its
-//! snapshots on both sides, a staged copy on the target, and the target's copy itself when
-//! the target is not a recorded replica.
+//! A failure before the commit records the move as failed with its clean-up pending,
+//! remounts the source read-write (the source stays the owner, its data intact) and removes
+//! what the move left: its snapshots on both sides, a staged copy on the target, and the
+//! target's copy itself when the target is not a recorded replica. Only when both agents
+//! confirm is the clean-up recorded as done; until then every leader retries it (an agent
+//! that is down is cleaned when it is back), serialised with any later move of the volume.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
@@ -28,6 +31,9 @@ use crate::proposal::{Proposal, Reply};
 use crate::state::{Command, Migration, Node, Phase};
 use proto::tls::TlsDir;
 
+/// How long a clean-up that could not reach an agent waits before the leader tries again.
+pub(super) const CLEAN_UP_RETRY: Duration = Duration::from_secs(5);
+
 /// What driving a move needs.
 #[derive(Clone)]
 pub struct Driver {
@@ -37,17 +43,38 @@ pub struct Driver {
     pub tls: TlsDir,
     /// Pacing.
     pub config: MoveConfig,
+    /// One lock per volume: a move and a failed move's clean-up of the same volume never
+    /// run at once (the clean-up may remove the target's copy a new move is filling).
+    volumes: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Driver {
-    /// Drives migration `id` to `done` or `failed`.
+    /// A driver for this member's moves.
+    pub fn new(member: Member, tls: TlsDir, config: MoveConfig) -> Self {
+        Self {
+            member,
+            tls,
+            config,
+            volumes: Arc::default(),
+        }
+    }
+
+    /// Drives migration `id` to `done` or `failed`, or finishes a failed one's clean-up.
     pub async fn run(&self, id: u64) {
         let Some(m) = self.member.sm.read(|s| s.migrations.get(&id).cloned()) else {
             return;
         };
         let span = tracing::info_span!("migration", migration.id = id, volume.name = %m.volume,
             migration.from = %m.from, migration.to = %m.to);
+        let lock = self.volume_lock(&m.volume);
         async {
+            let _volume = lock.lock().await;
+            if m.phase.is_terminal() {
+                if m.cleanup_pending {
+                    self.finish_clean_up(&m).await;
+                }
+                return;
+            }
             let started = Instant::now();
             match self.drive(m.clone()).await {
                 Ok(()) => tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "move done"),
@@ -55,7 +82,7 @@ impl Driver {
                     tracing::warn!(error = %e, "move failed; the source keeps the volume");
                     let cmd = Command::FailMigration { id, error: e.to_string() };
                     match self.write(cmd).await {
-                        Ok(_) => self.clean_up_failed(&m).await,
+                        Ok(_) => self.finish_clean_up(&m).await,
                         Err(e) => tracing::warn!(error = %e, "recording the failure failed; the next leader retries the move"),
                     }
                 }
@@ -64,6 +91,26 @@ impl Driver {
         }
         .instrument(span)
         .await
+    }
+
+    pub(super) fn volume_lock(&self, volume: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks.entry(volume.to_owned()).or_default().clone()
+    }
+
+    /// Removes failed move `m`'s leftovers and records that, or, when an agent cannot be
+    /// reached, waits [`CLEAN_UP_RETRY`] and leaves the clean-up pending for the next scan.
+    async fn finish_clean_up(&self, m: &Migration) {
+        let volume_exists = self.member.sm.read(|s| s.volumes.contains_key(&m.volume));
+        // A deleted volume's copies are destroyed by each agent's reconcile.
+        if volume_exists && !self.clean_up_failed(m).await {
+            tokio::time::sleep(CLEAN_UP_RETRY).await;
+            return;
+        }
+        if let Err(e) = self.write(Command::MigrationCleanedUp { id: m.id }).await {
+            tracing::info!(error = %e, "clean-up done but not recorded; it is repeated");
+        }
     }
 
     pub(super) async fn write(&self, cmd: Command) -> Result<crate::state::Response, MoveError> {
@@ -249,9 +296,9 @@ impl Driver {
     }
 
     /// Removes what failed move `m` left: its snapshots on both sides, a staged copy on the
-    /// target, and the target's whole copy unless the target is a recorded replica. Best
-    /// effort: an agent that cannot be reached keeps its leftovers (logged).
-    async fn clean_up_failed(&self, m: &Migration) {
+    /// target, and the target's whole copy unless the target is a recorded replica or the
+    /// owner. Idempotent. Returns whether both agents confirmed.
+    async fn clean_up_failed(&self, m: &Migration) -> bool {
         let (owner, replica_here) = self.member.sm.read(|s| {
             let v = s.volumes.get(&m.volume);
             (
@@ -259,6 +306,7 @@ impl Driver {
                 v.is_some_and(|v| v.replicas.iter().any(|r| r.node == m.to)),
             )
         });
+        let mut confirmed = true;
         for (node, is_target) in [(&m.from, false), (&m.to, true)] {
             let work = async {
                 let mut link = AgentLink::connect(&self.node(node)?, &self.tls).await?;
@@ -276,9 +324,11 @@ impl Driver {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(node.name = %node, error = %e, "cannot clean up after the failed move")
+                    confirmed = false;
+                    tracing::warn!(node.name = %node, error = %e, "cannot clean up after the failed move yet; retried")
                 }
             }
         }
+        confirmed
     }
 }

@@ -6,12 +6,15 @@
 //! - [`agents`]: calling an agent's API with the member's control certificate.
 //! - [`drive`]: one move, phase by phase: copying rounds, handoff (leases, final push), the
 //!   owner commit, mounts and snapshot clean-up; failing cleanly before the commit.
+//! - [`deletion`]: a deleted volume's copies destroyed on every node that may hold one.
 //! - [`holders`]: the start of the handoff: wait for the containers holding the volume to
 //!   let go, or (`--stop`) have their agents stop them.
-//! - [`leader`]: the loop that, while this member leads, drives every unfinished move.
+//! - [`leader`]: the loop that, while this member leads, drives every unfinished move,
+//!   failed move's clean-up and deletion.
 //! - [`error`]: [`MoveError`], what a failed step says.
 
 pub mod agents;
+pub mod deletion;
 pub mod drive;
 pub mod error;
 pub mod holders;

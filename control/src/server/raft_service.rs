@@ -115,7 +115,9 @@ fn forwardable(cmd: &Command) -> bool {
         | Command::SetMetadata { .. }
         | Command::SetSizeLimit { .. }
         | Command::AdvanceMigration { .. }
-        | Command::FailMigration { .. } => false,
+        | Command::FailMigration { .. }
+        | Command::MigrationCleanedUp { .. }
+        | Command::CopyDestroyed { .. } => false,
     }
 }
 

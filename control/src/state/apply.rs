@@ -115,6 +115,16 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
             }
             m.phase = Phase::Failed;
             m.error = Some(error);
+            m.cleanup_pending = true;
+            Ok(Response::Migration(m.clone()))
+        }
+        Command::CopyDestroyed { id, node } => Ok(copy_destroyed(state, id, &node)),
+        Command::MigrationCleanedUp { id } => {
+            let m = migration_mut(state, id)?;
+            if m.phase != Phase::Failed {
+                return Err(bad_phase(m, Phase::Failed));
+            }
+            m.cleanup_pending = false;
             Ok(Response::Migration(m.clone()))
         }
         Command::AddPool { cidr } => ip::add_pool(state, &cidr),
@@ -238,6 +248,10 @@ fn create_volume(
     if state.volumes.contains_key(&name) {
         return Err(CommandError::VolumeExists { name });
     }
+    if let Some(d) = state.deletions.values().find(|d| d.name == name) {
+        let nodes = d.nodes.iter().cloned().collect::<Vec<_>>().join(", ");
+        return Err(CommandError::StillDeleting { name, nodes });
+    }
     if let Some(owner) = &owner {
         known_node(state, owner)?;
     }
@@ -265,7 +279,32 @@ fn delete_volume(state: &mut State, name: &str) -> Result<Response, CommandError
     not_leased(state, name)?;
     not_moving(state, name)?;
     let v = state.volumes.remove(name).expect("checked above");
+    let mut nodes: std::collections::BTreeSet<String> = v.owner.iter().cloned().collect();
+    nodes.extend(v.replicas.iter().map(|r| r.node.clone()));
+    for m in state.migrations.values_mut() {
+        if m.volume == name && m.cleanup_pending {
+            // The deletion destroys what the failed move left, with the rest.
+            nodes.insert(m.to.clone());
+            m.cleanup_pending = false;
+        }
+    }
+    if !nodes.is_empty() {
+        let name = name.to_owned();
+        state
+            .deletions
+            .insert(v.id, super::Deletion { name, nodes });
+    }
     Ok(Response::VolumeDeleted(v))
+}
+
+fn copy_destroyed(state: &mut State, id: u64, node: &str) -> Response {
+    if let Some(d) = state.deletions.get_mut(&id) {
+        d.nodes.remove(node);
+        if d.nodes.is_empty() {
+            state.deletions.remove(&id);
+        }
+    }
+    Response::Unchanged
 }
 
 fn acquire_lease(state: &mut State, lease: Lease) -> Result<Response, CommandError> {
@@ -328,6 +367,7 @@ fn record_migration(
             rounds: 0,
             error: None,
             stop_containers,
+            cleanup_pending: false,
         };
         set_owner(volume_mut(state, &volume)?, to);
         state.migrations.insert(m.id, m.clone());
@@ -348,6 +388,7 @@ fn record_migration(
         rounds: 0,
         error: None,
         stop_containers,
+        cleanup_pending: false,
     };
     state.migrations.insert(m.id, m.clone());
     Ok(Response::Migration(m))

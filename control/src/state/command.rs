@@ -116,12 +116,24 @@ pub enum Command {
         /// Rounds so far.
         rounds: u32,
     },
-    /// A move failed; the source keeps the volume.
+    /// A move failed; the source keeps the volume and the move's leftovers await clean-up.
     FailMigration {
         /// Migration id.
         id: u64,
         /// Why.
         error: String,
+    },
+    /// `node` destroyed its copy of deleted volume `id`.
+    CopyDestroyed {
+        /// The deleted volume's id.
+        id: u64,
+        /// The node.
+        node: String,
+    },
+    /// The leftovers of failed move `id` are gone from both agents.
+    MigrationCleanedUp {
+        /// Migration id.
+        id: u64,
     },
     /// Add an IP pool.
     AddPool {
@@ -194,7 +206,7 @@ pub enum Response {
     Allocations(Vec<Allocation>),
     /// Allocations were released (a container removed, a node reclaimed); possibly none.
     AllocationsReleased(Vec<Allocation>),
-    /// Nothing changed (a stale mark-down).
+    /// Nothing a watcher sees changed (a stale mark-down, a copy of a deleted volume gone).
     Unchanged,
 }
 

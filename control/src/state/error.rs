@@ -27,6 +27,16 @@ pub enum CommandError {
         /// The name.
         name: String,
     },
+    /// A volume of that name was deleted and a node that held a copy has not destroyed it.
+    #[error(
+        "volume {name:?} was deleted and its copy on {nodes} is not destroyed yet (that agent is down?); create it again once that agent is back, or choose another name"
+    )]
+    StillDeleting {
+        /// The name.
+        name: String,
+        /// The nodes, comma-separated.
+        nodes: String,
+    },
     /// No such volume.
     #[error("no volume named {name:?} (list volumes with `flockerctl volume ls`)")]
     NoSuchVolume {
@@ -190,6 +200,7 @@ impl CommandError {
         matches!(
             self,
             CommandError::VolumeExists { .. }
+                | CommandError::StillDeleting { .. }
                 | CommandError::VolumeInUse { .. }
                 | CommandError::VolumeMoving { .. }
                 | CommandError::AddressHeld { .. }

@@ -142,6 +142,11 @@ pub struct Migration {
     /// (`volume move --stop`); replicated so that a new leader makes the same choice.
     #[serde(default)]
     pub stop_containers: bool,
+    /// A failed move whose leftovers (snapshots, a staged or partial copy) are not yet
+    /// removed from both agents: the leader, whichever member it is, finishes the clean-up
+    /// and records it with [`Command::MigrationCleanedUp`](crate::state::Command).
+    #[serde(default)]
+    pub cleanup_pending: bool,
 }
 
 /// An address held by a container.
@@ -161,6 +166,17 @@ pub struct Allocation {
     pub running: bool,
 }
 
+/// A deleted volume whose copies some agents have not yet destroyed: the leader has each of
+/// them destroy its copy (an agent that is down, when it is back) and records each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deletion {
+    /// The volume's name (a new volume of that name waits until the deletion is done).
+    pub name: String,
+    /// Nodes that may still hold a copy: the owner, the replicas and the targets of failed
+    /// moves whose clean-up was pending.
+    pub nodes: std::collections::BTreeSet<String>,
+}
+
 /// Everything the control service replicates.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -176,6 +192,9 @@ pub struct State {
     pub pools: Vec<Cidr>,
     /// Allocations by address (a container may hold several).
     pub allocations: BTreeMap<std::net::Ipv4Addr, Allocation>,
+    /// Deletions not yet done on every node, by the deleted volume's id.
+    #[serde(default)]
+    pub deletions: BTreeMap<u64, Deletion>,
     /// Next volume id.
     pub next_volume_id: u64,
     /// Next migration id.

@@ -274,6 +274,35 @@ fn failed_migration_keeps_owner() {
 }
 
 #[test]
+fn a_failed_moves_clean_up_is_recorded_until_done() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    let record = Command::RecordMigration {
+        volume: "db".into(),
+        to: "b".into(),
+        stop_containers: false,
+    };
+    ok(&mut s, record);
+    // Only a failed move has a clean-up to record.
+    assert!(apply(&mut s, Command::MigrationCleanedUp { id: 1 }).is_err());
+    let fail = Command::FailMigration {
+        id: 1,
+        error: "refused".into(),
+    };
+    ok(&mut s, fail);
+    assert!(s.migrations[&1].cleanup_pending);
+    ok(&mut s, Command::MigrationCleanedUp { id: 1 });
+    assert!(!s.migrations[&1].cleanup_pending);
+    // Repeating it (a leader that applied it but did not hear back) is harmless.
+    ok(&mut s, Command::MigrationCleanedUp { id: 1 });
+    // Records written before the flag existed have nothing pending.
+    let mut json = serde_json::to_value(&s.migrations[&1]).unwrap();
+    json.as_object_mut().unwrap().remove("cleanup_pending");
+    let old: crate::state::Migration = serde_json::from_value(json).unwrap();
+    assert!(!old.cleanup_pending);
+}
+
+#[test]
 fn the_stop_choice_is_replicated_and_older_entries_mean_wait() {
     let mut s = cluster();
     ok(&mut s, volume("db", Some("a")));
@@ -682,4 +711,58 @@ fn leases_block_owner_change_and_handoff() {
     );
     ok(&mut s, done);
     assert_eq!(s.volumes["db"].owner.as_deref(), Some("b"));
+}
+
+#[test]
+fn a_deletion_lists_every_holder_until_each_destroys_its_copy() {
+    let mut s = cluster();
+    ok(&mut s, node("c"));
+    ok(&mut s, volume("db", Some("a")));
+    let to_b = Command::RecordMigration {
+        volume: "db".into(),
+        to: "b".into(),
+        stop_containers: false,
+    };
+    ok(&mut s, to_b);
+    let done = Command::AdvanceMigration {
+        id: 1,
+        phase: Phase::Done,
+        bytes_sent: 1,
+        rounds: 1,
+    };
+    ok(&mut s, done);
+    let to_c = Command::RecordMigration {
+        volume: "db".into(),
+        to: "c".into(),
+        stop_containers: false,
+    };
+    ok(&mut s, to_c);
+    let fail = Command::FailMigration {
+        id: 2,
+        error: "refused".into(),
+    };
+    ok(&mut s, fail);
+    let id = s.volumes["db"].id;
+    ok(&mut s, Command::DeleteVolume { name: "db".into() });
+    // The owner, the replica and the failed move's target; the move's own clean-up is
+    // folded into the deletion.
+    let holders: Vec<&str> = s.deletions[&id].nodes.iter().map(String::as_str).collect();
+    assert_eq!(holders, ["a", "b", "c"]);
+    assert!(!s.migrations[&2].cleanup_pending);
+    // The name stays taken, naming who still holds a copy.
+    let err = apply(&mut s, volume("db", None)).unwrap_err();
+    assert!(matches!(err, CommandError::StillDeleting { .. }), "{err}");
+    assert!(err.to_string().contains("a, b, c"), "{err}");
+    for node in ["a", "b", "b", "c"] {
+        let destroyed = Command::CopyDestroyed {
+            id,
+            node: node.into(),
+        };
+        ok(&mut s, destroyed);
+    }
+    assert!(s.deletions.is_empty());
+    ok(&mut s, volume("db", None));
+    // A volume nobody held leaves nothing to do.
+    ok(&mut s, Command::DeleteVolume { name: "db".into() });
+    assert!(s.deletions.is_empty());
 }
