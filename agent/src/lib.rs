@@ -1,7 +1,6 @@
 //! The per-host agent.
 //!
 //! - [`config`]: the agent's validated configuration.
-//! - [`control_client`]: connecting to any of several control members, with mutual TLS.
 //! - [`membership`]: register, heartbeat and watch loops that reconnect on failure.
 //! - [`docker`]: the agent's Docker Engine API client (inspect containers and images, list
 //!   running containers, kill, a reconnecting stream of container events).
@@ -29,7 +28,6 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod control_client;
 pub mod docker;
 pub mod flocker;
 pub mod membership;

@@ -1,9 +1,11 @@
 //! The agent's membership in the cluster: register, then heartbeat and follow the watch
-//! stream, each loop reconnecting (to any member) after a failure. A refusal of our identity
+//! stream, each loop reconnecting (to any member) after a failure, with backoff. A refusal of our identity
 //! (wrong certificate) is fatal: retrying cannot fix it.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::Instant;
+
+use foundation::retry::Backoff;
 
 use proto::control::watch_event::Object;
 use proto::control::{HeartbeatRequest, RegisterNodeRequest, WatchEvent, WatchRequest};
@@ -12,10 +14,7 @@ use tonic::{Code, Status};
 use tracing::{Instrument, info_span};
 
 use crate::config::AgentConfig;
-use crate::control_client::connect_any;
-
-/// Pause before reconnecting after a failure.
-pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
+use proto::connect::connect_any;
 
 /// The agent cannot go on.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +59,9 @@ pub async fn run(
 
 /// Registers the node, then heartbeats every `config.heartbeat`.
 async fn heartbeat_loop(config: &AgentConfig) -> Result<(), AgentError> {
+    let mut backoff = Backoff::reconnect();
     loop {
+        let started = Instant::now();
         match heartbeat_session(config).await {
             Ok(()) => {}
             Err(Failure::Fatal(e)) => return Err(e),
@@ -68,7 +69,7 @@ async fn heartbeat_loop(config: &AgentConfig) -> Result<(), AgentError> {
                 tracing::warn!(node.name = %config.node, error = %e, "control call failed; retrying")
             }
         }
-        tokio::time::sleep(RETRY_PAUSE).await;
+        backoff.wait_after(started.elapsed()).await;
     }
 }
 
@@ -113,13 +114,15 @@ async fn heartbeat_session(config: &AgentConfig) -> Result<(), Failure> {
 
 /// Follows the watch stream and logs what arrives.
 async fn watch_loop(config: &AgentConfig) -> Result<(), AgentError> {
+    let mut backoff = Backoff::reconnect();
     loop {
+        let started = Instant::now();
         match watch_session(config).await {
             Ok(()) => tracing::info!("watch stream ended; reconnecting"),
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Retry(e)) => tracing::warn!(error = %e, "watch failed; reconnecting"),
         }
-        tokio::time::sleep(RETRY_PAUSE).await;
+        backoff.wait_after(started.elapsed()).await;
     }
 }
 

@@ -180,7 +180,7 @@ async fn bench_flocker(dir: &Path) -> Figures {
         let a = addr(i);
         clients.push(
             eventually("member to accept", || async {
-                control::client::connect(&a, &tls).await.ok()
+                proto::connect::connect(&a, &tls).await.ok()
             })
             .await,
         );

@@ -11,13 +11,11 @@
 //! - [`liveness`]: the leader marks nodes down after missed heartbeats.
 //! - [`daemon`]: running one member from a validated [`daemon::Config`].
 //! - [`ca`]: the cluster CA and certificate issuing.
-//! - [`client`]: connecting to the Control API (for `flockerctl` and tests).
 //!
 //! Binaries: `flocker-control` (one member) and `flockerctl` (the operator's CLI).
 #![forbid(unsafe_code)]
 
 pub mod ca;
-pub mod client;
 pub mod convert;
 pub mod daemon;
 pub mod liveness;

@@ -62,11 +62,29 @@ async fn leader_kill_loses_no_committed_write_and_restarted_member_catches_up() 
     written.insert("after-failover".into());
     assert_eq!(volume_names(&c, survivor).await, written);
 
+    // flockerctl given the dead member first fails over to the next, like etcdctl.
+    let control = format!("{},{}", c.addr(leader), c.addr(survivor));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flockerctl"))
+        .args(["--control", &control, "--tls-dir"])
+        .arg(c.pki.issue(control::ca::Role::User, "admin"))
+        .args(["-o", "json", "volume", "ls"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listed.contains("after-failover"),
+        "flockerctl --control DEAD,ALIVE: {listed} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // The killed member restarts from its data dir and catches up from the log.
     c.spawn(leader);
     let s = c.status_with_leader(survivor).await;
     c.wait_applied(survivor, &[leader], s.commit_index).await;
-    assert!(!common::read_log(&c.log_path(leader)).contains("snapshot installed"));
+    let log = common::read_log(&c.log_path(leader));
+    assert!(!log.contains("snapshot installed"));
+    // A log written to a file holds no terminal colour codes.
+    assert!(log.contains("INFO") && !log.contains('\u{1b}'), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 //!   certificate.
 //! - [`authz`]: deny-by-default authorization of every call from a per-service table of
 //!   rules, and the list of every RPC in the `.proto` files.
+//! - [`connect`]: a Control-API client for one member, or the first of several that answers.
 //! - [`tls`]: loading a TLS directory (`ca.crt`, `tls.crt`, `tls.key`) into tonic configs, so
 //!   every gRPC endpoint of the system speaks mutual TLS the same way.
 //!
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authz;
+pub mod connect;
 pub mod identity;
 pub mod tls;
 

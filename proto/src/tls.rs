@@ -18,12 +18,13 @@ pub const KEY_FILE: &str = "tls.key";
 
 /// A TLS directory could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read {path}: {source} (make one with `flockerctl ca issue`)")]
+#[error("cannot read {path}: {cause} (make one with `flockerctl ca issue`)")]
 pub struct TlsDirError {
     /// The file that failed.
     pub path: PathBuf,
-    /// Why (part of the message, so not repeated as a source).
-    pub source: std::io::Error,
+    /// Why (part of the message; not named `source`, so that error reporters do not
+    /// print it a second time as the cause).
+    pub cause: std::io::Error,
 }
 
 /// The PEM contents of a TLS directory.
@@ -42,7 +43,7 @@ impl TlsDir {
     pub fn load(dir: &Path) -> Result<Self, TlsDirError> {
         let read = |name: &str| {
             let path = dir.join(name);
-            std::fs::read_to_string(&path).map_err(|source| TlsDirError { path, source })
+            std::fs::read_to_string(&path).map_err(|cause| TlsDirError { path, cause })
         };
         Ok(Self {
             ca_pem: read(CA_FILE)?,

@@ -4,14 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use foundation::logging::{self, LogFormat};
 use proxy::adapter::builtin::Builtins;
 use proxy::launch::Options;
 use proxy::limits::DEFAULT_MAX_HOOK_BODY_BYTES;
-use proxy::server::terminate_signal;
-use tracing_subscriber::EnvFilter;
-
-/// Exit code for invalid configuration (sysexits' EX_USAGE).
-const EXIT_CONFIG: u8 = 64;
 
 /// A Docker API proxy that runs adapters as pre- and post-hooks.
 #[derive(Parser, Debug)]
@@ -38,6 +34,9 @@ struct Args {
     /// Allow plain TCP on non-loopback addresses (anyone who connects is root on this host).
     #[arg(long)]
     insecure: bool,
+    /// Log lines as `text` (colour only on a terminal) or `json`; `RUST_LOG` filters.
+    #[arg(long, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Largest request body, in bytes, that pre-hooks may inspect (larger ones get a 413).
     #[arg(long, default_value_t = DEFAULT_MAX_HOOK_BODY_BYTES)]
     max_hook_body: usize,
@@ -45,13 +44,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    logging::init(args.log_format, "info");
     let options = Options {
         config: args.config,
         listen: args.listen,
@@ -66,7 +60,7 @@ async fn main() -> ExitCode {
         Ok(validated) => validated,
         Err(invalid) => {
             eprintln!("powerstrip: cannot start:\n{invalid}");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(foundation::exit::CONFIG);
         }
     };
     let bound = match validated.bind().await {
@@ -79,6 +73,11 @@ async fn main() -> ExitCode {
     for addr in bound.local_addrs() {
         tracing::info!(%addr, "listening");
     }
-    bound.run(terminate_signal()).await;
+    bound
+        .run(async {
+            let signal = foundation::shutdown::signal_received().await;
+            tracing::info!(?signal, "shutting down");
+        })
+        .await;
     ExitCode::SUCCESS
 }

@@ -153,14 +153,3 @@ enum Accepted {
     Unix(tokio::net::UnixStream),
     Tcp(tokio::net::TcpStream, std::net::SocketAddr),
 }
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn terminate_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("signal handlers can be installed");
-    let mut int = signal(SignalKind::interrupt()).expect("signal handlers can be installed");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}

@@ -14,10 +14,8 @@ use agent::storage::StorageSpec;
 use agent::transfer::TransferConfig;
 use agent::weave::side::{self as network, DEFAULT_WAIT_FOR_NET, NetworkSide, NetworkSideConfig};
 use clap::Parser;
+use foundation::logging::{self, LogFormat};
 use proto::tls::TlsDir;
-
-/// Exit code for invalid configuration (EX_USAGE).
-const EXIT_CONFIG: u8 = 64;
 
 /// The per-host Flocker agent.
 #[derive(Parser, Debug)]
@@ -29,6 +27,9 @@ struct Args {
     /// Control members, comma-separated HOST:PORT.
     #[arg(long, value_delimiter = ',', required = true)]
     control: Vec<String>,
+    /// Log lines as `text` (colour only on a terminal) or `json`; `RUST_LOG` filters.
+    #[arg(long, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// TLS directory: ca.crt, tls.crt, tls.key (a `node` certificate).
     #[arg(long, default_value = "/etc/flocker/node")]
     tls_dir: PathBuf,
@@ -123,16 +124,8 @@ fn validate(args: Args) -> Result<Validated, Vec<String>> {
     if args.send_limit == Some(0) {
         errors.push("--send-limit must be at least 1 byte per second".to_owned());
     }
-    if args.node.is_empty()
-        || !args
-            .node
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    {
-        errors.push(format!(
-            "--node {:?}: use letters, digits, '_', '.', '-'",
-            args.node
-        ));
+    if let Err(e) = foundation::names::NodeName::new(&args.node) {
+        errors.push(format!("--node: {e}"));
     }
     for c in &args.control {
         if !c.contains(':') {
@@ -196,35 +189,27 @@ fn extensions(network: Option<&NetworkSide>) -> Extensions {
 }
 
 async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let signal = foundation::shutdown::signal_received().await;
+    tracing::info!(?signal, "shutting down");
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let args = Args::parse();
+    logging::init(args.log_format, "info");
     let Validated {
         agent: config,
         docker: side,
         network,
         transfer,
-    } = match validate(Args::parse()) {
+    } = match validate(args) {
         Ok(c) => c,
         Err(errors) => {
             for e in errors {
                 eprintln!("flocker-agent: {e}");
             }
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(foundation::exit::CONFIG);
         }
     };
     // Kept until main returns: dropping it stops its tasks.
@@ -241,7 +226,7 @@ async fn main() -> ExitCode {
             for problem in &e.problems {
                 eprintln!("flocker-agent: {problem}");
             }
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(foundation::exit::CONFIG);
         }
         Err(e) => {
             tracing::error!(error = %e, "agent cannot start");

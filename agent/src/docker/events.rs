@@ -2,7 +2,7 @@
 //!
 //! A background task holds the connection and parses Docker's concatenated JSON objects.
 //! When the connection ends (daemon restart, socket gone) it reconnects with growing
-//! pauses (100 ms up to 2 s) and asks for `since=` the last event it delivered, skipping
+//! pauses (100 ms up to 2 s, with jitter) and asks for `since=` the last event it delivered, skipping
 //! what it already delivered (by time, and by container and action among
 //! events of the same nanosecond, so two events that share a timestamp are both
 //! delivered), so a restart loses nothing Docker recorded. The task stops when the
@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use foundation::retry::Backoff;
 
 use futures_util::Stream;
 use http_body_util::BodyExt;
@@ -197,11 +199,11 @@ impl Docker {
 async fn follow(docker: Docker, filter: EventFilter, tx: mpsc::Sender<Update>) {
     let mut since = now_nano();
     let mut delivered = Delivered::default();
-    let mut pause = RECONNECT_MIN;
+    let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
     loop {
         match docker.get(&filter.query(since)).await {
             Ok(mut body) => {
-                pause = RECONNECT_MIN;
+                backoff.reset();
                 if tx.send(Update::Connected).await.is_err() {
                     return;
                 }
@@ -227,14 +229,13 @@ async fn follow(docker: Docker, filter: EventFilter, tx: mpsc::Sender<Update>) {
             }
             Err(error) => {
                 tracing::debug!(docker.socket = %docker.socket().display(),
-                    "events: {error}; retrying in {pause:?}");
+                    "events: {error}; retrying");
             }
         }
         if tx.is_closed() {
             return;
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(RECONNECT_MAX);
+        backoff.wait().await;
     }
 }
 

@@ -57,13 +57,9 @@ pub fn parse_source(source: &str) -> Option<Result<FlockerPath, BindError>> {
     let volume = match VolumeName::new(name) {
         Ok(v) => v,
         Err(e) => {
-            let reason = match e {
-                crate::storage::StorageError::InvalidName { reason, .. } => reason.to_owned(),
-                other => other.to_string(),
-            };
             return Some(Err(BindError::BadName {
                 source_path: source.to_owned(),
-                reason,
+                reason: e.reason.to_owned(),
             }));
         }
     };

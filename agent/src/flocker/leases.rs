@@ -22,11 +22,10 @@ use futures_util::StreamExt;
 use proto::control::{Empty, Lease};
 
 use super::volumes::{VolumeError, Volumes};
+use foundation::retry::Backoff;
+
 use crate::docker::{Action, Docker, DockerError, Event, EventFilter, MountPoint, Update};
 use crate::storage::VolumeName;
-
-/// Pause before trying a failed reconciliation again (the events wait meanwhile).
-pub const RECONCILE_RETRY: Duration = Duration::from_secs(1);
 
 /// How often the leases are reconciled between (re)connections: the longest a lease whose
 /// container is gone lasts when its `die` was missed.
@@ -49,8 +48,8 @@ impl LeaseWatcher {
         }
     }
 
-    /// Runs until dropped: at every (re)connection to dockerd reconcile (again after
-    /// [`RECONCILE_RETRY`] until it succeeds), then follow the events, and reconcile every
+    /// Runs until dropped: at every (re)connection to dockerd reconcile (again, with
+    /// backoff, until it succeeds), then follow the events, and reconcile every
     /// [`LEASE_RECONCILE_PERIOD`] (a failed periodic pass waits for the next one).
     pub async fn run(self) {
         let mut updates = self
@@ -77,10 +76,12 @@ impl LeaseWatcher {
     }
 
     async fn reconcile_until_done(&self) {
+        let mut backoff = Backoff::reconnect();
         while let Err(e) = self.reconcile().await {
+            let pause = backoff.next_pause();
             tracing::warn!(docker.socket = %self.docker.socket().display(), error = %e,
-                "lease reconciliation failed; retrying in {RECONCILE_RETRY:?}");
-            tokio::time::sleep(RECONCILE_RETRY).await;
+                "lease reconciliation failed; retrying in {pause:?}");
+            tokio::time::sleep(pause).await;
         }
     }
 

@@ -55,7 +55,7 @@ impl ControlMove {
             message,
             code,
         };
-        let mut control = crate::control_client::connect_any(&self.controls, &self.tls)
+        let mut control = proto::connect::connect_any(&self.controls, &self.tls)
             .await
             .map_err(|e| {
                 failed(
@@ -135,8 +135,7 @@ impl ControlMove {
         let deadline = tokio::time::Instant::now() + LEASE_GRACE;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let Ok(mut control) =
-                crate::control_client::connect_any(&self.controls, &self.tls).await
+            let Ok(mut control) = proto::connect::connect_any(&self.controls, &self.tls).await
             else {
                 continue;
             };

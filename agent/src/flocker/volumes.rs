@@ -13,8 +13,8 @@ use proto::tls::TlsDir;
 use tonic::Code;
 
 use super::placement::VolumePlacement;
-use crate::control_client::connect_any;
 use crate::storage::{Access, Backend, CreateOptions, Storage, StorageError, VolumeName};
+use proto::connect::connect_any;
 
 /// Why a volume could not be made available here.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +122,7 @@ impl Volumes {
         &self,
     ) -> Result<
         proto::control::control_client::ControlClient<tonic::transport::Channel>,
-        crate::control_client::Unreachable,
+        proto::connect::Unreachable,
     > {
         connect_any(&self.controls, &self.tls).await
     }

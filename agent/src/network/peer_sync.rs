@@ -4,14 +4,14 @@
 //! nodes that are up. It subscribes to the control service's change stream, lists the nodes
 //! (so no change between the two is missed), then applies each node change as it arrives,
 //! calling [`Network::set_peers`] only when the wanted set differs from the last one set. A
-//! broken stream or a failed call is retried after [`RETRY_PAUSE`] with a fresh list.
+//! broken stream or a failed call is retried, with backoff, from a fresh list.
 //!
 //! A node's underlay address is the host part of the address it registered (`ip:port`, or
 //! `name:port`, resolved once per change).
 
+use foundation::retry::Backoff;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use proto::control::control_client::ControlClient;
 use proto::control::watch_event::Object;
@@ -21,19 +21,18 @@ use tonic::transport::Channel;
 
 use super::Network;
 
-/// Pause before a new attempt after a failure.
-pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
-
 /// Keeps `network`'s VXLAN peers equal to the other up nodes (every node but `self_node`),
 /// until the future is dropped. Run it next to the membership loops, e.g.
 /// `tokio::spawn(peer_sync::run(client, config.node.clone(), network))`.
 pub async fn run<N: Network>(client: ControlClient<Channel>, self_node: String, network: N) {
     let mut applied: Option<BTreeSet<IpAddr>> = None;
+    let mut backoff = Backoff::reconnect();
     loop {
+        let started = std::time::Instant::now();
         if let Err(error) = session(client.clone(), &self_node, &network, &mut applied).await {
             tracing::warn!(node.name = %self_node, "peer sync: {error}; retrying");
         }
-        tokio::time::sleep(RETRY_PAUSE).await;
+        backoff.wait_after(started.elapsed()).await;
     }
 }
 

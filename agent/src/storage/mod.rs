@@ -27,7 +27,7 @@ use tokio::io::AsyncRead;
 pub use backend::{Backend, StorageSpec};
 pub use dir::DirStorage;
 pub use error::{Result, StorageError};
-pub use name::{SnapshotName, VolumeName};
+pub use name::{NameError, SnapshotName, VolumeName};
 pub use zfs::{ZfsFeatures, ZfsStorage};
 
 /// A stream of bytes produced by [`Storage::send`] and consumed by [`Storage::receive`];

@@ -176,6 +176,12 @@ impl TransferError {
 
 /// How a storage failure on the receiving side reads to the sender: out of space and a
 /// conflicting dataset are told apart from any other refusal by what the tool said.
+impl From<crate::storage::NameError> for TransferError {
+    fn from(e: crate::storage::NameError) -> Self {
+        TransferError::Storage(e.into())
+    }
+}
+
 fn storage_code(e: &StorageError) -> Code {
     let said = match e {
         StorageError::Command { stderr, .. } => stderr.to_lowercase(),

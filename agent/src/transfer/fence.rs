@@ -6,7 +6,7 @@ use proto::control::VolumeName as VolumeRequest;
 use proto::tls::TlsDir;
 
 use super::TransferError;
-use crate::control_client::connect_any;
+use proto::connect::connect_any;
 
 /// Where to ask and who we are.
 #[derive(Clone, Debug)]

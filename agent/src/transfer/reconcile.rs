@@ -23,18 +23,19 @@ use tokio_stream::StreamExt;
 use tracing::Instrument;
 
 use crate::config::AgentConfig;
-use crate::control_client::connect_any;
-use crate::membership::RETRY_PAUSE;
 use crate::storage::{Access, Backend, CreateOptions, Storage, VolumeName};
+use proto::connect::connect_any;
 
 /// Follows volume changes until the future is dropped.
 pub async fn run(config: AgentConfig, storage: Arc<Backend>) {
     let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut backoff = foundation::retry::Backoff::reconnect();
     loop {
+        let started = std::time::Instant::now();
         if let Err(e) = session(&config, &storage, &mut seen).await {
             tracing::warn!(error = %e, "volume watch failed; reconnecting");
         }
-        tokio::time::sleep(RETRY_PAUSE).await;
+        backoff.wait_after(started.elapsed()).await;
     }
 }
 

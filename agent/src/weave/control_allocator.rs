@@ -27,7 +27,7 @@ pub struct ControlAllocator {
 
 impl ControlAllocator {
     /// Allocates for containers on `node` (this agent's node name, as registered) through
-    /// `client` (e.g. from [`crate::control_client::connect_any`]; the channel reconnects by
+    /// `client` (e.g. from [`proto::connect::connect_any`]; the channel reconnects by
     /// itself).
     pub fn new(client: ControlClient<Channel>, node: impl Into<String>) -> Self {
         Self {

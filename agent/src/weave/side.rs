@@ -21,9 +21,9 @@ use super::{
     Attacher, ControlAllocator, LifecycleFollower, RestartWatcher, WeaveAdapter, reconcile,
 };
 use crate::config::AgentConfig;
-use crate::control_client::{self, Unreachable};
 use crate::docker::Docker;
 use crate::network::{NetError, NetlinkNetwork, Network, OverlayConfig, peer_sync};
+use proto::connect::{Unreachable, connect_any};
 
 /// Where the static `wait-for-net` is installed on a host by default.
 pub const DEFAULT_WAIT_FOR_NET: &str = "/usr/local/lib/flocker/wait-for-net";
@@ -136,7 +136,7 @@ pub async fn start(
         NetlinkNetwork::new(OverlayConfig::new(config.underlay.clone())).map_err(overlay_error)?;
     let overlay = network.ensure_overlay().await.map_err(overlay_error)?;
     tracing::info!(underlay = %config.underlay, mtu = overlay.mtu, "overlay ready");
-    let client = control_client::connect_any(&agent.controls, &agent.tls).await?;
+    let client = connect_any(&agent.controls, &agent.tls).await?;
     let allocator = ControlAllocator::new(client.clone(), agent.node.clone());
     let docker = Docker::new(docker);
     let attacher = Arc::new(Attacher::new(

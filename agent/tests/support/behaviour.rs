@@ -293,7 +293,7 @@ pub async fn bad_names_are_refused<S: Storage>(storage: &S, listing: impl Fn() -
         "a/b",
         ".hidden",
     ] {
-        let err = VolumeName::new(bad).unwrap_err();
+        let err = StorageError::from(VolumeName::new(bad).unwrap_err());
         assert!(matches!(err, StorageError::InvalidName { .. }), "{bad:?}");
         assert!(err.to_string().contains("invalid volume name"), "{err}");
         assert!(SnapshotName::new(bad).is_err(), "{bad:?}");

@@ -345,7 +345,7 @@ impl Stack {
     /// A control client with node `name`'s certificate.
     pub async fn client_as(&self, name: &str) -> ControlClient<Channel> {
         let tls = TlsDir::load(&self.root().join(format!("ca/{name}"))).unwrap();
-        agent::control_client::connect_any(std::slice::from_ref(&self.control_addr), &tls)
+        proto::connect::connect_any(std::slice::from_ref(&self.control_addr), &tls)
             .await
             .expect("control reachable")
     }

@@ -11,10 +11,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use control::daemon::{self, Config};
+use foundation::logging::{self, LogFormat};
 use proto::tls::TlsDir;
-
-/// Exit code for invalid configuration (EX_USAGE).
-const EXIT_CONFIG: u8 = 64;
 
 /// One control member. Start three with each other as `--peer` to bootstrap a cluster;
 /// restart a member with the same `--id` and `--data-dir` to rejoin.
@@ -36,6 +34,9 @@ struct Args {
     /// Another founding member, as ID=HOST:PORT; repeat for each.
     #[arg(long = "peer", value_name = "ID=ADDR")]
     peers: Vec<String>,
+    /// Log lines as `text` (colour only on a terminal) or `json`; `RUST_LOG` filters.
+    #[arg(long, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// TLS directory: ca.crt, tls.crt, tls.key (a `control` certificate).
     #[arg(long, default_value = "/etc/flocker")]
     tls_dir: PathBuf,
@@ -139,32 +140,22 @@ fn validate(args: Args) -> Result<Config, Vec<String>> {
 }
 
 async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down");
+    let signal = foundation::shutdown::signal_received().await;
+    tracing::info!(?signal, "shutting down");
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let config = match validate(Args::parse()) {
+    let args = Args::parse();
+    logging::init(args.log_format, "info,openraft=warn");
+    let config = match validate(args) {
         Ok(c) => c,
         Err(errors) => {
             for e in errors {
                 eprintln!("flocker-control: {e}");
             }
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(foundation::exit::CONFIG);
         }
     };
     match daemon::run(config, shutdown_signal()).await {

@@ -9,7 +9,7 @@ use crate::state::Command;
 
 impl Driver {
     /// Has every node still listed in deletion `id` destroy its copy, recording each one;
-    /// when a node cannot be reached, waits [`CLEAN_UP_RETRY`] and leaves it for the next
+    /// when a node cannot be reached, waits (5 s) and leaves it for the next
     /// scan.
     pub async fn finish_deletion(&self, id: u64) {
         let Some(deletion) = self.member.sm.read(|s| s.deletions.get(&id).cloned()) else {

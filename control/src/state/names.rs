@@ -1,38 +1,22 @@
-//! Validators that run before a name reaches a path, a dataset or the state.
+//! Validators that run before a name reaches the state: the cluster's rules, from
+//! [`foundation::names`], as [`CommandError`]s.
+
+use foundation::names::{NameKind, check};
 
 use super::CommandError;
 
-/// Longest volume or node name.
-pub const MAX_NAME_LEN: usize = 63;
-
 /// A volume name matches `[a-z0-9][a-z0-9_.-]{0,62}`.
 pub fn validate_volume_name(name: &str) -> Result<(), CommandError> {
-    let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
-    if first_ok && rest_ok && name.len() <= MAX_NAME_LEN {
-        Ok(())
-    } else {
-        Err(CommandError::InvalidVolumeName {
-            name: name.to_owned(),
-        })
-    }
+    check(NameKind::Volume, name).map_err(|_| CommandError::InvalidVolumeName {
+        name: name.to_owned(),
+    })
 }
 
 /// A node name matches `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}` (host names).
 pub fn validate_node_name(name: &str) -> Result<(), CommandError> {
-    let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if first_ok && rest_ok && name.len() <= MAX_NAME_LEN {
-        Ok(())
-    } else {
-        Err(CommandError::InvalidNodeName {
-            name: name.to_owned(),
-        })
-    }
+    check(NameKind::Node, name).map_err(|_| CommandError::InvalidNodeName {
+        name: name.to_owned(),
+    })
 }
 
 #[cfg(test)]

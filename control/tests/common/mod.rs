@@ -170,7 +170,7 @@ impl Cluster {
         eventually(
             Duration::from_secs(20),
             "member to accept connections",
-            || async { control::client::connect(&addr, tls).await.ok() },
+            || async { proto::connect::connect(&addr, tls).await.ok() },
         )
         .await
     }

@@ -24,14 +24,16 @@ pub use output::Format;
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Cli {
-    /// A control member to talk to (any member; writes go to the leader).
+    /// Control members to talk to, comma-separated HOST:PORT, tried in order until one
+    /// answers (any member serves; writes go to the leader).
     #[arg(
         long,
         global = true,
         env = "FLOCKER_CONTROL",
+        value_delimiter = ',',
         default_value = "127.0.0.1:4523"
     )]
-    control: String,
+    control: Vec<String>,
     /// TLS directory with ca.crt, tls.crt, tls.key (a `user` certificate).
     #[arg(
         long,
@@ -41,7 +43,7 @@ struct Cli {
     )]
     tls_dir: PathBuf,
     /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
     #[command(subcommand)]
     noun: Noun,
@@ -68,7 +70,7 @@ enum Noun {
 
 /// What every noun needs to make calls.
 pub struct Ctx {
-    control: String,
+    control: Vec<String>,
     tls_dir: PathBuf,
     /// Output format.
     pub format: Format,
@@ -80,14 +82,9 @@ impl Ctx {
         let tls = TlsDir::load(&self.tls_dir).with_context(
             || "a user certificate is needed: pass --tls-dir or set FLOCKER_TLS_DIR",
         )?;
-        control::client::connect(&self.control, &tls)
+        proto::connect::connect_any(&self.control, &tls)
             .await
-            .with_context(|| {
-                format!(
-                    "cannot reach the control service at {}: check --control and that a member runs there",
-                    self.control
-                )
-            })
+            .context("cannot reach the control service: check --control (or FLOCKER_CONTROL) and that a member runs there")
     }
 }
 

@@ -1,0 +1,14 @@
+//! What every crate of the cluster shares, so that each thing has one implementation:
+//!
+//! - [`names`]: volume, snapshot and node names, valid by construction;
+//! - [`retry`]: the pause between attempts, growing with jitter;
+//! - [`logging`]: the daemons' log set-up (`--log-format text|json`, colour only on a
+//!   terminal);
+//! - [`shutdown`]: waiting for SIGTERM or SIGINT;
+//! - [`exit`]: the exit codes the binaries share.
+
+pub mod exit;
+pub mod logging;
+pub mod names;
+pub mod retry;
+pub mod shutdown;
