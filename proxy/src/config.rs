@@ -21,7 +21,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use http::Uri;
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use crate::adapter::Adapter;
 use crate::adapter::builtin::Builtins;
@@ -47,7 +47,7 @@ pub enum ConfigError {
         /// The file, or "the configuration".
         origin: String,
         /// The parser's message (it carries the line and column).
-        source: serde_yaml::Error,
+        source: serde_norway::Error,
     },
     /// The YAML is well-formed but describes an invalid configuration.
     #[error("{origin} is invalid:\n  - {}", problems.join("\n  - "))]
@@ -134,7 +134,7 @@ impl Config {
         builtins: &Builtins,
         client: &AdapterClient,
     ) -> Result<Self, ConfigError> {
-        let value: Value = serde_yaml::from_str(text).map_err(|source| ConfigError::Yaml {
+        let value: Value = serde_norway::from_str(text).map_err(|source| ConfigError::Yaml {
             origin: origin.to_owned(),
             source,
         })?;
@@ -471,7 +471,7 @@ fn parse_timeout(value: &Value) -> Result<Duration, String> {
 fn show(value: &Value) -> String {
     match value {
         Value::String(s) => format!("'{s}'"),
-        other => serde_yaml::to_string(other)
+        other => serde_norway::to_string(other)
             .map(|s| s.trim().to_owned())
             .unwrap_or_else(|_| "?".into()),
     }

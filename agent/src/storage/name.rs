@@ -22,7 +22,10 @@ mod tests {
     #[test]
     fn a_bad_name_is_a_storage_error_that_says_why() {
         let err = StorageError::from(VolumeName::new("../etc").unwrap_err());
-        assert!(matches!(err, StorageError::InvalidName { kind: "volume", .. }));
+        assert!(matches!(
+            err,
+            StorageError::InvalidName { kind: "volume", .. }
+        ));
         assert!(err.to_string().contains("must start with"), "{err}");
     }
 }
