@@ -38,7 +38,7 @@ pub const DEFAULT_ADAPTERS: &str = "\
 version: 1
 endpoints:
   \"POST /*/containers/create\":
-    pre: [flocker, weave]
+    pre: [weave, flocker]
   \"POST /*/containers/*/start\":
     post: [weave]
   \"POST /*/containers/*/restart\":

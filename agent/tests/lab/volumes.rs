@@ -54,7 +54,7 @@ pub fn the_killer_demo_moves_a_volume_to_where_it_is_used() {
     assert_eq!(stdout(&read), "fish\n", "{}", stderr(&read));
 }
 
-/// `pre: [flocker, weave]` on one container: started on node1 with a /flocker volume and a
+/// `pre: [weave, flocker]` on one container: started on node1 with a /flocker volume and a
 /// `WEAVE_CIDR` address, it serves its volume's file over the overlay; removed there and
 /// started on node2, the same address serves the same data (the volume moved, the address
 /// followed), as seen from node3.
