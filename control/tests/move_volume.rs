@@ -424,8 +424,17 @@ impl DockerLab {
     /// Hosts `host-a` (with dockerd) and `host-b`, one control member started with `flags`;
     /// `None` (skip) without ZFS or dockerd.
     async fn start(test: &str, flags: &[&str]) -> Option<DockerLab> {
+        Self::start_with_send_limit(test, flags, None).await
+    }
+
+    /// As [`DockerLab::start`], host-b sending at most `send_limit` bytes a second.
+    async fn start_with_send_limit(
+        test: &str,
+        flags: &[&str],
+        send_limit: Option<u64>,
+    ) -> Option<DockerLab> {
         let mut a = Host::new("host-a", None)?;
-        let b = Host::new("host-b", None)?;
+        let b = Host::new("host-b", send_limit)?;
         a.share_volume_root();
         let docker = TestDocker::start(test)?;
         a.docker_socket = Some(docker.socket());
@@ -638,4 +647,49 @@ fn assert_source_untouched(lab: &Lab, name: &str) {
         Some(false),
         "{name} still read-write on host-a"
     );
+}
+
+/// Work is serialised per volume, not per node: while `docker run -v /flocker/far` on host-a
+/// waits for `far` to be moved there (24 MiB at 4 MiB/s), a run of `near`, already on
+/// host-a, goes through and ends first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_one_volume_does_not_wait_for_another_volumes_move_here() {
+    let test = "unrelated";
+    let Some(dl) = DockerLab::start_with_send_limit(test, &[], Some(4 * MIB as u64)).await else {
+        return;
+    };
+    dl.lab.create("far", 1).await;
+    write_random(&dl.lab.hosts[1].path("far").join("data"), 24 * MIB);
+    dl.lab.create("near", 0).await;
+
+    let mut far = dl
+        .docker
+        .cli_at(&dl.lab.hosts[0].proxy_socket())
+        .args(["run", "--rm", "-v", "/flocker/far:/data", "busybox", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = &dl.lab.hosts[1];
+    eventually(
+        Duration::from_secs(30),
+        "the move of far to start",
+        || async { (!snapshots_on(b, "far").is_empty()).then_some(()) },
+    )
+    .await;
+    dl.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "/flocker/near:/data",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        far.try_wait().unwrap().is_none(),
+        "the run of near ended only after far's move: the agent serialised unrelated volumes"
+    );
+    let far = far.wait_with_output().unwrap();
+    assert!(far.status.success(), "{}", stderr(&far));
+    assert_eq!(dl.lab.volume("far")["owner"], "host-a");
 }

@@ -1,6 +1,7 @@
 //! What every crate of the cluster shares, so that each thing has one implementation:
 //!
 //! - [`names`]: volume, snapshot and node names, valid by construction;
+//! - [`locks`]: one async lock per key (per volume), side by side across keys;
 //! - [`retry`]: the pause between attempts, growing with jitter;
 //! - [`logging`]: the daemons' log set-up (`--log-format text|json`, colour only on a
 //!   terminal);
@@ -8,6 +9,7 @@
 //! - [`exit`]: the exit codes the binaries share.
 
 pub mod exit;
+pub mod locks;
 pub mod logging;
 pub mod names;
 pub mod retry;

@@ -13,7 +13,9 @@ use proto::tls::TlsDir;
 use tonic::Code;
 
 use super::placement::VolumePlacement;
-use crate::storage::{Access, Backend, CreateOptions, Storage, StorageError, VolumeName};
+use crate::storage::{
+    Access, Backend, CreateOptions, Storage, StorageError, VolumeLocks, VolumeName,
+};
 use proto::connect::connect_any;
 
 /// Why a volume could not be made available here.
@@ -83,9 +85,10 @@ pub struct Volumes {
     tls: TlsDir,
     storage: Arc<Backend>,
     placement: Arc<dyn VolumePlacement>,
-    /// One volume operation at a time on this node: two creates of the same new volume
-    /// must not race each other into the backend.
-    busy: tokio::sync::Mutex<()>,
+    /// One operation at a time per volume: two creates of the same new volume must not
+    /// race each other into the backend, while a run of another volume goes on beside a
+    /// move of this one.
+    busy: VolumeLocks,
 }
 
 impl Volumes {
@@ -103,7 +106,7 @@ impl Volumes {
             tls,
             storage,
             placement,
-            busy: tokio::sync::Mutex::new(()),
+            busy: VolumeLocks::default(),
         }
     }
 
@@ -188,7 +191,7 @@ impl Volumes {
     /// creates it if the cluster has none, mounts it if this node owns it, asks the
     /// placement layer to bring it here if another node owns it.
     pub async fn ensure_here(&self, volume: &VolumeName) -> Result<PathBuf, VolumeError> {
-        let _one_at_a_time = self.busy.lock().await;
+        let _one_at_a_time = self.busy.lock(volume.as_str()).await;
         let record = self.ensure_exists(volume).await?;
         match record.owner.as_deref() {
             Some(owner) if owner == self.node => {}

@@ -165,16 +165,9 @@ impl Storage for Backend {
 /// side and its reconciler may both act on a new volume at once, and `zfs set mountpoint`
 /// or `zfs mount` racing on one dataset fail with "busy".
 async fn exclusive(volume: &VolumeName) -> tokio::sync::OwnedMutexGuard<()> {
-    type Locks =
-        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>;
-    static LOCKS: std::sync::LazyLock<Locks> = std::sync::LazyLock::new(Default::default);
-    let lock = LOCKS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .entry(volume.to_string())
-        .or_default()
-        .clone();
-    lock.lock_owned().await
+    static LOCKS: std::sync::LazyLock<super::VolumeLocks> =
+        std::sync::LazyLock::new(Default::default);
+    LOCKS.lock(volume.as_str()).await
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! - [`error`]: [`TransferError`] and its one mapping to gRPC statuses.
 //! - [`auth`]: who may call what (control certificates give orders; node certificates may
 //!   only stream a snapshot into [`receive`]).
-//! - [`locks`]: one transfer at a time per volume on each agent.
 //! - [`push`]: snapshot a volume (unmounting it first for the final push) and stream it to
 //!   another agent, reporting progress.
 //! - [`receive`]: apply an incoming stream; a dropped sender leaves nothing half-applied.
@@ -20,7 +19,6 @@
 pub mod auth;
 pub mod error;
 pub mod fence;
-pub mod locks;
 pub mod push;
 pub mod receive;
 pub mod reconcile;

@@ -24,7 +24,7 @@ use tokio_util::io::StreamReader;
 
 use super::TransferError;
 use super::fence::Fence;
-use super::locks::VolumeLocks;
+use crate::storage::VolumeLocks;
 use crate::storage::{Backend, Slot, SnapshotName, Storage, VolumeName};
 
 /// Applies one incoming transfer to `storage`.

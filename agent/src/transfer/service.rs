@@ -13,10 +13,10 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::fence::Fence;
-use super::locks::VolumeLocks;
 use super::push::{PushContext, push};
 use super::stop::Stopper;
 use super::{TransferError, receive};
+use crate::storage::VolumeLocks;
 use crate::storage::{Access, Backend, Storage, VolumeName};
 
 /// Serves the Agent API.

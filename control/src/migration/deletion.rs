@@ -15,8 +15,7 @@ impl Driver {
         let Some(deletion) = self.member.sm.read(|s| s.deletions.get(&id).cloned()) else {
             return;
         };
-        let lock = self.volume_lock(&deletion.name);
-        let _volume = lock.lock().await;
+        let _volume = self.lock_volume(&deletion.name).await;
         let mut all = true;
         for node in &deletion.nodes {
             let destroyed = async {

@@ -17,11 +17,11 @@
 //! confirm is the clean-up recorded as done; until then every leader retries it (an agent
 //! that is down is cleaned when it is back), serialised with any later move of the volume.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use foundation::locks::KeyedLocks;
 use tracing::Instrument;
 
 use super::agents::{AgentLink, CleanUp};
@@ -45,7 +45,7 @@ pub struct Driver {
     pub config: MoveConfig,
     /// One lock per volume: a move and a failed move's clean-up of the same volume never
     /// run at once (the clean-up may remove the target's copy a new move is filling).
-    volumes: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    volumes: KeyedLocks<String>,
 }
 
 impl Driver {
@@ -55,7 +55,7 @@ impl Driver {
             member,
             tls,
             config,
-            volumes: Arc::default(),
+            volumes: KeyedLocks::default(),
         }
     }
 
@@ -66,9 +66,8 @@ impl Driver {
         };
         let span = tracing::info_span!("migration", migration.id = id, volume.name = %m.volume,
             migration.from = %m.from, migration.to = %m.to);
-        let lock = self.volume_lock(&m.volume);
         async {
-            let _volume = lock.lock().await;
+            let _volume = self.lock_volume(&m.volume).await;
             if m.phase.is_terminal() {
                 if m.cleanup_pending {
                     self.finish_clean_up(&m).await;
@@ -93,10 +92,9 @@ impl Driver {
         .await
     }
 
-    pub(super) fn volume_lock(&self, volume: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
-        locks.retain(|_, l| Arc::strong_count(l) > 1);
-        locks.entry(volume.to_owned()).or_default().clone()
+    /// Holds `volume`'s lock until the guard drops.
+    pub(super) async fn lock_volume(&self, volume: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        self.volumes.lock(volume).await
     }
 
     /// Removes failed move `m`'s leftovers and records that, or, when an agent cannot be
