@@ -24,6 +24,7 @@ fn claim(address: &str, container: &str, node: &str) -> pb::ClaimRequest {
         container_id: container.into(),
         container_name: format!("{container}-name"),
         node: node.into(),
+        dry_run: false,
     }
 }
 
@@ -110,6 +111,7 @@ async fn invalid_input_gets_a_clear_error() {
         container_id: "c3".into(),
         container_name: "web".into(),
         node: "n2".into(),
+        dry_run: false,
     };
     let a = user.allocate_ip(alloc.clone()).await.unwrap().into_inner();
     let b = user.allocate_ip(alloc).await.unwrap().into_inner();

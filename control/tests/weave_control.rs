@@ -78,10 +78,12 @@ fn weave_cidr_addresses_come_from_the_control_service() {
     );
     assert_eq!(ip_ls(&c), [row("10.2.0.1", "holder", "n1", "running")]);
 
-    // The same address for another container is refused, naming the holder.
+    // The same address for another container is refused, naming the holder, at create:
+    // no container is made (so no other hook of the create, e.g. a volume move, acted).
     let out = host.docker(&[
         "run",
-        "--rm",
+        "--name",
+        "intruder",
         "-e",
         "WEAVE_CIDR=10.2.0.1/24",
         "busybox",
@@ -92,6 +94,12 @@ fn weave_cidr_addresses_come_from_the_control_service() {
     assert!(
         err.contains("\"holder\"") && err.contains("\"n1\""),
         "{err}"
+    );
+    let made = host.docker(&["ps", "-a", "-q", "--filter", "name=intruder"]);
+    assert_eq!(
+        stdout(&made),
+        "",
+        "the refused run created a container: {err}"
     );
 
     // A second net: container gets another address.

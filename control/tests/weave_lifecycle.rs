@@ -135,6 +135,7 @@ fn claim_behind_the_agents_back(c: &Cluster, address: &str, container: &str) {
             container_id: container.into(),
             container_name: container.into(),
             node: "n1".into(),
+            dry_run: false,
         })
         .await
         .unwrap();

@@ -32,7 +32,7 @@ use proxy::adapter::{Adapter, AdapterError, HookFuture};
 use proxy::protocol::{ClientRequest, ServerResponse};
 use serde_json::Value;
 
-use super::allocator::AddressAllocator;
+use super::allocator::{AddressAllocator, AllocError};
 use super::attacher::{AttachError, Attacher};
 use super::rewrite::{self, ImageCommand, RewriteError};
 use crate::docker::DockerError;
@@ -82,7 +82,11 @@ impl<N: Network + 'static, A: AddressAllocator + 'static> WeaveAdapter<N, A> {
             self.attacher
                 .allocator()
                 .check(r)
-                .map_err(|e| refused(StatusCode::BAD_REQUEST, e))?;
+                .await
+                .map_err(|e| match e {
+                    AllocError::Unavailable { .. } => refused(StatusCode::SERVICE_UNAVAILABLE, e),
+                    _ => refused(StatusCode::BAD_REQUEST, e),
+                })?;
         }
         let image = match rewrite::image_needed(&body).map_err(bad_request)? {
             None => ImageCommand::default(),

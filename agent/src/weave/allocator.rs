@@ -48,9 +48,10 @@ pub enum AllocError {
 
 /// Hands out and takes back containers' overlay addresses.
 pub trait AddressAllocator: Send + Sync {
-    /// Checks, before the container is created, that `request` can be served at all
-    /// (not that the address is free: that is decided at start).
-    fn check(&self, request: &CidrRequest) -> Result<(), AllocError>;
+    /// Checks, before the container is created and writing nothing, that `request` would
+    /// be served now (the address free or held by a stopped container, the pool known and
+    /// not full); the claim at start still decides.
+    fn check(&self, request: &CidrRequest) -> impl Future<Output = Result<(), AllocError>> + Send;
 
     /// The address for `request`, for the container `container_id` (named
     /// `container_name`). Idempotent: the same container and request get the same address.
@@ -75,7 +76,7 @@ pub trait AddressAllocator: Send + Sync {
 pub struct ExplicitOnly;
 
 impl AddressAllocator for ExplicitOnly {
-    fn check(&self, request: &CidrRequest) -> Result<(), AllocError> {
+    async fn check(&self, request: &CidrRequest) -> Result<(), AllocError> {
         match request {
             CidrRequest::Explicit(_) => Ok(()),
             CidrRequest::Net(_) => Err(AllocError::NeedsControl {
@@ -124,6 +125,6 @@ mod tests {
         let message = refused.unwrap_err().to_string();
         assert!(message.contains("net:10.2.0.0/24"), "{message}");
         assert!(message.contains("control service"), "{message}");
-        assert!(ExplicitOnly.check(&requests[1]).is_err());
+        assert!(ExplicitOnly.check(&requests[1]).await.is_err());
     }
 }

@@ -49,6 +49,53 @@ impl ControlAllocator {
         Ok(here)
     }
 
+    /// Claims or allocates (`dry_run`: only checks) the address `request` asks for.
+    async fn ask(
+        &self,
+        container_id: &str,
+        container_name: &str,
+        request: &CidrRequest,
+        dry_run: bool,
+    ) -> Result<Ipv4Cidr, AllocError> {
+        let text = request.to_string();
+
+        let mut client = self.client.clone();
+        let (reply, prefix) = match request {
+            CidrRequest::Explicit(cidr) => {
+                let claim = ClaimRequest {
+                    address: cidr.addr().to_string(),
+                    container_id: container_id.to_owned(),
+                    container_name: container_name.to_owned(),
+                    node: self.node.clone(),
+                    dry_run,
+                };
+                (client.claim_ip(claim).await, cidr.prefix())
+            }
+            CidrRequest::Net(subnet) => {
+                let alloc = AllocateRequest {
+                    pool: subnet.to_string(),
+                    container_id: container_id.to_owned(),
+                    container_name: container_name.to_owned(),
+                    node: self.node.clone(),
+                    dry_run,
+                };
+                (client.allocate_ip(alloc).await, subnet.prefix())
+            }
+        };
+        let allocation = reply.map_err(|s| refusal(&text, s))?.into_inner();
+        let bad = |reason: String| AllocError::Unavailable {
+            request: text.clone(),
+            reason,
+        };
+        let addr = allocation.address.parse().map_err(|_| {
+            bad(format!(
+                "the control service answered a bad address {:?}",
+                allocation.address
+            ))
+        })?;
+        Ipv4Cidr::new(addr, prefix).map_err(|e| bad(e.to_string()))
+    }
+
     /// The node this allocator allocates for.
     pub fn node(&self) -> &str {
         &self.node
@@ -76,9 +123,9 @@ fn refusal(request: &str, status: Status) -> AllocError {
 }
 
 impl AddressAllocator for ControlAllocator {
-    fn check(&self, _request: &CidrRequest) -> Result<(), AllocError> {
-        // Both kinds are served; whether the address or pool is free is decided at start.
-        Ok(())
+    async fn check(&self, request: &CidrRequest) -> Result<(), AllocError> {
+        // The same rule as at start, on the control service's state, writing nothing.
+        self.ask("", "", request, true).await.map(|_| ())
     }
 
     async fn allocate(
@@ -87,40 +134,7 @@ impl AddressAllocator for ControlAllocator {
         container_name: &str,
         request: &CidrRequest,
     ) -> Result<Ipv4Cidr, AllocError> {
-        let text = request.to_string();
-        let mut client = self.client.clone();
-        let (reply, prefix) = match request {
-            CidrRequest::Explicit(cidr) => {
-                let claim = ClaimRequest {
-                    address: cidr.addr().to_string(),
-                    container_id: container_id.to_owned(),
-                    container_name: container_name.to_owned(),
-                    node: self.node.clone(),
-                };
-                (client.claim_ip(claim).await, cidr.prefix())
-            }
-            CidrRequest::Net(subnet) => {
-                let alloc = AllocateRequest {
-                    pool: subnet.to_string(),
-                    container_id: container_id.to_owned(),
-                    container_name: container_name.to_owned(),
-                    node: self.node.clone(),
-                };
-                (client.allocate_ip(alloc).await, subnet.prefix())
-            }
-        };
-        let allocation = reply.map_err(|s| refusal(&text, s))?.into_inner();
-        let bad = |reason: String| AllocError::Unavailable {
-            request: text.clone(),
-            reason,
-        };
-        let addr = allocation.address.parse().map_err(|_| {
-            bad(format!(
-                "the control service answered a bad address {:?}",
-                allocation.address
-            ))
-        })?;
-        Ipv4Cidr::new(addr, prefix).map_err(|e| bad(e.to_string()))
+        self.ask(container_id, container_name, request, false).await
     }
 
     async fn stopped(&self, container_id: &str) -> Result<usize, AllocError> {

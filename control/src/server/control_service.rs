@@ -18,9 +18,9 @@ use super::ownership;
 use super::status::to_status;
 use crate::convert;
 use crate::member::Member;
-use crate::proposal::{Proposal, Query, Reply};
+use crate::proposal::{ExecError, Proposal, Query, Reply};
 use crate::raft::ChangeEvent;
-use crate::state::{self, Command};
+use crate::state::{self, AddressRequest, Command};
 
 /// How long `cluster status` waits for each member to answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -67,6 +67,29 @@ impl ControlService {
             (None, None) => "no owner".into(),
         };
         v
+    }
+
+    /// A claim or an allocation tried on this member's state without writing (`dry_run`):
+    /// a check before the container exists; the write at its start decides.
+    fn check_address(
+        &self,
+        request: AddressRequest<'_>,
+        pool: &str,
+        node: &str,
+    ) -> Reply_<pb::Allocation> {
+        let address = self
+            .member
+            .sm
+            .read(|s| s.check_address(request, node))
+            .map_err(|e| to_status(ExecError::Command(e)))?;
+        Ok(Response::new(pb::Allocation {
+            address: address.to_string(),
+            pool: pool.to_owned(),
+            container_id: String::new(),
+            container_name: String::new(),
+            node: node.to_owned(),
+            running: false,
+        }))
     }
 
     async fn read(&self, query: Query) -> Result<Reply, Status> {
@@ -240,6 +263,10 @@ impl Control for ControlService {
     async fn allocate_ip(&self, req: Request<pb::AllocateRequest>) -> Reply_<pb::Allocation> {
         let caller = Caller::of(&req)?;
         caller.acts_for(&req.get_ref().node)?;
+        if req.get_ref().dry_run {
+            let r = req.into_inner();
+            return self.check_address(AddressRequest::Pool(&r.pool), &r.pool, &r.node);
+        }
         ownership::allocations(&self.member, caller, &req.get_ref().container_id).await?;
         let r = req.into_inner();
         let cmd = Command::AllocateIp {
@@ -256,6 +283,11 @@ impl Control for ControlService {
     async fn claim_ip(&self, req: Request<pb::ClaimRequest>) -> Reply_<pb::Allocation> {
         let caller = Caller::of(&req)?;
         caller.acts_for(&req.get_ref().node)?;
+        if req.get_ref().dry_run {
+            let r = req.into_inner();
+            let pool = String::new();
+            return self.check_address(AddressRequest::Explicit(&r.address), &pool, &r.node);
+        }
         ownership::allocations(&self.member, caller, &req.get_ref().container_id).await?;
         let r = req.into_inner();
         let cmd = Command::ClaimIp {

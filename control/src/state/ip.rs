@@ -109,6 +109,39 @@ pub(super) fn add_pool(state: &mut State, cidr: &str) -> Result<Response, Comman
     Ok(Response::Pool(pool))
 }
 
+/// What a container asks for, checked before it exists (`dry_run`).
+#[derive(Clone, Copy, Debug)]
+pub enum AddressRequest<'a> {
+    /// This address (`ClaimIp`).
+    Explicit(&'a str),
+    /// Any free address of this pool (`AllocateIp`).
+    Pool(&'a str),
+}
+
+/// Stands for the container in a check made before it is created: it holds nothing yet.
+const NEW_CONTAINER: &str = "(a new container)";
+
+impl State {
+    /// The address a new container on `node` would get for `request`, or why it would be
+    /// refused, by the rule `ClaimIp`/`AllocateIp` apply; changes nothing.
+    pub fn check_address(
+        &self,
+        request: AddressRequest<'_>,
+        node: &str,
+    ) -> Result<Ipv4Addr, CommandError> {
+        let h = Holder {
+            container_id: NEW_CONTAINER,
+            container_name: NEW_CONTAINER,
+            node,
+        };
+        let grant = match request {
+            AddressRequest::Explicit(address) => grant_claim(self, address, &h)?,
+            AddressRequest::Pool(pool) => grant_allocation(self, pool, &h)?,
+        };
+        Ok(grant.address())
+    }
+}
+
 /// Who holds what, for one container's request.
 pub(super) struct Holder<'a> {
     pub container_id: &'a str,
@@ -157,7 +190,35 @@ pub(super) fn allocate(
     pool: &str,
     h: Holder<'_>,
 ) -> Result<Response, CommandError> {
-    check_holder(state, &h)?;
+    let grant = grant_allocation(state, pool, &h)?;
+    Ok(carry_out(state, grant, &h))
+}
+
+/// What a claim or an allocation does, decided by reading the state only: a request is
+/// checked (`ClaimIp`/`AllocateIp` with `dry_run`) and applied by the same rule.
+pub(super) enum Grant {
+    /// The container holds this address already: refresh it.
+    Refresh(Ipv4Addr),
+    /// Give the container this address of this pool (free, or taken over from a stopped
+    /// holder).
+    Insert(Ipv4Addr, Cidr),
+}
+
+impl Grant {
+    /// The address granted.
+    pub(super) fn address(&self) -> Ipv4Addr {
+        match self {
+            Grant::Refresh(a) | Grant::Insert(a, _) => *a,
+        }
+    }
+}
+
+pub(super) fn grant_allocation(
+    state: &State,
+    pool: &str,
+    h: &Holder<'_>,
+) -> Result<Grant, CommandError> {
+    check_holder(state, h)?;
     let pool: Cidr = pool.parse()?;
     if !state.pools.contains(&pool) {
         return Err(CommandError::NoSuchPool {
@@ -165,7 +226,7 @@ pub(super) fn allocate(
         });
     }
     if let Some(address) = held_in(state, h.container_id, pool) {
-        return Ok(refresh(state, address, &h));
+        return Ok(Grant::Refresh(address));
     }
     let address = pool
         .hosts()
@@ -173,7 +234,14 @@ pub(super) fn allocate(
         .ok_or_else(|| CommandError::PoolExhausted {
             cidr: pool.to_string(),
         })?;
-    Ok(insert(state, address, pool, &h))
+    Ok(Grant::Insert(address, pool))
+}
+
+fn carry_out(state: &mut State, grant: Grant, h: &Holder<'_>) -> Response {
+    match grant {
+        Grant::Refresh(address) => refresh(state, address, h),
+        Grant::Insert(address, pool) => insert(state, address, pool, h),
+    }
 }
 
 fn insert(state: &mut State, address: Ipv4Addr, pool: Cidr, h: &Holder<'_>) -> Response {
@@ -197,7 +265,16 @@ pub(super) fn claim(
     address: &str,
     h: Holder<'_>,
 ) -> Result<Response, CommandError> {
-    check_holder(state, &h)?;
+    let grant = grant_claim(state, address, &h)?;
+    Ok(carry_out(state, grant, &h))
+}
+
+pub(super) fn grant_claim(
+    state: &State,
+    address: &str,
+    h: &Holder<'_>,
+) -> Result<Grant, CommandError> {
+    check_holder(state, h)?;
     let addr: Ipv4Addr = address.parse().map_err(|_| CommandError::InvalidAddress {
         address: address.to_owned(),
     })?;
@@ -210,7 +287,7 @@ pub(super) fn claim(
             address: addr.to_string(),
         })?;
     match state.allocations.get(&addr) {
-        Some(a) if a.container_id == h.container_id => return Ok(refresh(state, addr, &h)),
+        Some(a) if a.container_id == h.container_id => return Ok(Grant::Refresh(addr)),
         Some(a) if a.running => {
             let node_down = state.nodes.get(&a.node).is_some_and(|n| !n.up);
             return Err(CommandError::AddressHeld {
@@ -231,7 +308,7 @@ pub(super) fn claim(
         }
         _ => {}
     }
-    Ok(insert(state, addr, pool, &h))
+    Ok(Grant::Insert(addr, pool))
 }
 
 /// Every allocation of the container, marked stopped: others may now claim them. A

@@ -166,3 +166,33 @@ fn reclaim_frees_a_dead_nodes_addresses_only_when_it_is_down() {
     assert_eq!(s.allocations.len(), 1);
     ok(&mut s, claim("10.0.0.3", "c9", "b"));
 }
+
+#[test]
+fn a_check_answers_as_the_claim_would_and_changes_nothing() {
+    let mut s = cluster();
+    ok(&mut s, claim("10.1.0.5", "c1", "a"));
+    let before = s.clone();
+    let held = s.check_address(AddressRequest::Explicit("10.1.0.5"), "b");
+    assert!(
+        matches!(held, Err(CommandError::AddressHeld { ref node, .. }) if node == "a"),
+        "{held:?}"
+    );
+    let free = s.check_address(AddressRequest::Explicit("10.1.0.6"), "b");
+    assert_eq!(free.unwrap().to_string(), "10.1.0.6");
+    let outside = s.check_address(AddressRequest::Explicit("192.168.0.1"), "b");
+    assert!(outside.is_err());
+    let pool = s.check_address(AddressRequest::Pool("10.0.0.0/29"), "b");
+    assert_eq!(pool.unwrap().to_string(), "10.0.0.1");
+    let unknown_node = s.check_address(AddressRequest::Pool("10.0.0.0/29"), "zz");
+    assert!(unknown_node.is_err());
+    assert_eq!(s, before, "a check writes nothing");
+    // Once its holder stopped, the address may be taken over: the check says so too.
+    ok(
+        &mut s,
+        Command::ContainerStopped {
+            container_id: "c1".into(),
+        },
+    );
+    let taken_over = s.check_address(AddressRequest::Explicit("10.1.0.5"), "b");
+    assert_eq!(taken_over.unwrap().to_string(), "10.1.0.5");
+}

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use apply::apply;
 pub use command::{Command, Response};
 pub use error::CommandError;
-pub use ip::Cidr;
+pub use ip::{AddressRequest, Cidr};
 
 /// A host running an agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

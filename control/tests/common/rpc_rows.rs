@@ -98,6 +98,7 @@ pub async fn control_call(
                 container_id: HOLDER.into(),
                 container_name: "web".into(),
                 node: N1.into(),
+                dry_run: false,
             };
             (OWN, ok(c.allocate_ip(req).await))
         }
@@ -225,5 +226,6 @@ pub fn claim(node: &str) -> pb::ClaimRequest {
         container_id: HOLDER.into(),
         container_name: "web".into(),
         node: node.into(),
+        dry_run: false,
     }
 }
