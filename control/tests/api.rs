@@ -207,3 +207,37 @@ async fn strangers_and_impostors_are_refused() {
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
 }
+
+/// `flockerctl` tells failures apart by exit code, as documented in docs/control.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flockerctl_exit_codes_say_what_kind_of_failure() {
+    let c = Cluster::start(1, &[]);
+    c.leader(1).await;
+    let code = |args: &[&str]| {
+        let out = common::flockerctl(&c, args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code(&["volume", "create", "fine"]).0, Some(0));
+    let (exists, err) = code(&["volume", "create", "fine"]);
+    assert_eq!(exists, Some(5), "a volume that exists is refused: {err}");
+    let (missing, err) = code(&["volume", "inspect", "nosuch"]);
+    assert_eq!(missing, Some(4), "{err}");
+    let (invalid, err) = code(&["volume", "create", "Bad/Name"]);
+    assert_eq!(invalid, Some(6), "{err}");
+    let (usage, err) = code(&["volume", "frobnicate"]);
+    assert_eq!(usage, Some(2), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flockerctl"))
+        .args(["--control", "127.0.0.1:1", "--tls-dir"])
+        .arg(c.pki.issue(Role::User, "admin"))
+        .args(["volume", "ls"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("cannot reach the control service"), "{err}");
+    // The cause is said once, not repeated by each layer.
+    assert_eq!(err.matches("127.0.0.1:1").count(), 1, "{err}");
+}

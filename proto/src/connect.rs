@@ -14,12 +14,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// No control member could be reached.
 #[derive(Debug, thiserror::Error)]
-#[error("no control member reachable (tried {tried}): {last}")]
+#[error("no control member reachable: {}", .failures.join("; "))]
 pub struct Unreachable {
-    /// The addresses tried, comma-separated.
-    pub tried: String,
-    /// What the last one said.
-    pub last: String,
+    /// Each address tried, with what it said (`ADDRESS: CAUSE`).
+    pub failures: Vec<String>,
 }
 
 /// A Control-API client for the member at `address` (`host:port`).
@@ -41,17 +39,17 @@ pub async fn connect_any(
     addresses: &[String],
     tls: &TlsDir,
 ) -> Result<ControlClient<Channel>, Unreachable> {
-    let mut last = String::from("no addresses given");
+    let mut failures = Vec::new();
     for address in addresses {
         match connect(address, tls).await {
             Ok(client) => return Ok(client),
-            Err(e) => last = format!("{address}: {}", chain(&e)),
+            Err(e) => failures.push(format!("{address}: {}", chain(&e))),
         }
     }
-    Err(Unreachable {
-        tried: addresses.join(","),
-        last,
-    })
+    if failures.is_empty() {
+        failures.push("no address given".to_owned());
+    }
+    Err(Unreachable { failures })
 }
 
 /// An error and its causes on one line, each said once (tonic's transport error alone says

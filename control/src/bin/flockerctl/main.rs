@@ -22,7 +22,11 @@ pub use output::Format;
 
 /// Drive a Flocker cluster.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 done, 1 failed, 2 usage, 3 control service unreachable, \
+                  4 not found, 5 refused (exists, in use, not allowed), 6 invalid value."
+)]
 struct Cli {
     /// Control members to talk to, comma-separated HOST:PORT, tried in order until one
     /// answers (any member serves; writes go to the leader).
@@ -84,24 +88,74 @@ impl Ctx {
         )?;
         proto::connect::connect_any(&self.control, &tls)
             .await
+            .map_err(|e| Failure::Unreachable.with(e.to_string()))
             .context("cannot reach the control service: check --control (or FLOCKER_CONTROL) and that a member runs there")
     }
 }
 
-/// A gRPC error as a one-line message.
+/// Why a command failed, as its exit code (documented in docs/control.md). Anything not
+/// classified exits 1; clap's usage errors exit 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// No control member could be reached, or none has a leader.
+    Unreachable = 3,
+    /// What the command names does not exist.
+    NotFound = 4,
+    /// The cluster refused: it exists already, is in use, or the certificate may not.
+    Refused = 5,
+    /// The cluster rejected a value (a name, an address, a CIDR).
+    Invalid = 6,
+}
+
+/// An error that knows its [`Failure`] kind.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Classified {
+    /// Its kind.
+    pub failure: Failure,
+    /// What to tell the user.
+    pub message: String,
+}
+
+impl Failure {
+    /// `message` as an error of this kind.
+    pub fn with(self, message: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Classified {
+            failure: self,
+            message: message.into(),
+        })
+    }
+
+    /// The kind of `e`, if any error in its chain has one.
+    fn of(e: &anyhow::Error) -> Option<Failure> {
+        e.chain()
+            .find_map(|c| c.downcast_ref::<Classified>())
+            .map(|c| c.failure)
+    }
+}
+
+/// A gRPC error as a one-line message of its kind.
 pub fn call_failed(status: tonic::Status) -> anyhow::Error {
+    use tonic::Code;
     match status.code() {
-        tonic::Code::Unavailable
+        Code::Unavailable
             if status.message().contains("transport") || status.message().is_empty() =>
         {
-            anyhow::anyhow!("control service unreachable: {status}")
+            Failure::Unreachable.with(format!("control service unreachable: {status}"))
         }
-        tonic::Code::Unknown if status.message().contains("certificate") => {
-            anyhow::anyhow!(
+        Code::Unknown if status.message().contains("certificate") => {
+            Failure::Refused.with(format!(
                 "the control service refused our certificate: {}",
                 status.message()
-            )
+            ))
         }
+        Code::Unavailable => Failure::Unreachable.with(status.message()),
+        Code::NotFound => Failure::NotFound.with(status.message()),
+        Code::AlreadyExists
+        | Code::FailedPrecondition
+        | Code::PermissionDenied
+        | Code::Unauthenticated => Failure::Refused.with(status.message()),
+        Code::InvalidArgument | Code::OutOfRange => Failure::Invalid.with(status.message()),
         _ => anyhow::anyhow!("{}", status.message()),
     }
 }
@@ -126,7 +180,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("flockerctl: {e:#}");
-            ExitCode::FAILURE
+            Failure::of(&e).map_or(ExitCode::FAILURE, |f| ExitCode::from(f as u8))
         }
     }
 }
