@@ -75,7 +75,7 @@ async fn addresses_are_claimed_moved_allocated_released_and_reclaimed() {
     let a = n1.allocate("c-a", "a", &net).await.unwrap();
     let b = n2.allocate("c-web2", "web2", &net).await.unwrap();
     assert_ne!(a, b);
-    assert_eq!(a.prefix(), 24);
+    assert_eq!(a.prefix_len(), 24);
     assert_eq!(n1.allocate("c-a", "a", &net).await.unwrap(), a);
     assert_eq!(ip_ls(&c).len(), 3);
 
