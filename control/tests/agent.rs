@@ -31,7 +31,7 @@ fn node_state(c: &Cluster, name: &str) -> Option<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_goes_down_when_its_agent_stops() {
-    let c = Cluster::start(1, &["--node-timeout-ms", "1000"]);
+    let c = Cluster::start(1, &["--node-timeout", "1s"]);
     c.leader(1).await;
     let config = agent::AgentConfig {
         node: "host-a".into(),

@@ -37,7 +37,7 @@ async fn node(c: &Cluster, name: &str, address: &str) -> ControlAllocator {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn addresses_are_claimed_moved_allocated_released_and_reclaimed() {
-    let c = Cluster::start(1, &["--node-timeout-ms", "1000"]);
+    let c = Cluster::start(1, &["--node-timeout", "1s"]);
     c.leader(1).await;
     for pool in ["10.255.0.0/16", "10.2.0.0/24"] {
         let out = flockerctl(&c, &["ip", "add-pool", pool]);
@@ -75,7 +75,7 @@ async fn addresses_are_claimed_moved_allocated_released_and_reclaimed() {
     let a = n1.allocate("c-a", "a", &net).await.unwrap();
     let b = n2.allocate("c-web2", "web2", &net).await.unwrap();
     assert_ne!(a, b);
-    assert_eq!(a.prefix(), 24);
+    assert_eq!(a.prefix_len(), 24);
     assert_eq!(n1.allocate("c-a", "a", &net).await.unwrap(), a);
     assert_eq!(ip_ls(&c).len(), 3);
 

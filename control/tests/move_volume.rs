@@ -535,7 +535,7 @@ async fn a_move_with_stop_stops_the_holding_container_and_moves_its_last_writes(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_stop_a_move_of_a_held_volume_fails_naming_the_container_and_node() {
     let test = "without_stop_a_move_of_a_held_volume_fails_naming_the_container_and_node";
-    let Some(dl) = DockerLab::start(test, &["--lease-wait-ms=3000"]).await else {
+    let Some(dl) = DockerLab::start(test, &["--lease-wait=3s"]).await else {
         return;
     };
     let lab = &dl.lab;

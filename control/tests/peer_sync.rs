@@ -114,7 +114,7 @@ async fn vxlan_peers_follow_the_up_nodes() {
         .unwrap();
     network.ensure_overlay().await.unwrap();
 
-    let c = Cluster::start(1, &["--node-timeout-ms", "1000"]);
+    let c = Cluster::start(1, &["--node-timeout", "1s"]);
     c.leader(1).await;
     register(&c, "n1", "10.77.0.1:4524").await;
     let client = c.client_with(1, &c.pki.tls(Role::Node, "n1")).await;

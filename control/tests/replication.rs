@@ -126,7 +126,7 @@ async fn restarted_member_catches_up_from_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_member_cannot_commit() {
-    let mut c = Cluster::start(3, &["--call-timeout-ms", "1500"]);
+    let mut c = Cluster::start(3, &["--call-timeout", "1500ms"]);
     let leader = c.leader(1).await;
     let mut client = c.client(leader).await;
     client.create_volume(volume("before")).await.unwrap();

@@ -67,9 +67,14 @@ struct Args {
     /// Bytes per second a push may send at most (slows moves down for tests).
     #[arg(long)]
     send_limit: Option<u64>,
-    /// Milliseconds between heartbeats.
-    #[arg(long, default_value_t = 2000)]
-    heartbeat_ms: u64,
+    /// Time between heartbeats (e.g. 2s, 500ms).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration,
+        default_value = "2s"
+    )]
+    heartbeat: Duration,
     /// The interface that carries the overlay's VXLAN traffic; turns the network side
     /// (WEAVE_CIDR addresses) on [default: off].
     #[arg(long)]
@@ -78,6 +83,9 @@ struct Args {
     #[arg(long, default_value = DEFAULT_WAIT_FOR_NET)]
     wait_for_net: PathBuf,
 }
+
+/// The shortest `--heartbeat` accepted.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(50);
 
 /// Everything the agent runs, validated.
 struct Validated {
@@ -132,8 +140,11 @@ fn validate(args: Args) -> Result<Validated, Vec<String>> {
             errors.push(format!("--control {c:?}: expected HOST:PORT"));
         }
     }
-    if args.heartbeat_ms < 50 {
-        errors.push("--heartbeat-ms must be at least 50".to_owned());
+    if args.heartbeat < MIN_HEARTBEAT {
+        errors.push(format!(
+            "--heartbeat must be at least {}",
+            humantime::format_duration(MIN_HEARTBEAT)
+        ));
     }
     let tls = TlsDir::load(&args.tls_dir).map_err(|e| errors.push(format!("--tls-dir: {e}")));
     match (tls, side) {
@@ -146,7 +157,7 @@ fn validate(args: Args) -> Result<Validated, Vec<String>> {
                 controls: args.control,
                 tls,
                 storage: args.storage,
-                heartbeat: Duration::from_millis(args.heartbeat_ms),
+                heartbeat: args.heartbeat,
             },
             transfer: TransferConfig {
                 storage: side.storage.clone(),

@@ -22,13 +22,14 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
+use ipnet::Ipv4Net;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{BridgePortState, InfoBridgePort, InfoPortData};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth};
 
 use super::netns::{self, Netns};
 use super::overlay::Overlay;
-use super::{Ipv4Cidr, NetError, link};
+use super::{NetError, link};
 
 /// The interface name inside the container.
 pub const CONTAINER_IFACE: &str = "ethwe";
@@ -47,7 +48,7 @@ pub struct Attachment {
     /// The host end of the veth pair.
     pub host_iface: String,
     /// The IPv4 addresses on `ethwe`; empty when the namespace could not be entered.
-    pub cidrs: Vec<Ipv4Cidr>,
+    pub cidrs: Vec<Ipv4Net>,
 }
 
 /// The host end's name for a container PID (`vwl<pid>`, at most 10 bytes).
@@ -66,7 +67,7 @@ pub async fn attach(
     overlay: &Overlay,
     container: &str,
     pid: u32,
-    cidrs: &[Ipv4Cidr],
+    cidrs: &[Ipv4Net],
 ) -> Result<Attachment, NetError> {
     if container.is_empty() || cidrs.is_empty() {
         return Err(NetError::BadRequest {
@@ -204,7 +205,7 @@ async fn create_pair(
 }
 
 /// Step 4, inside the container's namespace: `ethwe` ends with exactly `cidrs`.
-async fn configure_inside(pid: u32, cidrs: &[Ipv4Cidr]) -> Result<(), NetError> {
+async fn configure_inside(pid: u32, cidrs: &[Ipv4Net]) -> Result<(), NetError> {
     let ns = Netns::Pid(pid);
     let inside = netns::connect(&ns).await?;
     let ethwe = link::require(&inside, CONTAINER_IFACE, "container interface").await?;
@@ -227,7 +228,11 @@ async fn configure_inside(pid: u32, cidrs: &[Ipv4Cidr]) -> Result<(), NetError> 
     for cidr in cidrs {
         let added = inside
             .address()
-            .add(ethwe.header.index, IpAddr::V4(cidr.addr()), cidr.prefix())
+            .add(
+                ethwe.header.index,
+                IpAddr::V4(cidr.addr()),
+                cidr.prefix_len(),
+            )
             .execute()
             .await;
         match added {
@@ -271,10 +276,10 @@ async fn announce(host: &Handle, host_name: &str, pid: u32) -> Result<(), NetErr
 }
 
 /// The IPv4 addresses on `ethwe` in the namespace of `pid`.
-async fn addresses_inside(pid: u32) -> Result<Vec<Ipv4Cidr>, NetError> {
+async fn addresses_inside(pid: u32) -> Result<Vec<Ipv4Net>, NetError> {
     let inside = netns::connect(&Netns::Pid(pid)).await?;
     let ethwe = link::require(&inside, CONTAINER_IFACE, "container interface").await?;
-    let mut cidrs: Vec<Ipv4Cidr> = address_messages(&inside, ethwe.header.index)
+    let mut cidrs: Vec<Ipv4Net> = address_messages(&inside, ethwe.header.index)
         .await?
         .into_iter()
         .map(|(cidr, _)| cidr)
@@ -287,7 +292,7 @@ async fn addresses_inside(pid: u32) -> Result<Vec<Ipv4Cidr>, NetError> {
 async fn address_messages(
     inside: &Handle,
     index: u32,
-) -> Result<Vec<(Ipv4Cidr, AddressMessage)>, NetError> {
+) -> Result<Vec<(Ipv4Net, AddressMessage)>, NetError> {
     let messages: Vec<AddressMessage> = inside
         .address()
         .get()
@@ -303,7 +308,7 @@ async fn address_messages(
                 AddressAttribute::Local(IpAddr::V4(v4)) => Some(*v4),
                 _ => None,
             })?;
-            Some((Ipv4Cidr::new(addr, m.header.prefix_len).ok()?, m))
+            Some((Ipv4Net::new(addr, m.header.prefix_len).ok()?, m))
         })
         .collect())
 }

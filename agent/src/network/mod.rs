@@ -9,14 +9,15 @@
 //!   detach; listing what the kernel has (for reconcile on agent start, see
 //!   [`crate::weave::reconcile`]).
 //! - [`netns`]: the only place that enters another network namespace.
-//! - [`cidr`]: the `ADDRESS/PREFIX` type; `link`: small netlink helpers.
+//! - `link`: small netlink helpers.
+//!
+//! Addresses with their prefix length (`10.255.0.51/16`) are [`ipnet::Ipv4Net`]s.
 //!
 //! [`Network`] is the interface the rest of the agent uses (the weave adapter, reconcile);
 //! [`NetlinkNetwork`] is the real implementation. Tests that prove the network run it in
 //! real namespaces (`agent/tests/network.rs`).
 
 pub mod attach;
-pub mod cidr;
 pub mod firewall;
 mod link;
 pub mod netns;
@@ -29,10 +30,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 pub use attach::{Attachment, CONTAINER_IFACE};
-pub use cidr::Ipv4Cidr;
 pub use netns::Netns;
 pub use overlay::{Overlay, OverlayConfig};
 
+use ipnet::Ipv4Net;
 use rtnetlink::Handle;
 
 /// What can go wrong while building the overlay or attaching a container.
@@ -99,7 +100,7 @@ pub enum NetError {
     #[error("cannot add {cidr} to ethwe of pid {pid}: {source}")]
     Address {
         /// The address.
-        cidr: Ipv4Cidr,
+        cidr: Ipv4Net,
         /// The container's PID.
         pid: u32,
         /// The netlink error.
@@ -149,14 +150,6 @@ pub enum NetError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// An address is not `ADDRESS/PREFIX`.
-    #[error("bad address {input:?}: {reason}")]
-    BadCidr {
-        /// What was given.
-        input: String,
-        /// What is wrong.
-        reason: &'static str,
-    },
 }
 
 /// The host effects the rest of the agent needs from the network.
@@ -171,7 +164,7 @@ pub trait Network: Send + Sync {
         &self,
         container: &str,
         pid: u32,
-        cidrs: &[Ipv4Cidr],
+        cidrs: &[Ipv4Net],
     ) -> impl Future<Output = Result<Attachment, NetError>> + Send;
     /// Remove the container's `ethwe`; `false` if it had none.
     fn detach(&self, container: &str) -> impl Future<Output = Result<bool, NetError>> + Send;
@@ -247,7 +240,7 @@ impl Network for NetlinkNetwork {
         &self,
         container: &str,
         pid: u32,
-        cidrs: &[Ipv4Cidr],
+        cidrs: &[Ipv4Net],
     ) -> Result<Attachment, NetError> {
         let o = overlay::current(&self.handle, &self.config).await?;
         attach::attach(&self.handle, &o, container, pid, cidrs).await

@@ -13,8 +13,9 @@
 
 use std::future::Future;
 
+use ipnet::Ipv4Net;
+
 use super::cidr::CidrRequest;
-use crate::network::Ipv4Cidr;
 
 /// Why no address could be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,7 +61,7 @@ pub trait AddressAllocator: Send + Sync {
         container_id: &str,
         container_name: &str,
         request: &CidrRequest,
-    ) -> impl Future<Output = Result<Ipv4Cidr, AllocError>> + Send;
+    ) -> impl Future<Output = Result<Ipv4Net, AllocError>> + Send;
 
     /// The container does not run: its addresses stay recorded for it but another
     /// container may claim them. Returns how many it held. Idempotent.
@@ -90,7 +91,7 @@ impl AddressAllocator for ExplicitOnly {
         _container_id: &str,
         _container_name: &str,
         request: &CidrRequest,
-    ) -> Result<Ipv4Cidr, AllocError> {
+    ) -> Result<Ipv4Net, AllocError> {
         match request {
             CidrRequest::Explicit(cidr) => Ok(*cidr),
             CidrRequest::Net(_) => Err(AllocError::NeedsControl {

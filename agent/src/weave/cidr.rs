@@ -11,7 +11,7 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use crate::network::Ipv4Cidr;
+use ipnet::Ipv4Net;
 
 /// The environment variable the weave adapter reads.
 pub const WEAVE_CIDR: &str = "WEAVE_CIDR";
@@ -22,9 +22,10 @@ pub const MAX_NET_PREFIX: u8 = 30;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CidrRequest {
     /// This address with this prefix length.
-    Explicit(Ipv4Cidr),
-    /// Any free address in this subnet.
-    Net(Subnet),
+    Explicit(Ipv4Net),
+    /// Any free address in this subnet (host bits zero, prefix at most
+    /// [`MAX_NET_PREFIX`]).
+    Net(Ipv4Net),
 }
 
 impl fmt::Display for CidrRequest {
@@ -33,36 +34,6 @@ impl fmt::Display for CidrRequest {
             CidrRequest::Explicit(cidr) => write!(f, "{cidr}"),
             CidrRequest::Net(subnet) => write!(f, "net:{subnet}"),
         }
-    }
-}
-
-/// A subnet: a network address (host bits zero) and a prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Subnet {
-    network: Ipv4Addr,
-    prefix: u8,
-}
-
-impl Subnet {
-    /// The network address.
-    pub fn network(&self) -> Ipv4Addr {
-        self.network
-    }
-
-    /// The prefix length.
-    pub fn prefix(&self) -> u8 {
-        self.prefix
-    }
-
-    /// Whether `addr` lies in this subnet.
-    pub fn contains(&self, addr: Ipv4Addr) -> bool {
-        u32::from(addr) & mask(self.prefix) == u32::from(self.network)
-    }
-}
-
-impl fmt::Display for Subnet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
     }
 }
 
@@ -117,62 +88,57 @@ fn parse_entry(entry: &str) -> Result<CidrRequest, CidrError> {
                 "there is no default subnet: name one, e.g. net:10.2.0.0/24",
             ));
         }
-        let (addr, prefix) = split(entry, net)?;
+        let subnet = split(entry, net)?;
+        let prefix = subnet.prefix_len();
         if prefix > MAX_NET_PREFIX {
             return Err(error(
                 entry,
                 format!("a subnet to pick from must be /{MAX_NET_PREFIX} or larger"),
             ));
         }
-        let network = Ipv4Addr::from(u32::from(addr) & mask(prefix));
-        if network != addr {
+        if subnet.addr() != subnet.network() {
             return Err(error(
                 entry,
                 format!(
-                    "host bits are set: the subnet is net:{network}/{prefix}, or give \
-                     {addr}/{prefix} for that exact address"
+                    "host bits are set: the subnet is net:{}, or give {subnet} for that \
+                     exact address",
+                    subnet.trunc()
                 ),
             ));
         }
-        return Ok(CidrRequest::Net(Subnet { network, prefix }));
+        return Ok(CidrRequest::Net(subnet));
     }
     let text = entry.strip_prefix("ip:").unwrap_or(entry);
-    let (addr, prefix) = split(entry, text)?;
-    if prefix < 31 {
-        let host = u32::from(addr) & !mask(prefix);
-        if host == 0 || host == !mask(prefix) {
-            return Err(error(
-                entry,
-                format!("{addr} is the network or broadcast address of /{prefix}"),
-            ));
-        }
+    let cidr = split(entry, text)?;
+    let (addr, prefix) = (cidr.addr(), cidr.prefix_len());
+    // A /31 or /32 has no network or broadcast address: every address is usable.
+    if prefix < 31 && (addr == cidr.network() || addr == cidr.broadcast()) {
+        return Err(error(
+            entry,
+            format!("{addr} is the network or broadcast address of /{prefix}"),
+        ));
     }
-    let cidr = Ipv4Cidr::new(addr, prefix).map_err(|e| error(entry, e.to_string()))?;
     Ok(CidrRequest::Explicit(cidr))
 }
 
 /// `ADDRESS/PREFIX` with an IPv4 address and a prefix length from 1 to 32.
-fn split(entry: &str, text: &str) -> Result<(Ipv4Addr, u8), CidrError> {
+fn split(entry: &str, text: &str) -> Result<Ipv4Net, CidrError> {
     const FORMS: &str = "expected ADDRESS/PREFIX (10.255.0.51/8) or net:SUBNET/PREFIX \
                          (net:10.2.0.0/24)";
     let (addr, prefix) = text.split_once('/').ok_or_else(|| error(entry, FORMS))?;
     let addr: Ipv4Addr = addr
         .parse()
         .map_err(|_| error(entry, format!("{addr:?} is not an IPv4 address; {FORMS}")))?;
-    let prefix: u8 = match prefix.parse() {
-        Ok(p) if (1..=32).contains(&p) => p,
-        _ => {
-            return Err(error(
-                entry,
-                format!("{prefix:?} is not a prefix length from 1 to 32"),
-            ));
-        }
-    };
-    Ok((addr, prefix))
-}
-
-fn mask(prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+    match prefix.parse() {
+        Ok(len) if len >= 1 => Ipv4Net::new(addr, len).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        error(
+            entry,
+            format!("{prefix:?} is not a prefix length from 1 to 32"),
+        )
+    })
 }
 
 fn error(entry: &str, reason: impl Into<String>) -> CidrError {
@@ -203,8 +169,8 @@ mod tests {
             panic!("{net:?}")
         };
         assert_eq!(subnet.to_string(), "10.2.0.0/24");
-        assert!(subnet.contains(Ipv4Addr::new(10, 2, 0, 77)));
-        assert!(!subnet.contains(Ipv4Addr::new(10, 2, 1, 1)));
+        assert!(subnet.contains(&Ipv4Addr::new(10, 2, 0, 77)));
+        assert!(!subnet.contains(&Ipv4Addr::new(10, 2, 1, 1)));
         let several = parse("10.255.0.51/8, net:10.2.0.0/24 10.3.0.1/32").unwrap();
         assert_eq!(several.len(), 3);
         assert_eq!(several[2], explicit("10.3.0.1/32"));
@@ -260,8 +226,9 @@ mod tests {
     proptest! {
         #[test]
         fn explicit_round_trips(addr in any::<u32>(), prefix in 1u8..=32) {
-            let host = addr & !mask(prefix);
-            prop_assume!(prefix >= 31 || (host != 0 && host != !mask(prefix)));
+            let cidr = Ipv4Net::new(Ipv4Addr::from(addr), prefix).unwrap();
+            let (network, broadcast) = (cidr.network(), cidr.broadcast());
+            prop_assume!(prefix >= 31 || (cidr.addr() != network && cidr.addr() != broadcast));
             let text = format!("{}/{prefix}", Ipv4Addr::from(addr));
             let parsed = parse(&text).unwrap();
             prop_assert_eq!(parsed.len(), 1);
@@ -270,12 +237,12 @@ mod tests {
 
         #[test]
         fn net_round_trips(addr in any::<u32>(), prefix in 1u8..=MAX_NET_PREFIX) {
-            let network = Ipv4Addr::from(addr & mask(prefix));
+            let network = Ipv4Net::new(Ipv4Addr::from(addr), prefix).unwrap().network();
             let text = format!("net:{network}/{prefix}");
             let parsed = parse(&text).unwrap();
             prop_assert_eq!(parsed[0].to_string(), text);
             let CidrRequest::Net(subnet) = parsed[0] else { unreachable!() };
-            prop_assert!(subnet.contains(Ipv4Addr::from(addr)));
+            prop_assert!(subnet.contains(&Ipv4Addr::from(addr)));
         }
 
         #[test]

@@ -9,6 +9,7 @@
 //! lifecycle reaches the control service through [`super::lifecycle`]: a container that dies
 //! gives its addresses up for others to claim, one that is removed frees them.
 
+use ipnet::Ipv4Net;
 use proto::control::control_client::ControlClient;
 use proto::control::{AllocateRequest, Allocation, ClaimRequest, ContainerId, Empty};
 use tonic::transport::Channel;
@@ -16,7 +17,6 @@ use tonic::{Code, Status};
 
 use super::allocator::{AddressAllocator, AllocError};
 use super::cidr::CidrRequest;
-use crate::network::Ipv4Cidr;
 
 /// Allocates through the control service's gRPC API, for the containers of one node.
 #[derive(Clone)]
@@ -56,7 +56,7 @@ impl ControlAllocator {
         container_name: &str,
         request: &CidrRequest,
         dry_run: bool,
-    ) -> Result<Ipv4Cidr, AllocError> {
+    ) -> Result<Ipv4Net, AllocError> {
         let text = request.to_string();
 
         let mut client = self.client.clone();
@@ -69,7 +69,7 @@ impl ControlAllocator {
                     node: self.node.clone(),
                     dry_run,
                 };
-                (client.claim_ip(claim).await, cidr.prefix())
+                (client.claim_ip(claim).await, cidr.prefix_len())
             }
             CidrRequest::Net(subnet) => {
                 let alloc = AllocateRequest {
@@ -79,7 +79,7 @@ impl ControlAllocator {
                     node: self.node.clone(),
                     dry_run,
                 };
-                (client.allocate_ip(alloc).await, subnet.prefix())
+                (client.allocate_ip(alloc).await, subnet.prefix_len())
             }
         };
         let allocation = reply.map_err(|s| refusal(&text, s))?.into_inner();
@@ -93,7 +93,7 @@ impl ControlAllocator {
                 allocation.address
             ))
         })?;
-        Ipv4Cidr::new(addr, prefix).map_err(|e| bad(e.to_string()))
+        Ipv4Net::new(addr, prefix).map_err(|e| bad(e.to_string()))
     }
 
     /// The node this allocator allocates for.
@@ -133,7 +133,7 @@ impl AddressAllocator for ControlAllocator {
         container_id: &str,
         container_name: &str,
         request: &CidrRequest,
-    ) -> Result<Ipv4Cidr, AllocError> {
+    ) -> Result<Ipv4Net, AllocError> {
         self.ask(container_id, container_name, request, false).await
     }
 

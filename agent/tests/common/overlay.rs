@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use agent::network::{Ipv4Cidr, NetlinkNetwork, Netns, Network, OverlayConfig};
+use agent::network::{NetlinkNetwork, Netns, Network, OverlayConfig};
 
 use super::{TestNetns, poll_until, run};
 
@@ -130,6 +130,6 @@ impl Drop for Container {
 }
 
 /// An `ADDRESS/PREFIX` literal.
-pub fn cidr(s: &str) -> Ipv4Cidr {
+pub fn cidr(s: &str) -> ipnet::Ipv4Net {
     s.parse().unwrap()
 }

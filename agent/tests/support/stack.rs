@@ -241,7 +241,7 @@ impl Stack {
             .arg(self.plugin_dir())
             .arg("--state-dir")
             .arg(root.join("state"))
-            .args(["--advertise", "127.0.0.1:4524", "--heartbeat-ms", "500"])
+            .args(["--advertise", "127.0.0.1:4524", "--heartbeat", "500ms"])
             .env("RUST_LOG", "info,agent=debug")
             .stdout(Stdio::null())
             .stderr(log)

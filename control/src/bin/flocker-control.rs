@@ -46,17 +46,35 @@ struct Args {
     /// Snapshot and compact the log every this many entries.
     #[arg(long, default_value_t = 5000)]
     snapshot_threshold: u64,
-    /// Mark a node down after this many milliseconds without a heartbeat.
-    #[arg(long, default_value_t = 10_000)]
-    node_timeout_ms: u64,
-    /// Give up on a call (write commit, linearizable read) after this many milliseconds.
-    #[arg(long, default_value_t = 5_000)]
-    call_timeout_ms: u64,
+    /// Mark a node down after this long without a heartbeat (e.g. 10s, 1500ms).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration,
+        default_value = "10s"
+    )]
+    node_timeout: Duration,
+    /// Give up on a call (write commit, linearizable read) after this long.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration,
+        default_value = "5s"
+    )]
+    call_timeout: Duration,
     /// How long a move's handoff waits for the containers holding the volume to let go
-    /// (stop, or with `volume move --stop` be stopped) before the move fails, in milliseconds.
-    #[arg(long, default_value_t = 60_000)]
-    lease_wait_ms: u64,
+    /// (stop, or with `volume move --stop` be stopped) before the move fails.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration,
+        default_value = "60s"
+    )]
+    lease_wait: Duration,
 }
+
+/// The shortest `--node-timeout`, `--call-timeout` and `--lease-wait` accepted.
+const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 
 fn validate(args: Args) -> Result<Config, Vec<String>> {
     let mut errors = Vec::new();
@@ -102,14 +120,17 @@ fn validate(args: Args) -> Result<Config, Vec<String>> {
     if args.snapshot_threshold == 0 {
         errors.push("--snapshot-threshold must be at least 1".to_owned());
     }
-    if args.node_timeout_ms < 100 {
-        errors.push("--node-timeout-ms must be at least 100".to_owned());
-    }
-    if args.call_timeout_ms < 100 {
-        errors.push("--call-timeout-ms must be at least 100".to_owned());
-    }
-    if args.lease_wait_ms < 100 {
-        errors.push("--lease-wait-ms must be at least 100".to_owned());
+    for (flag, value) in [
+        ("--node-timeout", args.node_timeout),
+        ("--call-timeout", args.call_timeout),
+        ("--lease-wait", args.lease_wait),
+    ] {
+        if value < MIN_TIMEOUT {
+            errors.push(format!(
+                "{flag} must be at least {}",
+                humantime::format_duration(MIN_TIMEOUT)
+            ));
+        }
     }
     let tls = match TlsDir::load(&args.tls_dir) {
         Ok(t) => Some(t),
@@ -128,10 +149,10 @@ fn validate(args: Args) -> Result<Config, Vec<String>> {
             tls,
             join: args.join,
             snapshot_threshold: args.snapshot_threshold,
-            node_timeout: Duration::from_millis(args.node_timeout_ms),
-            call_timeout: Duration::from_millis(args.call_timeout_ms),
+            node_timeout: args.node_timeout,
+            call_timeout: args.call_timeout,
             moves: control::migration::MoveConfig {
-                lease_wait: Duration::from_millis(args.lease_wait_ms),
+                lease_wait: args.lease_wait,
                 ..Default::default()
             },
         }),

@@ -9,51 +9,46 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
+use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use super::{Allocation, CommandError, Response, State};
 
-/// An IPv4 network, `a.b.c.d/len`, stored with host bits cleared.
+/// The prefix lengths a pool may have: a /30 is the smallest with a usable address.
+const POOL_PREFIXES: std::ops::RangeInclusive<u8> = 1..=30;
+
+/// A pool: an IPv4 network `a.b.c.d/len` with `len` from 1 to 30, stored with host
+/// bits cleared. Serialized as its text (`"10.0.0.0/24"`), as in every Raft log and
+/// snapshot written so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Cidr {
-    network: u32,
-    len: u8,
-}
+pub struct Cidr(Ipv4Net);
 
 impl Cidr {
-    /// The netmask as a number.
-    fn mask(self) -> u32 {
-        u32::MAX << (32 - u32::from(self.len))
-    }
-
     /// True when `addr` lies in this network (network and broadcast included).
     pub fn contains(self, addr: Ipv4Addr) -> bool {
-        u32::from(addr) & self.mask() == self.network
+        self.0.contains(&addr)
     }
 
-    /// True when the two networks share an address.
+    /// True when the two networks share an address (one contains the other).
     pub fn overlaps(self, other: Cidr) -> bool {
-        let len = self.len.min(other.len);
-        let mask = u32::MAX << (32 - u32::from(len));
-        self.network & mask == other.network & mask
+        self.0.contains(&other.0) || other.0.contains(&self.0)
     }
 
     /// Host addresses (network and broadcast excluded).
     pub fn hosts(self) -> impl Iterator<Item = Ipv4Addr> {
-        let size = 1u64 << (32 - u32::from(self.len));
-        (1..size - 1).map(move |i| Ipv4Addr::from(self.network + i as u32))
+        self.0.hosts()
     }
 
     /// Number of host addresses.
     pub fn host_count(self) -> u64 {
-        (1u64 << (32 - u32::from(self.len))) - 2
+        // 2^(32 - len) addresses less the network and the broadcast: the host mask less one.
+        u64::from(self.0.hostmask().to_bits()) - 1
     }
 
     /// True when `addr` is a usable host address of this network.
     pub fn is_host(self, addr: Ipv4Addr) -> bool {
-        let a = u32::from(addr);
-        self.contains(addr) && a != self.network && a != self.network | !self.mask()
+        self.contains(addr) && addr != self.0.network() && addr != self.0.broadcast()
     }
 }
 
@@ -61,16 +56,13 @@ impl FromStr for Cidr {
     type Err = CommandError;
 
     fn from_str(s: &str) -> Result<Self, CommandError> {
-        let bad = || CommandError::InvalidCidr { cidr: s.to_owned() };
-        let (addr, len) = s.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
-        let len: u8 = len.parse().map_err(|_| bad())?;
-        if !(1..=30).contains(&len) {
-            return Err(bad());
+        let net: Ipv4Net = s
+            .parse()
+            .map_err(|_| CommandError::InvalidCidr { cidr: s.to_owned() })?;
+        if !POOL_PREFIXES.contains(&net.prefix_len()) {
+            return Err(CommandError::InvalidCidr { cidr: s.to_owned() });
         }
-        let mut cidr = Cidr { network: 0, len };
-        cidr.network = u32::from(addr) & cidr.mask();
-        Ok(cidr)
+        Ok(Cidr(net.trunc()))
     }
 }
 
@@ -89,7 +81,7 @@ impl From<Cidr> for String {
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", Ipv4Addr::from(self.network), self.len)
+        self.0.fmt(f)
     }
 }
 
@@ -395,6 +387,32 @@ mod tests {
         }
         let big: Cidr = "10.0.0.0/8".parse().unwrap();
         assert!(big.overlaps(c) && c.overlaps(big));
+        assert!(c.overlaps(c));
         assert!(!c.overlaps("10.255.1.0/24".parse().unwrap()));
+        let smallest: Cidr = "10.0.0.4/30".parse().unwrap();
+        assert_eq!(smallest.host_count(), 2);
+        assert_eq!(smallest.hosts().count(), 2);
+        let largest: Cidr = "128.0.0.0/1".parse().unwrap();
+        assert_eq!(largest.host_count(), (1 << 31) - 2);
+        assert!(largest.is_host("255.255.255.254".parse().unwrap()));
+        assert!(!largest.is_host("255.255.255.255".parse().unwrap()));
+    }
+
+    /// Raft logs and snapshots written before pools were `ipnet` networks hold them as
+    /// plain strings; they must still decode, and encode the same way.
+    #[test]
+    fn cidr_json_is_the_plain_string() {
+        let c: Cidr = serde_json::from_str(r#""10.0.0.0/24""#).unwrap();
+        assert_eq!(c, "10.0.0.0/24".parse().unwrap());
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#""10.0.0.0/24""#);
+        let old = r#"{"address":"10.0.0.7","pool":"10.0.0.0/24","container_id":"c1",
+            "container_name":"web","node":"n1","running":true}"#;
+        let a: Allocation = serde_json::from_str(old).unwrap();
+        assert_eq!(a.pool.to_string(), "10.0.0.0/24");
+        assert!(a.pool.is_host(a.address));
+        let pools: Vec<Cidr> = serde_json::from_str(r#"["10.0.0.0/24","10.9.0.0/16"]"#).unwrap();
+        assert_eq!(pools.len(), 2);
+        // The pool rule holds on decode too.
+        assert!(serde_json::from_str::<Cidr>(r#""10.0.0.0/31""#).is_err());
     }
 }

@@ -80,7 +80,7 @@ impl Host {
             .arg(format!("--storage=zfs:{}", self.pool.name()))
             .arg("--volume-root")
             .arg(self.root.path())
-            .args(["--heartbeat-ms", "300"])
+            .args(["--heartbeat", "300ms"])
             // This host's own socket paths, so that several agents on one machine do not
             // claim the defaults; without a dockerd, one that nothing listens on.
             .arg(format!(

@@ -118,7 +118,7 @@ impl AgentHost {
             .arg(format!("--listen-docker=unix://{}", self.proxy().display()))
             .arg(format!("--state-dir={}", dir.join("agent-state").display()))
             .arg("--no-plugin")
-            .args(["--heartbeat-ms", "300", "--underlay", UNDERLAY])
+            .args(["--heartbeat", "300ms", "--underlay", UNDERLAY])
             .arg("--wait-for-net")
             .arg(&self.wait_for_net)
             // proxy::chain at debug: one line per hook call with its duration.
