@@ -1,5 +1,8 @@
 //! The per-host agent.
 //!
+//! - [`daemon`]: the composition root: the command line and its validation, the one
+//!   storage backend and per-volume locks every part shares, and running every part
+//!   under one shutdown design.
 //! - [`config`]: the agent's validated configuration.
 //! - [`membership`]: register, heartbeat and watch loops that reconnect on failure.
 //! - [`docker`]: the agent's Docker Engine API client (inspect containers and images, list
@@ -28,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod daemon;
 pub mod docker;
 pub mod flocker;
 pub mod membership;

@@ -5,7 +5,8 @@
 //! - [`retry`]: the pause between attempts, growing with jitter;
 //! - [`logging`]: the daemons' log set-up (`--log-format text|json`, colour only on a
 //!   terminal);
-//! - [`shutdown`]: waiting for SIGTERM or SIGINT;
+//! - [`shutdown`]: waiting for SIGTERM or SIGINT, and the supervisor that stops a daemon's
+//!   tasks (cancel, drain within a grace, abandon the rest);
 //! - [`exit`]: the exit codes the binaries share.
 
 pub mod exit;

@@ -18,7 +18,7 @@ use super::volumes::Volumes;
 use crate::config::AgentConfig;
 use crate::docker::Docker;
 use crate::plugin::{Plugin, driver::Driver, state::StateFile};
-use crate::storage::{Backend, StorageError, StorageSpec};
+use crate::storage::{Backend, StorageSpec};
 
 /// The proxy's listeners when none are given.
 pub const DEFAULT_LISTEN: [&str; 2] = ["unix:///run/flocker/docker.sock", "tcp://127.0.0.1:2375"];
@@ -81,9 +81,6 @@ pub enum StartError {
     /// The proxy's options or adapters.yml are invalid (exit 64).
     #[error("{0}")]
     Invalid(#[from] InvalidOptions),
-    /// The storage backend could not be opened.
-    #[error("storage: {0}")]
-    Storage(#[from] StorageError),
     /// The plugin state file is unreadable.
     #[error(transparent)]
     State(#[from] crate::plugin::state::StateError),
@@ -148,14 +145,15 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
     move |source| StartError::Io { what, source }
 }
 
-/// Opens storage, validates the proxy's configuration and binds the proxy and the plugin.
-/// `extensions` adds built-in adapters and replaces the default adapters.yml.
+/// Validates the proxy's configuration and binds the proxy and the plugin over `storage`
+/// (the daemon's one backend). `extensions` adds built-in adapters and replaces the default
+/// adapters.yml.
 pub async fn start(
     agent: &AgentConfig,
     config: DockerSideConfig,
+    storage: Arc<Backend>,
     extensions: Extensions,
 ) -> Result<DockerSide, StartError> {
-    let storage = Arc::new(Backend::open(&config.storage, &config.volume_root).await?);
     let volumes = Arc::new(Volumes::new(
         agent.node.clone(),
         agent.controls.clone(),

@@ -27,7 +27,7 @@ pub mod service;
 pub mod stop;
 
 pub use error::TransferError;
-pub use server::{TransferConfig, serve};
+pub use server::{ServeError, TransferConfig, bind, serve};
 pub use service::AgentService;
 
 /// The size of one data chunk on the agent-to-agent stream: the sender fills each chunk

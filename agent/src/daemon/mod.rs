@@ -1,0 +1,137 @@
+//! The agent's composition root. From validated [`Settings`] it opens the one storage
+//! backend every part shares, starts the network side (with `--underlay`), binds the Docker
+//! side (proxy, volume plugin) and the Agent API, then runs them with the membership loops
+//! and the volume reconciler under one [`Supervisor`]: until SIGTERM/SIGINT or the first
+//! fatal error, then every task is cancelled, listeners stop accepting, connections drain
+//! for up to [`SHUTDOWN_GRACE`], and the rest is abandoned.
+//!
+//! - [`settings`]: the command line and its validation (every problem at once).
+
+pub mod settings;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use foundation::shutdown::Supervisor;
+pub use settings::{Args, Settings, validate};
+use tokio::net::TcpListener;
+
+use crate::config::AgentConfig;
+use crate::flocker::side::{self as docker_side, DockerSide, Extensions, StartError};
+use crate::membership::{self, AgentError};
+use crate::storage::{Backend, StorageError};
+use crate::transfer::{self, ServeError, TransferConfig};
+use crate::weave::side::{self as network_side, NetworkSide, NetworkSideError};
+
+/// How long stopping tasks may take to drain before they are abandoned.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the agent could not start or stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The storage backend could not be opened.
+    #[error("cannot open storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The network side could not start.
+    #[error(transparent)]
+    Network(#[from] NetworkSideError),
+    /// The Docker side could not start (its configuration is checked here too).
+    #[error(transparent)]
+    Docker(#[from] StartError),
+    /// The Agent API could not be bound or failed.
+    #[error(transparent)]
+    Transfer(#[from] ServeError),
+    /// The control service refused this agent for good (its identity).
+    #[error(transparent)]
+    Membership(#[from] AgentError),
+}
+
+/// The agent, started: every socket bound, ready to [`Daemon::run`].
+pub struct Daemon {
+    agent: AgentConfig,
+    transfer: TransferConfig,
+    storage: Arc<Backend>,
+    /// Dropped after the run: its tasks stop with it.
+    network: Option<NetworkSide>,
+    docker: DockerSide,
+    listener: TcpListener,
+}
+
+impl Daemon {
+    /// Opens storage, starts the network side if asked for, binds the Docker side and the
+    /// Agent API.
+    pub async fn start(settings: Settings) -> Result<Self, DaemonError> {
+        let Settings {
+            agent,
+            docker,
+            network,
+            transfer,
+        } = settings;
+        let storage = Arc::new(Backend::open(&transfer.storage, &transfer.volume_root).await?);
+        let network = match network {
+            Some(config) => {
+                Some(network_side::start(&agent, config, transfer.docker.clone()).await?)
+            }
+            None => {
+                tracing::info!("network side off (no --underlay): WEAVE_CIDR is not served");
+                None
+            }
+        };
+        let extensions = match &network {
+            Some(network) => Extensions {
+                builtins: vec![(network_side::ADAPTER_NAME, network.adapter())],
+                default_adapters: network_side::DEFAULT_ADAPTERS,
+            },
+            None => Extensions::default(),
+        };
+        let docker = docker_side::start(&agent, docker, storage.clone(), extensions).await?;
+        let listener = transfer::bind(transfer.listen).await?;
+        Ok(Self {
+            agent,
+            transfer,
+            storage,
+            network,
+            docker,
+            listener,
+        })
+    }
+
+    /// Runs every part until `stop` completes or one fails for good.
+    pub async fn run(self, stop: impl Future<Output = ()>) -> Result<(), DaemonError> {
+        let supervisor = Supervisor::<DaemonError>::new();
+        let token = supervisor.token();
+        supervisor.spawn_fallible({
+            let drained = token.clone().cancelled_owned();
+            async move {
+                self.docker.run(drained).await;
+                Ok(())
+            }
+        });
+        supervisor.spawn_fallible({
+            let service = transfer::serve(
+                self.agent.clone(),
+                self.transfer,
+                self.storage.clone(),
+                self.listener,
+                token.clone().cancelled_owned(),
+            );
+            async move { service.await.map_err(DaemonError::from) }
+        });
+        supervisor.spawn(
+            "volume reconciler",
+            transfer::reconcile::run(self.agent.clone(), self.storage),
+        );
+        supervisor.spawn_fallible({
+            let stopped = token.clone().cancelled_owned();
+            async move {
+                membership::run(self.agent, stopped)
+                    .await
+                    .map_err(DaemonError::from)
+            }
+        });
+        let result = supervisor.run(stop, SHUTDOWN_GRACE).await;
+        drop(self.network);
+        result
+    }
+}

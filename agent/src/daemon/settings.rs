@@ -1,0 +1,277 @@
+//! The agent's command line and its validation: every problem is reported at once, before
+//! anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use foundation::logging::LogFormat;
+use proto::tls::TlsDir;
+
+use crate::config::{AgentConfig, DEFAULT_AGENT_PORT};
+use crate::flocker::side::{DEFAULT_LISTEN, DockerSideConfig, docker_socket};
+use crate::storage::StorageSpec;
+use crate::transfer::TransferConfig;
+use crate::weave::side::{DEFAULT_WAIT_FOR_NET, NetworkSideConfig};
+
+/// The per-host Flocker agent.
+#[derive(Parser, Debug)]
+#[command(version)]
+pub struct Args {
+    /// This host's node name (the name in its node certificate).
+    #[arg(long)]
+    pub node: String,
+    /// Control members, comma-separated HOST:PORT.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub control: Vec<String>,
+    /// Log lines as `text` (colour only on a terminal) or `json`; `RUST_LOG` filters.
+    #[arg(long, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// TLS directory: ca.crt, tls.crt, tls.key (a `node` certificate).
+    #[arg(long, default_value = "/etc/flocker/node")]
+    pub tls_dir: PathBuf,
+    /// Address announced for this agent [default: NODE:4524].
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Storage backend, announced and used: zfs:POOL[/PATH] or dir:PATH.
+    #[arg(long, default_value = "dir:/var/lib/flocker")]
+    pub storage: String,
+    /// dockerd's socket, which the agent's Docker proxy forwards to.
+    #[arg(long, default_value = "unix:///var/run/docker.sock")]
+    pub docker: String,
+    /// Where the agent's Docker proxy listens: unix:///path or tcp://host:port (repeatable)
+    /// [default: unix:///run/flocker/docker.sock and tcp://127.0.0.1:2375].
+    #[arg(long = "listen-docker")]
+    pub listen_docker: Vec<String>,
+    /// adapters.yml for the Docker proxy [default: `flocker` as a pre-hook on containers/create].
+    #[arg(long)]
+    pub adapters: Option<PathBuf>,
+    /// Where volumes are mounted, as `<volume-root>/<name>`.
+    #[arg(long, default_value = "/flocker")]
+    pub volume_root: PathBuf,
+    /// Directory for the volume plugin's socket (flocker.sock).
+    #[arg(long, default_value = "/run/docker/plugins")]
+    pub plugin_dir: PathBuf,
+    /// Run without the volume plugin.
+    #[arg(long)]
+    pub no_plugin: bool,
+    /// Local state: the plugin's mount counts and the default adapters.yml.
+    #[arg(long, default_value = "/var/lib/flocker/agent")]
+    pub state_dir: PathBuf,
+    /// Address the Agent API (snapshot streams, orders from the control service) listens on.
+    #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_AGENT_PORT)))]
+    pub listen: SocketAddr,
+    /// Bytes per second a push may send at most (slows moves down for tests).
+    #[arg(long)]
+    pub send_limit: Option<u64>,
+    /// Time between heartbeats (e.g. 2s, 500ms).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration,
+        default_value = "2s"
+    )]
+    pub heartbeat: Duration,
+    /// The interface that carries the overlay's VXLAN traffic; turns the network side
+    /// (WEAVE_CIDR addresses) on [default: off].
+    #[arg(long)]
+    pub underlay: Option<String>,
+    /// The static wait-for-net on this host, bind-mounted into containers (with --underlay).
+    #[arg(long, default_value = DEFAULT_WAIT_FOR_NET)]
+    pub wait_for_net: PathBuf,
+}
+
+/// The shortest `--heartbeat` accepted.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(50);
+
+/// Everything the agent runs, validated.
+#[derive(Debug)]
+pub struct Settings {
+    /// Identity, control members, heartbeat.
+    pub agent: AgentConfig,
+    /// The Docker proxy, the volume plugin and the volumes.
+    pub docker: DockerSideConfig,
+    /// The overlay and WEAVE_CIDR addresses (`--underlay`), if on.
+    pub network: Option<NetworkSideConfig>,
+    /// The Agent API and its storage.
+    pub transfer: TransferConfig,
+}
+
+/// The Docker side's settings from the flags; their problems are added to `errors`.
+fn docker_side(args: &Args, errors: &mut Vec<String>) -> Option<DockerSideConfig> {
+    let storage = args
+        .storage
+        .parse::<StorageSpec>()
+        .map_err(|e| errors.push(format!("--storage: {e}")))
+        .ok();
+    let listen = if args.listen_docker.is_empty() {
+        DEFAULT_LISTEN.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.listen_docker.clone()
+    };
+    let config = DockerSideConfig {
+        docker: args.docker.clone(),
+        listen,
+        adapters: args.adapters.clone(),
+        // A bad --storage is already reported; check the other flags all the same.
+        storage: storage.clone().unwrap_or(StorageSpec::Dir("/".into())),
+        volume_root: args.volume_root.clone(),
+        plugin_dir: (!args.no_plugin).then(|| args.plugin_dir.clone()),
+        state_dir: args.state_dir.clone(),
+    };
+    errors.extend(config.problems());
+    storage.map(|_| config)
+}
+
+/// The settings `args` describe, or every problem with them (nothing is started or opened
+/// here except reading the TLS directory).
+pub fn validate(args: Args) -> Result<Settings, Vec<String>> {
+    let mut errors = Vec::new();
+    let side = docker_side(&args, &mut errors);
+    let network = args.underlay.clone().map(|underlay| NetworkSideConfig {
+        underlay,
+        wait_for_net: args.wait_for_net.clone(),
+    });
+    errors.extend(network.iter().flat_map(NetworkSideConfig::problems));
+    if args.send_limit == Some(0) {
+        errors.push("--send-limit must be at least 1 byte per second".to_owned());
+    }
+    if let Err(e) = foundation::names::NodeName::new(&args.node) {
+        errors.push(format!("--node: {e}"));
+    }
+    for c in &args.control {
+        if !c.contains(':') {
+            errors.push(format!("--control {c:?}: expected HOST:PORT"));
+        }
+    }
+    if args.heartbeat < MIN_HEARTBEAT {
+        errors.push(format!(
+            "--heartbeat must be at least {}",
+            humantime::format_duration(MIN_HEARTBEAT)
+        ));
+    }
+    let tls = TlsDir::load(&args.tls_dir).map_err(|e| errors.push(format!("--tls-dir: {e}")));
+    match (tls, side) {
+        (Ok(tls), Some(side)) if errors.is_empty() => Ok(Settings {
+            agent: AgentConfig {
+                address: args
+                    .advertise
+                    .unwrap_or_else(|| format!("{}:{}", args.node, DEFAULT_AGENT_PORT)),
+                node: args.node,
+                controls: args.control,
+                tls,
+                storage: args.storage,
+                heartbeat: args.heartbeat,
+            },
+            transfer: TransferConfig {
+                storage: side.storage.clone(),
+                volume_root: side.volume_root.clone(),
+                listen: args.listen,
+                rate_limit: args.send_limit,
+                docker: docker_socket(&side.docker),
+            },
+            docker: side,
+            network,
+        }),
+        _ => Err(errors),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `extra` after `--node node1 --control 10.0.0.1:4523`, unless it gives those itself.
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec!["flocker-agent"];
+        for (flag, value) in [("--node", "node1"), ("--control", "10.0.0.1:4523")] {
+            if !extra.contains(&flag) {
+                argv.extend([flag, value]);
+            }
+        }
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv).expect("the flags parse")
+    }
+
+    fn problems(extra: &[&str]) -> Vec<String> {
+        validate(args(extra)).expect_err("the settings are refused")
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let found = problems(&[
+            "--node",
+            "bad name",
+            "--control",
+            "nohost",
+            "--storage",
+            "btrfs:/x",
+            "--send-limit",
+            "0",
+            "--heartbeat",
+            "10ms",
+            "--volume-root",
+            "relative",
+            "--tls-dir",
+            "/nonexistent/tls",
+        ]);
+        for want in [
+            "--node",
+            "--control",
+            "--storage",
+            "--send-limit",
+            "--heartbeat",
+            "--volume-root",
+            "--tls-dir",
+        ] {
+            assert!(
+                found.iter().any(|p| p.starts_with(want)),
+                "{want} not reported in {found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_network_side_is_checked_only_when_asked_for() {
+        let without = problems(&["--tls-dir", "/nonexistent/tls"]);
+        assert!(
+            !without.iter().any(|p| p.contains("--underlay")),
+            "{without:?}"
+        );
+        let with = problems(&[
+            "--tls-dir",
+            "/nonexistent/tls",
+            "--underlay",
+            "eth0/x",
+            "--wait-for-net",
+            "rel",
+        ]);
+        assert!(with.iter().any(|p| p.starts_with("--underlay")), "{with:?}");
+        assert!(
+            with.iter().any(|p| p.starts_with("--wait-for-net")),
+            "{with:?}"
+        );
+    }
+
+    #[test]
+    fn durations_are_human() {
+        assert_eq!(
+            args(&["--heartbeat", "500ms"]).heartbeat,
+            Duration::from_millis(500)
+        );
+        assert!(
+            Args::try_parse_from([
+                "flocker-agent",
+                "--node",
+                "n",
+                "--control",
+                "a:1",
+                "--heartbeat",
+                "5"
+            ])
+            .is_err(),
+            "a bare number has no unit"
+        );
+    }
+}
