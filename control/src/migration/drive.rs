@@ -255,8 +255,8 @@ impl Driver {
             .ok_or_else(|| MoveError::State(format!("volume {volume} is gone")))
     }
 
-    /// Records the replica, mounts it read-only and applies the retention rule on both
-    /// sides. Failures here leave extra snapshots or an unmounted replica, never lost data:
+    /// Records the replica, mounts it read-only and applies the retention rule on every
+    /// holder. Failures here leave extra snapshots or an unmounted replica, never lost data:
     /// logged only (the next move's clean-up removes the extras).
     async fn after_commit(
         &self,
@@ -273,20 +273,26 @@ impl Driver {
         let steps = async {
             self.write(replica).await?;
             source.mount(&m.volume, false, 0).await?;
-            let held = source.snapshots(&m.volume).await?;
-            let extra = plan::retained_on_replica(&held, last);
-            source
-                .clean_up(&m.volume, CleanUp::snapshots(extra))
-                .await?;
-            let pinned: Vec<String> = self.member.sm.read(|s| {
-                s.volumes
-                    .get(&m.volume)
-                    .map(|v| v.replicas.iter().map(|r| r.snapshot.clone()).collect())
-                    .unwrap_or_default()
+            let (pinned, others) = self.member.sm.read(|s| {
+                let v = s.volumes.get(&m.volume);
+                let replicas = v.map(|v| v.replicas.clone()).unwrap_or_default();
+                let pinned: Vec<String> = replicas.iter().map(|r| r.snapshot.clone()).collect();
+                let others: Vec<String> = replicas
+                    .into_iter()
+                    .map(|r| r.node)
+                    .filter(|n| *n != m.from && *n != m.to)
+                    .collect();
+                (pinned, others)
             });
-            let held = target.snapshots(&m.volume).await?;
-            let extra = plan::retained_on_owner(&held, &pinned);
-            target.clean_up(&m.volume, CleanUp::snapshots(extra)).await
+            for link in [&mut *source, &mut *target] {
+                retain(link, &m.volume, &pinned).await?;
+            }
+            // The other replicas may hold a snapshot nobody is pinned to any more.
+            for node in others {
+                let mut link = AgentLink::connect(&self.node(&node)?, &self.tls).await?;
+                retain(&mut link, &m.volume, &pinned).await?;
+            }
+            Ok::<_, MoveError>(())
         };
         if let Err(e) = steps.await {
             tracing::warn!(error = %e, "clean-up after the move is incomplete");
@@ -329,4 +335,14 @@ impl Driver {
         }
         confirmed
     }
+}
+
+/// Destroys the snapshots of `volume` on `link`'s node that the retention rule does not keep.
+async fn retain(link: &mut AgentLink, volume: &str, pinned: &[String]) -> Result<(), MoveError> {
+    let held = link.snapshots(volume).await?;
+    let extra = plan::not_retained(&held, pinned);
+    if !extra.is_empty() {
+        link.clean_up(volume, CleanUp::snapshots(extra)).await?;
+    }
+    Ok(())
 }

@@ -1,11 +1,12 @@
 //! Pure decisions of a move, tested without a cluster.
 //!
-//! **Retention rule.** While no move of a volume runs, its owner holds exactly the snapshots
-//! its replicas were last brought up to (one per replica, recorded in the volume), and each
-//! replica holds exactly its own. So a move to any replica holder has a common snapshot and
-//! is incremental, and nothing else is kept: round snapshots and the snapshots of replicas
-//! that are gone are destroyed after each move ([`retained_on_owner`], [`retained_on_replica`]),
-//! and a failed move's own snapshots and staged copy are removed ([`move_leftovers`]).
+//! **Retention rule.** While no move of a volume runs, every copy of it (the owner's and
+//! each replica's) holds only the snapshots its replicas were last brought up to (one per
+//! replica, recorded in the volume), and each replica holds its own. A copy keeps another
+//! replica's snapshot when it has it, so that whichever holder becomes the owner next still
+//! shares one with every replica and a move to any replica holder stays incremental; round
+//! snapshots, the snapshots of replicas that are gone and a failed move's own snapshots and
+//! staged copy are destroyed ([`not_retained`], [`move_leftovers`]).
 
 use proto::agent::Snapshot;
 
@@ -26,19 +27,12 @@ pub fn newer_than(target: &[Snapshot], base: Option<&Snapshot>) -> Vec<String> {
     }
 }
 
-/// Of `held`, the snapshots the retention rule lets an owner keep: those named in `pinned`
-/// (the snapshots its replicas hold). Returns the ones to destroy.
-pub fn retained_on_owner(held: &[Snapshot], pinned: &[String]) -> Vec<String> {
+/// Of `held` (a copy's snapshots, on the owner or a replica), the ones the retention rule
+/// does not keep: all but those named in `pinned` (the snapshots the volume's replicas were
+/// last brought up to). Returns the ones to destroy.
+pub fn not_retained(held: &[Snapshot], pinned: &[String]) -> Vec<String> {
     held.iter()
         .filter(|s| !pinned.contains(&s.name))
-        .map(|s| s.name.clone())
-        .collect()
-}
-
-/// Of `held`, the snapshots a replica brought up to `own` must destroy: every other one.
-pub fn retained_on_replica(held: &[Snapshot], own: &str) -> Vec<String> {
-    held.iter()
-        .filter(|s| s.name != own)
         .map(|s| s.name.clone())
         .collect()
 }
@@ -121,22 +115,27 @@ mod tests {
     fn a_volume_that_visits_three_hosts_keeps_a_common_snapshot_with_every_replica() {
         // m1 node1 -> node2: node2 owns, node1 holds m1-final.
         let node2 = v(&["m1-r1", "m1-final"]);
-        assert_eq!(retained_on_owner(&node2, &["m1-final".into()]), ["m1-r1"]);
+        assert_eq!(not_retained(&node2, &["m1-final".into()]), ["m1-r1"]);
         let node2 = v(&["m1-final"]);
         // m2 node2 -> node3 (full, carrying node2's lineage): node3 owns, replicas node1
         // (m1-final) and node2 (m2-final).
         let node3 = v(&["m1-final", "m2-r1", "m2-final"]);
         let pinned = ["m1-final".to_string(), "m2-final".to_string()];
-        assert_eq!(retained_on_owner(&node3, &pinned), ["m2-r1"]);
+        assert_eq!(not_retained(&node3, &pinned), ["m2-r1"]);
         let node3 = v(&["m1-final", "m2-final"]);
         assert!(newest_common(&node3, &node2).is_some());
         // m3 node3 -> node1: incremental from m1-final.
         let node1 = v(&["m1-final"]);
         assert_eq!(newest_common(&node3, &node1).unwrap().name, "m1-final");
+        // After m3, node3 is a replica at m3-final too: node1 (owner) and node2 keep
+        // node2's m2-final and node3's m3-final; m1-final is nobody's any more.
+        let pinned = ["m2-final".to_string(), "m3-final".to_string()];
         assert_eq!(
-            retained_on_replica(&v(&["m1-final", "m3-final"]), "m3-final"),
+            not_retained(&v(&["m1-final", "m2-final", "m3-final"]), &pinned),
             ["m1-final"]
         );
+        // A replica keeps another replica's snapshot it holds, for when it becomes owner.
+        assert!(not_retained(&v(&["m2-final", "m3-final"]), &pinned).is_empty());
     }
 
     #[test]

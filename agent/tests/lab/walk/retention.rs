@@ -4,10 +4,11 @@
 //! - a volume's dataset exists only on its owner and on its recorded replicas, and on each
 //!   of them; no dataset under a pool for a volume that is not recorded, and no staging
 //!   dataset (a last component that is not a volume name, e.g. with ':');
-//! - each replica holds exactly one snapshot, the one recorded for it;
-//! - the owner holds exactly the snapshots recorded for the replicas (none without
-//!   replicas), so no snapshot of an ended move (`m<ID>-r<N>`, `m<ID>-final` not recorded
-//!   for a replica) remains anywhere.
+//! - every copy holds only snapshots recorded for the replicas (none without replicas), so
+//!   no snapshot of an ended move (`m<ID>-r<N>`, `m<ID>-final` not recorded for a replica)
+//!   remains anywhere;
+//! - each replica holds the snapshot recorded for it, and the owner every replica's (so a
+//!   move to any replica holder is incremental).
 //!
 //! Only meaningful once no move is in progress.
 
@@ -122,25 +123,33 @@ pub fn violations(recorded: &[Recorded], pools: &BTreeMap<String, Pool>) -> Vec<
 /// The breaches of one volume's copy on `node` holding `snapshots`.
 fn check_copy(node: &str, v: &Recorded, snapshots: &BTreeSet<String>) -> Option<String> {
     let name = &v.name;
-    if v.owner.as_deref() == Some(node) {
-        let allowed: BTreeSet<String> = v.replicas.iter().map(|(_, s)| s.clone()).collect();
-        return (*snapshots != allowed).then(|| {
-            format!(
-                "{node}: owner of {name} holds snapshots {snapshots:?}; the rule allows exactly the replicas' {allowed:?} (replicas {:?})",
-                v.replicas
-            )
-        });
-    }
-    let Some((_, snapshot)) = v.replicas.iter().find(|(n, _)| n == node) else {
+    let pinned: BTreeSet<String> = v.replicas.iter().map(|(_, s)| s.clone()).collect();
+    let extra: BTreeSet<&String> = snapshots.difference(&pinned).collect();
+    let role = if v.owner.as_deref() == Some(node) {
+        let missing: BTreeSet<&String> = pinned.difference(snapshots).collect();
+        if !missing.is_empty() {
+            return Some(format!(
+                "{node}: owner of {name} lacks the replicas' snapshots {missing:?} (holds {snapshots:?}): a move back to them would not be incremental"
+            ));
+        }
+        "owner"
+    } else if let Some((_, own)) = v.replicas.iter().find(|(n, _)| n == node) {
+        if !snapshots.contains(own) {
+            return Some(format!(
+                "{node}: replica of {name} holds snapshots {snapshots:?} without its recorded {own:?}"
+            ));
+        }
+        "replica"
+    } else {
         return Some(format!(
             "{node}: dataset of {name} (snapshots {snapshots:?}) on a node that is neither its owner ({:?}) nor a recorded replica ({:?})",
             v.owner, v.replicas
         ));
     };
-    let allowed = BTreeSet::from([snapshot.clone()]);
-    (*snapshots != allowed).then(|| {
+    (!extra.is_empty()).then(|| {
         format!(
-            "{node}: replica of {name} holds snapshots {snapshots:?}; the rule allows exactly the recorded {snapshot:?}"
+            "{node}: {role} of {name} holds snapshots {extra:?} the rule does not keep; it keeps only the replicas' {pinned:?} (replicas {:?})",
+            v.replicas
         )
     })
 }
@@ -212,6 +221,23 @@ mod tests {
             found.iter().any(|f| f.contains("neither its owner")),
             "{found:#?}"
         );
+    }
+
+    #[test]
+    fn a_replica_may_keep_another_replicas_snapshot_but_needs_its_own() {
+        let v = [recorded(
+            "v",
+            "node3",
+            &[("node1", "m1-final"), ("node2", "m2-final")],
+        )];
+        let p = pools(&[
+            ("node1", "P/v\nP/v@m1-final\nP/v@m2-final\n"),
+            ("node2", "P/v\nP/v@m1-final\n"),
+            ("node3", "P/v\nP/v@m1-final\nP/v@m2-final\n"),
+        ]);
+        let found = violations(&v, &p);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].contains("without its recorded"), "{found:#?}");
     }
 
     #[test]
