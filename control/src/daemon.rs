@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use foundation::shutdown::Supervisor;
 use openraft::{BasicNode, SnapshotPolicy};
 use proto::tls::TlsDir;
 use tokio::net::TcpListener;
@@ -141,45 +142,36 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if fresh && !config.join {
         bootstrap(&config, &raft).await?;
     }
-    let liveness = tokio::spawn(
+    // One shutdown design (foundation::shutdown::Supervisor): on a signal every task is
+    // cancelled; the server stops accepting and lets calls finish, but not forever: watch
+    // streams never end on their own, so after the grace they are abandoned.
+    let supervisor = Supervisor::<StartError>::new();
+    let token = supervisor.token();
+    supervisor.spawn(
+        "liveness",
         crate::liveness::watch_nodes(member.clone(), config.node_timeout)
             .instrument(tracing::info_span!("control.liveness", raft.id = config.id)),
     );
-    let mover = tokio::spawn(
+    supervisor.spawn(
+        "migrations",
         crate::migration::run(member.clone(), config.tls.clone(), config.moves.clone()).instrument(
             tracing::info_span!("control.migrations", raft.id = config.id),
         ),
     );
     tracing::info!(raft.id = config.id, listen = %config.listen, fresh, "control member serving");
-    // On shutdown, stop accepting and let calls finish, but not forever: watch streams never
-    // end on their own, and tonic's graceful shutdown would wait for them.
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = crate::server::serve(
         member,
         listener,
         config.tls.server_config(),
         config.tls.clone(),
-        async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        },
+        token.cancelled_owned(),
     );
-    let served = tokio::select! {
-        r = server => r,
-        () = async {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => {
-            tracing::info!("grace period over; closing remaining streams");
-            Ok(())
-        }
-    };
-    liveness.abort();
-    mover.abort();
+    supervisor.spawn_fallible(async move { server.await.map_err(StartError::from) });
+    let served = supervisor.run(shutdown, SHUTDOWN_GRACE).await;
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not shut down cleanly");
     }
-    served.map_err(StartError::from)
+    served
 }
 
 async fn bootstrap(config: &Config, raft: &Raft) -> Result<(), StartError> {
