@@ -210,7 +210,7 @@ async fn strangers_and_impostors_are_refused() {
 
 /// `flockerctl` tells failures apart by exit code, as documented in docs/control.md.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flockerctl_exit_codes_say_what_kind_of_failure() {
+async fn flockerctl_describes_and_exit_codes_say_what_kind_of_failure() {
     let c = Cluster::start(1, &[]);
     c.leader(1).await;
     let code = |args: &[&str]| {
@@ -221,6 +221,14 @@ async fn flockerctl_exit_codes_say_what_kind_of_failure() {
         )
     };
     assert_eq!(code(&["volume", "create", "fine"]).0, Some(0));
+    let shown = common::flockerctl(&c, &["volume", "inspect", "fine"]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    for line in ["Name:", "Owner:", "Replicas:"] {
+        assert!(
+            text.contains(line),
+            "inspect reads as a description: {text}"
+        );
+    }
     let (exists, err) = code(&["volume", "create", "fine"]);
     assert_eq!(exists, Some(5), "a volume that exists is refused: {err}");
     let (missing, err) = code(&["volume", "inspect", "nosuch"]);

@@ -167,7 +167,7 @@ impl Lab {
     }
 
     pub fn volume(&self, name: &str) -> Value {
-        let out = self.ctl(&["volume", "inspect", name]);
+        let out = self.ctl(&["-o", "json", "volume", "inspect", name]);
         serde_json::from_slice(&out.stdout).unwrap()
     }
 }

@@ -19,8 +19,8 @@ pub enum Verb {
         /// The CA directory.
         #[arg(long)]
         dir: PathBuf,
-        /// control, node or user.
-        #[arg(long)]
+        /// Who holds it: a control member, an agent's node or an operator.
+        #[arg(long, value_parser = ["control", "node", "user"])]
         role: String,
         /// The holder: member name, node name (as agents register) or user name.
         #[arg(long)]

@@ -37,6 +37,14 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// Prints `Key:  value` lines with the values aligned, for one object in detail.
+pub fn fields(pairs: &[(&str, String)]) {
+    let width = pairs.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
+    for (key, value) in pairs {
+        println!("{:<width$}  {value}", format!("{key}:"));
+    }
+}
+
 /// Prints a JSON value.
 pub fn json(value: &Value) {
     println!(

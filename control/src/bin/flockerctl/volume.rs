@@ -99,6 +99,44 @@ fn to_json(v: &pb::Volume, usage: &Usage) -> Value {
     })
 }
 
+/// One volume in detail, for people (`volume inspect` without `-o json`).
+fn describe(v: &pb::Volume, usage: &Usage) {
+    let created = std::time::UNIX_EPOCH + std::time::Duration::from_millis(v.created_ms);
+    let owner = match &v.owner {
+        Some(owner) => format!("{owner} (epoch {})", v.epoch),
+        None => "- (none yet: `flockerctl volume move NAME --to NODE` gives it one)".to_owned(),
+    };
+    output::fields(&[
+        ("Name", v.name.clone()),
+        ("ID", v.id.to_string()),
+        ("Owner", owner),
+        ("State", v.state.clone()),
+        ("Used", opt(usage.get(&v.name).copied().map(human))),
+        ("Size limit", opt(v.size_limit.map(human))),
+        (
+            "Created",
+            humantime::format_rfc3339_seconds(created).to_string(),
+        ),
+    ]);
+    println!("Replicas:");
+    if v.replicas.is_empty() {
+        println!("  (none)");
+    } else {
+        let rows: Vec<Vec<String>> = v
+            .replicas
+            .iter()
+            .map(|r| vec![format!("  {}", r.node), r.snapshot.clone()])
+            .collect();
+        output::table(&["  NODE", "SNAPSHOT"], &rows);
+    }
+    if !v.metadata.is_empty() {
+        println!("Metadata:");
+        for (key, value) in &v.metadata {
+            println!("  {key}={value}");
+        }
+    }
+}
+
 fn print(vols: &[pb::Volume], usage: &Usage, format: Format) {
     match format {
         Format::Json => output::json(&Value::Array(
@@ -178,10 +216,10 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .await
                 .map_err(call_failed)?
                 .into_inner();
-            let v = to_json(&v, &usage(&mut c).await);
+            let usage = usage(&mut c).await;
             match ctx.format {
-                Format::Json => output::json(&v),
-                Format::Table => println!("{}", serde_json::to_string_pretty(&v)?),
+                Format::Json => output::json(&to_json(&v, &usage)),
+                Format::Table => describe(&v, &usage),
             }
         }
         Verb::Move { .. } => unreachable!("handled above"),
