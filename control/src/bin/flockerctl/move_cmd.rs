@@ -1,7 +1,11 @@
 //! `flockerctl volume move NAME --to NODE [--stop]`: starts a move and follows it, with a
-//! live progress line on a terminal or one JSON object per event with `--output json`.
+//! live progress bar on a terminal, one line per event when the output is not a terminal,
+//! or one JSON object per event with `--output json`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use proto::control as pb;
 use serde_json::json;
@@ -33,6 +37,15 @@ pub async fn run(ctx: &Ctx, name: String, to: String, stop: bool) -> anyhow::Res
     };
     let mut stream = c.move_volume(req).await.map_err(call_failed)?.into_inner();
     let live = ctx.format == Format::Table && std::io::stdout().is_terminal();
+    let bar = live.then(|| {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                .expect("the template is valid"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
     let mut last = None;
     while let Some(p) = stream.next().await {
         let p = p.map_err(call_failed)?;
@@ -45,16 +58,15 @@ pub async fn run(ctx: &Ctx, name: String, to: String, stop: bool) -> anyhow::Res
                     "bytes_per_second": p.bytes_per_second, "rounds": p.rounds, "error": p.error,
                 })
             ),
-            Format::Table if live => {
-                print!("\r\x1b[2K{}", line(&p));
-                let _ = std::io::stdout().flush();
-            }
-            Format::Table => println!("{}", line(&p)),
+            Format::Table => match &bar {
+                Some(bar) => bar.set_message(line(&p)),
+                None => println!("{}", line(&p)),
+            },
         }
         last = Some(p);
     }
-    if live {
-        println!();
+    if let Some(bar) = bar {
+        bar.finish();
     }
     match last {
         Some(p) if p.phase == "done" => Ok(()),
