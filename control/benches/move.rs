@@ -8,25 +8,17 @@
 //! machine they compete for the same cores. Needs root and zfs-fuse.
 //! Run with `cargo bench -p control --bench move` (`MOVE_BENCH_SIZES=100` for 100 MiB only).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/common/hosts.rs"]
-mod hosts;
-#[path = "../tests/common/move_lab.rs"]
-mod move_lab;
-#[path = "../../agent/tests/support/mod.rs"]
-mod support;
-
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use control::ca::Role;
-use hosts::Host;
-use move_lab::Lab;
 use proto::control as pb;
-use support::pool::TestPool;
+use testkit::Scratch;
+use testkit::hosts::Host;
+use testkit::move_lab::Lab;
+use testkit::pool::TestPool;
 
 const MIB: u64 = 1 << 20;
 /// The writer's steady rate: one 64 KiB append, fsynced, every 62.5 ms.
@@ -107,7 +99,7 @@ fn fill(path: &std::path::Path, bytes: u64) {
 fn raw(a: &TestPool, b: &TestPool, root: &std::path::Path, bytes: u64) -> Row {
     let src = format!("{}/raw", a.name());
     let mnt = root.join("raw");
-    support::sh(
+    testkit::sh(
         "zfs",
         &[
             "create",
@@ -117,7 +109,7 @@ fn raw(a: &TestPool, b: &TestPool, root: &std::path::Path, bytes: u64) -> Row {
         ],
     );
     fill(&mnt.join("data"), bytes);
-    support::sh("zfs", &["snapshot", &format!("{src}@s")]);
+    testkit::sh("zfs", &["snapshot", &format!("{src}@s")]);
     let cpu = cpu_now(&[]);
     let started = Instant::now();
     let script = format!("zfs send {src}@s | zfs receive -u {}/raw", b.name());
@@ -262,7 +254,7 @@ async fn main() {
             eprintln!("skipped: ZFS is not available here");
             return;
         };
-        let scratch = support::scratch::Scratch::new("mvbench");
+        let scratch = Scratch::new("mvbench");
         let raw_row = raw(&a, &b, scratch.path(), size);
         let hosts = vec![
             Host::with_pool("host-a", None, a).unwrap(),

@@ -1,7 +1,7 @@
 //! Network benchmark: one table from one run, each figure beside its baseline.
 //!
 //! **Attach latency.** One control member and one real `flocker-agent --underlay` in front of
-//! a private dockerd, both in the test's own network namespace (`tests/common/weave_agent.rs`).
+//! a private dockerd, both in the test's own network namespace (`testkit/src/weave_agent.rs`).
 //! N containers per mode (`NET_BENCH_CONTAINERS`, default 50), the modes interleaved so that
 //! the machine's noise falls on all of them alike. Each container is created first (not
 //! timed), then one `POST /containers/{id}/start` is sent on the socket (raw HTTP, no CLI
@@ -14,7 +14,7 @@
 //! container (attached by the agent's restart watcher from Docker's `start` event).
 //!
 //! **Overlay throughput.** Two hosts as network namespaces joined by a veth underlay, the
-//! agent's own bridge + VXLAN code in each (`agent/tests/common/overlay.rs`); iperf3 (TCP,
+//! agent's own bridge + VXLAN code in each (`testkit/src/overlay.rs`); iperf3 (TCP,
 //! 5 s) from a "container" attached to `weave` on host 2 to one on host 1, alternated with
 //! iperf3 between the two hosts' underlay addresses, 3 times each. Also checked: the
 //! overlay MTU (the largest ping that passes with DF set) and that no IP fragments were
@@ -22,17 +22,6 @@
 //!
 //! Needs root, dockerd, docker, busybox, iperf3. Run with `cargo bench -p control --bench
 //! network`.
-
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../../agent/tests/common/mod.rs"]
-mod host;
-#[path = "../tests/common/hosts.rs"]
-mod hosts;
-#[path = "../../agent/tests/support/mod.rs"]
-mod support;
-#[path = "../tests/common/weave_agent.rs"]
-mod weave_agent;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -42,9 +31,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use agent::network::Network;
-use common::{Cluster, flockerctl};
-use host::overlay::{Container, cidr, two_hosts};
-use weave_agent::AgentHost;
+use testkit::Cluster;
+use testkit::cluster::flockerctl;
+use testkit::netns::{TestNetns, prerequisites_with};
+use testkit::overlay::{Container, cidr, two_hosts};
+use testkit::weave_agent::AgentHost;
 
 const POOL: &str = "10.2.0.0/16";
 /// What each benchmark container runs: report the hostname and ethwe's addresses, then idle.
@@ -91,7 +82,7 @@ impl Mode {
 }
 
 fn main() {
-    if !host::prerequisites_with(
+    if !prerequisites_with(
         "the network benchmark",
         &["dockerd", "docker", "busybox", "tar", "iperf3", "mkfifo"],
     ) {
@@ -132,7 +123,7 @@ fn attach_latency(n: usize) -> (Samples, Vec<f64>) {
     let h = AgentHost::start("the network benchmark", &c, "n1").expect("prerequisites checked");
     let bench_dir = h.docker.dir().join("bench");
     std::fs::create_dir_all(&bench_dir).unwrap();
-    host::run("mkfifo", &[bench_dir.join("fifo").to_str().unwrap()]);
+    testkit::run("mkfifo", &[bench_dir.join("fifo").to_str().unwrap()]);
     let lines = read_fifo(bench_dir.join("fifo"));
     eprintln!(
         "attach latency: {n} containers per mode, {} modes",
@@ -431,7 +422,7 @@ fn iperf(cmd: &mut Command) -> f64 {
 }
 
 /// IP fragments made plus reassemblies asked for so far in a namespace (`/proc/net/snmp`).
-fn fragments(ns: &host::TestNetns) -> u64 {
+fn fragments(ns: &TestNetns) -> u64 {
     let out = ns.command("cat").arg("/proc/net/snmp").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let ip: Vec<Vec<&str>> = text

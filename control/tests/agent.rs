@@ -1,16 +1,14 @@
 //! A real agent (the agent crate's loops, in this process) registers and heartbeats; when it
 //! stops, the leader marks its node down, as `flockerctl node ls` shows.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Cluster, eventually};
 use control::ca::Role;
+use testkit::{Cluster, binary, eventually};
 
 fn node_state(c: &Cluster, name: &str) -> Option<bool> {
-    let out = Command::new(env!("CARGO_BIN_EXE_flockerctl"))
+    let out = Command::new(binary("flockerctl"))
         .args(["--control", &c.addr(1), "--tls-dir"])
         .arg(c.pki.issue(Role::User, "admin"))
         .args(["--output", "json", "node", "ls"])

@@ -1,12 +1,11 @@
 //! The Control API against a real member process: invalid input gets a clear error, and
 //! mutual TLS refuses strangers and impostors.
 
-mod common;
-
-use common::{Cluster, Pki, volume};
 use control::ca::Role;
 use proto::control as pb;
 use proto::control::control_client::ControlClient;
+use testkit::cluster::volume;
+use testkit::{Cluster, Pki};
 use tonic::Code;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 

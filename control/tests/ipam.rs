@@ -3,15 +3,14 @@
 //! `flockerctl ip ls|reclaim`. Explicit claims, conflicts naming the holder, takeover after
 //! a stop, `net:` allocation, release on removal, and reclaim of a dead node.
 
-mod common;
-
 use std::time::Duration;
 
 use agent::weave::cidr::{self, CidrRequest};
 use agent::weave::{AddressAllocator, AllocError, ControlAllocator};
-use common::{Cluster, eventually, flockerctl, ip_ls, row};
 use control::ca::Role;
 use proto::control as pb;
+use testkit::cluster::{flockerctl, ip_ls, row};
+use testkit::{Cluster, eventually};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -1,35 +1,25 @@
 //! Moving volumes between real agents: control members and `flocker-agent`s as processes on
 //! loopback, each agent with its own zfs-fuse pool, driven with the real `flockerctl`; for
-//! `--stop`, the source agent in front of a private dockerd (the agent tests' `TestDocker`,
+//! `--stop`, the source agent in front of a private dockerd (testkit's `TestDocker`,
 //! in its own network namespace) running a real container on the volume.
 //! Needs root and zfs-fuse (and dockerd for `--stop`): skipped with a reason otherwise,
 //! failing under `CI=true`.
 
-mod common;
-#[path = "../../agent/tests/common/mod.rs"]
-mod dockerhost;
-#[path = "common/hosts.rs"]
-mod hosts;
-#[path = "common/move_lab.rs"]
-mod move_lab;
-#[path = "../../agent/tests/support/mod.rs"]
-mod support;
-
 use std::io::Write;
 use std::time::Duration;
 
-use common::eventually;
 use control::ca::Role;
-use dockerhost::docker::{TestDocker, stderr, stdout};
-use hosts::Host;
-use move_lab::{Lab, Mover};
 use proto::control as pb;
 use serde_json::Value;
+use testkit::docker::TestDocker;
+use testkit::hosts::Host;
+use testkit::move_lab::{Lab, Mover};
+use testkit::{eventually, stderr, stdout};
 
 const MIB: usize = 1 << 20;
 
 fn write_random(path: &std::path::Path, len: usize) -> Vec<u8> {
-    let data = support::behaviour::random(len);
+    let data = testkit::random(len);
     std::fs::write(path, &data).unwrap();
     data
 }
@@ -99,7 +89,7 @@ async fn move_to_another_node_and_back_incrementally() {
 }
 
 /// The snapshots of `volume` on `host`, by name.
-fn snapshots_on(host: &crate::hosts::Host, volume: &str) -> Vec<String> {
+fn snapshots_on(host: &Host, volume: &str) -> Vec<String> {
     let prefix = format!("{}/{volume}@", host.pool.name());
     let mut found: Vec<String> = host
         .pool
@@ -597,7 +587,7 @@ async fn volume_ls_shows_the_bytes_the_owner_reports_and_dash_when_it_is_down() 
     })
     .await;
     let mut f = std::fs::File::create(lab.hosts[0].path("sized").join("data")).unwrap();
-    f.write_all(&support::behaviour::random(8 * MIB)).unwrap();
+    f.write_all(&testkit::random(8 * MIB)).unwrap();
     f.sync_all().unwrap();
     let after = eventually(
         Duration::from_secs(60),

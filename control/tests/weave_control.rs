@@ -1,31 +1,27 @@
 //! End to end on one host: the real `docker` CLI through a real powerstrip with
-//! `builtin:weave` in front of a private dockerd in its own network namespace (the agent's
-//! test helpers), the weave adapter allocating through `ControlAllocator` from a real
+//! `builtin:weave` in front of a private dockerd in its own network namespace (testkit's
+//! `WeaveHost`), the weave adapter allocating through `ControlAllocator` from a real
 //! control member process, and the `LifecycleFollower` reporting Docker's die and destroy
 //! events. What the user sees: the address on `ethwe` and in `flockerctl ip ls`, a
 //! conflict refused naming the holder, stop and removal reflected in the allocations.
 //! Needs root, dockerd, docker, busybox (skipped with a reason, a failure under `CI=true`).
-
-mod common;
-#[path = "../../agent/tests/common/mod.rs"]
-mod host;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use agent::docker::Docker;
 use agent::weave::{ControlAllocator, LifecycleFollower};
-use common::{Cluster, flockerctl, ip_ls, row};
 use control::ca::Role;
-use host::docker::{stderr, stdout};
-use host::poll_until;
-use host::weave::{WeaveHost, ethwe_of};
 use proto::control as pb;
+use testkit::cluster::{flockerctl, ip_ls, row};
+use testkit::netns::{ethwe_of, prerequisites_with};
+use testkit::weave::WeaveHost;
+use testkit::{Cluster, poll_until, stderr, stdout};
 
 #[test]
 fn weave_cidr_addresses_come_from_the_control_service() {
     let test = "weave_cidr_addresses_come_from_the_control_service";
-    if !host::prerequisites_with(test, &["dockerd", "docker", "busybox", "tar"]) {
+    if !prerequisites_with(test, &["dockerd", "docker", "busybox", "tar"]) {
         return;
     }
     let c = Cluster::start(1, &[]);

@@ -1,31 +1,21 @@
 //! An allocation follows its container's real state whatever order things arrive in, end to
 //! end: a real control member, a private dockerd in its own network namespace and a real
-//! `flocker-agent --underlay` process (`common/weave_agent.rs`). Short-lived `--rm`
+//! `flocker-agent --underlay` process (`testkit::weave_agent`). Short-lived `--rm`
 //! containers with the same explicit address, run again and again through the agent's proxy,
 //! each get the address, pass their exit code through and leave it free; an allocation
 //! written straight to the control service for a container that does not exist (or does not
 //! run) is repaired by the agent's periodic reconcile within seconds. Needs root, dockerd,
 //! docker, busybox (skipped with a reason, a failure under `CI=true`).
 
-mod common;
-#[path = "../../agent/tests/common/mod.rs"]
-mod host;
-#[path = "common/hosts.rs"]
-mod hosts;
-#[path = "../../agent/tests/support/mod.rs"]
-mod support;
-#[path = "common/weave_agent.rs"]
-mod weave_agent;
-
 use std::time::Duration;
 
 use agent::weave::reconcile::RECONCILE_PERIOD;
-use common::{Cluster, flockerctl, ip_ls, row};
 use control::ca::Role;
-use host::docker::stderr;
-use host::poll_until;
 use proto::control as pb;
-use weave_agent::AgentHost;
+use testkit::cluster::{flockerctl, ip_ls, row};
+use testkit::netns::prerequisites_with;
+use testkit::weave_agent::AgentHost;
+use testkit::{Cluster, poll_until, stderr};
 
 /// How long a repair may take: one reconcile period and the time one pass needs.
 fn repair_deadline() -> Duration {
@@ -34,7 +24,7 @@ fn repair_deadline() -> Duration {
 
 /// A control member with the pool `pool` and one agent host `n1`; `None` where skipped.
 fn cluster_with_agent(test: &str, pool: &str) -> Option<(Cluster, AgentHost)> {
-    if !host::prerequisites_with(test, &["dockerd", "docker", "busybox", "tar"]) {
+    if !prerequisites_with(test, &["dockerd", "docker", "busybox", "tar"]) {
         return None;
     }
     let c = Cluster::start(1, &[]);

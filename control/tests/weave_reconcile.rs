@@ -1,30 +1,19 @@
 //! Reconcile on agent start, end to end: a real control member, a private dockerd in its
 //! own network namespace and a real `flocker-agent --underlay` process in that namespace
-//! (`common/weave_agent.rs`). Containers are attached through the agent's proxy; the agent
+//! (`testkit::weave_agent`). Containers are attached through the agent's proxy; the agent
 //! is killed with SIGKILL; while it is down, dockerd is driven directly (a restart, a
 //! removal, a kill), an `ethwe` gets the wrong address and a stale pair is left on the
 //! bridge; the agent started again brings all of it in line within seconds, and doing it
 //! again changes nothing. Needs root, dockerd, docker, busybox (skipped with a reason, a
 //! failure under `CI=true`).
 
-mod common;
-#[path = "../../agent/tests/common/mod.rs"]
-mod host;
-#[path = "common/hosts.rs"]
-mod hosts;
-#[path = "../../agent/tests/support/mod.rs"]
-mod support;
-#[path = "common/weave_agent.rs"]
-mod weave_agent;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Cluster, flockerctl, ip_ls, row};
-use host::docker::{stderr, stdout};
-use host::poll_until;
-use host::weave::ethwe_of;
-use weave_agent::AgentHost;
+use testkit::cluster::{flockerctl, ip_ls, row};
+use testkit::netns::{ethwe_of, prerequisites_with};
+use testkit::weave_agent::AgentHost;
+use testkit::{Cluster, poll_until, stderr, stdout};
 
 fn pid_of(h: &AgentHost, name: &str) -> u32 {
     stdout(&h.docker_direct(&["inspect", "-f", "{{.State.Pid}}", name]))
@@ -59,7 +48,7 @@ fn inets(pid: u32) -> Vec<String> {
 #[test]
 fn the_agent_reconciles_on_start_what_changed_while_it_was_down() {
     let test = "the_agent_reconciles_on_start_what_changed_while_it_was_down";
-    if !host::prerequisites_with(test, &["dockerd", "docker", "busybox", "tar"]) {
+    if !prerequisites_with(test, &["dockerd", "docker", "busybox", "tar"]) {
         return;
     }
     let c = Cluster::start(1, &[]);
@@ -115,11 +104,11 @@ fn the_agent_reconciles_on_start_what_changed_while_it_was_down() {
     ip_in(fixed_pid, &["addr", "del", "10.2.0.4/24", "dev", "ethwe"]);
     ip_in(fixed_pid, &["addr", "add", "10.2.0.99/24", "dev", "ethwe"]);
     // A pair left on the bridge for a container that no longer exists.
-    let ns = h.docker.netns.name.clone();
+    let ns = h.docker.netns().name.clone();
     let ns_ip = |args: &[&str]| {
         let mut all = vec!["-n", &ns];
         all.extend_from_slice(args);
-        host::run("ip", &all);
+        testkit::run("ip", &all);
     };
     ns_ip(&[
         "link",

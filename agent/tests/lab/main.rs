@@ -12,15 +12,13 @@
 
 mod moves;
 mod network;
-#[path = "../support/mod.rs"]
-mod support;
 mod volumes;
 mod walk;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use support::{have, is_root, prerequisite};
+use testkit::{have, is_root, prerequisite};
 
 fn lab_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../demos/lab")
@@ -39,7 +37,7 @@ fn run(program: &str, args: &[&str]) -> Output {
 
 /// Where flocker-agent, flocker-control and flockerctl of this build are.
 fn bin_dir() -> PathBuf {
-    let control = support::stack::control_bin("flocker-control");
+    let control = testkit::binary("flocker-control");
     let dir = control.parent().unwrap().to_owned();
     assert!(
         dir.join("flocker-agent").exists(),

@@ -138,7 +138,7 @@ pub fn a_move_while_a_writer_runs_loses_no_acknowledged_write() {
         ],
     );
     let acked = || stdout(&docker(1, &["logs", "writer"])).lines().count();
-    super::support::wait_until(
+    testkit::wait_until(
         std::time::Duration::from_secs(20),
         "the writer's first acknowledged lines",
         || acked() >= 20,

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::support::wait_until;
 use super::{demo, docker, docker_ok, docker_via_agent, ip_line, stderr, stdout};
+use testkit::wait_until;
 
 /// `WEAVE_CIDR=10.255.0.LAST/16`, an address in the lab's overlay.
 pub fn cidr(last: u8) -> String {

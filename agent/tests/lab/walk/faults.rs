@@ -7,7 +7,7 @@ use super::Walk;
 use super::host::{self, acked, wait_until_whole};
 use super::model::NODES;
 use crate::lab;
-use crate::support::wait_until;
+use testkit::wait_until;
 
 /// The steps that may be taken while a control member is down.
 const WHILE_DOWN: [&str; 6] = [

@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::Walk;
 use super::host::docker;
 use super::model::{NODES, VOLUMES};
-use crate::support::wait_until;
 use crate::{run, stderr, stdout};
+use testkit::wait_until;
 
 /// Prints the log, a `--` line and the line count of every writer's file.
 const READ: &str = "cat /data/log 2>/dev/null; echo --; \

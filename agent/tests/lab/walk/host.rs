@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::model::NODES;
 use super::retention::{self, Pool};
-use crate::support::wait_until;
 use crate::{bin_dir, lab_script, run, stderr, stdout};
+use testkit::wait_until;
 
 /// `docker ARGS` through node's agent; the output, also when it fails.
 pub fn docker(node: u32, args: &[&str]) -> Output {

@@ -1,28 +1,35 @@
-//! Test helpers that are real parts made small: a CA in a temp dir, control members as
-//! separate processes on free loopback ports (killed on drop, also on panic), a client with
-//! a user certificate, and polling with deadlines instead of sleeps.
+//! The cluster made small: a CA in a temp dir ([`Pki`]), control members as separate
+//! `flocker-control` processes on free loopback ports, killed on drop, also on panic
+//! ([`Cluster`]), clients with any certificate, and `flockerctl` against them.
 
-#![allow(dead_code)]
-
-use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use control::ca::{self, Role};
+use control::ca;
+pub use control::ca::Role;
 use proto::control as pb;
 use proto::control::control_client::ControlClient;
 use proto::tls::TlsDir;
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
+use crate::{Proc, binary, eventually, free_port};
+
 /// A cluster CA in a temp dir.
 pub struct Pki {
+    /// The CA (`ca/`) and every TLS directory issued (`<role>-<name>/`).
     pub dir: TempDir,
 }
 
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Pki {
+    /// A fresh CA.
     pub fn new() -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = TempDir::new().unwrap();
@@ -30,7 +37,8 @@ impl Pki {
         Self { dir }
     }
 
-    /// Issues a certificate and returns its TLS directory.
+    /// Issues a certificate (once) and returns its TLS directory, `<role>-<name>` in
+    /// [`Pki::dir`].
     pub fn issue(&self, role: Role, name: &str) -> PathBuf {
         let out = self.dir.path().join(format!("{role}-{name}"));
         if !out.exists() {
@@ -39,63 +47,23 @@ impl Pki {
         out
     }
 
+    /// The TLS material of `role` `name`, issued if need be.
     pub fn tls(&self, role: Role, name: &str) -> TlsDir {
         TlsDir::load(&self.issue(role, name)).unwrap()
     }
 }
 
-/// A free loopback port (bound and released; the race is tiny on loopback).
-pub fn free_port() -> u16 {
-    // Below the kernel's ephemeral range (32768-60999): a port picked there can be taken
-    // again as the source port of some outgoing connection before the server binds it.
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let offset = (std::process::id() % 600) as u16 * 20;
-    loop {
-        let port = 20_000 + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A child process killed (SIGKILL) and reaped when dropped.
-pub struct Proc {
-    pub child: Child,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `f` until it returns `Some`, or panics with `what` at the deadline.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Control members as processes.
 pub struct Cluster {
+    /// The cluster's CA.
     pub pki: Pki,
+    /// The members' data directories and logs.
     pub dir: TempDir,
+    /// Member `id`'s port is `ports[id - 1]`.
     pub ports: Vec<u16>,
+    /// Member `id`'s process is `procs[id - 1]` (`None`: not running).
     pub procs: Vec<Option<Proc>>,
+    /// The flags every member is started with.
     pub extra: Vec<String>,
 }
 
@@ -117,10 +85,12 @@ impl Cluster {
         c
     }
 
+    /// Member `id`'s address.
     pub fn addr(&self, id: u64) -> String {
         format!("127.0.0.1:{}", self.ports[id as usize - 1])
     }
 
+    /// Member `id`'s log file (all its runs).
     pub fn log_path(&self, id: u64) -> PathBuf {
         self.dir.path().join(format!("member-{id}.log"))
     }
@@ -128,7 +98,7 @@ impl Cluster {
     /// Starts member `id` (again) with its data dir.
     pub fn spawn(&mut self, id: u64) {
         let tls = self.pki.issue(Role::Control, &format!("m{id}"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flocker-control"));
+        let mut cmd = Command::new(binary("flocker-control"));
         cmd.arg("--id")
             .arg(id.to_string())
             .arg("--data-dir")
@@ -150,7 +120,7 @@ impl Cluster {
             .unwrap();
         cmd.stdout(Stdio::null()).stderr(log);
         let child = cmd.spawn().expect("spawn flocker-control");
-        self.procs[id as usize - 1] = Some(Proc { child });
+        self.procs[id as usize - 1] = Some(Proc::new(child));
     }
 
     /// SIGKILLs member `id`.
@@ -234,7 +204,7 @@ pub fn read_log(path: &Path) -> String {
 
 /// Runs the real `flockerctl` against member 1 with an admin certificate.
 pub fn flockerctl(c: &Cluster, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_flockerctl"))
+    Command::new(binary("flockerctl"))
         .args(["--control", &c.addr(1), "--tls-dir"])
         .arg(c.pki.issue(Role::User, "admin"))
         .args(args)

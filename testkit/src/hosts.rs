@@ -3,45 +3,32 @@
 //! port, optionally in front of a dockerd of the test's ([`Host::docker_socket`]). Dropping
 //! a host kills its agent, destroys its pool and removes its volume root, also on panic.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::common::{Cluster, Proc, free_port};
-use crate::support::pool::TestPool;
-use crate::support::scratch::Scratch;
-use control::ca::Role;
-
-/// The `flocker-agent` binary: built beside `flockerctl` by `cargo test -p control -p agent`,
-/// or built here when only the control tests are being run.
-pub fn agent_binary() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_flockerctl")).with_file_name("flocker-agent");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "-p", "agent", "--bin", "flocker-agent"]);
-        if bin.parent().is_some_and(|d| d.ends_with("release")) {
-            build.arg("--release");
-        }
-        let ok = build.status().is_ok_and(|s| s.success());
-        assert!(ok, "cannot build flocker-agent for the move tests");
-    }
-    bin
-}
+use crate::cluster::{Cluster, Role};
+use crate::pool::TestPool;
+use crate::{Proc, Scratch, binary, free_port, sh};
 
 /// One agent host. Fields drop in order: the agent, then its pool, then the shared bind of
 /// its volume root, then the volume root.
 pub struct Host {
+    /// The agent (`None`: not running).
     pub agent: Option<Proc>,
+    /// Its pool.
     pub pool: TestPool,
     shared: Option<SharedMount>,
+    /// Its volume root.
     pub root: Scratch,
     /// dockerd's socket for the agent's Docker side (`None`: a socket nothing listens on).
     pub docker_socket: Option<PathBuf>,
+    /// Its node name.
     pub name: String,
+    /// The agent's gRPC port on loopback.
     pub port: u16,
+    /// The agent's log (all its runs).
     pub log: PathBuf,
+    /// `--send-limit` (bytes per second), if any.
     pub send_limit: Option<u64>,
 }
 
@@ -72,7 +59,7 @@ impl Host {
         let tls = c.pki.issue(Role::Node, &self.name);
         let controls: Vec<String> = (1..=c.ports.len() as u64).map(|id| c.addr(id)).collect();
         let addr = format!("127.0.0.1:{}", self.port);
-        let mut cmd = Command::new(agent_binary());
+        let mut cmd = Command::new(binary("flocker-agent"));
         cmd.args(["--node", &self.name, "--control", &controls.join(",")])
             .arg("--tls-dir")
             .arg(&tls)
@@ -109,9 +96,7 @@ impl Host {
             .open(&self.log)
             .unwrap();
         cmd.stdout(Stdio::null()).stderr(log);
-        self.agent = Some(Proc {
-            child: cmd.spawn().expect("spawn flocker-agent"),
-        });
+        self.agent = Some(Proc::new(cmd.spawn().expect("spawn flocker-agent")));
     }
 
     /// The agent's Docker proxy (the `flocker` adapter in front of dockerd).
@@ -124,9 +109,9 @@ impl Host {
     /// volumes zfs-fuse mounts there later. Call before starting that dockerd.
     pub fn share_volume_root(&mut self) {
         let root = self.root.path().to_str().unwrap().to_owned();
-        crate::support::sh("mount", &["--bind", &root, &root]);
+        sh("mount", &["--bind", &root, &root]);
         let shared = SharedMount(self.root.path().to_owned());
-        crate::support::sh("mount", &["--make-shared", &root]);
+        sh("mount", &["--make-shared", &root]);
         self.shared = Some(shared);
     }
 

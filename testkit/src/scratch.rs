@@ -4,21 +4,22 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::unique;
+use crate::unique_dir;
 
+/// A directory of the test's own, removed with everything mounted below it on drop.
 pub struct Scratch {
     dir: PathBuf,
 }
 
 impl Scratch {
-    /// A new, empty directory `/tmp/<prefix><pid>x<n>`.
+    /// A new, empty directory (see [`unique_dir`]).
     pub fn new(prefix: &str) -> Self {
-        let dir = std::env::temp_dir().join(unique(prefix));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Self { dir }
+        Self {
+            dir: unique_dir(prefix),
+        }
     }
 
+    /// Where it is.
     pub fn path(&self) -> &Path {
         &self.dir
     }

@@ -1,5 +1,5 @@
 //! One weave host with a real `flocker-agent` process, made small: a private dockerd in its
-//! own network namespace (the agent's `TestDocker`), a veth underlay in that namespace, and
+//! own network namespace ([`TestDocker::start`]), a veth underlay in that namespace, and
 //! `flocker-agent --underlay` run inside it (`nsenter --net`), so that the agent's bridge,
 //! VXLAN device and gRPC port stay in the test's namespace. The control member listens on
 //! the machine's loopback; a small forwarder (a listener made inside the namespace, served
@@ -7,21 +7,18 @@
 //! Docker proxy is a unix socket in the test's directory. Dropping it kills the agent, the
 //! forwarder, dockerd and the namespace, also on panic.
 
-#![allow(dead_code)]
-
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use agent::network::Netns;
-use control::ca::Role;
 use tokio::runtime::Runtime;
 
-use crate::common::{Cluster, Proc, flockerctl};
-use crate::host::docker::TestDocker;
-use crate::host::{poll_until, weave::static_wait_for_net};
-use crate::hosts::agent_binary;
+use crate::bins::static_wait_for_net;
+use crate::cluster::{Cluster, Role, flockerctl};
+use crate::docker::TestDocker;
+use crate::netns::TestNetns;
+use crate::{Proc, binary, poll_until};
 
 /// The underlay interface in the host's namespace (one end of a veth pair).
 pub const UNDERLAY: &str = "under0";
@@ -30,7 +27,7 @@ pub const UNDERLAY: &str = "under0";
 pub struct AgentHost {
     // Field order is drop order: the agent, the forwarder, then dockerd and its namespace.
     agent: Option<Proc>,
-    forwarder: Runtime,
+    _forwarder: Runtime,
     /// The private dockerd (its namespace is the host's).
     pub docker: TestDocker,
     /// The node name the agent registers.
@@ -46,7 +43,7 @@ impl AgentHost {
     pub fn start(test: &str, c: &Cluster, node: &str) -> Option<AgentHost> {
         let wait_for_net = static_wait_for_net();
         let docker = TestDocker::start(test)?;
-        let ns = &docker.netns;
+        let ns = docker.netns();
         ns.ip(&[
             "link", "add", UNDERLAY, "type", "veth", "peer", "name", "under1",
         ]);
@@ -57,10 +54,10 @@ impl AgentHost {
             .enable_all()
             .build()
             .unwrap();
-        forward(&forwarder, Netns::Path(ns.path()), c.addr(1));
+        forward(&forwarder, ns, c.addr(1));
         let mut host = AgentHost {
             agent: None,
-            forwarder,
+            _forwarder: forwarder,
             docker,
             node: node.to_owned(),
             controls: c.addr(1),
@@ -97,9 +94,9 @@ impl AgentHost {
             .open(self.log_path())
             .unwrap();
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.docker.netns.path().display()))
+        cmd.arg(format!("--net={}", self.docker.netns().path().display()))
             .arg("--")
-            .arg(agent_binary())
+            .arg(binary("flocker-agent"))
             .args(["--node", &self.node, "--control", &self.controls])
             .arg("--tls-dir")
             .arg(&self.tls)
@@ -127,9 +124,7 @@ impl AgentHost {
             .stdout(Stdio::null())
             .stderr(log);
         // nsenter execs the agent: the child's PID is the agent's, so a kill reaches it.
-        self.agent = Some(Proc {
-            child: cmd.spawn().expect("flocker-agent starts"),
-        });
+        self.agent = Some(Proc::new(cmd.spawn().expect("flocker-agent starts")));
         let proxy = self.proxy();
         let up = poll_until(Duration::from_secs(60), || {
             UnixStream::connect(&proxy).is_ok()
@@ -189,13 +184,10 @@ impl AgentHost {
 /// Serve `addr` (`127.0.0.1:PORT`) inside `ns` by forwarding each connection to the same
 /// address in the test's own namespace. The listener is made on a thread inside `ns` (a
 /// socket stays in the namespace it was made in) and served from `runtime`.
-fn forward(runtime: &Runtime, ns: Netns, addr: String) {
+fn forward(runtime: &Runtime, ns: &TestNetns, addr: String) {
     let bind = addr.clone();
-    let listener = runtime
-        .block_on(agent::network::netns::run_in(&ns, move || {
-            std::net::TcpListener::bind(bind)
-        }))
-        .expect("enter the host's namespace")
+    let listener = ns
+        .run_in(move || std::net::TcpListener::bind(bind))
         .expect("bind the forwarder inside the host's namespace");
     listener.set_nonblocking(true).unwrap();
     runtime.spawn(async move {

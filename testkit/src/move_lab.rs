@@ -1,17 +1,16 @@
 //! A control cluster with agent hosts, driven through the real `flockerctl`: what the move
 //! tests and the move benchmark share.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::common::{Cluster, eventually};
-use crate::hosts::Host;
-use control::ca::Role;
 use proto::control as pb;
 use serde_json::Value;
+
+use crate::cluster::{Cluster, Role};
+use crate::hosts::Host;
+use crate::{binary, eventually};
 
 /// How long any one `flockerctl` call (a whole move included) may take, by default.
 pub const MOVE_DEADLINE: Duration = Duration::from_secs(90);
@@ -20,7 +19,9 @@ pub const MOVE_DEADLINE: Duration = Duration::from_secs(90);
 pub struct Lab {
     /// How long any one `flockerctl` call (a whole move included) may take.
     pub deadline: Duration,
+    /// The agent hosts.
     pub hosts: Vec<Host>,
+    /// The control members.
     pub c: Cluster,
 }
 
@@ -80,7 +81,7 @@ impl Lab {
     pub fn flockerctl(&self, via: u64, args: &[&str]) -> Command {
         let mut cmd = Command::new("timeout");
         cmd.args(["-s", "KILL", &self.deadline.as_secs().to_string()])
-            .arg(env!("CARGO_BIN_EXE_flockerctl"))
+            .arg(binary("flockerctl"))
             .args(["--control", &self.c.addr(via), "--tls-dir"])
             .arg(self.c.pki.issue(Role::User, "admin"))
             .args(["--output", "json"])
@@ -90,7 +91,7 @@ impl Lab {
 
     /// `flockerctl ARGS` (human output) through member 1; panics unless it succeeds.
     pub fn ctl_table(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_flockerctl"))
+        let out = Command::new(binary("flockerctl"))
             .args(["--control", &self.c.addr(1), "--tls-dir"])
             .arg(self.c.pki.issue(Role::User, "admin"))
             .args(args)
@@ -104,6 +105,7 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `flockerctl --output json ARGS` through member 1; panics unless it succeeds.
     pub fn ctl(&self, args: &[&str]) -> Output {
         let out = self.flockerctl(1, args).output().unwrap();
         assert!(
@@ -166,6 +168,7 @@ impl Lab {
         v["used_bytes"].as_u64()
     }
 
+    /// `volume inspect NAME`, parsed.
     pub fn volume(&self, name: &str) -> Value {
         let out = self.ctl(&["volume", "inspect", name]);
         serde_json::from_slice(&out.stdout).unwrap()
@@ -179,15 +182,19 @@ pub struct Mover {
 }
 
 impl Mover {
+    /// The next progress event (`None`: the output ended).
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Value> {
         let mut line = String::new();
         (self.out.read_line(&mut line).unwrap() > 0).then(|| serde_json::from_str(&line).unwrap())
     }
 
+    /// Every event still to come.
     pub fn rest(&mut self) -> Vec<Value> {
         std::iter::from_fn(|| self.next()).collect()
     }
 
+    /// Waits for it to exit: whether it succeeded, and its stderr.
     pub fn wait(&mut self) -> (bool, String) {
         let status = self.child.wait().unwrap();
         let mut err = String::new();
@@ -195,6 +202,7 @@ impl Mover {
         (status.success(), err)
     }
 
+    /// Panics unless it succeeded with `events` ending in `done`.
     pub fn expect_success(&mut self, events: &[Value]) {
         let (ok, err) = self.wait();
         assert!(ok, "move failed: {err}; events {events:?}");

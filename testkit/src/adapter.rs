@@ -1,5 +1,5 @@
 //! HTTP adapters served from the test process, speaking the Powerstrip v1 protocol (or
-//! misbehaving on purpose).
+//! misbehaving on purpose), for the proxy's tests and benchmark.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -81,10 +81,7 @@ impl AdapterServer {
 
 /// A URL where nothing listens (a port that was free a moment ago).
 pub fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}/hook")
+    format!("http://127.0.0.1:{}/hook", crate::free_port())
 }
 
 /// Echoes the request (a pre-hook that changes nothing).

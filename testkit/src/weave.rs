@@ -4,9 +4,9 @@
 //! `builtin:weave` on a runtime of its own, so that the test thread can block on the
 //! `docker` CLI.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Arc;
 
 use agent::docker::Docker;
 use agent::network::{NetlinkNetwork, Netns, Network, OverlayConfig};
@@ -16,7 +16,9 @@ use proxy::launch::Options;
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 
-use super::docker::TestDocker;
+use crate::bins::static_wait_for_net;
+use crate::docker::TestDocker;
+use crate::netns::ethwe_of;
 
 /// adapters.yml for the weave adapter alone.
 pub const ADAPTERS_YML: &str = r#"version: 1
@@ -70,11 +72,12 @@ impl<A: AddressAllocator + 'static> WeaveHost<A> {
         let wait_for_net = static_wait_for_net();
         let docker = TestDocker::start(test)?;
         // The underlay: one end of a veth pair (this kernel has no dummy devices).
-        docker.netns.ip(&[
+        let ns = docker.netns();
+        ns.ip(&[
             "link", "add", "under0", "type", "veth", "peer", "name", "under1",
         ]);
-        docker.netns.ip(&["link", "set", "under0", "up"]);
-        docker.netns.ip(&["link", "set", "under1", "up"]);
+        ns.ip(&["link", "set", "under0", "up"]);
+        ns.ip(&["link", "set", "under1", "up"]);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -85,7 +88,7 @@ impl<A: AddressAllocator + 'static> WeaveHost<A> {
         std::fs::write(&config, ADAPTERS_YML).unwrap();
         let (attacher, bound) = runtime.block_on(async {
             let allocator = allocator.await;
-            let ns = Netns::Path(docker.netns.path());
+            let ns = Netns::Path(docker.netns().path());
             let network = NetlinkNetwork::new_in(&ns, OverlayConfig::new("under0"))
                 .await
                 .expect("netlink in the host netns");
@@ -147,50 +150,10 @@ impl<A: AddressAllocator + 'static> WeaveHost<A> {
     }
 }
 
-/// The IPv4 addresses on `ethwe` in the netns of `pid`, as `ip` prints them.
-pub fn ethwe_of(pid: u32) -> String {
-    let out = Command::new("nsenter")
-        .arg(format!("--net=/proc/{pid}/ns/net"))
-        .args(["ip", "-4", "-o", "addr", "show", "dev", "ethwe"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 impl<A> Drop for WeaveHost<A> {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
     }
-}
-
-/// The static `wait-for-net`, built once per test process with the flags of
-/// shared/LAB.md (`cargo build` is a no-op when it is up to date).
-pub fn static_wait_for_net() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            const TARGET: &str = "x86_64-unknown-linux-gnu";
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-            let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| workspace.join("target"));
-            eprintln!(
-                "building the static wait-for-net (cargo build --release --target {TARGET}); \
-                 the first build takes a minute"
-            );
-            let status = Command::new(env!("CARGO"))
-                .current_dir(workspace)
-                .env("RUSTFLAGS", "-C target-feature=+crt-static")
-                .args(["build", "--release", "--target", TARGET])
-                .args(["-p", "wait-for-net", "--bin", "wait-for-net"])
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building the static wait-for-net failed");
-            let path = target_dir.join(TARGET).join("release").join("wait-for-net");
-            assert!(path.exists(), "{} was not built", path.display());
-            path
-        })
-        .clone()
 }

@@ -1,7 +1,7 @@
 //! Two overlay "hosts" made small: network namespaces joined by a veth pair (the
 //! underlay, 10.97.0.0/24), each with the agent's overlay built in it and the other as its
 //! peer; "containers" are processes in a network namespace of their own started from
-//! inside a host. Used by `tests/network.rs` and the network benchmark. Everything is
+//! inside a host. Used by the agent's `tests/network.rs` and the network benchmark. Everything is
 //! removed on drop, also on panic.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use agent::network::{Ipv4Cidr, NetlinkNetwork, Netns, Network, OverlayConfig};
 
-use super::{TestNetns, poll_until, run};
+use crate::netns::TestNetns;
+use crate::{poll_until, run};
 
 /// The underlay interface's name in each host.
 pub const UNDERLAY: &str = "underlay";

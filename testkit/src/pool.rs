@@ -7,7 +7,8 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{have, is_root, prerequisite, sh, unique, wait_until};
+use crate::wait::{poll_until, wait_until};
+use crate::{have, is_root, prerequisite, sh, unique};
 
 /// Size of each pool's backing file.
 const POOL_BYTES: u64 = 256 * 1024 * 1024;
@@ -15,6 +16,7 @@ const POOL_BYTES: u64 = 256 * 1024 * 1024;
 /// Live pools of this process and the zfs-fuse pid this process started, if any.
 static DAEMON: Mutex<(usize, Option<u32>)> = Mutex::new((0, None));
 
+/// A zpool of the test's own on a sparse file.
 pub struct TestPool {
     name: String,
     image: PathBuf,
@@ -83,6 +85,7 @@ impl TestPool {
         Some(pool)
     }
 
+    /// The pool's name.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -131,12 +134,7 @@ impl Drop for TestPool {
         if no_pools {
             let _ = Command::new("kill").arg(pid.to_string()).status();
             let proc = PathBuf::from(format!("/proc/{pid}"));
-            for _ in 0..100 {
-                if !proc.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            poll_until(Duration::from_secs(5), || !proc.exists());
             daemon.1 = None;
         }
     }

@@ -10,18 +10,11 @@
 //! (`NOT_FOUND`, `INVALID_ARGUMENT`, ...) but never with a denial. Real members and a real
 //! agent over mutual TLS on loopback.
 
-mod common;
-#[path = "common/hosts.rs"]
-mod hosts;
-#[path = "common/rpc_rows.rs"]
 mod rows;
-#[path = "../../agent/tests/support/mod.rs"]
-mod support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Cluster, Pki, Proc, eventually, free_port};
 use control::ca::Role;
 use control::proposal::Proposal;
 use control::state::{Command as StateCommand, Phase};
@@ -34,6 +27,7 @@ use proto::raft::raft_client::RaftClient;
 use proto::tls::{CONTROL_SERVER_NAME, TlsDir};
 use rows::Who::{self, *};
 use rows::*;
+use testkit::{Cluster, Pki, Proc, binary, eventually, free_port};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
@@ -247,7 +241,7 @@ fn start_agent(c: &Cluster, dir: &std::path::Path, addr: &str) -> Proc {
     let storage = dir.join("storage");
     std::fs::create_dir_all(&storage).unwrap();
     let log = std::fs::File::create(dir.join("agent.log")).unwrap();
-    let child = Command::new(hosts::agent_binary())
+    let child = Command::new(binary("flocker-agent"))
         .args(["--node", AGENT, "--control", &c.addr(1), "--tls-dir"])
         .arg(&tls)
         .args(["--advertise", addr, "--listen", addr])
@@ -268,5 +262,5 @@ fn start_agent(c: &Cluster, dir: &std::path::Path, addr: &str) -> Proc {
         .stderr(log)
         .spawn()
         .expect("spawn flocker-agent");
-    Proc { child }
+    Proc::new(child)
 }

@@ -1,4 +1,4 @@
-//! The rows of `tests/authorization.rs`: who calls, and for each RPC of the Control, Raft and
+//! The rows of `tests/authorization/main.rs`: who calls, and for each RPC of the Control, Raft and
 //! Agent services who may call it and one call of it. Written by hand, independently of the
 //! authorization tables they check.
 
@@ -211,7 +211,7 @@ pub fn register(name: &str) -> pb::RegisterNodeRequest {
 pub fn volume(name: &str, owner: Option<&str>) -> pb::CreateVolumeRequest {
     pb::CreateVolumeRequest {
         owner: owner.map(str::to_owned),
-        ..crate::common::volume(name)
+        ..testkit::cluster::volume(name)
     }
 }
 

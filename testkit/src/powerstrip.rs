@@ -1,11 +1,14 @@
-//! The `powerstrip` binary run as a child process on a private unix socket.
+//! The `powerstrip` program run as a child process on a private unix socket, in front of
+//! a dockerd (or anything else listening on a unix socket).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::Duration;
 
-use super::{unique_dir, wait_until};
+use crate::wait::wait_until;
+use crate::{binary, unique_dir};
 
+/// A running `powerstrip`, killed and its directory removed on drop.
 pub struct Powerstrip {
     child: Child,
     dir: PathBuf,
@@ -33,7 +36,7 @@ impl Powerstrip {
         std::fs::write(dir.join("adapters.yml"), config).unwrap();
         let socket = dir.join("p.sock");
         let log_file = std::fs::File::create(dir.join("powerstrip.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_powerstrip"))
+        let child = Command::new(binary("powerstrip"))
             .arg("--config")
             .arg(dir.join("adapters.yml"))
             .arg("--listen")
@@ -108,16 +111,4 @@ impl Drop for Powerstrip {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Stdout of a finished command, asserting it succeeded.
-pub fn stdout_of(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "command failed ({}):\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
