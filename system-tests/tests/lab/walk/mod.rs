@@ -90,7 +90,7 @@ impl Drop for Replay {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!(
-                "walk failed; replay with: LAB_WALK_SEED={} LAB_WALK_STEPS={} CI=true cargo test -p agent --test lab walk -- --nocapture",
+                "walk failed; replay with: LAB_WALK_SEED={} LAB_WALK_STEPS={} CI=true cargo test -p system-tests --test lab walk -- --nocapture",
                 self.seed, self.steps
             );
         }

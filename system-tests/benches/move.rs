@@ -6,7 +6,7 @@
 //! `zfs send | zfs receive` of the same amount between the same two pools. Each row also
 //! shows the CPU seconds the zfs-fuse daemon and the two agents used, since on a small
 //! machine they compete for the same cores. Needs root and zfs-fuse.
-//! Run with `cargo bench -p control --bench move` (`MOVE_BENCH_SIZES=100` for 100 MiB only).
+//! Run with `cargo bench -p system-tests --bench move` (`MOVE_BENCH_SIZES=100` for 100 MiB only).
 
 use std::io::Write;
 use std::sync::Arc;

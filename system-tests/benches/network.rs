@@ -20,8 +20,8 @@
 //! overlay MTU (the largest ping that passes with DF set) and that no IP fragments were
 //! made or reassembled in the hosts.
 //!
-//! Needs root, dockerd, docker, busybox, iperf3. Run with `cargo bench -p control --bench
-//! network`.
+//! Needs root, dockerd, docker, busybox, iperf3. Run with `cargo bench -p system-tests
+//! --bench network`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
