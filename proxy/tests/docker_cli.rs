@@ -532,11 +532,7 @@ fn the_documented_python_adapter_works(docker: &TestDocker) {
     }
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../demos/adapters/label.py");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::free_port();
     let mut adapter = std::process::Command::new("python3")
         .arg(&script)
         .arg(port.to_string())

@@ -7,7 +7,9 @@ use std::time::Duration;
 use control::ca::Role;
 use testkit::{Cluster, binary, eventually};
 
-fn node_state(c: &Cluster, name: &str) -> Option<bool> {
+/// Whether node `name` is up, and its last heartbeat (ms since the epoch, by the clock of
+/// the member that took it), as `flockerctl node ls` shows them.
+fn node_state(c: &Cluster, name: &str) -> Option<(bool, u64)> {
     let out = Command::new(binary("flockerctl"))
         .args(["--control", &c.addr(1), "--tls-dir"])
         .arg(c.pki.issue(Role::User, "admin"))
@@ -24,7 +26,7 @@ fn node_state(c: &Cluster, name: &str) -> Option<bool> {
         .as_array()?
         .iter()
         .find(|n| n["name"] == name)
-        .and_then(|n| n["up"].as_bool())
+        .and_then(|n| Some((n["up"].as_bool()?, n["last_heartbeat_ms"].as_u64()?)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,20 +46,29 @@ async fn node_goes_down_when_its_agent_stops() {
         let _ = stopped.await;
     }));
 
-    eventually(Duration::from_secs(20), "node to be up", || async {
-        (node_state(&c, "host-a") == Some(true)).then_some(())
+    let first = eventually(Duration::from_secs(20), "node to be up", || async {
+        node_state(&c, "host-a").and_then(|(up, at)| up.then_some(at))
     })
     .await;
-    // Still up after several node timeouts: heartbeats keep it alive.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(node_state(&c, "host-a"), Some(true));
+    // Up all along while heartbeats arrive for longer than two node timeouts: they keep
+    // it alive.
+    eventually(
+        Duration::from_secs(20),
+        "heartbeats for longer than two node timeouts",
+        || async {
+            let (up, at) = node_state(&c, "host-a").expect("host-a is registered");
+            assert!(up, "host-a was marked down while its agent heartbeats");
+            (at >= first + 2500).then_some(())
+        },
+    )
+    .await;
 
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
     eventually(
         Duration::from_secs(20),
         "node to be marked down",
-        || async { (node_state(&c, "host-a") == Some(false)).then_some(()) },
+        || async { matches!(node_state(&c, "host-a"), Some((false, _))).then_some(()) },
     )
     .await;
 }

@@ -271,6 +271,7 @@ async fn a_move_under_a_writer_loses_no_acknowledged_write() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
+        let path = path.clone();
         std::thread::spawn(move || {
             let mut acked = 0u64;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -287,7 +288,15 @@ async fn a_move_under_a_writer_loses_no_acknowledged_write() {
             acked
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the writer to be under way",
+        || async {
+            let lines = std::fs::read_to_string(&path).unwrap_or_default();
+            (lines.lines().count() >= 20).then_some(())
+        },
+    )
+    .await;
     let mut m = lab.start_move(1, "log", 1);
     let mut events = Vec::new();
     while let Some(e) = m.next() {
