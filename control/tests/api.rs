@@ -4,18 +4,10 @@
 use control::ca::Role;
 use proto::control as pb;
 use proto::control::control_client::ControlClient;
-use testkit::cluster::volume;
+use testkit::cluster::{register, volume};
 use testkit::{Cluster, Pki};
 use tonic::Code;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
-
-fn register(name: &str) -> pb::RegisterNodeRequest {
-    pb::RegisterNodeRequest {
-        name: name.into(),
-        address: format!("{name}:4524"),
-        storage: "dir:/srv".into(),
-    }
-}
 
 fn claim(address: &str, container: &str, node: &str) -> pb::ClaimRequest {
     pb::ClaimRequest {

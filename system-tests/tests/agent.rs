@@ -1,21 +1,16 @@
 //! A real agent (the agent crate's loops, in this process) registers and heartbeats; when it
 //! stops, the leader marks its node down, as `flockerctl node ls` shows.
 
-use std::process::Command;
 use std::time::Duration;
 
 use control::ca::Role;
-use testkit::{Cluster, binary, eventually};
+use testkit::cluster::flockerctl;
+use testkit::{Cluster, eventually};
 
 /// Whether node `name` is up, and its last heartbeat (ms since the epoch, by the clock of
 /// the member that took it), as `flockerctl node ls` shows them.
 fn node_state(c: &Cluster, name: &str) -> Option<(bool, u64)> {
-    let out = Command::new(binary("flockerctl"))
-        .args(["--control", &c.addr(1), "--tls-dir"])
-        .arg(c.pki.issue(Role::User, "admin"))
-        .args(["--output", "json", "node", "ls"])
-        .output()
-        .unwrap();
+    let out = flockerctl(c, &["--output", "json", "node", "ls"]);
     assert!(
         out.status.success(),
         "{}",

@@ -22,16 +22,7 @@ fn request(s: &str) -> CidrRequest {
 
 /// Registers `node` with its own certificate and returns its allocator.
 async fn node(c: &Cluster, name: &str, address: &str) -> ControlAllocator {
-    let mut client = c.client_with(1, &c.pki.tls(Role::Node, name)).await;
-    client
-        .register_node(pb::RegisterNodeRequest {
-            name: name.into(),
-            address: address.into(),
-            storage: "dir:/srv".into(),
-        })
-        .await
-        .unwrap();
-    ControlAllocator::new(client, name)
+    ControlAllocator::new(c.register_node(name, address).await, name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,6 @@
 use std::time::Duration;
 
 use agent::network::{NetlinkNetwork, Netns, Network, OverlayConfig, peer_sync};
-use control::ca::Role;
-use proto::control as pb;
 use testkit::netns::{TestNetns, prerequisites};
 use testkit::{Cluster, eventually};
 
@@ -18,18 +16,6 @@ fn flood_list(host: &TestNetns) -> String {
         "bridge",
         &["-n", &host.name, "fdb", "show", "dev", "vxlan-weave"],
     )
-}
-
-async fn register(c: &Cluster, name: &str, address: &str) {
-    let mut client = c.client_with(1, &c.pki.tls(Role::Node, name)).await;
-    client
-        .register_node(pb::RegisterNodeRequest {
-            name: name.into(),
-            address: address.into(),
-            storage: "dir:/srv".into(),
-        })
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,12 +37,11 @@ async fn vxlan_peers_follow_the_up_nodes() {
 
     let c = Cluster::start(1, &["--node-timeout-ms", "1000"]);
     c.leader(1).await;
-    register(&c, "n1", "10.77.0.1:4524").await;
-    let client = c.client_with(1, &c.pki.tls(Role::Node, "n1")).await;
+    let client = c.register_node("n1", "10.77.0.1:4524").await;
     let sync = tokio::spawn(peer_sync::run(client, "n1".into(), network.clone()));
 
     // A second node registering becomes a peer; the host itself never does.
-    register(&c, "n2", "10.77.0.2:4524").await;
+    c.register_node("n2", "10.77.0.2:4524").await;
     eventually(Duration::from_secs(10), "n2 to become a peer", || async {
         flood_list(&host).contains("dst 10.77.0.2 ").then_some(())
     })
@@ -70,7 +55,7 @@ async fn vxlan_peers_follow_the_up_nodes() {
     })
     .await;
     // Registering again (an agent restart) brings it back.
-    register(&c, "n2", "10.77.0.2:4524").await;
+    c.register_node("n2", "10.77.0.2:4524").await;
     eventually(Duration::from_secs(10), "n2 to be a peer again", || async {
         flood_list(&host).contains("dst 10.77.0.2 ").then_some(())
     })

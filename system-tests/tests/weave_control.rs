@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use agent::docker::Docker;
 use agent::weave::{ControlAllocator, LifecycleFollower};
-use control::ca::Role;
-use proto::control as pb;
 use testkit::cluster::{flockerctl, ip_ls, row};
 use testkit::netns::{ethwe_of, prerequisites_with};
 use testkit::weave::WeaveHost;
@@ -31,15 +29,7 @@ fn weave_cidr_addresses_come_from_the_control_service() {
     let out = flockerctl(&c, &["ip", "add-pool", "10.2.0.0/24"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let allocator = async {
-        let mut client = c.client_with(1, &c.pki.tls(Role::Node, "n1")).await;
-        client
-            .register_node(pb::RegisterNodeRequest {
-                name: "n1".into(),
-                address: "10.77.0.1:4524".into(),
-                storage: "dir:/srv".into(),
-            })
-            .await
-            .unwrap();
+        let client = c.register_node("n1", "10.77.0.1:4524").await;
         ControlAllocator::new(client, "n1")
     };
     let Some(host) = WeaveHost::start_with(test, allocator) else {

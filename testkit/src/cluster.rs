@@ -145,6 +145,20 @@ impl Cluster {
         .await
     }
 
+    /// Registers node `name` at `address` through member 1, with the node's own
+    /// certificate; returns that node's client.
+    pub async fn register_node(&self, name: &str, address: &str) -> ControlClient<Channel> {
+        let mut client = self.client_with(1, &self.pki.tls(Role::Node, name)).await;
+        client
+            .register_node(pb::RegisterNodeRequest {
+                address: address.into(),
+                ..register(name)
+            })
+            .await
+            .unwrap();
+        client
+    }
+
     /// Cluster status as seen by member `id`, once a leader is known.
     pub async fn status_with_leader(&self, id: u64) -> pb::ClusterStatus {
         let mut c = self.client(id).await;
@@ -189,6 +203,15 @@ impl Cluster {
     }
 }
 
+/// A register-node request for `name` at `name:4524` with a directory backend.
+pub fn register(name: &str) -> pb::RegisterNodeRequest {
+    pb::RegisterNodeRequest {
+        name: name.into(),
+        address: format!("{name}:4524"),
+        storage: "dir:/srv".into(),
+    }
+}
+
 /// A volume-create request with just a name.
 pub fn volume(name: &str) -> pb::CreateVolumeRequest {
     pb::CreateVolumeRequest {
@@ -209,7 +232,7 @@ pub fn flockerctl(c: &Cluster, args: &[&str]) -> std::process::Output {
         .arg(c.pki.issue(Role::User, "admin"))
         .args(args)
         .output()
-        .unwrap()
+        .expect("flockerctl runs")
 }
 
 /// `flockerctl ip ls` as (address, container name, node, state) rows.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use proto::control as pb;
 use serde_json::Value;
 
-use crate::cluster::{Cluster, Role};
+use crate::cluster::{Cluster, Role, flockerctl};
 use crate::hosts::Host;
 use crate::{binary, eventually};
 
@@ -91,12 +91,7 @@ impl Lab {
 
     /// `flockerctl ARGS` (human output) through member 1; panics unless it succeeds.
     pub fn ctl_table(&self, args: &[&str]) -> String {
-        let out = Command::new(binary("flockerctl"))
-            .args(["--control", &self.c.addr(1), "--tls-dir"])
-            .arg(self.c.pki.issue(Role::User, "admin"))
-            .args(args)
-            .output()
-            .unwrap();
+        let out = flockerctl(&self.c, args);
         assert!(
             out.status.success(),
             "flockerctl {args:?}: {}",

@@ -12,7 +12,7 @@ use proto::control::control_client::ControlClient;
 use proto::tls::TlsDir;
 use tonic::transport::Channel;
 
-use crate::cluster::{Cluster, Role};
+use crate::cluster::{Cluster, Role, flockerctl};
 use crate::docker::TestDocker;
 use crate::{Proc, Scratch, binary, free_port, wait_until};
 
@@ -196,12 +196,7 @@ impl Stack {
 
     /// `flockerctl ARGS` with the admin certificate.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(binary("flockerctl"))
-            .args(["--control", &self.control_addr, "--tls-dir"])
-            .arg(self.control.pki.issue(Role::User, "admin"))
-            .args(args)
-            .output()
-            .expect("flockerctl runs")
+        flockerctl(&self.control, args)
     }
 
     /// `flockerctl --output json ARGS`, parsed.

@@ -10,6 +10,7 @@ use proto::control as pb;
 use proto::control::control_client::ControlClient;
 use proto::raft::raft_client::RaftClient;
 use proto::raft::{Forwarded, MetricsRequest, RaftPayload};
+pub use testkit::cluster::register;
 use tonic::Status;
 use tonic::transport::Channel;
 
@@ -198,14 +199,6 @@ pub async fn agent_call(
         ),
     };
     (MEMBERS, r)
-}
-
-pub fn register(name: &str) -> pb::RegisterNodeRequest {
-    pb::RegisterNodeRequest {
-        name: name.into(),
-        address: format!("{name}:4524"),
-        storage: "dir:/srv".into(),
-    }
 }
 
 pub fn volume(name: &str, owner: Option<&str>) -> pb::CreateVolumeRequest {
