@@ -6,8 +6,7 @@ mod support;
 
 use agent::storage::{Backend, CreateOptions, DirStorage, Storage, StorageSpec};
 use support::behaviour::{self, volume};
-use support::scratch::Scratch;
-use support::{is_root, prerequisite};
+use testkit::{Scratch, is_root, prerequisite};
 
 struct TwoHosts {
     src: DirStorage,

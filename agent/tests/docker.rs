@@ -3,14 +3,12 @@
 //! daemon restart (with a `Connected` at every connection for [`Docker::updates`]), and
 //! stopping the containers that hold a volume for a move (`transfer::stop::Stopper`).
 
-mod common;
-
 use std::time::Duration;
 
 use agent::docker::{Action, Docker, DockerError, Event, EventFilter, EventStream, Update};
-use common::docker::{TestDocker, stdout};
-use common::unique;
 use futures_util::StreamExt;
+use testkit::docker::TestDocker;
+use testkit::{stdout, unique};
 
 /// The next event for container `id` with `action`, skipping others; panics after 30 s.
 async fn next_for(events: &mut EventStream, id: &str, action: Action) -> Event {

@@ -2,13 +2,11 @@
 //! `flocker-agent` process and a private dockerd behind the agent's proxy. Needs root,
 //! dockerd and busybox-static; skipped without them, a failure under `CI=true`.
 
-mod support;
-
 use std::time::Duration;
 
 use proto::control as pb;
-use support::stack::{self, Stack};
-use support::wait_until;
+use testkit::stack::{self, Stack};
+use testkit::wait_until;
 
 fn volume_owner(stack: &Stack, name: &str) -> Option<String> {
     let volumes = stack.ctl_json(&["volume", "ls"]);
@@ -330,7 +328,7 @@ fn killer_demo_on_zfs() {
     if !stack::available() {
         return;
     }
-    let Some(pool) = support::pool::TestPool::create() else {
+    let Some(pool) = testkit::pool::TestPool::create() else {
         return;
     };
     let stack = Stack::start(Some(format!("zfs:{}", pool.name())));

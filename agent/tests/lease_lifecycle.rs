@@ -5,14 +5,12 @@
 //! dockerd behind the agent's proxy. Needs root, dockerd and busybox-static; skipped without
 //! them, a failure under `CI=true`.
 
-mod support;
-
 use std::time::Duration;
 
 use agent::flocker::leases::LEASE_RECONCILE_PERIOD;
 use proto::control as pb;
-use support::stack::{self, Stack};
-use support::wait_until;
+use testkit::stack::{self, Stack};
+use testkit::wait_until;
 
 fn leases(stack: &Stack) -> Vec<pb::Lease> {
     let rt = tokio::runtime::Runtime::new().unwrap();

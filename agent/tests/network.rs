@@ -2,14 +2,13 @@
 //! joined by a veth pair (the underlay); "containers" are processes in their own network
 //! namespace started from inside a host. Everything is removed on drop, also on panic.
 
-mod common;
-
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use agent::network::Network;
-use common::overlay::{Container, cidr, two_hosts};
-use common::{poll_until, prerequisites, run};
+use testkit::netns::prerequisites;
+use testkit::overlay::{Container, cidr, two_hosts};
+use testkit::{poll_until, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlay_has_the_vxlan_mtu_and_follows_the_peer_list() {
@@ -193,7 +192,7 @@ async fn wait_for_net_in_a_container_runs_the_command_once_attached() {
         return;
     }
     let (h1, _h2) = two_hosts().await;
-    let bin = common::weave::static_wait_for_net();
+    let bin = testkit::bins::static_wait_for_net();
     let args = [
         bin.to_str().unwrap(),
         "--timeout",

@@ -2,16 +2,15 @@
 //! condition, exec once `ethwe` appears (exit code passed through), and signals reaching the
 //! command (same PID after exec).
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestNetns, poll_until, prerequisites};
+use testkit::netns::{TestNetns, prerequisites};
+use testkit::poll_until;
 
 /// Runs the static build, the binary that goes into containers.
 fn wait_for_net(ns: &TestNetns, args: &[&str]) -> Command {
-    let bin = common::weave::static_wait_for_net();
+    let bin = testkit::bins::static_wait_for_net();
     let mut cmd = ns.command(bin.to_str().expect("a UTF-8 target path"));
     cmd.args(args);
     cmd

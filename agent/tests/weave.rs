@@ -2,14 +2,10 @@
 //! with `builtin:weave`, a private dockerd in its own network namespace, the overlay
 //! bridge there, and the static `wait-for-net` bind-mounted into busybox containers.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::docker::{stderr, stdout};
-use common::poll_until;
-use common::unique;
-use common::weave::WeaveHost;
+use testkit::weave::WeaveHost;
+use testkit::{poll_until, stderr, stdout, unique};
 
 fn pid_of(host: &WeaveHost, name: &str) -> u32 {
     let pid = stdout(&host.docker(&["inspect", "-f", "{{.State.Pid}}", name]));
@@ -298,7 +294,7 @@ fn bad_or_unservable_requests_are_refused_before_create() {
 
     // An attach that fails (here: the overlay bridge is gone) fails the start, clearly, and
     // does not leave the container waiting in wait-for-net.
-    host.docker.netns.ip(&["link", "del", "weave"]);
+    host.docker.netns().ip(&["link", "del", "weave"]);
     let orphan = unique("orphan");
     let out = host.docker(&[
         "run",

@@ -5,8 +5,8 @@ mod support;
 
 use agent::storage::{Access, Backend, CreateOptions, Storage, StorageSpec, ZfsStorage};
 use support::behaviour::{self, MIB, volume};
-use support::pool::TestPool;
-use support::scratch::Scratch;
+use testkit::Scratch;
+use testkit::pool::TestPool;
 
 /// Two "hosts": a pool and a volume root each. Fields drop in order: pools, then roots.
 struct TwoHosts {
@@ -88,7 +88,7 @@ async fn quota_is_enforced() {
     hosts.src.create(&v, &options).await.unwrap();
     assert!(hosts.src.capabilities().enforces_quota);
     let path = hosts.src.mount(&v, Access::ReadWrite).await.unwrap();
-    let chunk = behaviour::random(MIB);
+    let chunk = testkit::random(MIB);
     let mut file = std::fs::File::create(path.join("fill")).unwrap();
     let refused = (0..16).find_map(|_| std::io::Write::write_all(&mut file, &chunk).err());
     let err = refused.expect("writing 16 MiB into an 8 MiB volume fails");
@@ -112,7 +112,7 @@ async fn features_match_the_installed_zfs() {
     };
     let features = hosts.src.features();
     // A new pool has the newest version this ZFS supports, which `zpool upgrade -v` names.
-    let upgrade = support::sh("zpool", &["upgrade", "-v"]);
+    let upgrade = testkit::sh("zpool", &["upgrade", "-v"]);
     let newest = upgrade
         .lines()
         .next()

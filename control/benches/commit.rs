@@ -9,9 +9,8 @@
 //! quorum in both systems. Run with `cargo bench -p control --bench commit`.
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,42 +25,15 @@ use proto::control as pb;
 use proto::control::control_client::ControlClient;
 use proto::tls::TlsDir;
 use tempfile::TempDir;
+use testkit::{Proc, binary, eventually, free_port};
 use tonic::transport::Channel;
 
 /// How long each throughput phase runs.
 const PHASE: Duration = Duration::from_secs(5);
 /// Concurrency levels measured.
 const CLIENTS: [usize; 2] = [1, 32];
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn eventually<T, Fut: Future<Output = Option<T>>>(
-    what: &str,
-    mut f: impl FnMut() -> Fut,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+/// How long a member or etcd may take to answer.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// Figures for one system.
 #[derive(Default)]
@@ -158,7 +130,7 @@ async fn bench_flocker(dir: &Path) -> Figures {
     for i in 0..3 {
         let tls = dir.join(format!("m{i}"));
         ca::issue(&dir.join("ca"), Role::Control, &format!("m{i}"), &[], &tls).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flocker-control"));
+        let mut cmd = Command::new(binary("flocker-control"));
         cmd.args(["--id", &(i + 1).to_string(), "--listen", &addr(i)])
             .arg("--data-dir")
             .arg(dir.join(format!("data{i}")))
@@ -170,7 +142,7 @@ async fn bench_flocker(dir: &Path) -> Figures {
         for j in (0..3).filter(|j| *j != i) {
             cmd.arg("--peer").arg(format!("{}={}", j + 1, addr(j)));
         }
-        procs.push(Some(Proc(cmd.spawn().unwrap())));
+        procs.push(Some(Proc::new(cmd.spawn().unwrap())));
     }
     let user = dir.join("user");
     ca::issue(&dir.join("ca"), Role::User, "bench", &[], &user).unwrap();
@@ -179,13 +151,13 @@ async fn bench_flocker(dir: &Path) -> Figures {
     for i in 0..3 {
         let a = addr(i);
         clients.push(
-            eventually("member to accept", || async {
+            eventually(WAIT, "member to accept", || async {
                 proto::connect::connect(&a, &tls).await.ok()
             })
             .await,
         );
     }
-    let leader = eventually("a leader", || {
+    let leader = eventually(WAIT, "a leader", || {
         let mut c = clients[0].clone();
         async move { c.status(pb::Empty {}).await.ok()?.into_inner().leader }
     })
@@ -310,7 +282,7 @@ async fn bench_etcd(dir: &Path) -> Figures {
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd (Debian package etcd-server) must be installed");
-        procs.push(Some(Proc(child)));
+        procs.push(Some(Proc::new(child)));
     }
     let http = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(64)
@@ -322,7 +294,7 @@ async fn bench_etcd(dir: &Path) -> Figures {
             .collect(),
         http,
     };
-    let leader = eventually("an etcd leader", || async {
+    let leader = eventually(WAIT, "an etcd leader", || async {
         for i in 0..3 {
             let s = etcd
                 .post(i, "/v3/maintenance/status", "{}".into())
@@ -335,7 +307,7 @@ async fn bench_etcd(dir: &Path) -> Figures {
         None
     })
     .await;
-    eventually("etcd to accept writes", || async {
+    eventually(WAIT, "etcd to accept writes", || async {
         etcd.write(leader, "warmup".into()).await.ok()
     })
     .await;

@@ -1,22 +1,13 @@
 //! The Control API against a real member process: invalid input gets a clear error, and
 //! mutual TLS refuses strangers and impostors.
 
-mod common;
-
-use common::{Cluster, Pki, volume};
 use control::ca::Role;
 use proto::control as pb;
 use proto::control::control_client::ControlClient;
+use testkit::cluster::{register, volume};
+use testkit::{Cluster, Pki};
 use tonic::Code;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
-
-fn register(name: &str) -> pb::RegisterNodeRequest {
-    pb::RegisterNodeRequest {
-        name: name.into(),
-        address: format!("{name}:4524"),
-        storage: "dir:/srv".into(),
-    }
-}
 
 fn claim(address: &str, container: &str, node: &str) -> pb::ClaimRequest {
     pb::ClaimRequest {
@@ -214,14 +205,14 @@ async fn flockerctl_describes_and_exit_codes_say_what_kind_of_failure() {
     let c = Cluster::start(1, &[]);
     c.leader(1).await;
     let code = |args: &[&str]| {
-        let out = common::flockerctl(&c, args);
+        let out = testkit::cluster::flockerctl(&c, args);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
     assert_eq!(code(&["volume", "create", "fine"]).0, Some(0));
-    let shown = common::flockerctl(&c, &["volume", "inspect", "fine"]);
+    let shown = testkit::cluster::flockerctl(&c, &["volume", "inspect", "fine"]);
     let text = String::from_utf8_lossy(&shown.stdout);
     for line in ["Name:", "Owner:", "Replicas:"] {
         assert!(

@@ -2,13 +2,12 @@
 //! write lost, catching up from the log and from a snapshot, no commit without a quorum,
 //! membership changes.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, volume};
 use proto::control as pb;
+use testkit::Cluster;
+use testkit::cluster::{read_log, volume};
 use tonic::Code;
 
 async fn volume_names(c: &Cluster, via: u64) -> BTreeSet<String> {
@@ -81,7 +80,7 @@ async fn leader_kill_loses_no_committed_write_and_restarted_member_catches_up() 
     c.spawn(leader);
     let s = c.status_with_leader(survivor).await;
     c.wait_applied(survivor, &[leader], s.commit_index).await;
-    let log = common::read_log(&c.log_path(leader));
+    let log = read_log(&c.log_path(leader));
     assert!(!log.contains("snapshot installed"));
     // A log written to a file holds no terminal colour codes.
     assert!(log.contains("INFO") && !log.contains('\u{1b}'), "{log}");
@@ -102,7 +101,7 @@ async fn restarted_member_catches_up_from_a_snapshot() {
             .unwrap();
     }
     // Snapshots are built in the background: wait for one that covers most of the writes.
-    let s = common::eventually(
+    let s = testkit::eventually(
         Duration::from_secs(20),
         "the leader to snapshot and compact",
         || async {
@@ -118,7 +117,7 @@ async fn restarted_member_catches_up_from_a_snapshot() {
     let row = s.members.iter().find(|m| m.id == lagging).unwrap();
     assert!(row.snapshot_index.is_some(), "{row:?}");
     assert!(
-        common::read_log(&c.log_path(lagging)).contains("snapshot installed"),
+        read_log(&c.log_path(lagging)).contains("snapshot installed"),
         "the restarted member should have been sent a snapshot (the log it missed was compacted)"
     );
     assert_eq!(volume_names(&c, lagging).await.len(), 60);
@@ -151,7 +150,7 @@ async fn members_are_added_and_removed_at_run_time() {
     client.create_volume(volume("existing")).await.unwrap();
 
     // Member 4 starts empty with --join and is added by an operator.
-    c.ports.push(common::free_port());
+    c.ports.push(testkit::free_port());
     c.procs.push(None);
     c.extra.push("--join".into());
     c.spawn(4);

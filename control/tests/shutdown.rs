@@ -1,12 +1,11 @@
 //! SIGTERM stops a member within its grace period even while a watch stream is open.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, eventually};
 use proto::control as pb;
+use testkit::cluster::volume;
+use testkit::{Cluster, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_a_member_with_an_open_watch() {
@@ -18,7 +17,7 @@ async fn sigterm_stops_a_member_with_an_open_watch() {
         .await
         .unwrap()
         .into_inner();
-    client.create_volume(common::volume("seen")).await.unwrap();
+    client.create_volume(volume("seen")).await.unwrap();
     let event = watch.message().await.unwrap().expect("an event");
     assert_eq!(event.key, "seen");
 

@@ -13,9 +13,6 @@
 //! (with its children) spent per request, read from /proc: the figure least disturbed by
 //! whatever else the machine is doing.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -25,9 +22,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use support::adapter::{AdapterServer, Reply, echo_pre};
-use support::docker::TestDocker;
-use support::powerstrip::Powerstrip;
+use testkit::adapter::{AdapterServer, Reply, echo_pre};
+use testkit::docker::TestDocker;
+use testkit::powerstrip::Powerstrip;
 
 const HOOKED_ENDPOINTS: [&str; 3] = [
     "GET /_ping",
@@ -93,7 +90,7 @@ struct Target {
 }
 
 fn main() {
-    let Some(docker) = TestDocker::start() else {
+    let Some(docker) = TestDocker::start_on_host("the passthrough benchmark") else {
         return;
     };
     let env = |name: &str, default: u64| {
@@ -396,11 +393,11 @@ struct Baseline {
 
 impl Baseline {
     fn haproxy(docker: &TestDocker) -> Option<Baseline> {
-        if !support::have("haproxy") {
+        if !testkit::have("haproxy") {
             eprintln!("haproxy is not installed: its row is left out (apt-get install haproxy)");
             return None;
         }
-        let dir = support::unique_dir("psbha");
+        let dir = testkit::unique_dir("psbha");
         let socket = dir.join("haproxy.sock");
         let config = format!(
             "global\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n\
@@ -421,11 +418,11 @@ impl Baseline {
     }
 
     fn socat(docker: &TestDocker) -> Option<Baseline> {
-        if !support::have("socat") {
+        if !testkit::have("socat") {
             eprintln!("socat is not installed: its row is left out (apt-get install socat)");
             return None;
         }
-        let dir = support::unique_dir("psbso");
+        let dir = testkit::unique_dir("psbso");
         let socket = dir.join("socat.sock");
         let child = Command::new("socat")
             .arg(format!("UNIX-LISTEN:{},fork", socket.display()))
@@ -437,7 +434,7 @@ impl Baseline {
     }
 
     fn ready(child: Child, socket: PathBuf, dir: PathBuf) -> Baseline {
-        support::wait_until(
+        testkit::wait_until(
             Duration::from_secs(10),
             "the baseline proxy to listen",
             || socket.exists(),

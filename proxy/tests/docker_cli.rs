@@ -4,17 +4,16 @@
 //! A custom harness (`harness = false`): `main` starts dockerd, runs every scenario whose
 //! name contains the first command-line argument, and stops dockerd however they end.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::adapter::{AdapterServer, Reply, dead_url, echo_pre, rewrite_body, rewrite_response};
-use support::docker::TestDocker;
-use support::powerstrip::{Powerstrip, stdout_of};
+use testkit::adapter::{AdapterServer, Reply, dead_url, echo_pre, rewrite_body, rewrite_response};
+use testkit::docker::TestDocker;
+use testkit::powerstrip::Powerstrip;
+use testkit::{stdout_exact, unique};
 
 const NO_HOOKS: &str = "endpoints: {}\nadapters: {}\n";
 
@@ -77,7 +76,7 @@ fn main() -> ExitCode {
     if selected.is_empty() {
         return ExitCode::SUCCESS;
     }
-    let Some(docker) = TestDocker::start() else {
+    let Some(docker) = TestDocker::start_on_host("the proxy's Docker CLI tests") else {
         return ExitCode::SUCCESS;
     };
     let count = selected.len();
@@ -105,21 +104,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// A name no earlier run can have left behind.
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 fn run_prints_output(docker: &TestDocker) {
     let proxy = Powerstrip::start(NO_HOOKS, &docker.socket());
     let out = proxy.run(&["run", "--rm", "busybox", "echo", "hi"]);
-    assert_eq!(stdout_of(&out), "hi\n");
+    assert_eq!(stdout_exact(&out), "hi\n");
 }
 
 fn stdin_eof_reaches_the_container(docker: &TestDocker) {
@@ -134,13 +122,13 @@ fn stdin_eof_reaches_the_container(docker: &TestDocker) {
     child.stdin.take().unwrap().write_all(b"data\n").unwrap();
     // stdin is closed here: cat exits only if the EOF crossed the proxy.
     let out = child.wait_with_output().unwrap();
-    assert_eq!(stdout_of(&out), "data\n");
+    assert_eq!(stdout_exact(&out), "data\n");
 }
 
 fn logs_follow_streams(docker: &TestDocker) {
     let proxy = Powerstrip::start(NO_HOOKS, &docker.socket());
     let script = "echo first; sleep 3; echo second";
-    let id = stdout_of(&proxy.run(&["run", "-d", "busybox", "sh", "-c", script]));
+    let id = stdout_exact(&proxy.run(&["run", "-d", "busybox", "sh", "-c", script]));
     let id = id.trim();
     let mut follower = proxy
         .docker()
@@ -151,7 +139,7 @@ fn logs_follow_streams(docker: &TestDocker) {
     let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "first");
     // The first line arrived while the container still runs: nothing was buffered.
-    let running = stdout_of(&proxy.run(&["inspect", "-f", "{{.State.Running}}", id]));
+    let running = stdout_exact(&proxy.run(&["inspect", "-f", "{{.State.Running}}", id]));
     assert_eq!(
         running.trim(),
         "true",
@@ -166,10 +154,10 @@ fn logs_follow_streams(docker: &TestDocker) {
 fn exec_with_and_without_stdin(docker: &TestDocker) {
     let proxy = Powerstrip::start(NO_HOOKS, &docker.socket());
     let name = unique("exec");
-    stdout_of(&proxy.run(&["run", "-d", "--name", &name, "busybox", "sleep", "300"]));
+    stdout_exact(&proxy.run(&["run", "-d", "--name", &name, "busybox", "sleep", "300"]));
     // Without -i the CLI half-closes at once; the output must still come back.
     assert_eq!(
-        stdout_of(&proxy.run(&["exec", &name, "echo", "hello"])),
+        stdout_exact(&proxy.run(&["exec", &name, "echo", "hello"])),
         "hello\n"
     );
     let mut child = proxy
@@ -180,7 +168,7 @@ fn exec_with_and_without_stdin(docker: &TestDocker) {
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
-    assert_eq!(stdout_of(&child.wait_with_output().unwrap()), "piped\n");
+    assert_eq!(stdout_exact(&child.wait_with_output().unwrap()), "piped\n");
     let status = proxy.run(&["exec", &name, "sh", "-c", "exit 7"]).status;
     assert_eq!(
         status.code(),
@@ -215,7 +203,7 @@ fn events_stream_while_other_commands_run(docker: &TestDocker) {
     });
     // The events stream is open; other commands must go through meanwhile.
     std::thread::sleep(Duration::from_millis(300));
-    stdout_of(&proxy.run(&["run", "--rm", "--name", &name, "busybox", "true"]));
+    stdout_exact(&proxy.run(&["run", "--rm", "--name", &name, "busybox", "true"]));
     let seen = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("a start event arrives");
@@ -248,7 +236,7 @@ fn build_streams_the_context_past_hooks(docker: &TestDocker) {
     .unwrap();
     std::fs::write(context.join("message"), "copied\n").unwrap();
     let tag = format!("{}:1", unique("pst-built"));
-    stdout_of(
+    stdout_exact(
         &proxy
             .docker()
             .args(["build", "-t", &tag])
@@ -257,7 +245,7 @@ fn build_streams_the_context_past_hooks(docker: &TestDocker) {
             .unwrap(),
     );
     assert_eq!(
-        stdout_of(&proxy.run(&["run", "--rm", &tag])),
+        stdout_exact(&proxy.run(&["run", "--rm", &tag])),
         "copied\nbuilt\n"
     );
     // The adapter ran, but the tar context was never handed to it.
@@ -266,8 +254,8 @@ fn build_streams_the_context_past_hooks(docker: &TestDocker) {
 }
 
 fn compose_up_two_services(docker: &TestDocker) {
-    if !support::prerequisite(
-        support::have("docker-compose"),
+    if !testkit::prerequisite(
+        testkit::have("docker-compose"),
         "docker-compose is not installed",
     ) {
         return;
@@ -304,12 +292,12 @@ services:
     };
     let up = compose(&["up", "--abort-on-container-exit", "--exit-code-from", "web"]);
     let down = compose(&["down", "-t", "1"]);
-    let output = stdout_of(&up);
+    let output = stdout_exact(&up);
     assert!(
         output.contains("api-says-hello"),
         "web did not reach api:\n{output}"
     );
-    stdout_of(&down);
+    stdout_exact(&down);
 }
 
 fn adapter_chain_changes_env_and_response(docker: &TestDocker) {
@@ -352,14 +340,14 @@ fn adapter_chain_changes_env_and_response(docker: &TestDocker) {
     let proxy = Powerstrip::start(&config, &docker.socket());
     let name = unique("chain");
     let out = proxy.run(&["run", "--name", &name, "busybox", "sh", "-c", "echo $ORDER"]);
-    assert_eq!(stdout_of(&out), "ab\n");
+    assert_eq!(stdout_exact(&out), "ab\n");
     let label = proxy.run(&[
         "inspect",
         "-f",
         "{{index .Config.Labels \"seen-by\"}}",
         &name,
     ]);
-    assert_eq!(stdout_of(&label), "a,b\n");
+    assert_eq!(stdout_exact(&label), "a,b\n");
     // Docker itself never saw the label: the post-hooks changed only the response.
     let direct = std::process::Command::new("docker")
         .env(
@@ -374,7 +362,7 @@ fn adapter_chain_changes_env_and_response(docker: &TestDocker) {
         ])
         .output()
         .unwrap();
-    assert_eq!(stdout_of(&direct), "\n");
+    assert_eq!(stdout_exact(&direct), "\n");
     proxy.run(&["rm", "-f", &name]);
 }
 
@@ -411,7 +399,7 @@ fn failing_adapters_give_clear_errors(docker: &TestDocker) {
             .unwrap();
         // Meanwhile, requests that no hook touches keep flowing.
         let ps = Instant::now();
-        stdout_of(&proxy.run(&["ps"]));
+        stdout_exact(&proxy.run(&["ps"]));
         assert!(
             ps.elapsed() < Duration::from_secs(3),
             "{name}: docker ps waited on the adapter"
@@ -442,7 +430,7 @@ fn failing_adapters_give_clear_errors(docker: &TestDocker) {
         .args(["ps", "-aq", "--filter", &format!("label={label}")])
         .output()
         .unwrap();
-    assert_eq!(stdout_of(&direct), "");
+    assert_eq!(stdout_exact(&direct), "");
     // With on_error: ignore, a dead adapter is skipped.
     let config = format!(
         "endpoints:\n  \"POST /*/containers/create\": {{ pre: [down] }}\nadapters:\n  down: {{ url: \"{}\", on_error: ignore }}\n",
@@ -450,7 +438,7 @@ fn failing_adapters_give_clear_errors(docker: &TestDocker) {
     );
     let proxy = Powerstrip::start(&config, &docker.socket());
     assert_eq!(
-        stdout_of(&proxy.run(&["run", "--rm", "busybox", "echo", "ignored"])),
+        stdout_exact(&proxy.run(&["run", "--rm", "busybox", "echo", "ignored"])),
         "ignored\n"
     );
 }
@@ -472,7 +460,7 @@ fn oversized_hook_body_gets_413(docker: &TestDocker) {
     );
     assert_eq!(echo.calls(), 0);
     assert_eq!(
-        stdout_of(&proxy.run(&["run", "--rm", "busybox", "echo", "small"])),
+        stdout_exact(&proxy.run(&["run", "--rm", "busybox", "echo", "small"])),
         "small\n"
     );
 }
@@ -484,19 +472,20 @@ fn sighup_reloads_and_keeps_old_config_when_bad(docker: &TestDocker) {
         }))
     });
     let proxy = Powerstrip::start(NO_HOOKS, &docker.socket());
-    let show =
-        || stdout_of(&proxy.run(&["run", "--rm", "busybox", "sh", "-c", "echo ${RELOADED:-no}"]));
+    let show = || {
+        stdout_exact(&proxy.run(&["run", "--rm", "busybox", "sh", "-c", "echo ${RELOADED:-no}"]))
+    };
     assert_eq!(show(), "no\n");
     let hooked = format!(
         "endpoints:\n  \"POST /*/containers/create\": {{ pre: [tag] }}\nadapters:\n  tag: {}\n",
         tagger.url()
     );
     proxy.reload(&hooked);
-    support::wait_until(Duration::from_secs(10), "the reload to apply", || {
+    testkit::wait_until(Duration::from_secs(10), "the reload to apply", || {
         show() == "yes\n"
     });
     proxy.reload("endpoints: [this is not valid");
-    support::wait_until(Duration::from_secs(10), "the refusal to be logged", || {
+    testkit::wait_until(Duration::from_secs(10), "the refusal to be logged", || {
         proxy.log().contains("reload refused")
     });
     assert_eq!(
@@ -521,9 +510,9 @@ fn fifty_concurrent_clients(docker: &TestDocker) {
                 if i % 2 == 0 {
                     let out =
                         proxy.run(&["run", "--rm", "busybox", "echo", &format!("client-{i}")]);
-                    assert_eq!(stdout_of(&out), format!("client-{i}\n"));
+                    assert_eq!(stdout_exact(&out), format!("client-{i}\n"));
                 } else {
-                    stdout_of(&proxy.run(&["ps", "-a"]));
+                    stdout_exact(&proxy.run(&["ps", "-a"]));
                 }
             })
         })
@@ -538,22 +527,18 @@ fn fifty_concurrent_clients(docker: &TestDocker) {
 }
 
 fn the_documented_python_adapter_works(docker: &TestDocker) {
-    if !support::prerequisite(support::have("python3"), "python3 is not installed") {
+    if !testkit::prerequisite(testkit::have("python3"), "python3 is not installed") {
         return;
     }
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../demos/adapters/label.py");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::free_port();
     let mut adapter = std::process::Command::new("python3")
         .arg(&script)
         .arg(port.to_string())
         .spawn()
         .unwrap();
-    support::wait_until(Duration::from_secs(10), "label.py to listen", || {
+    testkit::wait_until(Duration::from_secs(10), "label.py to listen", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     let config = format!(
@@ -561,7 +546,7 @@ fn the_documented_python_adapter_works(docker: &TestDocker) {
     );
     let proxy = Powerstrip::start(&config, &docker.socket());
     let name = unique("labelled");
-    stdout_of(&proxy.run(&["create", "--name", &name, "busybox", "true"]));
+    stdout_exact(&proxy.run(&["create", "--name", &name, "busybox", "true"]));
     let label = proxy.run(&[
         "inspect",
         "-f",
@@ -570,6 +555,6 @@ fn the_documented_python_adapter_works(docker: &TestDocker) {
     ]);
     let _ = adapter.kill();
     let _ = adapter.wait();
-    assert_eq!(stdout_of(&label), "label.py\n");
+    assert_eq!(stdout_exact(&label), "label.py\n");
     proxy.run(&["rm", "-f", &name]);
 }

@@ -1,7 +1,6 @@
 //! What every storage backend must do, written once and run against each backend on real
 //! storage: `tests/zfs.rs` (two zfs-fuse pools) and `tests/dir.rs` (two directory roots).
 
-use std::io::Read;
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,9 +9,8 @@ use agent::storage::{
     Access, ByteStream, CreateOptions, Slot, Snapshot, SnapshotName, Storage, StorageError,
     VolumeName,
 };
+use testkit::{random, unique};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
-
-use super::unique;
 
 pub const MIB: usize = 1024 * 1024;
 
@@ -22,15 +20,6 @@ pub fn volume() -> VolumeName {
 
 pub fn snap(name: &str) -> SnapshotName {
     SnapshotName::new(name).unwrap()
-}
-
-pub fn random(len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut bytes)
-        .unwrap();
-    bytes
 }
 
 pub async fn collect(mut stream: ByteStream) -> Vec<u8> {

@@ -1,0 +1,94 @@
+//! A real agent (the agent crate's loops, in this process) registers and heartbeats; when it
+//! stops, the leader marks its node down, as `flockerctl node ls` shows.
+
+use std::time::Duration;
+
+use control::ca::Role;
+use testkit::cluster::flockerctl;
+use testkit::{Cluster, eventually};
+
+/// Whether node `name` is up, and its last heartbeat (ms since the epoch, by the clock of
+/// the member that took it), as `flockerctl node ls` shows them.
+fn node_state(c: &Cluster, name: &str) -> Option<(bool, u64)> {
+    let out = flockerctl(c, &["--output", "json", "node", "ls"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    nodes
+        .as_array()?
+        .iter()
+        .find(|n| n["name"] == name)
+        .and_then(|n| Some((n["up"].as_bool()?, n["last_heartbeat_ms"].as_u64()?)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_goes_down_when_its_agent_stops() {
+    let c = Cluster::start(1, &["--node-timeout", "1s"]);
+    c.leader(1).await;
+    let config = agent::AgentConfig {
+        node: "host-a".into(),
+        controls: vec![c.addr(1)],
+        tls: c.pki.tls(Role::Node, "host-a"),
+        address: "host-a:4524".into(),
+        storage: "dir:/srv".into(),
+        heartbeat: Duration::from_millis(200),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(agent::run(config, async move {
+        let _ = stopped.await;
+    }));
+
+    let first = eventually(Duration::from_secs(20), "node to be up", || async {
+        node_state(&c, "host-a").and_then(|(up, at)| up.then_some(at))
+    })
+    .await;
+    // Up all along while heartbeats arrive for longer than two node timeouts: they keep
+    // it alive.
+    eventually(
+        Duration::from_secs(20),
+        "heartbeats for longer than two node timeouts",
+        || async {
+            let (up, at) = node_state(&c, "host-a").expect("host-a is registered");
+            assert!(up, "host-a was marked down while its agent heartbeats");
+            (at >= first + 2500).then_some(())
+        },
+    )
+    .await;
+
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "node to be marked down",
+        || async { matches!(node_state(&c, "host-a"), Some((false, _))).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_with_another_nodes_certificate_stops_with_a_clear_error() {
+    let c = Cluster::start(1, &[]);
+    c.leader(1).await;
+    let config = agent::AgentConfig {
+        node: "host-b".into(),
+        controls: vec![c.addr(1)],
+        tls: c.pki.tls(Role::Node, "host-a"),
+        address: "host-b:4524".into(),
+        storage: "dir:/srv".into(),
+        heartbeat: Duration::from_millis(200),
+    };
+    let err = tokio::time::timeout(
+        Duration::from_secs(20),
+        agent::run(config, std::future::pending()),
+    )
+    .await
+    .expect("agent should give up")
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot act as node \"host-b\""),
+        "{err}"
+    );
+}

@@ -1,0 +1,52 @@
+//! A child process that cannot outlive its test.
+
+use std::process::Child;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::wait::poll_until;
+
+/// A child process stopped and reaped when dropped, also when the test panics: killed at
+/// once ([`Proc::new`]), or asked to stop first ([`Proc::graceful`]).
+pub struct Proc {
+    /// The process.
+    pub child: Child,
+    /// How long it may take to stop after SIGTERM before it is killed; `None`: SIGKILL.
+    grace: Option<Duration>,
+}
+
+impl Proc {
+    /// A process killed (SIGKILL) when dropped: a crash, as far as it can tell.
+    pub fn new(child: Child) -> Proc {
+        Proc { child, grace: None }
+    }
+
+    /// A process sent SIGTERM when dropped, and killed if it has not exited within `grace`.
+    pub fn graceful(child: Child, grace: Duration) -> Proc {
+        Proc {
+            child,
+            grace: Some(grace),
+        }
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(grace) = self.grace {
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            let child = &mut self.child;
+            if poll_until(grace, || child.try_wait().ok().flatten().is_some()) {
+                return;
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
