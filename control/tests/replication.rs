@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use proto::control as pb;
 use testkit::Cluster;
-use testkit::cluster::{read_log, volume};
+use testkit::cluster::{read_log, register, volume};
 use tonic::Code;
 
 async fn volume_names(c: &Cluster, via: u64) -> BTreeSet<String> {
@@ -94,6 +94,23 @@ async fn restarted_member_catches_up_from_a_snapshot() {
     c.kill(lagging);
 
     let mut client = c.client(leader).await;
+    // A lease in the state: a snapshot must carry it (its map key once could not be
+    // written as JSON, and every member failed from the first snapshot on).
+    let mut node = c
+        .client_with(leader, &c.pki.tls(control::ca::Role::Node, "n1"))
+        .await;
+    node.register_node(register("n1")).await.unwrap();
+    let held = pb::CreateVolumeRequest {
+        owner: Some("n1".into()),
+        ..volume("held")
+    };
+    client.create_volume(held).await.unwrap();
+    let lease = pb::Lease {
+        volume: "held".into(),
+        node: "n1".into(),
+        container_id: "c1".into(),
+    };
+    node.acquire_lease(lease.clone()).await.unwrap();
     for i in 0..60 {
         client
             .create_volume(volume(&format!("v{i}")))
@@ -120,7 +137,16 @@ async fn restarted_member_catches_up_from_a_snapshot() {
         read_log(&c.log_path(lagging)).contains("snapshot installed"),
         "the restarted member should have been sent a snapshot (the log it missed was compacted)"
     );
-    assert_eq!(volume_names(&c, lagging).await.len(), 60);
+    assert_eq!(volume_names(&c, lagging).await.len(), 61);
+    let leases = c
+        .client(lagging)
+        .await
+        .list_leases(pb::Empty {})
+        .await
+        .unwrap()
+        .into_inner()
+        .leases;
+    assert_eq!(leases, [lease], "the snapshot carried the lease");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

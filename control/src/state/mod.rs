@@ -177,6 +177,41 @@ pub struct Deletion {
     pub nodes: std::collections::BTreeSet<String>,
 }
 
+/// The lease map as a JSON list of leases (each lease holds its own key). Snapshots made
+/// before this had no lease in them (serialising one failed), so an empty map `{}` is read
+/// as no leases too.
+mod leases_as_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Lease;
+
+    type Leases = BTreeMap<(String, String), Lease>;
+
+    pub fn serialize<S: Serializer>(leases: &Leases, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(leases.values())
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        List(Vec<Lease>),
+        Map(BTreeMap<String, Lease>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Leases, D::Error> {
+        let leases = match Stored::deserialize(d)? {
+            Stored::List(list) => list,
+            Stored::Map(map) => map.into_values().collect(),
+        };
+        Ok(leases
+            .into_iter()
+            .map(|l| ((l.volume.clone(), l.container_id.clone()), l))
+            .collect())
+    }
+}
+
 /// Everything the control service replicates.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -184,7 +219,8 @@ pub struct State {
     pub nodes: BTreeMap<String, Node>,
     /// Volumes by name.
     pub volumes: BTreeMap<String, Volume>,
-    /// Leases by (volume, container id).
+    /// Leases by (volume, container id); stored as a list (JSON keys must be strings).
+    #[serde(with = "leases_as_list")]
     pub leases: BTreeMap<(String, String), Lease>,
     /// Migrations by id.
     pub migrations: BTreeMap<u64, Migration>,
