@@ -165,7 +165,7 @@ impl Lab {
 
     /// `volume inspect NAME`, parsed.
     pub fn volume(&self, name: &str) -> Value {
-        let out = self.ctl(&["-o", "json", "volume", "inspect", name]);
+        let out = self.ctl(&["volume", "inspect", name]);
         serde_json::from_slice(&out.stdout).unwrap()
     }
 }
