@@ -175,5 +175,11 @@ fn read(s: &State, query: Query) -> Result<Reply, crate::state::CommandError> {
                 .collect();
             Reply::Ips(pools, s.allocations.values().cloned().collect())
         }
+        Query::CheckClaim { address, node } => Reply::Address(
+            s.check_address(crate::state::AddressRequest::Explicit(&address), &node)?,
+        ),
+        Query::CheckAllocation { pool, node } => {
+            Reply::Address(s.check_address(crate::state::AddressRequest::Pool(&pool), &node)?)
+        }
     })
 }

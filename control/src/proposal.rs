@@ -39,6 +39,20 @@ pub enum Query {
     Leases,
     /// Pools and allocations.
     Ips,
+    /// The address `ClaimIp` would give a new container on `node`, or its refusal.
+    CheckClaim {
+        /// The address asked for.
+        address: String,
+        /// The container's node.
+        node: String,
+    },
+    /// The address `AllocateIp` would give a new container on `node`, or its refusal.
+    CheckAllocation {
+        /// The pool asked from.
+        pool: String,
+        /// The container's node.
+        node: String,
+    },
 }
 
 /// A pool and how many of its addresses are held.
@@ -67,6 +81,8 @@ pub enum Reply {
     Ips(Vec<PoolUsage>, Vec<Allocation>),
     /// A membership change was committed.
     MembershipChanged,
+    /// The address a check found.
+    Address(std::net::Ipv4Addr),
 }
 
 /// Why a proposal did not go through.

@@ -18,9 +18,9 @@ use super::ownership;
 use super::status::to_status;
 use crate::convert;
 use crate::member::Member;
-use crate::proposal::{ExecError, Proposal, Query, Reply};
+use crate::proposal::{Proposal, Query, Reply};
 use crate::raft::ChangeEvent;
-use crate::state::{self, AddressRequest, Command};
+use crate::state::{self, Command};
 
 /// How long `cluster status` waits for each member to answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -69,19 +69,13 @@ impl ControlService {
         v
     }
 
-    /// A claim or an allocation tried on this member's state without writing (`dry_run`):
-    /// a check before the container exists; the write at its start decides.
-    fn check_address(
-        &self,
-        request: AddressRequest<'_>,
-        pool: &str,
-        node: &str,
-    ) -> Reply_<pb::Allocation> {
-        let address = self
-            .member
-            .sm
-            .read(|s| s.check_address(request, node))
-            .map_err(|e| to_status(ExecError::Command(e)))?;
+    /// A claim or an allocation tried without writing (`dry_run`), as a linearizable read
+    /// on the leader's state (a member that just restarted may not know the node yet): a
+    /// check before the container exists; the write at its start decides.
+    async fn check_address(&self, query: Query, pool: &str, node: &str) -> Reply_<pb::Allocation> {
+        let Reply::Address(address) = self.read(query).await? else {
+            return Err(Status::internal("unexpected reply to an address check"));
+        };
         Ok(Response::new(pb::Allocation {
             address: address.to_string(),
             pool: pool.to_owned(),
@@ -265,7 +259,11 @@ impl Control for ControlService {
         caller.acts_for(&req.get_ref().node)?;
         if req.get_ref().dry_run {
             let r = req.into_inner();
-            return self.check_address(AddressRequest::Pool(&r.pool), &r.pool, &r.node);
+            let query = Query::CheckAllocation {
+                pool: r.pool.clone(),
+                node: r.node.clone(),
+            };
+            return self.check_address(query, &r.pool, &r.node).await;
         }
         ownership::allocations(&self.member, caller, &req.get_ref().container_id).await?;
         let r = req.into_inner();
@@ -285,8 +283,11 @@ impl Control for ControlService {
         caller.acts_for(&req.get_ref().node)?;
         if req.get_ref().dry_run {
             let r = req.into_inner();
-            let pool = String::new();
-            return self.check_address(AddressRequest::Explicit(&r.address), &pool, &r.node);
+            let query = Query::CheckClaim {
+                address: r.address,
+                node: r.node.clone(),
+            };
+            return self.check_address(query, "", &r.node).await;
         }
         ownership::allocations(&self.member, caller, &req.get_ref().container_id).await?;
         let r = req.into_inner();
