@@ -9,6 +9,10 @@
 //! lifecycle reaches the control service through [`super::lifecycle`]: a container that dies
 //! gives its addresses up for others to claim, one that is removed frees them.
 
+use std::future::Future;
+use std::time::Duration;
+
+use foundation::retry::Backoff;
 use ipnet::Ipv4Net;
 use proto::control::control_client::ControlClient;
 use proto::control::{AllocateRequest, Allocation, ClaimRequest, ContainerId, Empty};
@@ -17,6 +21,9 @@ use tonic::{Code, Status};
 
 use super::allocator::{AddressAllocator, AllocError};
 use super::cidr::CidrRequest;
+
+/// How many times a control call that found the service unavailable is made at most.
+pub const CALL_ATTEMPTS: u32 = 4;
 
 /// Allocates through the control service's gRPC API, for the containers of one node.
 #[derive(Clone)]
@@ -39,12 +46,10 @@ impl ControlAllocator {
     /// Every allocation the control service records for containers on this node.
     pub async fn allocations_here(&self) -> Result<Vec<Allocation>, AllocError> {
         let list = self
-            .client
-            .clone()
-            .list_ips(Empty {})
+            .call(|mut c| async move { c.list_ips(Empty {}).await })
             .await
             .map_err(|s| refusal(&format!("the allocations of node {}", self.node), s))?;
-        let mut here = list.into_inner().allocations;
+        let mut here = list.allocations;
         here.retain(|a| a.node == self.node);
         Ok(here)
     }
@@ -58,8 +63,6 @@ impl ControlAllocator {
         dry_run: bool,
     ) -> Result<Ipv4Net, AllocError> {
         let text = request.to_string();
-
-        let mut client = self.client.clone();
         let (reply, prefix) = match request {
             CidrRequest::Explicit(cidr) => {
                 let claim = ClaimRequest {
@@ -69,7 +72,13 @@ impl ControlAllocator {
                     node: self.node.clone(),
                     dry_run,
                 };
-                (client.claim_ip(claim).await, cidr.prefix_len())
+                let reply = self
+                    .call(|mut c| {
+                        let claim = claim.clone();
+                        async move { c.claim_ip(claim).await }
+                    })
+                    .await;
+                (reply, cidr.prefix_len())
             }
             CidrRequest::Net(subnet) => {
                 let alloc = AllocateRequest {
@@ -79,10 +88,16 @@ impl ControlAllocator {
                     node: self.node.clone(),
                     dry_run,
                 };
-                (client.allocate_ip(alloc).await, subnet.prefix_len())
+                let reply = self
+                    .call(|mut c| {
+                        let alloc = alloc.clone();
+                        async move { c.allocate_ip(alloc).await }
+                    })
+                    .await;
+                (reply, subnet.prefix_len())
             }
         };
-        let allocation = reply.map_err(|s| refusal(&text, s))?.into_inner();
+        let allocation = reply.map_err(|s| refusal(&text, s))?;
         let bad = |reason: String| AllocError::Unavailable {
             request: text.clone(),
             reason,
@@ -94,6 +109,29 @@ impl ControlAllocator {
             ))
         })?;
         Ipv4Net::new(addr, prefix).map_err(|e| bad(e.to_string()))
+    }
+
+    /// Calls the control service with `call`; a transport failure is tried again (up to
+    /// [`CALL_ATTEMPTS`] times, with backoff): the member went away and another or the same
+    /// one answers after a reconnect, and a channel hands out the error of a reconnect it
+    /// tried while its member was away once before connecting again (found by the lab walk:
+    /// the first run with an address after a member restart failed).
+    async fn call<T, Fut>(&self, call: impl Fn(ControlClient<Channel>) -> Fut) -> Result<T, Status>
+    where
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut attempt = 1;
+        loop {
+            match call(self.client.clone()).await {
+                Err(s) if s.code() == Code::Unavailable && attempt < CALL_ATTEMPTS => {
+                    tracing::debug!(error = %s.message(), attempt, "control call unavailable; trying again");
+                    attempt += 1;
+                    backoff.wait().await;
+                }
+                reply => return reply.map(tonic::Response::into_inner),
+            }
+        }
     }
 
     /// The node this allocator allocates for.
@@ -142,23 +180,25 @@ impl AddressAllocator for ControlAllocator {
             container_id: container_id.to_owned(),
         };
         let list = self
-            .client
-            .clone()
-            .container_stopped(request)
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.container_stopped(request).await }
+            })
             .await
             .map_err(|s| refusal(&format!("stop of {container_id}"), s))?;
-        Ok(list.into_inner().allocations.len())
+        Ok(list.allocations.len())
     }
 
     async fn release(&self, container_id: &str) -> Result<(), AllocError> {
         let request = ContainerId {
             container_id: container_id.to_owned(),
         };
-        self.client
-            .clone()
-            .release_ip(request)
-            .await
-            .map_err(|s| refusal(&format!("release of {container_id}"), s))?;
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.release_ip(request).await }
+        })
+        .await
+        .map_err(|s| refusal(&format!("release of {container_id}"), s))?;
         Ok(())
     }
 }
