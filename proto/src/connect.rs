@@ -34,27 +34,6 @@ pub async fn connect(
     Ok(ControlClient::new(channel))
 }
 
-/// A client over every member in `addresses`: each call goes to a member that is
-/// connected, so one member down does not stop its callers (a call in flight when its member
-/// dies still fails: callers retry). Connects lazily; fails only on a malformed address.
-pub fn connect_balanced(
-    addresses: &[String],
-    tls: &TlsDir,
-) -> Result<ControlClient<Channel>, tonic::transport::Error> {
-    let endpoints = addresses
-        .iter()
-        .map(|address| {
-            Ok(Endpoint::from_shared(format!("https://{address}"))?
-                .tls_config(tls.client_config())?
-                .connect_timeout(CONNECT_TIMEOUT)
-                .tcp_nodelay(true))
-        })
-        .collect::<Result<Vec<_>, tonic::transport::Error>>()?;
-    Ok(ControlClient::new(Channel::balance_list(
-        endpoints.into_iter(),
-    )))
-}
-
 /// A client for the first member in `addresses` that answers, trying them in order.
 pub async fn connect_any(
     addresses: &[String],

@@ -10,12 +10,14 @@
 //! gives its addresses up for others to claim, one that is removed frees them.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foundation::retry::Backoff;
 use ipnet::Ipv4Net;
 use proto::control::control_client::ControlClient;
 use proto::control::{AllocateRequest, Allocation, ClaimRequest, ContainerId, Empty};
+use proto::tls::TlsDir;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -28,8 +30,10 @@ pub const CALL_ATTEMPTS: u32 = 4;
 /// Allocates through the control service's gRPC API, for the containers of one node.
 #[derive(Clone)]
 pub struct ControlAllocator {
-    client: ControlClient<Channel>,
+    client: Arc<Mutex<ControlClient<Channel>>>,
     node: String,
+    /// The members to fail over to when the current one is unavailable.
+    failover: Option<(Vec<String>, TlsDir)>,
 }
 
 impl ControlAllocator {
@@ -38,8 +42,41 @@ impl ControlAllocator {
     /// itself).
     pub fn new(client: ControlClient<Channel>, node: impl Into<String>) -> Self {
         Self {
-            client,
+            client: Arc::new(Mutex::new(client)),
             node: node.into(),
+            failover: None,
+        }
+    }
+
+    /// As [`ControlAllocator::new`], connecting to the first of `controls` that answers
+    /// (with `tls`) when the current member is unavailable.
+    pub fn with_failover(
+        client: ControlClient<Channel>,
+        node: impl Into<String>,
+        controls: Vec<String>,
+        tls: TlsDir,
+    ) -> Self {
+        Self {
+            failover: Some((controls, tls)),
+            ..Self::new(client, node)
+        }
+    }
+
+    fn client(&self) -> ControlClient<Channel> {
+        self.client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// After an unavailable member: the first member that answers, if there is a list.
+    async fn fail_over(&self) {
+        let Some((controls, tls)) = &self.failover else {
+            return;
+        };
+        match proto::connect::connect_any(controls, tls).await {
+            Ok(client) => *self.client.lock().unwrap_or_else(|e| e.into_inner()) = client,
+            Err(e) => tracing::debug!(error = %e, "no control member to fail over to yet"),
         }
     }
 
@@ -112,10 +149,9 @@ impl ControlAllocator {
     }
 
     /// Calls the control service with `call`; a transport failure is tried again (up to
-    /// [`CALL_ATTEMPTS`] times, with backoff): the member went away and another or the same
-    /// one answers after a reconnect, and a channel hands out the error of a reconnect it
-    /// tried while its member was away once before connecting again (found by the lab walk:
-    /// the first run with an address after a member restart failed).
+    /// [`CALL_ATTEMPTS`] times, with backoff), on the first member that answers (found by
+    /// the lab walk: a run with an address while the member this agent had reached was
+    /// down, and the first one after it came back, failed).
     async fn call<T, Fut>(&self, call: impl Fn(ControlClient<Channel>) -> Fut) -> Result<T, Status>
     where
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -123,11 +159,12 @@ impl ControlAllocator {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         let mut attempt = 1;
         loop {
-            match call(self.client.clone()).await {
+            match call(self.client()).await {
                 Err(s) if s.code() == Code::Unavailable && attempt < CALL_ATTEMPTS => {
                     tracing::debug!(error = %s.message(), attempt, "control call unavailable; trying again");
                     attempt += 1;
                     backoff.wait().await;
+                    self.fail_over().await;
                 }
                 reply => return reply.map(tonic::Response::into_inner),
             }

@@ -23,7 +23,7 @@ use super::{
 use crate::config::AgentConfig;
 use crate::docker::Docker;
 use crate::network::{NetError, NetlinkNetwork, Network, OverlayConfig, peer_sync};
-use proto::connect::{Unreachable, connect_any, connect_balanced};
+use proto::connect::{Unreachable, connect_any};
 
 /// Where the static `wait-for-net` is installed on a host by default.
 pub const DEFAULT_WAIT_FOR_NET: &str = "/usr/local/lib/flocker/wait-for-net";
@@ -137,11 +137,13 @@ pub async fn start(
     let overlay = network.ensure_overlay().await.map_err(overlay_error)?;
     tracing::info!(underlay = %config.underlay, mtu = overlay.mtu, "overlay ready");
     let client = connect_any(&agent.controls, &agent.tls).await?;
-    // Allocations go to any member that is up (the first one reached may go down later).
-    let balanced = connect_balanced(&agent.controls, &agent.tls).map_err(|e| Unreachable {
-        failures: vec![e.to_string()],
-    })?;
-    let allocator = ControlAllocator::new(balanced, agent.node.clone());
+    // Allocations fail over to another member when the one reached is down.
+    let allocator = ControlAllocator::with_failover(
+        client.clone(),
+        agent.node.clone(),
+        agent.controls.clone(),
+        agent.tls.clone(),
+    );
     let docker = Docker::new(docker);
     let attacher = Arc::new(Attacher::new(
         docker.clone(),
