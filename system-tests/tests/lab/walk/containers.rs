@@ -70,7 +70,9 @@ impl Walk {
             .as_ref()
             .and_then(|v| self.model.volumes.get(v))
             .is_some_and(|v| v.owner.is_none());
-        if let Some(h) = volume_holder.or(address_holder) {
+        // The address is checked first (the weave pre-hook runs before flocker's): with
+        // both taken, the refusal names the address's holder.
+        if let Some(h) = address_holder.or(volume_holder) {
             let _ = dockerd(node, &["rm", "-f", &name]);
             if ok {
                 self.fail(&format!(
