@@ -34,6 +34,7 @@ pub mod config;
 pub mod daemon;
 pub mod docker;
 pub mod flocker;
+pub mod locks;
 pub mod membership;
 pub mod network;
 pub mod plugin;

@@ -4,7 +4,8 @@
 
 mod support;
 
-use agent::storage::{Backend, CreateOptions, DirStorage, Storage, StorageSpec};
+use agent::locks::VolumeLocks;
+use agent::storage::{Backend, CreateOptions, DirStorage, Storage, StorageSpec, Store};
 use support::behaviour::{self, volume};
 use testkit::{Scratch, is_root, prerequisite};
 
@@ -88,9 +89,13 @@ async fn the_run_time_choice_behaves_the_same() {
         let spec: StorageSpec = format!("dir:{}", root.join("data").display())
             .parse()
             .unwrap();
-        async move { Backend::open(&spec, root.join("mnt")).await.unwrap() }
+        async move {
+            Backend::open(&spec, root.join("mnt"), VolumeLocks::default())
+                .await
+                .unwrap()
+        }
     };
     let (src, dst) = (open("c").await, open("d").await);
-    assert!(matches!(src, Backend::Dir(_)));
+    assert!(matches!(src.store(), Store::Dir(_)));
     behaviour::full_then_incremental(&src, &dst).await;
 }

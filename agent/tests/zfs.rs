@@ -3,7 +3,8 @@
 
 mod support;
 
-use agent::storage::{Access, Backend, CreateOptions, Storage, StorageSpec, ZfsStorage};
+use agent::locks::VolumeLocks;
+use agent::storage::{Access, Backend, CreateOptions, Storage, StorageSpec, Store, ZfsStorage};
 use support::behaviour::{self, MIB, volume};
 use testkit::Scratch;
 use testkit::pool::TestPool;
@@ -137,10 +138,14 @@ async fn the_run_time_choice_behaves_the_same() {
     let open = |pool: &TestPool, host: &str| {
         let spec: StorageSpec = format!("zfs:{}/chosen", pool.name()).parse().unwrap();
         let root = hosts.roots.path().join(host);
-        async move { Backend::open(&spec, root).await.unwrap() }
+        async move {
+            Backend::open(&spec, root, VolumeLocks::default())
+                .await
+                .unwrap()
+        }
     };
     let src = open(&hosts.pools.0, "c").await;
     let dst = open(&hosts.pools.1, "d").await;
-    assert!(matches!(src, Backend::Zfs(_)));
+    assert!(matches!(src.store(), Store::Zfs(_)));
     behaviour::full_then_incremental(&src, &dst).await;
 }

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::config::AgentConfig;
 use crate::flocker::side::{self as docker_side, DockerSide, Extensions, StartError};
+use crate::locks::VolumeLocks;
 use crate::membership::{self, AgentError};
 use crate::storage::{Backend, StorageError};
 use crate::transfer::{self, ServeError, TransferConfig};
@@ -52,6 +53,8 @@ pub struct Daemon {
     agent: AgentConfig,
     transfer: TransferConfig,
     storage: Arc<Backend>,
+    /// The per-volume locks every part shares.
+    locks: VolumeLocks,
     /// Dropped after the run: its tasks stop with it.
     network: Option<NetworkSide>,
     docker: DockerSide,
@@ -68,7 +71,9 @@ impl Daemon {
             network,
             transfer,
         } = settings;
-        let storage = Arc::new(Backend::open(&transfer.storage, &transfer.volume_root).await?);
+        let locks = VolumeLocks::default();
+        let storage =
+            Arc::new(Backend::open(&transfer.storage, &transfer.volume_root, locks.clone()).await?);
         let network = match network {
             Some(config) => {
                 Some(network_side::start(&agent, config, transfer.docker.clone()).await?)
@@ -85,12 +90,14 @@ impl Daemon {
             },
             None => Extensions::default(),
         };
-        let docker = docker_side::start(&agent, docker, storage.clone(), extensions).await?;
+        let docker =
+            docker_side::start(&agent, docker, storage.clone(), locks.clone(), extensions).await?;
         let listener = transfer::bind(transfer.listen).await?;
         Ok(Self {
             agent,
             transfer,
             storage,
+            locks,
             network,
             docker,
             listener,
@@ -113,6 +120,7 @@ impl Daemon {
                 self.agent.clone(),
                 self.transfer,
                 self.storage.clone(),
+                self.locks,
                 self.listener,
                 token.clone().cancelled_owned(),
             );

@@ -17,6 +17,7 @@ use super::placement::ControlMove;
 use super::volumes::Volumes;
 use crate::config::AgentConfig;
 use crate::docker::Docker;
+use crate::locks::VolumeLocks;
 use crate::plugin::{Plugin, driver::Driver, state::StateFile};
 use crate::storage::{Backend, StorageSpec};
 
@@ -146,12 +147,13 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
 }
 
 /// Validates the proxy's configuration and binds the proxy and the plugin over `storage`
-/// (the daemon's one backend). `extensions` adds built-in adapters and replaces the default
+/// (the daemon's one backend) and its per-volume `locks`. `extensions` adds built-in adapters and replaces the default
 /// adapters.yml.
 pub async fn start(
     agent: &AgentConfig,
     config: DockerSideConfig,
     storage: Arc<Backend>,
+    locks: VolumeLocks,
     extensions: Extensions,
 ) -> Result<DockerSide, StartError> {
     let volumes = Arc::new(Volumes::new(
@@ -164,6 +166,7 @@ pub async fn start(
             controls: agent.controls.clone(),
             tls: agent.tls.clone(),
         }),
+        locks,
     ));
     let mut builtins = Builtins::standard();
     builtins.register("flocker", Arc::new(FlockerAdapter::new(volumes.clone())));

@@ -13,9 +13,8 @@ use proto::tls::TlsDir;
 use tonic::Code;
 
 use super::placement::VolumePlacement;
-use crate::storage::{
-    Access, Backend, CreateOptions, Storage, StorageError, VolumeLocks, VolumeName,
-};
+use crate::locks::VolumeLocks;
+use crate::storage::{Access, Backend, CreateOptions, Storage, StorageError, VolumeName};
 use proto::connect::connect_any;
 
 /// Why a volume could not be made available here.
@@ -85,20 +84,22 @@ pub struct Volumes {
     tls: TlsDir,
     storage: Arc<Backend>,
     placement: Arc<dyn VolumePlacement>,
-    /// One operation at a time per volume: two creates of the same new volume must not
-    /// race each other into the backend, while a run of another volume goes on beside a
-    /// move of this one.
-    busy: VolumeLocks,
+    /// The agent's per-volume locks: a run holds its volume's `run` lock, so two creates of
+    /// the same new volume do not race each other into the backend, while a run of another
+    /// volume goes on beside a move of this one.
+    locks: VolumeLocks,
 }
 
 impl Volumes {
-    /// Volumes of `node`, reached through `controls` with `tls`, stored in `storage`.
+    /// Volumes of `node`, reached through `controls` with `tls`, stored in `storage`,
+    /// serialised per volume with the agent's `locks`.
     pub fn new(
         node: String,
         controls: Vec<String>,
         tls: TlsDir,
         storage: Arc<Backend>,
         placement: Arc<dyn VolumePlacement>,
+        locks: VolumeLocks,
     ) -> Self {
         Self {
             node,
@@ -106,7 +107,7 @@ impl Volumes {
             tls,
             storage,
             placement,
-            busy: VolumeLocks::default(),
+            locks,
         }
     }
 
@@ -191,7 +192,7 @@ impl Volumes {
     /// creates it if the cluster has none, mounts it if this node owns it, asks the
     /// placement layer to bring it here if another node owns it.
     pub async fn ensure_here(&self, volume: &VolumeName) -> Result<PathBuf, VolumeError> {
-        let _one_at_a_time = self.busy.lock(volume.as_str()).await;
+        let _one_at_a_time = self.locks.run(volume.as_str()).await;
         let record = self.ensure_exists(volume).await?;
         match record.owner.as_deref() {
             Some(owner) if owner == self.node => {}

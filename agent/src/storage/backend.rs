@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use tokio::io::AsyncRead;
 
+use crate::locks::{VolumeGuard, VolumeLocks};
+
 use super::{
     Access, ByteStream, Capabilities, CreateOptions, DirStorage, Result, Slot, Snapshot,
     SnapshotName, Storage, StorageError, VolumeName, ZfsStorage,
@@ -52,29 +54,53 @@ impl FromStr for StorageSpec {
 
 /// One of the backends, chosen at run time.
 #[derive(Debug, Clone)]
-pub enum Backend {
+pub enum Store {
     /// The ZFS backend.
     Zfs(ZfsStorage),
     /// The directory backend.
     Dir(DirStorage),
 }
 
+/// The agent's storage: the backend chosen at run time, with each change to a volume's
+/// dataset or mount taken under the agent's [`VolumeLocks::dataset`] lock.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    store: Store,
+    locks: VolumeLocks,
+}
+
 impl Backend {
-    /// Opens the backend `spec` names, mounting volumes under `volume_root`.
-    pub async fn open(spec: &StorageSpec, volume_root: impl Into<PathBuf>) -> Result<Self> {
-        Ok(match spec {
-            StorageSpec::Zfs(parent) => Self::Zfs(ZfsStorage::open(parent, volume_root).await?),
-            StorageSpec::Dir(root) => Self::Dir(DirStorage::new(root, volume_root)),
-        })
+    /// Opens the backend `spec` names, mounting volumes under `volume_root`, serialising
+    /// changes to one volume with `locks`.
+    pub async fn open(
+        spec: &StorageSpec,
+        volume_root: impl Into<PathBuf>,
+        locks: VolumeLocks,
+    ) -> Result<Self> {
+        let store = match spec {
+            StorageSpec::Zfs(parent) => Store::Zfs(ZfsStorage::open(parent, volume_root).await?),
+            StorageSpec::Dir(root) => Store::Dir(DirStorage::new(root, volume_root)),
+        };
+        Ok(Self { store, locks })
+    }
+
+    /// Which backend this is.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Holds `volume`'s dataset lock (level 3 of [`VolumeLocks`]) until the guard drops.
+    async fn exclusive(&self, volume: &VolumeName) -> VolumeGuard {
+        self.locks.dataset(volume.as_str()).await
     }
 }
 
 /// Calls the same method on whichever backend this is.
 macro_rules! delegate {
     ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            Backend::Zfs($s) => $call,
-            Backend::Dir($s) => $call,
+        match &$self.store {
+            Store::Zfs($s) => $call,
+            Store::Dir($s) => $call,
         }
     };
 }
@@ -89,12 +115,12 @@ impl Storage for Backend {
     }
 
     async fn create(&self, volume: &VolumeName, options: &CreateOptions) -> Result<()> {
-        let _one_at_a_time = exclusive(volume).await;
+        let _one_at_a_time = self.exclusive(volume).await;
         delegate!(self, s => s.create(volume, options).await)
     }
 
     async fn destroy(&self, volume: &VolumeName) -> Result<()> {
-        let _one_at_a_time = exclusive(volume).await;
+        let _one_at_a_time = self.exclusive(volume).await;
         delegate!(self, s => s.destroy(volume).await)
     }
 
@@ -103,12 +129,12 @@ impl Storage for Backend {
     }
 
     async fn mount(&self, volume: &VolumeName, access: Access) -> Result<PathBuf> {
-        let _one_at_a_time = exclusive(volume).await;
+        let _one_at_a_time = self.exclusive(volume).await;
         delegate!(self, s => s.mount(volume, access).await)
     }
 
     async fn unmount(&self, volume: &VolumeName) -> Result<()> {
-        let _one_at_a_time = exclusive(volume).await;
+        let _one_at_a_time = self.exclusive(volume).await;
         delegate!(self, s => s.unmount(volume).await)
     }
 
@@ -137,7 +163,7 @@ impl Storage for Backend {
     where
         R: AsyncRead + Send + Unpin,
     {
-        let _one_at_a_time = exclusive(volume).await;
+        let _one_at_a_time = self.exclusive(volume).await;
         delegate!(self, s => s.receive(volume, slot, stream).await)
     }
 
@@ -146,28 +172,18 @@ impl Storage for Backend {
     }
 
     async fn commit_staged(&self, volume: &VolumeName) -> Result<()> {
-        let _one_at_a_time = exclusive(volume).await;
+        let _one_at_a_time = self.exclusive(volume).await;
         delegate!(self, s => s.commit_staged(volume).await)
     }
 
     async fn discard_staged(&self, volume: &VolumeName) -> Result<()> {
-        let _one_at_a_time = exclusive(volume).await;
+        let _one_at_a_time = self.exclusive(volume).await;
         delegate!(self, s => s.discard_staged(volume).await)
     }
 
     async fn used(&self, volume: &VolumeName) -> Result<u64> {
         delegate!(self, s => s.used(volume).await)
     }
-}
-
-/// Serialises the operations that change a volume's dataset or its mount (create, destroy,
-/// mount, unmount, receive, swapping a staged copy in) across every [`Backend`] in this process: the agent's Docker
-/// side and its reconciler may both act on a new volume at once, and `zfs set mountpoint`
-/// or `zfs mount` racing on one dataset fail with "busy".
-async fn exclusive(volume: &VolumeName) -> tokio::sync::OwnedMutexGuard<()> {
-    static LOCKS: std::sync::LazyLock<super::VolumeLocks> =
-        std::sync::LazyLock::new(Default::default);
-    LOCKS.lock(volume.as_str()).await
 }
 
 #[cfg(test)]

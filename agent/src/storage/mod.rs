@@ -24,14 +24,11 @@ use std::pin::Pin;
 
 use tokio::io::AsyncRead;
 
-pub use backend::{Backend, StorageSpec};
+pub use backend::{Backend, StorageSpec, Store};
 pub use dir::DirStorage;
 pub use error::{Result, StorageError};
 pub use name::{NameError, SnapshotName, VolumeName};
 
-/// One lock per volume name: a transfer, a clean-up or a `docker run` of one volume waits
-/// for the others of the same volume only.
-pub type VolumeLocks = foundation::locks::KeyedLocks<String>;
 pub use zfs::{ZfsFeatures, ZfsStorage};
 
 /// A stream of bytes produced by [`Storage::send`] and consumed by [`Storage::receive`];

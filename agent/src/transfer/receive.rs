@@ -24,7 +24,7 @@ use tokio_util::io::StreamReader;
 
 use super::TransferError;
 use super::fence::Fence;
-use crate::storage::VolumeLocks;
+use crate::locks::VolumeLocks;
 use crate::storage::{Backend, Slot, SnapshotName, Storage, VolumeName};
 
 /// Applies one incoming transfer to `storage`.
@@ -49,7 +49,7 @@ where
     };
     let volume = VolumeName::new(&header.volume)?;
     let snapshot = SnapshotName::new(&header.snapshot)?;
-    let _guard = locks.lock(volume.as_str()).await;
+    let _guard = locks.transfer(volume.as_str()).await;
     fence.check_not_owner(volume.as_str()).await?;
     let slot = if header.base.is_empty() {
         // Whatever an earlier, cut transfer staged is of no use: start from nothing.

@@ -12,6 +12,7 @@ use super::push::PushContext;
 use super::stop::Stopper;
 use crate::config::AgentConfig;
 use crate::docker::Docker;
+use crate::locks::VolumeLocks;
 use crate::storage::{Backend, StorageSpec};
 use tokio::net::TcpListener;
 
@@ -56,12 +57,14 @@ pub async fn bind(listen: SocketAddr) -> Result<TcpListener, ServeError> {
         })
 }
 
-/// Serves the Agent API on `listener` with mutual TLS until `shutdown` completes, then
-/// stops accepting and lets the calls in progress finish.
+/// Serves the Agent API on `listener` with mutual TLS, one transfer per volume at a time
+/// under `locks`, until `shutdown` completes, then stops accepting and lets the calls in
+/// progress finish.
 pub async fn serve(
     config: AgentConfig,
     transfer: TransferConfig,
     storage: Arc<Backend>,
+    locks: VolumeLocks,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
@@ -80,6 +83,7 @@ pub async fn serve(
             docker: Docker::new(&transfer.docker),
             volume_root: transfer.volume_root.clone(),
         },
+        locks,
     );
     tracing::info!(node.name = %config.node, listen = %transfer.listen, "agent API serving");
     tonic::transport::Server::builder()

@@ -16,7 +16,7 @@ use super::fence::Fence;
 use super::push::{PushContext, push};
 use super::stop::Stopper;
 use super::{TransferError, receive};
-use crate::storage::VolumeLocks;
+use crate::locks::VolumeLocks;
 use crate::storage::{Access, Backend, Storage, VolumeName};
 
 /// Serves the Agent API.
@@ -29,14 +29,14 @@ pub struct AgentService {
 }
 
 impl AgentService {
-    /// A service over `push.storage`, streaming with `push.tls`, fencing with `fence` and
-    /// stopping containers with `stopper`.
-    pub fn new(push: PushContext, fence: Fence, stopper: Stopper) -> Self {
+    /// A service over `push.storage`, streaming with `push.tls`, fencing with `fence`,
+    /// stopping containers with `stopper`, one transfer per volume at a time under `locks`.
+    pub fn new(push: PushContext, fence: Fence, stopper: Stopper, locks: VolumeLocks) -> Self {
         Self {
             push,
             fence,
             stopper,
-            locks: VolumeLocks::default(),
+            locks,
         }
     }
 
@@ -61,7 +61,7 @@ impl Agent for AgentService {
         let locks = self.locks.clone();
         tokio::spawn(
             async move {
-                let _guard = locks.lock(&req.volume).await;
+                let _guard = locks.transfer(&req.volume).await;
                 let forward = {
                     let out_tx = out_tx.clone();
                     async move {
@@ -137,7 +137,7 @@ impl Agent for AgentService {
     async fn clean_up(&self, req: Request<pb::CleanUpRequest>) -> Reply<pb::CleanedUp> {
         let req = req.into_inner();
         let volume = VolumeName::new(&req.volume).map_err(TransferError::from)?;
-        let _guard = self.locks.lock(volume.as_str()).await;
+        let _guard = self.locks.transfer(volume.as_str()).await;
         let destroyed = clean_up(self.storage(), &self.fence, &volume, &req)
             .instrument(tracing::info_span!("clean_up", volume.name = %volume))
             .await?;
