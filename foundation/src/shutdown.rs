@@ -79,6 +79,15 @@ impl<E: Send + 'static> Supervisor<E> {
         });
     }
 
+    /// A handle that spawns more draining tasks on this supervisor from inside its tasks
+    /// (an accept loop spawning a task per connection).
+    pub fn spawner(&self) -> Spawner {
+        Spawner {
+            token: self.token.clone(),
+            tasks: self.tasks.clone(),
+        }
+    }
+
     /// Runs `task`, which watches the token itself (to drain), until it ends; an error it
     /// returns shuts the daemon down and is what [`Supervisor::run`] returns.
     pub fn spawn_fallible(&self, task: impl Future<Output = Result<(), E>> + Send + 'static) {
@@ -117,6 +126,27 @@ impl<E: Send + 'static> Supervisor<E> {
     }
 }
 
+/// Spawns tasks that a [`Supervisor`] waits for when it stops (within its grace); cloning
+/// shares the supervisor.
+#[derive(Clone, Debug)]
+pub struct Spawner {
+    token: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Spawner {
+    /// The token the supervisor cancels when shutting down.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// Runs `task`, which watches [`Spawner::token`] itself to finish its work and end (a
+    /// connection finishing its request); the supervisor waits for it within its grace.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -141,6 +171,31 @@ mod tests {
         assert!(
             drained.load(Ordering::SeqCst),
             "the draining task was waited for"
+        );
+    }
+
+    #[tokio::test]
+    async fn tasks_spawned_from_a_task_are_drained_too() {
+        let s = Supervisor::<String>::new();
+        let drained = Arc::new(AtomicBool::new(false));
+        let (spawner, done) = (s.spawner(), drained.clone());
+        s.spawn("accept loop", async move {
+            spawner.spawn({
+                let token = spawner.token().clone();
+                async move {
+                    token.cancelled().await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    done.store(true, Ordering::SeqCst);
+                }
+            });
+            std::future::pending::<()>().await;
+        });
+        tokio::task::yield_now().await;
+        let r = s.run(async {}, Duration::from_secs(5)).await;
+        assert_eq!(r, Ok(()));
+        assert!(
+            drained.load(Ordering::SeqCst),
+            "the connection was waited for"
         );
     }
 

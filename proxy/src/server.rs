@@ -6,11 +6,12 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
+use foundation::shutdown::{Spawner, Supervisor};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::limits::{MAX_CONNECTIONS, SHUTDOWN_GRACE};
@@ -25,41 +26,34 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let supervisor = Supervisor::<Infallible>::new();
     let context = Context {
         proxy,
-        stop: stop_rx,
-        _drain: drain_tx,
-        limit,
+        connections: supervisor.spawner(),
+        limit: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         tls,
     };
-    let mut loops = tokio::task::JoinSet::new();
     for listener in listeners {
-        let context = context.clone();
-        loops.spawn(async move { context.accept_loop(listener).await });
+        // Dropped when the shutdown begins: no new connections.
+        supervisor.spawn("accept loop", context.clone().accept_loop(listener));
     }
-    drop(context);
-    shutdown.await;
-    tracing::info!("shutting down: no new connections, finishing open requests");
-    let _ = stop_tx.send(true);
-    loops.shutdown().await;
-    if tokio::time::timeout(SHUTDOWN_GRACE, drain_rx.recv())
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them");
-    }
+    let _ = supervisor
+        .run(
+            async {
+                shutdown.await;
+                tracing::info!("shutting down: no new connections, finishing open requests");
+            },
+            SHUTDOWN_GRACE,
+        )
+        .await;
 }
 
 /// What every connection task shares.
 #[derive(Clone)]
 struct Context {
     proxy: Arc<Proxy>,
-    stop: watch::Receiver<bool>,
-    /// Held by every connection task; the drain completes when all are dropped.
-    _drain: mpsc::Sender<()>,
+    /// Spawns each connection's task, which the shutdown waits for within the grace.
+    connections: Spawner,
     limit: Arc<Semaphore>,
     tls: Option<TlsAcceptor>,
 }
@@ -90,7 +84,7 @@ impl Context {
                 }
             };
             let context = self.clone();
-            tokio::spawn(async move {
+            self.connections.spawn(async move {
                 context.connection(connection).await;
                 drop(permit);
             });
@@ -108,7 +102,7 @@ impl Context {
         }
     }
 
-    async fn serve<I>(mut self, io: I)
+    async fn serve<I>(self, io: I)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -127,7 +121,7 @@ impl Context {
         let serving = async {
             tokio::select! {
                 result = connection.as_mut() => result,
-                () = stopped(&mut self.stop) => {
+                () = self.connections.token().cancelled() => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
@@ -142,11 +136,6 @@ impl Context {
             tracing::debug!(%error, "connection closed with an error");
         }
     }
-}
-
-/// Resolves once the stop signal is raised (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 enum Accepted {

@@ -291,6 +291,39 @@ async fn an_oversized_response_under_a_post_hook_is_refused_not_buffered() {
     );
 }
 
+/// SIGTERM's path: the proxy stops accepting at once, and a request already in flight
+/// still gets Docker's whole answer.
+#[tokio::test]
+async fn a_shutdown_finishes_the_request_in_flight_and_refuses_new_connections() {
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let docker = CannedDocker::start({
+        let arrived = arrived.clone();
+        move |_, mut stream| {
+            let arrived = arrived.clone();
+            async move {
+                arrived.notify_one();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]";
+                stream.write_all(reply.as_bytes()).await.unwrap();
+            }
+        }
+    });
+    let (socket, stop) = proxy("endpoints: {}\nadapters: {}\n", &docker.socket()).await;
+    let in_flight = tokio::spawn({
+        let socket = socket.clone();
+        async move { exchange(&socket, CLOSE_GET).await }
+    });
+    arrived.notified().await;
+    stop.send(()).unwrap();
+    let response = in_flight.await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.ends_with("[]"), "{response}");
+    assert!(
+        UnixStream::connect(&socket).await.is_err(),
+        "a connection was accepted after the shutdown"
+    );
+}
+
 #[tokio::test]
 async fn docker_down_is_a_clear_error() {
     let dir = testkit::unique_dir("psdown");

@@ -2,10 +2,12 @@
 //! built-in `flocker` adapter registered (and the caller's [`Extensions`], e.g. `weave`),
 //! the volume plugin socket, and the lease watcher.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use foundation::shutdown::Supervisor;
 use proxy::adapter::Adapter;
 use proxy::adapter::builtin::Builtins;
 use proxy::launch::{InvalidOptions, Options};
@@ -16,6 +18,7 @@ use super::leases::LeaseWatcher;
 use super::placement::ControlMove;
 use super::volumes::Volumes;
 use crate::config::AgentConfig;
+use crate::daemon::SHUTDOWN_GRACE;
 use crate::docker::Docker;
 use crate::locks::VolumeLocks;
 use crate::plugin::{Plugin, driver::Driver, state::StateFile};
@@ -221,25 +224,28 @@ impl DockerSide {
         self.proxy.local_addrs()
     }
 
-    /// Serves until `shutdown` completes; the plugin socket is removed on the way out.
+    /// Serves until `shutdown` completes, then drains the proxy's and the plugin's calls in
+    /// progress; the plugin socket is removed on the way out.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let watcher = tokio::spawn(self.watcher.run());
-        let plugin = self.plugin.map(|plugin| {
-            let mut stopped = stopped.clone();
-            tokio::spawn(plugin.run(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }))
-        });
+        let supervisor = Supervisor::<Infallible>::new();
+        supervisor.spawn("lease watcher", self.watcher.run());
+        if let Some(plugin) = self.plugin {
+            let stop = supervisor.token().cancelled_owned();
+            supervisor.spawn_fallible(async move {
+                plugin.run(stop).await;
+                Ok(())
+            });
+        }
         for addr in self.proxy.local_addrs() {
             tracing::info!(%addr, "docker proxy listening");
         }
-        self.proxy.run(shutdown).await;
-        let _ = stop.send(true);
-        watcher.abort();
-        if let Some(plugin) = plugin {
-            let _ = plugin.await;
-        }
+        let stop = supervisor.token().cancelled_owned();
+        let proxy = self.proxy;
+        supervisor.spawn_fallible(async move {
+            proxy.run(stop).await;
+            Ok(())
+        });
+        let _ = supervisor.run(shutdown, SHUTDOWN_GRACE).await;
     }
 }
 

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use foundation::shutdown::Supervisor;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -29,6 +30,8 @@ use tokio::net::UnixListener;
 use tracing::Instrument;
 
 use driver::{Driver, VolumeRequest};
+
+use crate::daemon::SHUTDOWN_GRACE;
 
 /// The largest request body accepted (the calls carry a name, an ID and a few options).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -69,36 +72,51 @@ impl Plugin {
         &self.path
     }
 
-    /// Serves calls until `shutdown` completes.
+    /// Serves calls until `shutdown` completes, then lets the calls in progress finish
+    /// (within [`SHUTDOWN_GRACE`]).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            let stream = tokio::select! {
-                () = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
+        let supervisor = Supervisor::<Infallible>::new();
+        let connections = supervisor.spawner();
+        // The loop owns the plugin: when the shutdown drops it, the socket goes with it.
+        let plugin = self;
+        supervisor.spawn("plugin accept loop", async move {
+            loop {
+                let stream = match plugin.listener.accept().await {
                     Ok((stream, _)) => stream,
                     Err(e) => {
+                        // Out of descriptors and the like: back off instead of spinning.
                         tracing::warn!(error = %e, "plugin socket accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                         continue;
                     }
-                },
-            };
-            let driver = self.driver.clone();
-            let service = hyper::service::service_fn(move |req| {
-                let driver = driver.clone();
-                async move { Ok::<_, Infallible>(handle(&driver, req).await) }
-            });
-            tokio::spawn(
-                async move {
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "plugin connection ended");
+                };
+                let driver = plugin.driver.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let driver = driver.clone();
+                    async move { Ok::<_, Infallible>(handle(&driver, req).await) }
+                });
+                let stop = connections.token().clone();
+                connections.spawn(
+                    async move {
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service);
+                        tokio::pin!(conn);
+                        let served = tokio::select! {
+                            served = conn.as_mut() => served,
+                            () = stop.cancelled() => {
+                                conn.as_mut().graceful_shutdown();
+                                conn.await
+                            }
+                        };
+                        if let Err(e) = served {
+                            tracing::debug!(error = %e, "plugin connection ended");
+                        }
                     }
-                }
-                .instrument(tracing::debug_span!("plugin.connection")),
-            );
-        }
+                    .instrument(tracing::debug_span!("plugin.connection")),
+                );
+            }
+        });
+        let _ = supervisor.run(shutdown, SHUTDOWN_GRACE).await;
     }
 }
 
