@@ -4,7 +4,9 @@
 //!   storage backend and per-volume locks every part shares, and running every part
 //!   under one shutdown design.
 //! - [`config`]: the agent's validated configuration.
-//! - [`membership`]: register, heartbeat and watch loops that reconnect on failure.
+//! - [`cluster`]: the one session with the control service (a shared connection that fails
+//!   over, one watch stream kept as the cluster view every part follows).
+//! - [`membership`]: register and heartbeat, following the cluster view, reconnecting on failure.
 //! - [`docker`]: the agent's Docker Engine API client (inspect containers and images, list
 //!   running containers, kill, a reconnecting stream of container events).
 //! - [`storage`]: the [`storage::Storage`] trait with its ZFS ([`storage::ZfsStorage`]) and
@@ -30,6 +32,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod docker;

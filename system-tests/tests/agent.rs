@@ -37,9 +37,13 @@ async fn node_goes_down_when_its_agent_stops() {
         heartbeat: Duration::from_millis(200),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(agent::run(config, async move {
-        let _ = stopped.await;
-    }));
+    let running = tokio::spawn(agent::run(
+        config.clone(),
+        agent::cluster::Cluster::of(&config),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
 
     let first = eventually(Duration::from_secs(20), "node to be up", || async {
         node_state(&c, "host-a").and_then(|(up, at)| up.then_some(at))
@@ -82,7 +86,11 @@ async fn agent_with_another_nodes_certificate_stops_with_a_clear_error() {
     };
     let err = tokio::time::timeout(
         Duration::from_secs(20),
-        agent::run(config, std::future::pending()),
+        agent::run(
+            config.clone(),
+            agent::cluster::Cluster::of(&config),
+            std::future::pending(),
+        ),
     )
     .await
     .expect("agent should give up")

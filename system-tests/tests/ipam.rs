@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use agent::cluster::Control;
 use agent::weave::cidr::{self, CidrRequest};
 use agent::weave::{AddressAllocator, AllocError, ControlAllocator};
 use control::ca::Role;
@@ -22,7 +23,10 @@ fn request(s: &str) -> CidrRequest {
 
 /// Registers `node` with its own certificate and returns its allocator.
 async fn node(c: &Cluster, name: &str, address: &str) -> ControlAllocator {
-    ControlAllocator::new(c.register_node(name, address).await, name)
+    ControlAllocator::new(
+        Control::with_client(c.register_node(name, address).await),
+        name,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,12 @@
 //! Overlay peers follow the cluster's node list: a real control member process, a "host"
 //! that is a real network namespace with the overlay built in it, and
-//! `agent::network::peer_sync::run` keeping its VXLAN flood list equal to the other up
+//! `agent::network::peer_sync::run`, following the agent's cluster view, keeping its VXLAN flood list equal to the other up
 //! nodes, as `bridge fdb show` in that namespace sees it. Needs root (skipped with a reason
 //! otherwise, a failure under `CI=true`).
 
 use std::time::Duration;
 
+use agent::cluster::Control;
 use agent::network::{NetlinkNetwork, Netns, Network, OverlayConfig, peer_sync};
 use testkit::netns::{TestNetns, prerequisites};
 use testkit::{Cluster, eventually};
@@ -38,7 +39,13 @@ async fn vxlan_peers_follow_the_up_nodes() {
     let c = Cluster::start(1, &["--node-timeout", "1s"]);
     c.leader(1).await;
     let client = c.register_node("n1", "10.77.0.1:4524").await;
-    let sync = tokio::spawn(peer_sync::run(client, "n1".into(), network.clone()));
+    // The agent's session: its one watch stream keeps the view peer sync follows.
+    let cluster = agent::cluster::Cluster::new("n1", Control::with_client(client));
+    let following = tokio::spawn({
+        let cluster = cluster.clone();
+        async move { cluster.follow().await }
+    });
+    let sync = tokio::spawn(peer_sync::run(cluster.view(), "n1".into(), network.clone()));
 
     // A second node registering becomes a peer; the host itself never does.
     c.register_node("n2", "10.77.0.2:4524").await;
@@ -61,4 +68,5 @@ async fn vxlan_peers_follow_the_up_nodes() {
     })
     .await;
     sync.abort();
+    following.abort();
 }

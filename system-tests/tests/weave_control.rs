@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent::cluster::Control;
 use agent::docker::Docker;
 use agent::weave::{ControlAllocator, LifecycleFollower};
 use testkit::cluster::{flockerctl, ip_ls, row};
@@ -30,7 +31,7 @@ fn weave_cidr_addresses_come_from_the_control_service() {
     assert!(out.status.success(), "{}", stderr(&out));
     let allocator = async {
         let client = c.register_node("n1", "10.77.0.1:4524").await;
-        ControlAllocator::new(client, "n1")
+        ControlAllocator::new(Control::with_client(client), "n1")
     };
     let Some(host) = WeaveHost::start_with(test, allocator) else {
         return;

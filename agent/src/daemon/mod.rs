@@ -17,6 +17,7 @@ use foundation::shutdown::Supervisor;
 pub use settings::{Args, Settings, validate};
 use tokio::net::TcpListener;
 
+use crate::cluster::Cluster;
 use crate::config::AgentConfig;
 use crate::flocker::side::{self as docker_side, DockerSide, Extensions, StartError};
 use crate::locks::VolumeLocks;
@@ -55,6 +56,8 @@ pub struct Daemon {
     storage: Arc<Backend>,
     /// The per-volume locks every part shares.
     locks: VolumeLocks,
+    /// The one session with the control service every part shares.
+    cluster: Cluster,
     /// Dropped after the run: its tasks stop with it.
     network: Option<NetworkSide>,
     docker: DockerSide,
@@ -72,11 +75,12 @@ impl Daemon {
             transfer,
         } = settings;
         let locks = VolumeLocks::default();
+        let cluster = Cluster::of(&agent);
         let storage =
             Arc::new(Backend::open(&transfer.storage, &transfer.volume_root, locks.clone()).await?);
         let network = match network {
             Some(config) => {
-                Some(network_side::start(&agent, config, transfer.docker.clone()).await?)
+                Some(network_side::start(&agent, config, transfer.docker.clone(), &cluster).await?)
             }
             None => {
                 tracing::info!("network side off (no --underlay): WEAVE_CIDR is not served");
@@ -90,14 +94,22 @@ impl Daemon {
             },
             None => Extensions::default(),
         };
-        let docker =
-            docker_side::start(&agent, docker, storage.clone(), locks.clone(), extensions).await?;
+        let docker = docker_side::start(
+            &agent,
+            docker,
+            storage.clone(),
+            locks.clone(),
+            &cluster,
+            extensions,
+        )
+        .await?;
         let listener = transfer::bind(transfer.listen).await?;
         Ok(Self {
             agent,
             transfer,
             storage,
             locks,
+            cluster,
             network,
             docker,
             listener,
@@ -121,6 +133,7 @@ impl Daemon {
                 self.transfer,
                 self.storage.clone(),
                 self.locks,
+                self.cluster.control().clone(),
                 self.listener,
                 token.clone().cancelled_owned(),
             );
@@ -128,12 +141,12 @@ impl Daemon {
         });
         supervisor.spawn(
             "volume reconciler",
-            transfer::reconcile::run(self.agent.clone(), self.storage),
+            transfer::reconcile::run(self.agent.clone(), self.storage, self.cluster.view()),
         );
         supervisor.spawn_fallible({
             let stopped = token.clone().cancelled_owned();
             async move {
-                membership::run(self.agent, stopped)
+                membership::run(self.agent, self.cluster, stopped)
                     .await
                     .map_err(DaemonError::from)
             }

@@ -130,12 +130,16 @@ impl LeaseWatcher {
     }
 
     async fn acquire(&self, volume: &VolumeName, id: &str) -> Result<(), VolumeError> {
-        let mut control = self.volumes.control(volume).await?;
-        control
-            .acquire_lease(Lease {
-                volume: volume.to_string(),
-                node: self.volumes.node().to_owned(),
-                container_id: id.to_owned(),
+        let lease = Lease {
+            volume: volume.to_string(),
+            node: self.volumes.node().to_owned(),
+            container_id: id.to_owned(),
+        };
+        self.volumes
+            .control()
+            .call(|mut c| {
+                let lease = lease.clone();
+                async move { c.acquire_lease(lease).await }
             })
             .await
             .map_err(|s| super::volumes::control_error(volume, "lease", s))?;
@@ -145,12 +149,12 @@ impl LeaseWatcher {
 
     /// This node's leases.
     async fn my_leases(&self) -> Result<Vec<Lease>, String> {
-        let mut control = self.volumes.client().await.map_err(|e| e.to_string())?;
-        let leases = control
-            .list_leases(Empty {})
+        let leases = self
+            .volumes
+            .control()
+            .call(|mut c| async move { c.list_leases(Empty {}).await })
             .await
             .map_err(|s| s.message().to_owned())?
-            .into_inner()
             .leases;
         Ok(leases
             .into_iter()
@@ -159,9 +163,16 @@ impl LeaseWatcher {
     }
 
     async fn release(&self, lease: Lease) -> Result<(), String> {
-        let mut control = self.volumes.client().await.map_err(|e| e.to_string())?;
         let (volume, id) = (lease.volume.clone(), lease.container_id.clone());
-        match control.release_lease(lease).await {
+        let released = self
+            .volumes
+            .control()
+            .call(|mut c| {
+                let lease = lease.clone();
+                async move { c.release_lease(lease).await }
+            })
+            .await;
+        match released {
             Ok(_) => {
                 tracing::info!(volume.name = %volume, container.id = %id, "lease released");
                 Ok(())

@@ -8,10 +8,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use proto::control::{Empty, Lease, MoveVolumeRequest};
-use proto::tls::TlsDir;
 use tonic::Code;
 
 use super::volumes::VolumeError;
+use crate::cluster::Control;
 use crate::storage::VolumeName;
 
 /// A boxed future, so the trait stays object-safe.
@@ -37,14 +37,12 @@ pub const LEASE_GRACE: Duration = Duration::from_secs(5);
 /// Placement through the control service: a volume that no container holds on its owner is
 /// moved here with `MoveVolume`; one still in use there after [`LEASE_GRACE`] is refused,
 /// naming the containers (a move would wait for them, and the Docker client would hang).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ControlMove {
     /// This node's name.
     pub node: String,
-    /// Control members to try.
-    pub controls: Vec<String>,
-    /// This node's certificate.
-    pub tls: TlsDir,
+    /// The agent's control connection.
+    pub control: Control,
 }
 
 impl ControlMove {
@@ -55,15 +53,13 @@ impl ControlMove {
             message,
             code,
         };
-        let mut control = proto::connect::connect_any(&self.controls, &self.tls)
-            .await
-            .map_err(|e| {
-                failed(
-                    "reach the control service to move",
-                    e.to_string(),
-                    Code::Unavailable,
-                )
-            })?;
+        let mut control = self.control.client().await.map_err(|e| {
+            failed(
+                "reach the control service to move",
+                e.to_string(),
+                Code::Unavailable,
+            )
+        })?;
         let request = MoveVolumeRequest {
             name: volume.to_string(),
             to: self.node.clone(),
@@ -72,7 +68,10 @@ impl ControlMove {
         let mut progress = control
             .move_volume(request)
             .await
-            .map_err(|s| failed("move", s.message().to_owned(), s.code()))?
+            .map_err(|s| {
+                self.control.failed(&s);
+                failed("move", s.message().to_owned(), s.code())
+            })?
             .into_inner();
         loop {
             match progress.message().await {
@@ -135,16 +134,12 @@ impl ControlMove {
         let deadline = tokio::time::Instant::now() + LEASE_GRACE;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let Ok(mut control) = proto::connect::connect_any(&self.controls, &self.tls).await
-            else {
-                continue;
-            };
-            if let Ok(leases) = control.list_leases(Empty {}).await
-                && !leases
-                    .into_inner()
-                    .leases
-                    .iter()
-                    .any(|l| l.volume == volume.as_str())
+            let listed = self
+                .control
+                .call(|mut c| async move { c.list_leases(Empty {}).await })
+                .await;
+            if let Ok(leases) = listed
+                && !leases.leases.iter().any(|l| l.volume == volume.as_str())
             {
                 return true;
             }

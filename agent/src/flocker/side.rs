@@ -17,6 +17,7 @@ use super::adapter::FlockerAdapter;
 use super::leases::LeaseWatcher;
 use super::placement::ControlMove;
 use super::volumes::Volumes;
+use crate::cluster::Cluster;
 use crate::config::AgentConfig;
 use crate::daemon::SHUTDOWN_GRACE;
 use crate::docker::Docker;
@@ -150,24 +151,24 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
 }
 
 /// Validates the proxy's configuration and binds the proxy and the plugin over `storage`
-/// (the daemon's one backend) and its per-volume `locks`. `extensions` adds built-in adapters and replaces the default
+/// (the daemon's one backend) and its per-volume `locks`, reaching the control service
+/// through the agent's `cluster` session. `extensions` adds built-in adapters and replaces the default
 /// adapters.yml.
 pub async fn start(
     agent: &AgentConfig,
     config: DockerSideConfig,
     storage: Arc<Backend>,
     locks: VolumeLocks,
+    cluster: &Cluster,
     extensions: Extensions,
 ) -> Result<DockerSide, StartError> {
     let volumes = Arc::new(Volumes::new(
         agent.node.clone(),
-        agent.controls.clone(),
-        agent.tls.clone(),
+        cluster.control().clone(),
         storage,
         Arc::new(ControlMove {
             node: agent.node.clone(),
-            controls: agent.controls.clone(),
-            tls: agent.tls.clone(),
+            control: cluster.control().clone(),
         }),
         locks,
     ));

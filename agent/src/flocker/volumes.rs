@@ -9,13 +9,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use proto::control::{CreateVolumeRequest, Empty, Lease, Volume};
-use proto::tls::TlsDir;
 use tonic::Code;
 
 use super::placement::VolumePlacement;
+use crate::cluster::Control;
 use crate::locks::VolumeLocks;
 use crate::storage::{Access, Backend, CreateOptions, Storage, StorageError, VolumeName};
-use proto::connect::connect_any;
 
 /// Why a volume could not be made available here.
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +79,7 @@ fn in_use(holders: &[String]) -> String {
 /// What the agent needs to reach the cluster and its local storage.
 pub struct Volumes {
     node: String,
-    controls: Vec<String>,
-    tls: TlsDir,
+    control: Control,
     storage: Arc<Backend>,
     placement: Arc<dyn VolumePlacement>,
     /// The agent's per-volume locks: a run holds its volume's `run` lock, so two creates of
@@ -91,20 +89,18 @@ pub struct Volumes {
 }
 
 impl Volumes {
-    /// Volumes of `node`, reached through `controls` with `tls`, stored in `storage`,
+    /// Volumes of `node`, reached through the agent's `control` connection, stored in `storage`,
     /// serialised per volume with the agent's `locks`.
     pub fn new(
         node: String,
-        controls: Vec<String>,
-        tls: TlsDir,
+        control: Control,
         storage: Arc<Backend>,
         placement: Arc<dyn VolumePlacement>,
         locks: VolumeLocks,
     ) -> Self {
         Self {
             node,
-            controls,
-            tls,
+            control,
             storage,
             placement,
             locks,
@@ -121,40 +117,25 @@ impl Volumes {
         &self.storage
     }
 
-    /// A connected control client, for calls about no volume in particular.
-    pub async fn client(
-        &self,
-    ) -> Result<
-        proto::control::control_client::ControlClient<tonic::transport::Channel>,
-        proto::connect::Unreachable,
-    > {
-        connect_any(&self.controls, &self.tls).await
-    }
-
-    /// A connected control client, for calls about `volume`.
-    pub async fn control(
-        &self,
-        volume: &VolumeName,
-    ) -> Result<proto::control::control_client::ControlClient<tonic::transport::Channel>, VolumeError>
-    {
-        self.client().await.map_err(|e| VolumeError::Control {
-            volume: volume.clone(),
-            action: "reach the control service for",
-            message: e.to_string(),
-            code: Code::Unavailable,
-        })
+    /// The agent's control connection.
+    pub fn control(&self) -> &Control {
+        &self.control
     }
 
     /// The cluster's record of `volume`, or `None` if the cluster has no such volume.
     pub async fn lookup(&self, volume: &VolumeName) -> Result<Option<Volume>, VolumeError> {
-        let mut control = self.control(volume).await?;
-        match control
-            .get_volume(proto::control::VolumeName {
-                name: volume.to_string(),
+        let asked = proto::control::VolumeName {
+            name: volume.to_string(),
+        };
+        match self
+            .control
+            .call(|mut c| {
+                let asked = asked.clone();
+                async move { c.get_volume(asked).await }
             })
             .await
         {
-            Ok(v) => Ok(Some(v.into_inner())),
+            Ok(v) => Ok(Some(v)),
             Err(s) if s.code() == Code::NotFound => Ok(None),
             Err(s) => Err(control_error(volume, "look up", s)),
         }
@@ -166,18 +147,22 @@ impl Volumes {
         if let Some(v) = self.lookup(volume).await? {
             return Ok(v);
         }
-        let mut control = self.control(volume).await?;
-        let created = control
-            .create_volume(CreateVolumeRequest {
-                name: volume.to_string(),
-                owner: Some(self.node.clone()),
-                ..Default::default()
+        let create = CreateVolumeRequest {
+            name: volume.to_string(),
+            owner: Some(self.node.clone()),
+            ..Default::default()
+        };
+        let created = self
+            .control
+            .call(|mut c| {
+                let create = create.clone();
+                async move { c.create_volume(create).await }
             })
             .await;
         match created {
             Ok(v) => {
                 tracing::info!(volume.name = %volume, node.name = %self.node, "created volume");
-                Ok(v.into_inner())
+                Ok(v)
             }
             // Created by someone else in the meantime: theirs is the record.
             Err(s) if s.code() == Code::AlreadyExists => self
@@ -221,12 +206,11 @@ impl Volumes {
 
     /// The leases held on `volume`, anywhere.
     pub async fn leases_of(&self, volume: &VolumeName) -> Result<Vec<Lease>, VolumeError> {
-        let mut control = self.control(volume).await?;
-        let leases = control
-            .list_leases(Empty {})
+        let leases = self
+            .control
+            .call(|mut c| async move { c.list_leases(Empty {}).await })
             .await
             .map_err(|s| control_error(volume, "list the leases of", s))?
-            .into_inner()
             .leases;
         Ok(leases
             .into_iter()

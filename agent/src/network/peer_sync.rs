@@ -1,74 +1,51 @@
 //! Peer sync: the overlay's VXLAN peers follow the cluster's node list.
 //!
 //! [`run`] keeps the flood list equal to the underlay addresses of the other registered
-//! nodes that are up. It subscribes to the control service's change stream, lists the nodes
-//! (so no change between the two is missed), then applies each node change as it arrives,
-//! calling [`Network::set_peers`] only when the wanted set differs from the last one set. A
-//! broken stream or a failed call is retried, with backoff, from a fresh list.
+//! nodes that are up, as the agent's cluster view (one watch stream, see
+//! [`crate::cluster`]) shows them, calling [`Network::set_peers`] only when the wanted set
+//! differs from the last one set. A failed call is tried again, with backoff.
 //!
 //! A node's underlay address is the host part of the address it registered (`ip:port`, or
 //! `name:port`, resolved once per change).
 
-use foundation::retry::Backoff;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use proto::control::control_client::ControlClient;
-use proto::control::watch_event::Object;
-use proto::control::{Empty, Node, WatchRequest};
-use tokio_stream::StreamExt;
-use tonic::transport::Channel;
+use foundation::retry::Backoff;
+use proto::control::Node;
+use tokio::sync::watch;
 
 use super::Network;
+use crate::cluster::ClusterView;
 
-/// Keeps `network`'s VXLAN peers equal to the other up nodes (every node but `self_node`),
-/// until the future is dropped. Run it next to the membership loops, e.g.
-/// `tokio::spawn(peer_sync::run(client, config.node.clone(), network))`.
-pub async fn run<N: Network>(client: ControlClient<Channel>, self_node: String, network: N) {
+/// Keeps `network`'s VXLAN peers equal to the other up nodes of `view` (every node but
+/// `self_node`), until the future is dropped or the view's sender is gone.
+pub async fn run<N: Network>(
+    mut view: watch::Receiver<ClusterView>,
+    self_node: String,
+    network: N,
+) {
     let mut applied: Option<BTreeSet<IpAddr>> = None;
     let mut backoff = Backoff::reconnect();
     loop {
-        let started = std::time::Instant::now();
-        if let Err(error) = session(client.clone(), &self_node, &network, &mut applied).await {
-            tracing::warn!(node.name = %self_node, "peer sync: {error}; retrying");
-        }
-        backoff.wait_after(started.elapsed()).await;
-    }
-}
-
-/// One subscription: list, then follow; returns why it stopped.
-async fn session<N: Network>(
-    mut client: ControlClient<Channel>,
-    self_node: &str,
-    network: &N,
-    applied: &mut Option<BTreeSet<IpAddr>>,
-) -> Result<(), String> {
-    let mut stream = client
-        .watch(WatchRequest {})
-        .await
-        .map_err(|s| format!("watch refused: {}", s.message()))?
-        .into_inner();
-    let listed = client
-        .list_nodes(Empty {})
-        .await
-        .map_err(|s| format!("cannot list nodes: {}", s.message()))?
-        .into_inner()
-        .nodes;
-    let mut nodes: BTreeMap<String, Node> =
-        listed.into_iter().map(|n| (n.name.clone(), n)).collect();
-    apply(&nodes, self_node, network, applied).await?;
-    while let Some(event) = stream.next().await {
-        let event = event.map_err(|s| format!("change stream broke: {}", s.message()))?;
-        if let Some(Object::Node(node)) = event.object {
-            if event.deleted {
-                nodes.remove(&node.name);
-            } else {
-                nodes.insert(node.name.clone(), node);
+        let nodes = {
+            let now = view.borrow_and_update();
+            (now.listing > 0).then(|| now.nodes.clone())
+        };
+        if let Some(nodes) = nodes {
+            match apply(&nodes, &self_node, &network, &mut applied).await {
+                Ok(()) => backoff.reset(),
+                Err(error) => {
+                    tracing::warn!(node.name = %self_node, "peer sync: {error}; retrying");
+                    backoff.wait().await;
+                    continue;
+                }
             }
-            apply(&nodes, self_node, network, applied).await?;
+        }
+        if view.changed().await.is_err() {
+            return;
         }
     }
-    Err("change stream ended".to_owned())
 }
 
 async fn apply<N: Network>(

@@ -76,11 +76,18 @@ impl Driver {
                 "volume '{volume}' is mounted by {held} container(s) on this host: stop them first"
             ));
         }
-        let mut control = self.volumes.control(&volume).await.map_err(say)?;
         let request = proto::control::VolumeName {
             name: volume.to_string(),
         };
-        match control.delete_volume(request).await {
+        let deleted = self
+            .volumes
+            .control()
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.delete_volume(request).await }
+            })
+            .await;
+        match deleted {
             Ok(_) => {}
             Err(s) if s.code() == tonic::Code::NotFound => {}
             Err(s) => return Err(say(control_error(&volume, "delete", s))),
@@ -148,12 +155,12 @@ impl Driver {
 
     /// `/VolumeDriver.List`: every volume in the cluster.
     pub async fn list(&self) -> CallResult {
-        let mut control = self.volumes.client().await.map_err(|e| e.to_string())?;
-        let volumes = control
-            .list_volumes(proto::control::Empty {})
+        let volumes = self
+            .volumes
+            .control()
+            .call(|mut c| async move { c.list_volumes(proto::control::Empty {}).await })
             .await
             .map_err(|s| format!("control service: list volumes failed: {}", s.message()))?
-            .into_inner()
             .volumes;
         let list: Vec<Value> = volumes.iter().map(|v| self.describe(v, None)).collect();
         Ok(json!({"Volumes": list}))

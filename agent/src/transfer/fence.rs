@@ -3,20 +3,17 @@
 //! order, from a deposed leader or for an old epoch, is refused.
 
 use proto::control::VolumeName as VolumeRequest;
-use proto::tls::TlsDir;
 
 use super::TransferError;
-use proto::connect::connect_any;
+use crate::cluster::Control;
 
 /// Where to ask and who we are.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Fence {
     /// This node's name.
     pub node: String,
-    /// Control members to ask.
-    pub controls: Vec<String>,
-    /// This node's certificate.
-    pub tls: TlsDir,
+    /// The agent's control connection.
+    pub control: Control,
 }
 
 impl Fence {
@@ -27,19 +24,17 @@ impl Fence {
             volume: volume.to_owned(),
             reason,
         };
-        let mut client = connect_any(&self.controls, &self.tls)
-            .await
-            .map_err(|e| control(e.to_string()))?;
-        let asked = client
-            .get_volume(VolumeRequest {
-                name: volume.to_owned(),
+        let asked = self
+            .control
+            .call(|mut c| async move {
+                c.get_volume(VolumeRequest {
+                    name: volume.to_owned(),
+                })
+                .await
             })
             .await;
         match asked {
-            Ok(v) => {
-                let v = v.into_inner();
-                Ok((v.owner.unwrap_or_default(), v.epoch))
-            }
+            Ok(v) => Ok((v.owner.unwrap_or_default(), v.epoch)),
             Err(s) if s.code() == tonic::Code::NotFound => Ok((String::new(), 0)),
             Err(s) => Err(control(s.message().to_owned())),
         }

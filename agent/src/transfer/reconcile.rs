@@ -17,68 +17,51 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use proto::control::watch_event::Object;
-use proto::control::{Empty, Volume, WatchRequest};
-use tokio_stream::StreamExt;
+use proto::control::Volume;
+use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::cluster::ClusterView;
 use crate::config::AgentConfig;
 use crate::storage::{Access, Backend, CreateOptions, Storage, VolumeName};
-use proto::connect::connect_any;
 
-/// Follows volume changes until the future is dropped.
-pub async fn run(config: AgentConfig, storage: Arc<Backend>) {
+/// Follows the volumes of the cluster `view` until the future is dropped.
+pub async fn run(
+    config: AgentConfig,
+    storage: Arc<Backend>,
+    mut view: watch::Receiver<ClusterView>,
+) {
     let mut seen: HashMap<String, u64> = HashMap::new();
-    let mut backoff = foundation::retry::Backoff::reconnect();
+    let mut listing = 0;
     loop {
-        let started = std::time::Instant::now();
-        if let Err(e) = session(&config, &storage, &mut seen).await {
-            tracing::warn!(error = %e, "volume watch failed; reconnecting");
+        let now = view.borrow_and_update().clone();
+        if now.listing > 0 {
+            if now.listing != listing {
+                listing = now.listing;
+                report_unknown_copies(&storage, &now).await;
+            }
+            // A deleted volume is forgotten: made again under its name, it is acted on anew.
+            seen.retain(|name, _| now.volumes.contains_key(name));
+            for v in now.volumes.values() {
+                volume_changed(&config, &storage, &mut seen, v).await;
+            }
         }
-        backoff.wait_after(started.elapsed()).await;
+        if view.changed().await.is_err() {
+            return;
+        }
     }
 }
 
-async fn session(
-    config: &AgentConfig,
-    storage: &Backend,
-    seen: &mut HashMap<String, u64>,
-) -> Result<(), String> {
-    let mut client = connect_any(&config.controls, &config.tls)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut stream = client
-        .watch(WatchRequest {})
-        .await
-        .map_err(|s| s.message().to_owned())?
-        .into_inner();
-    let volumes = client
-        .list_volumes(Empty {})
-        .await
-        .map_err(|s| s.message().to_owned())?
-        .into_inner()
-        .volumes;
+/// Logs the copies here of volumes the cluster does not know (once per listing): they are
+/// left alone, for the operator to judge.
+async fn report_unknown_copies(storage: &Backend, view: &ClusterView) {
     if let Ok(here) = storage.volumes().await {
         for name in here {
-            if !volumes.iter().any(|v| v.name == name.as_str()) {
+            if !view.volumes.contains_key(name.as_str()) {
                 tracing::warn!(volume.name = %name, "a copy here of a volume the cluster does not know: left as it is (destroy it by hand if it is not wanted)");
             }
         }
     }
-    for v in volumes {
-        volume_changed(config, storage, seen, &v).await;
-    }
-    while let Some(event) = stream.next().await {
-        let event = event.map_err(|s| s.message().to_owned())?;
-        match (event.deleted, &event.object) {
-            (false, Some(Object::Volume(v))) => volume_changed(config, storage, seen, v).await,
-            (true, Some(Object::Volume(v))) => {
-                seen.remove(&v.name);
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 async fn volume_changed(

@@ -10,6 +10,7 @@ use super::AgentService;
 use super::fence::Fence;
 use super::push::PushContext;
 use super::stop::Stopper;
+use crate::cluster::Control;
 use crate::config::AgentConfig;
 use crate::docker::Docker;
 use crate::locks::VolumeLocks;
@@ -58,13 +59,14 @@ pub async fn bind(listen: SocketAddr) -> Result<TcpListener, ServeError> {
 }
 
 /// Serves the Agent API on `listener` with mutual TLS, one transfer per volume at a time
-/// under `locks`, until `shutdown` completes, then stops accepting and lets the calls in
+/// under `locks`, fencing through `control`, until `shutdown` completes, then stops accepting and lets the calls in
 /// progress finish.
 pub async fn serve(
     config: AgentConfig,
     transfer: TransferConfig,
     storage: Arc<Backend>,
     locks: VolumeLocks,
+    control: Control,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
@@ -76,8 +78,7 @@ pub async fn serve(
         },
         Fence {
             node: config.node.clone(),
-            controls: config.controls.clone(),
-            tls: config.tls.clone(),
+            control,
         },
         Stopper {
             docker: Docker::new(&transfer.docker),

@@ -9,80 +9,35 @@
 //! lifecycle reaches the control service through [`super::lifecycle`]: a container that dies
 //! gives its addresses up for others to claim, one that is removed frees them.
 
-use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use foundation::retry::Backoff;
 use ipnet::Ipv4Net;
-use proto::control::control_client::ControlClient;
 use proto::control::{AllocateRequest, Allocation, ClaimRequest, ContainerId, Empty};
-use proto::tls::TlsDir;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::allocator::{AddressAllocator, AllocError};
 use super::cidr::CidrRequest;
-
-/// How many times a control call that found the service unavailable is made at most.
-pub const CALL_ATTEMPTS: u32 = 4;
+use crate::cluster::Control;
 
 /// Allocates through the control service's gRPC API, for the containers of one node.
 #[derive(Clone)]
 pub struct ControlAllocator {
-    client: Arc<Mutex<ControlClient<Channel>>>,
+    control: Control,
     node: String,
-    /// The members to fail over to when the current one is unavailable.
-    failover: Option<(Vec<String>, TlsDir)>,
 }
 
 impl ControlAllocator {
     /// Allocates for containers on `node` (this agent's node name, as registered) through
-    /// `client` (e.g. from [`proto::connect::connect_any`]; the channel reconnects by
-    /// itself).
-    pub fn new(client: ControlClient<Channel>, node: impl Into<String>) -> Self {
+    /// the agent's `control` connection (whose calls fail over between members).
+    pub fn new(control: Control, node: impl Into<String>) -> Self {
         Self {
-            client: Arc::new(Mutex::new(client)),
+            control,
             node: node.into(),
-            failover: None,
-        }
-    }
-
-    /// As [`ControlAllocator::new`], connecting to the first of `controls` that answers
-    /// (with `tls`) when the current member is unavailable.
-    pub fn with_failover(
-        client: ControlClient<Channel>,
-        node: impl Into<String>,
-        controls: Vec<String>,
-        tls: TlsDir,
-    ) -> Self {
-        Self {
-            failover: Some((controls, tls)),
-            ..Self::new(client, node)
-        }
-    }
-
-    fn client(&self) -> ControlClient<Channel> {
-        self.client
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// After an unavailable member: the first member that answers, if there is a list.
-    async fn fail_over(&self) {
-        let Some((controls, tls)) = &self.failover else {
-            return;
-        };
-        match proto::connect::connect_any(controls, tls).await {
-            Ok(client) => *self.client.lock().unwrap_or_else(|e| e.into_inner()) = client,
-            Err(e) => tracing::debug!(error = %e, "no control member to fail over to yet"),
         }
     }
 
     /// Every allocation the control service records for containers on this node.
     pub async fn allocations_here(&self) -> Result<Vec<Allocation>, AllocError> {
         let list = self
+            .control
             .call(|mut c| async move { c.list_ips(Empty {}).await })
             .await
             .map_err(|s| refusal(&format!("the allocations of node {}", self.node), s))?;
@@ -110,6 +65,7 @@ impl ControlAllocator {
                     dry_run,
                 };
                 let reply = self
+                    .control
                     .call(|mut c| {
                         let claim = claim.clone();
                         async move { c.claim_ip(claim).await }
@@ -126,6 +82,7 @@ impl ControlAllocator {
                     dry_run,
                 };
                 let reply = self
+                    .control
                     .call(|mut c| {
                         let alloc = alloc.clone();
                         async move { c.allocate_ip(alloc).await }
@@ -146,29 +103,6 @@ impl ControlAllocator {
             ))
         })?;
         Ipv4Net::new(addr, prefix).map_err(|e| bad(e.to_string()))
-    }
-
-    /// Calls the control service with `call`; a transport failure is tried again (up to
-    /// [`CALL_ATTEMPTS`] times, with backoff), on the first member that answers (found by
-    /// the lab walk: a run with an address while the member this agent had reached was
-    /// down, and the first one after it came back, failed).
-    async fn call<T, Fut>(&self, call: impl Fn(ControlClient<Channel>) -> Fut) -> Result<T, Status>
-    where
-        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
-    {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let mut attempt = 1;
-        loop {
-            match call(self.client()).await {
-                Err(s) if s.code() == Code::Unavailable && attempt < CALL_ATTEMPTS => {
-                    tracing::debug!(error = %s.message(), attempt, "control call unavailable; trying again");
-                    attempt += 1;
-                    backoff.wait().await;
-                    self.fail_over().await;
-                }
-                reply => return reply.map(tonic::Response::into_inner),
-            }
-        }
     }
 
     /// The node this allocator allocates for.
@@ -217,6 +151,7 @@ impl AddressAllocator for ControlAllocator {
             container_id: container_id.to_owned(),
         };
         let list = self
+            .control
             .call(|mut c| {
                 let request = request.clone();
                 async move { c.container_stopped(request).await }
@@ -230,12 +165,13 @@ impl AddressAllocator for ControlAllocator {
         let request = ContainerId {
             container_id: container_id.to_owned(),
         };
-        self.call(|mut c| {
-            let request = request.clone();
-            async move { c.release_ip(request).await }
-        })
-        .await
-        .map_err(|s| refusal(&format!("release of {container_id}"), s))?;
+        self.control
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.release_ip(request).await }
+            })
+            .await
+            .map_err(|s| refusal(&format!("release of {container_id}"), s))?;
         Ok(())
     }
 }

@@ -20,10 +20,10 @@ use super::reconcile::RECONCILE_PERIOD;
 use super::{
     Attacher, ControlAllocator, LifecycleFollower, RestartWatcher, WeaveAdapter, reconcile,
 };
+use crate::cluster::Cluster;
 use crate::config::AgentConfig;
 use crate::docker::Docker;
 use crate::network::{NetError, NetlinkNetwork, Network, OverlayConfig, peer_sync};
-use proto::connect::{Unreachable, connect_any};
 
 /// Where the static `wait-for-net` is installed on a host by default.
 pub const DEFAULT_WAIT_FOR_NET: &str = "/usr/local/lib/flocker/wait-for-net";
@@ -93,9 +93,6 @@ pub enum NetworkSideError {
         /// The error.
         source: NetError,
     },
-    /// No control member answered.
-    #[error("network side: {0}")]
-    Control(#[from] Unreachable),
 }
 
 /// The network side, running; dropping it stops its tasks.
@@ -121,12 +118,14 @@ impl Drop for NetworkSide {
     }
 }
 
-/// Builds the overlay, connects to the control service and starts the tasks. `docker` is
-/// dockerd's socket (the one the proxy forwards to). Needs a tokio runtime.
+/// Builds the overlay and starts the tasks, which reach the control service through the
+/// agent's `cluster` session. `docker` is dockerd's socket (the one the proxy forwards to).
+/// Needs a tokio runtime.
 pub async fn start(
     agent: &AgentConfig,
     config: NetworkSideConfig,
     docker: PathBuf,
+    cluster: &Cluster,
 ) -> Result<NetworkSide, NetworkSideError> {
     let overlay_error = |source| NetworkSideError::Overlay {
         underlay: config.underlay.clone(),
@@ -136,14 +135,8 @@ pub async fn start(
         NetlinkNetwork::new(OverlayConfig::new(config.underlay.clone())).map_err(overlay_error)?;
     let overlay = network.ensure_overlay().await.map_err(overlay_error)?;
     tracing::info!(underlay = %config.underlay, mtu = overlay.mtu, "overlay ready");
-    let client = connect_any(&agent.controls, &agent.tls).await?;
     // Allocations fail over to another member when the one reached is down.
-    let allocator = ControlAllocator::with_failover(
-        client.clone(),
-        agent.node.clone(),
-        agent.controls.clone(),
-        agent.tls.clone(),
-    );
+    let allocator = ControlAllocator::new(cluster.control().clone(), agent.node.clone());
     let docker = Docker::new(docker);
     let attacher = Arc::new(Attacher::new(
         docker.clone(),
@@ -158,7 +151,7 @@ pub async fn start(
         adapter,
         _restarts: restarts,
         _lifecycle: lifecycle,
-        peer_sync: tokio::spawn(peer_sync::run(client, agent.node.clone(), network)),
+        peer_sync: tokio::spawn(peer_sync::run(cluster.view(), agent.node.clone(), network)),
         reconcile: tokio::spawn(
             reconcile_forever(attacher).instrument(tracing::info_span!("reconcile")),
         ),
