@@ -1,7 +1,6 @@
 //! Protobuf <-> domain conversions, in one place.
 
 use proto::control as pb;
-use tonic::Status;
 
 use crate::proposal::PoolUsage;
 use crate::state::{Allocation, Lease, Migration, Node, Response, Volume};
@@ -94,59 +93,10 @@ pub fn pool(p: PoolUsage) -> pb::Pool {
     }
 }
 
-fn mismatch(what: &str, r: &Response) -> Status {
-    Status::internal(format!(
-        "expected a {what} from the state machine, got {r:?}"
-    ))
-}
-
-/// The node a write returned.
-pub fn node_reply(r: Response) -> Result<pb::Node, Status> {
-    match r {
-        Response::Node(n) => Ok(node(n)),
-        r => Err(mismatch("node", &r)),
-    }
-}
-
-/// The volume a write returned.
-pub fn volume_reply(r: Response) -> Result<pb::Volume, Status> {
-    match r {
-        Response::Volume(v) | Response::VolumeDeleted(v) => Ok(volume(v)),
-        r => Err(mismatch("volume", &r)),
-    }
-}
-
-/// The lease a write returned.
-pub fn lease_reply(r: Response) -> Result<pb::Lease, Status> {
-    match r {
-        Response::Lease(l) | Response::LeaseReleased(l) => Ok(lease(l)),
-        r => Err(mismatch("lease", &r)),
-    }
-}
-
-/// The migration a write returned.
-pub fn migration_reply(r: Response) -> Result<pb::Migration, Status> {
-    match r {
-        Response::Migration(m) => Ok(migration(m)),
-        r => Err(mismatch("migration", &r)),
-    }
-}
-
-/// The allocation a write returned.
-pub fn allocation_reply(r: Response) -> Result<pb::Allocation, Status> {
-    match r {
-        Response::Allocation(a) => Ok(allocation(a)),
-        r => Err(mismatch("allocation", &r)),
-    }
-}
-
-/// The allocations a write changed or released.
-pub fn allocations_reply(r: Response) -> Result<pb::AllocationList, Status> {
-    match r {
-        Response::Allocations(all) | Response::AllocationsReleased(all) => Ok(pb::AllocationList {
-            allocations: all.into_iter().map(allocation).collect(),
-        }),
-        r => Err(mismatch("allocation list", &r)),
+/// Allocations a write changed or released, to wire.
+pub fn allocations(all: Vec<Allocation>) -> pb::AllocationList {
+    pb::AllocationList {
+        allocations: all.into_iter().map(allocation).collect(),
     }
 }
 

@@ -6,7 +6,7 @@
 //! with [`proto::authz::Caller::acts_for`].
 //!
 //! Migration phases are not in the API at all: the leader's orchestrator writes them locally
-//! (`Member::execute_local`), and the `Raft` service's `Forward` refuses them.
+//! (`Member::write_local`), and the `Raft` service's `Forward` refuses them.
 
 use proto::authz::{Rule, Scope};
 use proto::identity::Role::{self, Control, Node, User};

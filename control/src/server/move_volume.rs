@@ -14,7 +14,6 @@ use tonic::Status;
 
 use super::status::to_status;
 use crate::member::Member;
-use crate::proposal::{Proposal, Reply};
 use crate::state::{Command, Migration, Response};
 
 /// The progress stream of one move.
@@ -29,14 +28,7 @@ pub async fn start(member: &Member, req: pb::MoveVolumeRequest) -> Result<MoveSt
         to: req.to,
         stop_containers: req.stop_containers,
     };
-    let m = match member
-        .execute(Proposal::Write(cmd))
-        .await
-        .map_err(to_status)?
-    {
-        Reply::Applied(Response::Migration(m)) => m,
-        other => return Err(Status::internal(format!("unexpected reply {other:?}"))),
-    };
+    let m: Migration = member.write(cmd).await.map_err(to_status)?;
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
         let started = Instant::now();

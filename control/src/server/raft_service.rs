@@ -78,10 +78,12 @@ impl RaftApi for RaftService {
                 "{cmd:?} is written only by the leader itself, never forwarded"
             )));
         }
-        let result = self.member.execute_local(proposal).await;
-        Ok(Response::new(Forwarded {
-            data: encode(&result)?,
-        }))
+        let data = self
+            .member
+            .answer(proposal)
+            .await
+            .map_err(|e| Status::internal(format!("cannot encode reply: {e}")))?;
+        Ok(Response::new(Forwarded { data }))
     }
 
     async fn metrics(
