@@ -86,7 +86,7 @@ fn failure(config: &AgentConfig, status: Status) -> Failure {
 }
 
 async fn heartbeat_session(config: &AgentConfig) -> Result<(), Failure> {
-    let mut client = connect_any(&config.controls, &config.tls)
+    let mut client = connect_any::<proto::connect::NodeClient>(&config.controls, &config.tls)
         .await
         .map_err(|e| Failure::Retry(e.to_string()))?;
     let node = client
@@ -127,7 +127,7 @@ async fn watch_loop(config: &AgentConfig) -> Result<(), AgentError> {
 }
 
 async fn watch_session(config: &AgentConfig) -> Result<(), Failure> {
-    let mut client = connect_any(&config.controls, &config.tls)
+    let mut client = connect_any::<proto::connect::NodeClient>(&config.controls, &config.tls)
         .await
         .map_err(|e| Failure::Retry(e.to_string()))?;
     let mut stream = client

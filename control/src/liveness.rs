@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::member::Member;
-use crate::server::control_service::now_ms;
+use crate::server::node_service::now_ms;
 use crate::state::Command;
 
 /// Checks every `timeout / 4` while this member leads; returns when the Raft handle stops.

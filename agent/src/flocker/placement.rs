@@ -55,15 +55,16 @@ impl ControlMove {
             message,
             code,
         };
-        let mut control = proto::connect::connect_any(&self.controls, &self.tls)
-            .await
-            .map_err(|e| {
-                failed(
-                    "reach the control service to move",
-                    e.to_string(),
-                    Code::Unavailable,
-                )
-            })?;
+        let mut control =
+            proto::connect::connect_any::<proto::connect::NodeClient>(&self.controls, &self.tls)
+                .await
+                .map_err(|e| {
+                    failed(
+                        "reach the control service to move",
+                        e.to_string(),
+                        Code::Unavailable,
+                    )
+                })?;
         let request = MoveVolumeRequest {
             name: volume.to_string(),
             to: self.node.clone(),
@@ -135,7 +136,11 @@ impl ControlMove {
         let deadline = tokio::time::Instant::now() + LEASE_GRACE;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let Ok(mut control) = proto::connect::connect_any(&self.controls, &self.tls).await
+            let Ok(mut control) = proto::connect::connect_any::<proto::connect::NodeClient>(
+                &self.controls,
+                &self.tls,
+            )
+            .await
             else {
                 continue;
             };

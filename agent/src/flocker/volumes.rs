@@ -124,7 +124,7 @@ impl Volumes {
     pub async fn client(
         &self,
     ) -> Result<
-        proto::control::control_client::ControlClient<tonic::transport::Channel>,
+        proto::control::node_api_client::NodeApiClient<tonic::transport::Channel>,
         proto::connect::Unreachable,
     > {
         connect_any(&self.controls, &self.tls).await
@@ -134,8 +134,10 @@ impl Volumes {
     pub async fn control(
         &self,
         volume: &VolumeName,
-    ) -> Result<proto::control::control_client::ControlClient<tonic::transport::Channel>, VolumeError>
-    {
+    ) -> Result<
+        proto::control::node_api_client::NodeApiClient<tonic::transport::Channel>,
+        VolumeError,
+    > {
         self.client().await.map_err(|e| VolumeError::Control {
             volume: volume.clone(),
             action: "reach the control service for",

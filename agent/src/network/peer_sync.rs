@@ -13,7 +13,7 @@ use foundation::retry::Backoff;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use proto::control::control_client::ControlClient;
+use proto::control::node_api_client::NodeApiClient;
 use proto::control::watch_event::Object;
 use proto::control::{Empty, Node, WatchRequest};
 use tokio_stream::StreamExt;
@@ -24,7 +24,7 @@ use super::Network;
 /// Keeps `network`'s VXLAN peers equal to the other up nodes (every node but `self_node`),
 /// until the future is dropped. Run it next to the membership loops, e.g.
 /// `tokio::spawn(peer_sync::run(client, config.node.clone(), network))`.
-pub async fn run<N: Network>(client: ControlClient<Channel>, self_node: String, network: N) {
+pub async fn run<N: Network>(client: NodeApiClient<Channel>, self_node: String, network: N) {
     let mut applied: Option<BTreeSet<IpAddr>> = None;
     let mut backoff = Backoff::reconnect();
     loop {
@@ -38,7 +38,7 @@ pub async fn run<N: Network>(client: ControlClient<Channel>, self_node: String, 
 
 /// One subscription: list, then follow; returns why it stopped.
 async fn session<N: Network>(
-    mut client: ControlClient<Channel>,
+    mut client: NodeApiClient<Channel>,
     self_node: &str,
     network: &N,
     applied: &mut Option<BTreeSet<IpAddr>>,

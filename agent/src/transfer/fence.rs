@@ -27,7 +27,7 @@ impl Fence {
             volume: volume.to_owned(),
             reason,
         };
-        let mut client = connect_any(&self.controls, &self.tls)
+        let mut client = connect_any::<proto::connect::NodeClient>(&self.controls, &self.tls)
             .await
             .map_err(|e| control(e.to_string()))?;
         let asked = client

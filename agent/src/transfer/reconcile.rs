@@ -44,7 +44,7 @@ async fn session(
     storage: &Backend,
     seen: &mut HashMap<String, u64>,
 ) -> Result<(), String> {
-    let mut client = connect_any(&config.controls, &config.tls)
+    let mut client = connect_any::<proto::connect::NodeClient>(&config.controls, &config.tls)
         .await
         .map_err(|e| e.to_string())?;
     let mut stream = client

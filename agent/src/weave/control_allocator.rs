@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use foundation::retry::Backoff;
 use ipnet::Ipv4Net;
-use proto::control::control_client::ControlClient;
+use proto::control::node_api_client::NodeApiClient;
 use proto::control::{AllocateRequest, Allocation, ClaimRequest, ContainerId, Empty};
 use proto::tls::TlsDir;
 use tonic::transport::Channel;
@@ -30,7 +30,7 @@ pub const CALL_ATTEMPTS: u32 = 4;
 /// Allocates through the control service's gRPC API, for the containers of one node.
 #[derive(Clone)]
 pub struct ControlAllocator {
-    client: Arc<Mutex<ControlClient<Channel>>>,
+    client: Arc<Mutex<NodeApiClient<Channel>>>,
     node: String,
     /// The members to fail over to when the current one is unavailable.
     failover: Option<(Vec<String>, TlsDir)>,
@@ -40,7 +40,7 @@ impl ControlAllocator {
     /// Allocates for containers on `node` (this agent's node name, as registered) through
     /// `client` (e.g. from [`proto::connect::connect_any`]; the channel reconnects by
     /// itself).
-    pub fn new(client: ControlClient<Channel>, node: impl Into<String>) -> Self {
+    pub fn new(client: NodeApiClient<Channel>, node: impl Into<String>) -> Self {
         Self {
             client: Arc::new(Mutex::new(client)),
             node: node.into(),
@@ -51,7 +51,7 @@ impl ControlAllocator {
     /// As [`ControlAllocator::new`], connecting to the first of `controls` that answers
     /// (with `tls`) when the current member is unavailable.
     pub fn with_failover(
-        client: ControlClient<Channel>,
+        client: NodeApiClient<Channel>,
         node: impl Into<String>,
         controls: Vec<String>,
         tls: TlsDir,
@@ -62,7 +62,7 @@ impl ControlAllocator {
         }
     }
 
-    fn client(&self) -> ControlClient<Channel> {
+    fn client(&self) -> NodeApiClient<Channel> {
         self.client
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -152,7 +152,7 @@ impl ControlAllocator {
     /// [`CALL_ATTEMPTS`] times, with backoff), on the first member that answers (found by
     /// the lab walk: a run with an address while the member this agent had reached was
     /// down, and the first one after it came back, failed).
-    async fn call<T, Fut>(&self, call: impl Fn(ControlClient<Channel>) -> Fut) -> Result<T, Status>
+    async fn call<T, Fut>(&self, call: impl Fn(NodeApiClient<Channel>) -> Fut) -> Result<T, Status>
     where
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {

@@ -136,7 +136,7 @@ pub async fn start(
         NetlinkNetwork::new(OverlayConfig::new(config.underlay.clone())).map_err(overlay_error)?;
     let overlay = network.ensure_overlay().await.map_err(overlay_error)?;
     tracing::info!(underlay = %config.underlay, mtu = overlay.mtu, "overlay ready");
-    let client = connect_any(&agent.controls, &agent.tls).await?;
+    let client = connect_any::<proto::connect::NodeClient>(&agent.controls, &agent.tls).await?;
     // Allocations fail over to another member when the one reached is down.
     let allocator = ControlAllocator::with_failover(
         client.clone(),

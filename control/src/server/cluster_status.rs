@@ -4,9 +4,13 @@
 use proto::control as pb;
 use proto::raft::MetricsRequest;
 
-use super::control_service::PROBE_TIMEOUT;
+use std::time::Duration;
+
 use super::raft_service::local_metrics;
 use crate::member::Member;
+
+/// How long `cluster status` waits for each member to answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Probes every member known to `member` and assembles the status.
 pub async fn probe(member: &Member) -> pb::ClusterStatus {

@@ -1,6 +1,6 @@
 //! The `Raft` gRPC service: openraft's RPCs from peers, forwarded proposals and metrics.
 //! Only control certificates may call it (the table is [`super::auth::raft`]). `Forward`
-//! carries only what the Control API proposes: commands that only the leader itself writes
+//! carries only what the `NodeApi` and `OperatorApi` services propose: commands that only the leader itself writes
 //! (migration phases, replicas, node liveness) are refused, so no certificate can write them
 //! over the network.
 
@@ -94,7 +94,7 @@ impl RaftApi for RaftService {
     }
 }
 
-/// Whether a follower may forward `cmd`: only commands the Control API proposes. Exhaustive,
+/// Whether a follower may forward `cmd`: only commands the `NodeApi` and `OperatorApi` services propose. Exhaustive,
 /// so a new command is refused until someone decides who may write it.
 fn forwardable(cmd: &Command) -> bool {
     match cmd {

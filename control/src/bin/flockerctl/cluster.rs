@@ -2,7 +2,9 @@
 
 use clap::Subcommand;
 use proto::control as pb;
+use proto::control::operator_api_client::OperatorApiClient;
 use serde_json::json;
+use tonic::transport::Channel;
 
 use super::output::{self, opt};
 use super::{Ctx, Format, call_failed};
@@ -31,7 +33,7 @@ pub enum Verb {
 
 /// Runs a cluster verb.
 pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
-    let mut c = ctx.client().await?;
+    let mut c: OperatorApiClient<Channel> = ctx.client().await?;
     let status = match verb {
         Verb::Status => c.status(pb::Empty {}).await,
         Verb::AddMember { id, address } => c.add_member(pb::AddMemberRequest { id, address }).await,

@@ -8,8 +8,10 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use proto::control as pb;
+use proto::control::node_api_client::NodeApiClient;
 use serde_json::json;
 use tokio_stream::StreamExt;
+use tonic::transport::Channel;
 
 use super::output::human;
 use super::{Ctx, Format, call_failed};
@@ -29,7 +31,7 @@ fn line(p: &pb::MoveProgress) -> String {
 
 /// Runs the move and prints its progress; fails if the move fails.
 pub async fn run(ctx: &Ctx, name: String, to: String, stop: bool) -> anyhow::Result<()> {
-    let mut c = ctx.client().await?;
+    let mut c: NodeApiClient<Channel> = ctx.client().await?;
     let req = pb::MoveVolumeRequest {
         name,
         to,

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use clap::Subcommand;
 use proto::control as pb;
-use proto::control::control_client::ControlClient;
+use proto::control::node_api_client::NodeApiClient;
+use proto::control::operator_api_client::OperatorApiClient;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
@@ -78,8 +79,11 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 /// What the owners' agents say the volumes use; empty (every volume `-`) if the member
 /// cannot tell, so a listing never fails for want of usage.
-async fn usage(c: &mut ControlClient<Channel>) -> Usage {
-    match c.volume_usage(pb::Empty {}).await {
+async fn usage(channel: Channel) -> Usage {
+    match OperatorApiClient::new(channel)
+        .volume_usage(pb::Empty {})
+        .await
+    {
         Ok(list) => list
             .into_inner()
             .volumes
@@ -184,7 +188,8 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
     if let Verb::Move { name, to, stop } = verb {
         return super::move_cmd::run(ctx, name, to, stop).await;
     }
-    let mut c = ctx.client().await?;
+    let channel: Channel = ctx.client().await?;
+    let mut c = NodeApiClient::new(channel.clone());
     match verb {
         Verb::Ls => {
             let vols = c
@@ -193,7 +198,7 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .map_err(call_failed)?
                 .into_inner()
                 .volumes;
-            let usage = usage(&mut c).await;
+            let usage = usage(channel).await;
             print(&vols, &usage, ctx.format);
         }
         Verb::Create { name, size, owner } => {
@@ -216,7 +221,7 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .await
                 .map_err(call_failed)?
                 .into_inner();
-            let usage = usage(&mut c).await;
+            let usage = usage(channel).await;
             match ctx.format {
                 Format::Json => output::json(&to_json(&v, &usage)),
                 Format::Table => describe(&v, &usage),

@@ -1,17 +1,16 @@
-//! The `Control` gRPC service: agents (node certificates), `flockerctl` (user certificates)
-//! and members. [`super::auth::control`] has already let the caller's role in when a handler
-//! runs; handlers of node-confined methods check the nodes the request names and the nodes of
-//! the stored objects it changes ([`super::ownership`]), then turn the request into a
-//! proposal, run it on the leader through [`Member::execute`] and convert the reply.
+//! The `NodeApi` gRPC service: every call a node certificate may make (agents), which operators
+//! may make too. [`super::auth::node`] has already let the caller's role in when a handler
+//! runs; handlers of node-confined methods check the nodes the request names and the nodes
+//! of the stored objects it changes ([`super::ownership`]), then run the request on the
+//! leader ([`Member::write`], [`Member::read`]) and convert its typed reply.
 
 use std::net::Ipv4Addr;
 use std::pin::Pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto::authz::{Authorize, Caller};
 use proto::control as pb;
-use proto::control::control_server::{Control, ControlServer};
-use proto::tls::TlsDir;
+use proto::control::node_api_server::{NodeApi, NodeApiServer};
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
@@ -20,28 +19,20 @@ use super::status::to_status;
 use crate::convert;
 use crate::member::Member;
 use crate::proposal::{
-    Applied, CheckAllocation, CheckClaim, Ips, Leases, Nodes, PoolUsage, Read, VolumeNamed, Volumes,
+    Applied, CheckAllocation, CheckClaim, Ips, Leases, Nodes, Read, VolumeNamed, Volumes,
 };
 use crate::raft::ChangeEvent;
 use crate::state::Command;
 
-/// How long `cluster status` waits for each member to answer.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Serves the `Control` service for one member.
-pub struct ControlService {
+/// Serves the `NodeApi` service for one member.
+pub struct NodeService {
     member: Member,
-    agent_tls: TlsDir,
 }
 
-impl ControlService {
-    /// The service over `member`, calling agents (for volume usage) with `agent_tls`, behind
-    /// its authorization table: the only way to serve it.
-    pub fn server(member: Member, agent_tls: TlsDir) -> Authorize<ControlServer<Self>> {
-        Authorize::new(
-            ControlServer::new(Self { member, agent_tls }),
-            super::auth::control,
-        )
+impl NodeService {
+    /// The service over `member`, behind its authorization table: the only way to serve it.
+    pub fn server(member: Member) -> Authorize<NodeApiServer<Self>> {
+        Authorize::new(NodeApiServer::new(Self { member }), super::auth::node)
     }
 
     async fn write<R: Applied>(&self, command: Command) -> Result<R, Status> {
@@ -99,7 +90,7 @@ pub fn now_ms() -> u64 {
 type Reply_<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
-impl Control for ControlService {
+impl NodeApi for NodeService {
     async fn register_node(&self, req: Request<pb::RegisterNodeRequest>) -> Reply_<pb::Node> {
         Caller::of(&req)?.acts_for(&req.get_ref().name)?;
         let r = req.into_inner();
@@ -167,12 +158,6 @@ impl Control for ControlService {
         }))
     }
 
-    async fn volume_usage(&self, _req: Request<pb::Empty>) -> Reply_<pb::VolumeUsageList> {
-        Ok(Response::new(
-            super::usage::volume_usage(&self.member, &self.agent_tls).await,
-        ))
-    }
-
     async fn acquire_lease(&self, req: Request<pb::Lease>) -> Reply_<pb::Lease> {
         Caller::of(&req)?.acts_for(&req.get_ref().node)?;
         let lease = convert::lease_from(req.into_inner());
@@ -211,25 +196,13 @@ impl Control for ControlService {
         // (for a container about to run there), and may not stop containers elsewhere.
         let caller = Caller::of(&req)?;
         caller.acts_for(&req.get_ref().to)?;
-        if req.get_ref().stop_containers && !caller.is_operator() {
+        if req.get_ref().stop_containers && caller.confined_to().is_some() {
             return Err(Status::permission_denied(
                 "only operators may stop containers for a move: leave stop_containers unset",
             ));
         }
         let stream = super::move_volume::start(&self.member, req.into_inner()).await?;
         Ok(Response::new(stream))
-    }
-
-    async fn add_pool(&self, req: Request<pb::AddPoolRequest>) -> Reply_<pb::Pool> {
-        let cidr = self
-            .write(Command::AddPool {
-                cidr: req.into_inner().cidr,
-            })
-            .await?;
-        Ok(Response::new(convert::pool(PoolUsage {
-            cidr,
-            allocated: 0,
-        })))
     }
 
     async fn allocate_ip(&self, req: Request<pb::AllocateRequest>) -> Reply_<pb::Allocation> {
@@ -294,13 +267,6 @@ impl Control for ControlService {
         Ok(Response::new(convert::allocations(self.write(cmd).await?)))
     }
 
-    async fn reclaim_node(&self, req: Request<pb::ReclaimRequest>) -> Reply_<pb::AllocationList> {
-        let cmd = Command::ReclaimNode {
-            node: req.into_inner().node,
-        };
-        Ok(Response::new(convert::allocations(self.write(cmd).await?)))
-    }
-
     async fn list_ips(&self, _req: Request<pb::Empty>) -> Reply_<pb::IpList> {
         let ips = self.read(Ips).await?;
         Ok(Response::new(pb::IpList {
@@ -311,34 +277,6 @@ impl Control for ControlService {
                 .map(convert::allocation)
                 .collect(),
         }))
-    }
-
-    async fn status(&self, _req: Request<pb::Empty>) -> Reply_<pb::ClusterStatus> {
-        Ok(Response::new(
-            super::cluster_status::probe(&self.member).await,
-        ))
-    }
-
-    async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Reply_<pb::ClusterStatus> {
-        let r = req.into_inner();
-        self.member
-            .add_member(r.id, r.address)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(
-            super::cluster_status::probe(&self.member).await,
-        ))
-    }
-
-    async fn remove_member(
-        &self,
-        req: Request<pb::RemoveMemberRequest>,
-    ) -> Reply_<pb::ClusterStatus> {
-        let id = req.into_inner().id;
-        self.member.remove_member(id).await.map_err(to_status)?;
-        Ok(Response::new(
-            super::cluster_status::probe(&self.member).await,
-        ))
     }
 
     type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
