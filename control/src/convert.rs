@@ -3,7 +3,7 @@
 use proto::control as pb;
 
 use crate::proposal::PoolUsage;
-use crate::state::{Allocation, Lease, Migration, Node, Response, Volume};
+use crate::state::{Allocation, Lease, Migration, Node, Phase, Response, Volume};
 
 /// Domain node to wire.
 pub fn node(n: Node) -> pb::Node {
@@ -32,7 +32,8 @@ pub fn volume(v: Volume) -> pb::Volume {
                 snapshot: r.snapshot,
             })
             .collect(),
-        state: String::new(),
+        state: pb::VolumeState::Unspecified.into(),
+        moving: None,
         created_ms: v.created_ms,
         metadata: v.metadata.into_iter().collect(),
     }
@@ -56,6 +57,33 @@ pub fn lease_from(l: pb::Lease) -> Lease {
     }
 }
 
+/// Domain move phase to wire.
+pub fn phase(p: Phase) -> pb::MovePhase {
+    match p {
+        Phase::Copying => pb::MovePhase::Copying,
+        Phase::Handoff => pb::MovePhase::Handoff,
+        Phase::Done => pb::MovePhase::Done,
+        Phase::Failed => pb::MovePhase::Failed,
+    }
+}
+
+/// Wire move phase to domain (`None` for an unset or unknown one).
+pub fn phase_from(p: pb::MovePhase) -> Option<Phase> {
+    match p {
+        pb::MovePhase::Unspecified => None,
+        pb::MovePhase::Copying => Some(Phase::Copying),
+        pb::MovePhase::Handoff => Some(Phase::Handoff),
+        pb::MovePhase::Done => Some(Phase::Done),
+        pb::MovePhase::Failed => Some(Phase::Failed),
+    }
+}
+
+/// A wire move phase's word (`copying`, `handoff`, `done`, `failed`), as `flockerctl`
+/// prints it; `unknown` for an unset one.
+pub fn phase_word(p: pb::MovePhase) -> &'static str {
+    phase_from(p).map_or("unknown", Phase::as_str)
+}
+
 /// Domain migration to wire.
 pub fn migration(m: Migration) -> pb::Migration {
     pb::Migration {
@@ -63,7 +91,7 @@ pub fn migration(m: Migration) -> pb::Migration {
         volume: m.volume,
         from: m.from,
         to: m.to,
-        phase: m.phase.as_str().to_owned(),
+        phase: phase(m.phase).into(),
         bytes_sent: m.bytes_sent,
         rounds: m.rounds,
         error: m.error,
@@ -143,4 +171,22 @@ pub fn watch_event(index: u64, r: Response) -> Option<pb::WatchEvent> {
 
 fn lease_key(l: &Lease) -> String {
     format!("{}/{}", l.volume, l.container_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_travel_as_enums_and_print_as_before() {
+        for p in [Phase::Copying, Phase::Handoff, Phase::Done, Phase::Failed] {
+            assert_eq!(phase_from(phase(p)), Some(p));
+            assert_eq!(phase_word(phase(p)), p.as_str());
+        }
+        assert_eq!(phase_from(pb::MovePhase::Unspecified), None);
+        let words: Vec<_> = [Phase::Copying, Phase::Handoff, Phase::Done, Phase::Failed]
+            .map(|p| phase_word(phase(p)))
+            .to_vec();
+        assert_eq!(words, ["copying", "handoff", "done", "failed"]);
+    }
 }

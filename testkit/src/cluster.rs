@@ -183,7 +183,7 @@ impl Cluster {
                 let leader = s.leader?;
                 s.members
                     .iter()
-                    .any(|m| m.id == leader && m.up && m.state == "leader")
+                    .any(|m| m.id == leader && m.up && m.state() == pb::MemberState::Leader)
                     .then_some(s)
             }
         })

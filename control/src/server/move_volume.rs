@@ -75,7 +75,7 @@ fn progress(m: &Migration, started: Instant) -> pb::MoveProgress {
     let secs = started.elapsed().as_secs_f64();
     pb::MoveProgress {
         migration: m.id,
-        phase: m.phase.as_str().to_owned(),
+        phase: crate::convert::phase(m.phase).into(),
         bytes_sent: m.bytes_sent,
         bytes_per_second: if secs > 0.0 {
             (m.bytes_sent as f64 / secs) as u64

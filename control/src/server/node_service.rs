@@ -45,13 +45,18 @@ impl NodeService {
             s.migrations
                 .values()
                 .find(|m| m.volume == v.name && !m.phase.is_terminal())
-                .map(|m| format!("moving to {} ({})", m.to, m.phase.as_str()))
+                .map(|m| pb::VolumeMove {
+                    to: m.to.clone(),
+                    phase: convert::phase(m.phase).into(),
+                })
         });
-        v.state = match (moving, &v.owner) {
-            (Some(m), _) => m,
-            (None, Some(_)) => "ready".into(),
-            (None, None) => "no owner".into(),
+        let state = match (&moving, &v.owner) {
+            (Some(_), _) => pb::VolumeState::Moving,
+            (None, Some(_)) => pb::VolumeState::Ready,
+            (None, None) => pb::VolumeState::NoOwner,
         };
+        v.set_state(state);
+        v.moving = moving;
         v
     }
 

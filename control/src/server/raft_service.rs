@@ -6,7 +6,7 @@
 
 use proto::authz::Authorize;
 use proto::raft::raft_server::{Raft as RaftApi, RaftServer};
-use proto::raft::{Forwarded, MemberMetrics, MetricsRequest, RaftPayload};
+use proto::raft::{Forwarded, MemberMetrics, MetricsRequest, RaftPayload, ServerState};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
@@ -123,12 +123,23 @@ fn forwardable(cmd: &Command) -> bool {
     }
 }
 
+/// openraft's server state to wire.
+fn server_state(s: openraft::ServerState) -> ServerState {
+    match s {
+        openraft::ServerState::Leader => ServerState::Leader,
+        openraft::ServerState::Follower => ServerState::Follower,
+        openraft::ServerState::Candidate => ServerState::Candidate,
+        openraft::ServerState::Learner => ServerState::Learner,
+        openraft::ServerState::Shutdown => ServerState::Shutdown,
+    }
+}
+
 /// This member's own view of the group.
 pub fn local_metrics(member: &Member) -> MemberMetrics {
     let m = member.raft.metrics().borrow().clone();
     MemberMetrics {
         id: m.id,
-        state: format!("{:?}", m.state).to_lowercase(),
+        state: server_state(m.state).into(),
         term: m.current_term,
         leader: m.current_leader,
         last_log_index: m.last_log_index,

@@ -53,7 +53,7 @@ fn print(s: &pb::ClusterStatus, format: Format) {
             "commit_index": s.commit_index,
             "members": s.members.iter().map(|m| json!({
                 "id": m.id, "address": m.address, "voter": m.voter, "up": m.up,
-                "state": m.state, "term": m.term, "last_log_index": m.last_log_index,
+                "state": output::member_state(m.state()), "term": m.term, "last_log_index": m.last_log_index,
                 "last_applied": m.last_applied, "snapshot_index": m.snapshot_index,
             })).collect::<Vec<_>>(),
         })),
@@ -73,7 +73,7 @@ fn print(s: &pb::ClusterStatus, format: Format) {
                         m.address.clone(),
                         if m.voter { "voter" } else { "learner" }.into(),
                         if m.up { "up" } else { "down" }.into(),
-                        m.state.clone(),
+                        output::member_state(m.state()).to_owned(),
                         opt(m.last_log_index),
                         opt(m.last_applied),
                     ]

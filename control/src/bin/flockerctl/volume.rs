@@ -97,7 +97,7 @@ async fn usage(channel: Channel) -> Usage {
 fn to_json(v: &pb::Volume, usage: &Usage) -> Value {
     json!({
         "name": v.name, "id": v.id, "size_limit": v.size_limit, "owner": v.owner,
-        "epoch": v.epoch, "state": v.state, "created_ms": v.created_ms, "metadata": v.metadata,
+        "epoch": v.epoch, "state": output::volume_state(v), "created_ms": v.created_ms, "metadata": v.metadata,
         "used_bytes": usage.get(&v.name),
         "replicas": v.replicas.iter().map(|r| json!({"node": r.node, "snapshot": r.snapshot})).collect::<Vec<_>>(),
     })
@@ -114,7 +114,7 @@ fn describe(v: &pb::Volume, usage: &Usage) {
         ("Name", v.name.clone()),
         ("ID", v.id.to_string()),
         ("Owner", owner),
-        ("State", v.state.clone()),
+        ("State", output::volume_state(v)),
         ("Used", opt(usage.get(&v.name).copied().map(human))),
         ("Size limit", opt(v.size_limit.map(human))),
         (
@@ -155,7 +155,7 @@ fn print(vols: &[pb::Volume], usage: &Usage, format: Format) {
                         v.id.to_string(),
                         opt(v.owner.clone()),
                         v.epoch.to_string(),
-                        v.state.clone(),
+                        output::volume_state(v),
                         opt(usage.get(&v.name).copied().map(human)),
                         opt(v.size_limit.map(human)),
                         v.replicas
