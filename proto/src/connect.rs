@@ -1,9 +1,8 @@
 //! Connecting to the control API with mutual TLS: to one member, or to the first of several
 //! that answers (any member accepts calls and forwards writes to the leader), the way
 //! `etcdctl --endpoints` fails over. Either function makes any client of a channel: a
-//! [`NodeApiClient`](crate::control::node_api_client::NodeApiClient), an
-//! [`OperatorApiClient`](crate::control::operator_api_client::OperatorApiClient), or the [`Channel`]
-//! itself, to make both.
+//! [`NodeClient`] (agents), an [`OperatorClient`] (`flockerctl`), or the [`Channel`] itself,
+//! to make both.
 
 use std::time::Duration;
 
