@@ -3,7 +3,7 @@
 //! commit latency at 1 and 32 concurrent clients, and leader failover time (kill -9 the
 //! leader, time until a write commits again).
 //!
-//! flocker-control is driven through its gRPC Control API with mutual TLS (one HTTP/2
+//! flocker-control is driven through its gRPC control API (`NodeApi`) with mutual TLS (one HTTP/2
 //! channel, like etcd's own client); etcd through its HTTP/JSON gateway (`POST /v3/kv/put`,
 //! plain HTTP, keep-alive connections). Each write is one committed Raft entry fsynced on a
 //! quorum in both systems. Run with `cargo bench -p control --bench commit`.
@@ -22,7 +22,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use proto::control as pb;
-use proto::control::control_client::ControlClient;
+use proto::control::node_api_client::NodeApiClient;
+use proto::control::operator_api_client::OperatorApiClient;
 use proto::tls::TlsDir;
 use tempfile::TempDir;
 use testkit::{Proc, binary, eventually, free_port};
@@ -106,7 +107,7 @@ async fn failover<T: Target>(target: &T, survivor: usize, kill: impl FnOnce()) -
 
 #[derive(Clone)]
 struct Flocker {
-    clients: Vec<ControlClient<Channel>>,
+    clients: Vec<NodeApiClient<Channel>>,
 }
 
 impl Target for Flocker {
@@ -147,7 +148,7 @@ async fn bench_flocker(dir: &Path) -> Figures {
     let user = dir.join("user");
     ca::issue(&dir.join("ca"), Role::User, "bench", &[], &user).unwrap();
     let tls = TlsDir::load(&user).unwrap();
-    let mut clients = Vec::new();
+    let mut clients: Vec<Channel> = Vec::new();
     for i in 0..3 {
         let a = addr(i);
         clients.push(
@@ -158,12 +159,14 @@ async fn bench_flocker(dir: &Path) -> Figures {
         );
     }
     let leader = eventually(WAIT, "a leader", || {
-        let mut c = clients[0].clone();
+        let mut c = OperatorApiClient::new(clients[0].clone());
         async move { c.status(pb::Empty {}).await.ok()?.into_inner().leader }
     })
     .await as usize
         - 1;
-    let target = Flocker { clients };
+    let target = Flocker {
+        clients: clients.into_iter().map(NodeApiClient::new).collect(),
+    };
     target.write(leader, "warmup".into()).await.unwrap();
     let mut f = Figures::default();
     for n in CLIENTS {

@@ -1,10 +1,9 @@
 //! Protobuf <-> domain conversions, in one place.
 
 use proto::control as pb;
-use tonic::Status;
 
 use crate::proposal::PoolUsage;
-use crate::state::{Allocation, Lease, Migration, Node, Response, Volume};
+use crate::state::{Allocation, Lease, Migration, Node, Phase, Response, Volume};
 
 /// Domain node to wire.
 pub fn node(n: Node) -> pb::Node {
@@ -33,7 +32,8 @@ pub fn volume(v: Volume) -> pb::Volume {
                 snapshot: r.snapshot,
             })
             .collect(),
-        state: String::new(),
+        state: pb::VolumeState::Unspecified.into(),
+        moving: None,
         created_ms: v.created_ms,
         metadata: v.metadata.into_iter().collect(),
     }
@@ -57,6 +57,33 @@ pub fn lease_from(l: pb::Lease) -> Lease {
     }
 }
 
+/// Domain move phase to wire.
+pub fn phase(p: Phase) -> pb::MovePhase {
+    match p {
+        Phase::Copying => pb::MovePhase::Copying,
+        Phase::Handoff => pb::MovePhase::Handoff,
+        Phase::Done => pb::MovePhase::Done,
+        Phase::Failed => pb::MovePhase::Failed,
+    }
+}
+
+/// Wire move phase to domain (`None` for an unset or unknown one).
+pub fn phase_from(p: pb::MovePhase) -> Option<Phase> {
+    match p {
+        pb::MovePhase::Unspecified => None,
+        pb::MovePhase::Copying => Some(Phase::Copying),
+        pb::MovePhase::Handoff => Some(Phase::Handoff),
+        pb::MovePhase::Done => Some(Phase::Done),
+        pb::MovePhase::Failed => Some(Phase::Failed),
+    }
+}
+
+/// A wire move phase's word (`copying`, `handoff`, `done`, `failed`), as `flockerctl`
+/// prints it; `unknown` for an unset one.
+pub fn phase_word(p: pb::MovePhase) -> &'static str {
+    phase_from(p).map_or("unknown", Phase::as_str)
+}
+
 /// Domain migration to wire.
 pub fn migration(m: Migration) -> pb::Migration {
     pb::Migration {
@@ -64,7 +91,7 @@ pub fn migration(m: Migration) -> pb::Migration {
         volume: m.volume,
         from: m.from,
         to: m.to,
-        phase: m.phase.as_str().to_owned(),
+        phase: phase(m.phase).into(),
         bytes_sent: m.bytes_sent,
         rounds: m.rounds,
         error: m.error,
@@ -94,59 +121,10 @@ pub fn pool(p: PoolUsage) -> pb::Pool {
     }
 }
 
-fn mismatch(what: &str, r: &Response) -> Status {
-    Status::internal(format!(
-        "expected a {what} from the state machine, got {r:?}"
-    ))
-}
-
-/// The node a write returned.
-pub fn node_reply(r: Response) -> Result<pb::Node, Status> {
-    match r {
-        Response::Node(n) => Ok(node(n)),
-        r => Err(mismatch("node", &r)),
-    }
-}
-
-/// The volume a write returned.
-pub fn volume_reply(r: Response) -> Result<pb::Volume, Status> {
-    match r {
-        Response::Volume(v) | Response::VolumeDeleted(v) => Ok(volume(v)),
-        r => Err(mismatch("volume", &r)),
-    }
-}
-
-/// The lease a write returned.
-pub fn lease_reply(r: Response) -> Result<pb::Lease, Status> {
-    match r {
-        Response::Lease(l) | Response::LeaseReleased(l) => Ok(lease(l)),
-        r => Err(mismatch("lease", &r)),
-    }
-}
-
-/// The migration a write returned.
-pub fn migration_reply(r: Response) -> Result<pb::Migration, Status> {
-    match r {
-        Response::Migration(m) => Ok(migration(m)),
-        r => Err(mismatch("migration", &r)),
-    }
-}
-
-/// The allocation a write returned.
-pub fn allocation_reply(r: Response) -> Result<pb::Allocation, Status> {
-    match r {
-        Response::Allocation(a) => Ok(allocation(a)),
-        r => Err(mismatch("allocation", &r)),
-    }
-}
-
-/// The allocations a write changed or released.
-pub fn allocations_reply(r: Response) -> Result<pb::AllocationList, Status> {
-    match r {
-        Response::Allocations(all) | Response::AllocationsReleased(all) => Ok(pb::AllocationList {
-            allocations: all.into_iter().map(allocation).collect(),
-        }),
-        r => Err(mismatch("allocation list", &r)),
+/// Allocations a write changed or released, to wire.
+pub fn allocations(all: Vec<Allocation>) -> pb::AllocationList {
+    pb::AllocationList {
+        allocations: all.into_iter().map(allocation).collect(),
     }
 }
 
@@ -193,4 +171,22 @@ pub fn watch_event(index: u64, r: Response) -> Option<pb::WatchEvent> {
 
 fn lease_key(l: &Lease) -> String {
     format!("{}/{}", l.volume, l.container_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_travel_as_enums_and_print_as_before() {
+        for p in [Phase::Copying, Phase::Handoff, Phase::Done, Phase::Failed] {
+            assert_eq!(phase_from(phase(p)), Some(p));
+            assert_eq!(phase_word(phase(p)), p.as_str());
+        }
+        assert_eq!(phase_from(pb::MovePhase::Unspecified), None);
+        let words: Vec<_> = [Phase::Copying, Phase::Handoff, Phase::Done, Phase::Failed]
+            .map(|p| phase_word(phase(p)))
+            .to_vec();
+        assert_eq!(words, ["copying", "handoff", "done", "failed"]);
+    }
 }

@@ -5,7 +5,7 @@
 //! - [`raft`]: openraft glue: redb log/snapshot store, in-memory state machine, gRPC network.
 //! - [`proposal`]: what runs on the leader (writes, linearizable reads, membership changes).
 //! - [`member`]: one member; runs proposals locally or forwards them to the leader.
-//! - [`server`]: the `Raft` and `Control` gRPC services, authorisation, error mapping.
+//! - [`server`]: the `Raft`, `NodeApi` and `OperatorApi` gRPC services, authorisation, error mapping.
 //! - [`convert`]: protobuf <-> domain conversions.
 //! - [`migration`]: the leader's orchestrator of volume moves (copy rounds, handoff, commit).
 //! - [`liveness`]: the leader marks nodes down after missed heartbeats.

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use crate::member::Member;
-use crate::proposal::Proposal;
-use crate::server::control_service::now_ms;
+use crate::server::node_service::now_ms;
 use crate::state::Command;
 
 /// Checks every `timeout / 4` while this member leads; returns when the Raft handle stops.
@@ -34,7 +33,7 @@ pub async fn watch_nodes(member: Member, timeout: Duration) {
         for (name, last_seen_ms) in stale {
             tracing::info!(node.name = %name, "no heartbeat within {timeout:?}; marking node down");
             let cmd = Command::MarkNodeDown { name, last_seen_ms };
-            if let Err(e) = member.execute_local(Proposal::Write(cmd)).await {
+            if let Err(e) = member.write_local(cmd).await {
                 tracing::debug!(error = %e, "mark-down not committed; will retry");
             }
         }

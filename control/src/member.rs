@@ -1,6 +1,7 @@
-//! [`Member`]: one control member. It runs proposals on the leader: locally when it leads,
-//! otherwise by forwarding to the leader over the `Raft` service, retrying while an election
-//! is under way until the deadline.
+//! [`Member`]: one control member. It runs calls on the leader ([`Member::write`],
+//! [`Member::read`], membership changes), each with its own reply type: locally when it
+//! leads, otherwise by forwarding to the leader over the `Raft` service, retrying while an
+//! election is under way until the deadline.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -9,10 +10,16 @@ use openraft::error::RaftError;
 use openraft::{BasicNode, ChangeMembers};
 use proto::raft::Forwarded;
 
-use crate::proposal::{ExecError, PoolUsage, Proposal, Query, Reply};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::proposal::{
+    Applied, CheckAllocation, CheckClaim, ExecError, Ips, Leases, Nodes, Proposal, Query, Read,
+    VolumeNamed, Volumes, applied,
+};
 use crate::raft::network::Peers;
 use crate::raft::{Raft, StateMachineStore};
-use crate::state::State;
+use crate::state::{Command, Response};
 
 /// How long to wait between tries while no leader is known.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -46,9 +53,51 @@ where
 }
 
 impl Member {
-    /// Runs `proposal` on the leader, wherever it is, within `call_timeout`.
+    /// Commits `command` on the leader, wherever it is, within `call_timeout`, and returns
+    /// its typed reply.
+    pub async fn write<R: Applied>(&self, command: Command) -> Result<R, ExecError> {
+        let proposal = Proposal::Write(command.clone());
+        let response = self
+            .on_leader(proposal, || self.write_local(command.clone()))
+            .await?;
+        applied(response)
+    }
+
+    /// Runs `query` on the leader's state, wherever the leader is, within `call_timeout`.
+    pub async fn read<Q: Read>(&self, query: Q) -> Result<Q::Reply, ExecError> {
+        let proposal = Proposal::Read(query.clone().into());
+        self.on_leader(proposal, || self.read_local(query.clone()))
+            .await
+    }
+
+    /// Adds a voting member at `address`, through the leader.
+    pub async fn add_member(&self, id: u64, address: String) -> Result<(), ExecError> {
+        let proposal = Proposal::AddMember {
+            id,
+            address: address.clone(),
+        };
+        self.on_leader(proposal, || self.add_member_local(id, address.clone()))
+            .await
+    }
+
+    /// Removes a voting member, through the leader.
+    pub async fn remove_member(&self, id: u64) -> Result<(), ExecError> {
+        self.on_leader(Proposal::RemoveMember { id }, || {
+            self.remove_member_local(id)
+        })
+        .await
+    }
+
+    /// Runs `local` here when this member leads, otherwise forwards `proposal` (the same
+    /// call) to the leader and reads its answer as `T`, retrying while an election is under
+    /// way, within `call_timeout`.
     #[tracing::instrument(level = "debug", name = "raft.proposal", skip_all, fields(raft.id = self.id))]
-    pub async fn execute(&self, proposal: Proposal) -> Result<Reply, ExecError> {
+    async fn on_leader<T, F, Fut>(&self, proposal: Proposal, local: F) -> Result<T, ExecError>
+    where
+        T: DeserializeOwned,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, ExecError>>,
+    {
         let deadline = Instant::now() + self.call_timeout;
         let mut last = String::from("no answer");
         loop {
@@ -56,9 +105,7 @@ impl Member {
             if left.is_zero() {
                 return Err(self.no_quorum(last));
             }
-            let outcome = match tokio::time::timeout(left, self.execute_local(proposal.clone()))
-                .await
-            {
+            let outcome = match tokio::time::timeout(left, local()).await {
                 Err(_) => return Err(self.no_quorum("the leader did not commit in time".into())),
                 Ok(r) => r,
             };
@@ -91,11 +138,11 @@ impl Member {
         }
     }
 
-    async fn forward(
+    async fn forward<T: DeserializeOwned>(
         &self,
         addr: &str,
         proposal: &Proposal,
-    ) -> Result<Result<Reply, ExecError>, String> {
+    ) -> Result<Result<T, ExecError>, String> {
         let mut client = self.peers.raft_client(addr).map_err(|e| e.to_string())?;
         let data = serde_json::to_vec(proposal).map_err(|e| e.to_string())?;
         let reply = client
@@ -105,28 +152,51 @@ impl Member {
         serde_json::from_slice(&reply.into_inner().data).map_err(|e| e.to_string())
     }
 
-    /// Runs `proposal` here; fails with [`ExecError::NotLeader`] unless this member leads.
-    pub async fn execute_local(&self, proposal: Proposal) -> Result<Reply, ExecError> {
+    /// Runs a proposal forwarded by another member here and encodes its answer as that
+    /// member reads it (`Result<R, ExecError>`, see [`crate::proposal`]); the answer is
+    /// [`ExecError::NotLeader`] unless this member leads.
+    pub async fn answer(&self, proposal: Proposal) -> serde_json::Result<Vec<u8>> {
+        fn encode<T: Serialize>(r: Result<T, ExecError>) -> serde_json::Result<Vec<u8>> {
+            serde_json::to_vec(&r)
+        }
         match proposal {
-            Proposal::Write(command) => match self.raft.client_write(command).await {
-                Ok(resp) => Ok(Reply::Applied(resp.data?)),
-                Err(e) => Err(forward_to(&e).unwrap_or_else(|| ExecError::Raft(e.to_string()))),
-            },
-            Proposal::Read(query) => {
-                if let Err(e) = self.raft.ensure_linearizable().await {
-                    return Err(forward_to(&e).unwrap_or_else(|| ExecError::Raft(e.to_string())));
+            Proposal::Write(command) => encode(self.write_local(command).await),
+            Proposal::Read(query) => match query {
+                Query::Nodes => encode(self.read_local(Nodes).await),
+                Query::Volumes => encode(self.read_local(Volumes).await),
+                Query::Volume(name) => encode(self.read_local(VolumeNamed(name)).await),
+                Query::Leases => encode(self.read_local(Leases).await),
+                Query::Ips => encode(self.read_local(Ips).await),
+                Query::CheckClaim { address, node } => {
+                    encode(self.read_local(CheckClaim { address, node }).await)
                 }
-                Ok(self.sm.read(|s| read(s, query))?)
-            }
-            Proposal::AddMember { id, address } => self.add_member(id, address).await,
-            Proposal::RemoveMember { id } => {
-                let change = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
-                self.change(change).await
-            }
+                Query::CheckAllocation { pool, node } => {
+                    encode(self.read_local(CheckAllocation { pool, node }).await)
+                }
+            },
+            Proposal::AddMember { id, address } => encode(self.add_member_local(id, address).await),
+            Proposal::RemoveMember { id } => encode(self.remove_member_local(id).await),
         }
     }
 
-    async fn add_member(&self, id: u64, address: String) -> Result<Reply, ExecError> {
+    /// Commits `command` here and returns what applying it returned; fails with
+    /// [`ExecError::NotLeader`] unless this member leads. For the leader's own writes
+    /// (liveness, moves), which are never forwarded.
+    pub async fn write_local(&self, command: Command) -> Result<Response, ExecError> {
+        match self.raft.client_write(command).await {
+            Ok(resp) => Ok(resp.data?),
+            Err(e) => Err(forward_to(&e).unwrap_or_else(|| ExecError::Raft(e.to_string()))),
+        }
+    }
+
+    async fn read_local<Q: Read>(&self, query: Q) -> Result<Q::Reply, ExecError> {
+        if let Err(e) = self.raft.ensure_linearizable().await {
+            return Err(forward_to(&e).unwrap_or_else(|| ExecError::Raft(e.to_string())));
+        }
+        Ok(self.sm.read(|s| query.read(s))?)
+    }
+
+    async fn add_member_local(&self, id: u64, address: String) -> Result<(), ExecError> {
         let node = BasicNode { addr: address };
         if let Err(e) = self.raft.add_learner(id, node, true).await {
             return Err(forward_to(&e).unwrap_or_else(|| ExecError::Membership(e.to_string())));
@@ -135,9 +205,14 @@ impl Member {
             .await
     }
 
-    async fn change(&self, change: ChangeMembers<u64, BasicNode>) -> Result<Reply, ExecError> {
+    async fn remove_member_local(&self, id: u64) -> Result<(), ExecError> {
+        self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
+            .await
+    }
+
+    async fn change(&self, change: ChangeMembers<u64, BasicNode>) -> Result<(), ExecError> {
         match self.raft.change_membership(change, false).await {
-            Ok(_) => Ok(Reply::MembershipChanged),
+            Ok(_) => Ok(()),
             Err(e) => Err(forward_to(&e).unwrap_or_else(|| ExecError::Membership(e.to_string()))),
         }
     }
@@ -151,35 +226,4 @@ impl Member {
             .map(|(id, n)| (*id, (n.addr.clone(), voters.contains(id))))
             .collect()
     }
-}
-
-fn read(s: &State, query: Query) -> Result<Reply, crate::state::CommandError> {
-    Ok(match query {
-        Query::Nodes => Reply::Nodes(s.nodes.values().cloned().collect()),
-        Query::Volumes => Reply::Volumes(s.volumes.values().cloned().collect()),
-        Query::Volume(name) => Reply::Volume(
-            s.volumes
-                .get(&name)
-                .cloned()
-                .ok_or(crate::state::CommandError::NoSuchVolume { name })?,
-        ),
-        Query::Leases => Reply::Leases(s.leases.values().cloned().collect()),
-        Query::Ips => {
-            let pools = s
-                .pools
-                .iter()
-                .map(|p| PoolUsage {
-                    cidr: *p,
-                    allocated: s.allocations.values().filter(|a| a.pool == *p).count() as u32,
-                })
-                .collect();
-            Reply::Ips(pools, s.allocations.values().cloned().collect())
-        }
-        Query::CheckClaim { address, node } => Reply::Address(
-            s.check_address(crate::state::AddressRequest::Explicit(&address), &node)?,
-        ),
-        Query::CheckAllocation { pool, node } => {
-            Reply::Address(s.check_address(crate::state::AddressRequest::Pool(&pool), &node)?)
-        }
-    })
 }

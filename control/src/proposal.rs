@@ -1,9 +1,19 @@
-//! What a member is asked to do on the leader's behalf, and what comes back. These travel
-//! between members (as JSON in `Forwarded`) when a follower forwards a call to the leader.
+//! What a member is asked to do on the leader's behalf, and what comes back. A [`Proposal`]
+//! travels between members (as JSON in `Forwarded`) when a follower forwards a call to the
+//! leader; the answer is the JSON of `Result<R, ExecError>`, `R` the proposal's own reply
+//! type: the applied [`Response`] of a write, the [`Read::Reply`] of a read, `()` for a
+//! membership change. Callers get typed replies: a write's [`Response`] becomes its
+//! command's reply type through [`Applied`], in one place.
 
+use std::net::Ipv4Addr;
+
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Allocation, Cidr, Command, CommandError, Lease, Node, Response, Volume};
+use crate::state::{
+    AddressRequest, Allocation, Cidr, Command, CommandError, Lease, Migration, Node, Response,
+    State, Volume,
+};
 
 /// A call that must run on the leader.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,25 +74,267 @@ pub struct PoolUsage {
     pub allocated: u32,
 }
 
-/// What a proposal returns.
+/// A read of the state with the one type it answers: the leader runs it on its applied
+/// state (a linearizable read), a follower forwards its [`Query`] and reads the answer as
+/// [`Read::Reply`].
+pub trait Read: Into<Query> + Clone + Send + 'static {
+    /// What the read answers.
+    type Reply: Serialize + DeserializeOwned + Send + 'static;
+    /// Runs the read on `state`.
+    fn read(self, state: &State) -> Result<Self::Reply, CommandError>;
+}
+
+/// Every node ([`Query::Nodes`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Nodes;
+
+/// Every volume ([`Query::Volumes`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Volumes;
+
+/// One volume, by name ([`Query::Volume`]).
+#[derive(Clone, Debug)]
+pub struct VolumeNamed(pub String);
+
+/// Every lease ([`Query::Leases`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Leases;
+
+/// Pools and allocations ([`Query::Ips`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Ips;
+
+/// The address `ClaimIp` would give a new container ([`Query::CheckClaim`]).
+#[derive(Clone, Debug)]
+pub struct CheckClaim {
+    /// The address asked for.
+    pub address: String,
+    /// The container's node.
+    pub node: String,
+}
+
+/// The address `AllocateIp` would give a new container ([`Query::CheckAllocation`]).
+#[derive(Clone, Debug)]
+pub struct CheckAllocation {
+    /// The pool asked from.
+    pub pool: String,
+    /// The container's node.
+    pub node: String,
+}
+
+/// Every pool with its usage, and every allocation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum Reply {
-    /// A write was committed and applied.
-    Applied(Response),
-    /// Nodes.
-    Nodes(Vec<Node>),
-    /// Volumes.
-    Volumes(Vec<Volume>),
-    /// One volume.
-    Volume(Volume),
-    /// Leases.
-    Leases(Vec<Lease>),
-    /// Pools and allocations.
-    Ips(Vec<PoolUsage>, Vec<Allocation>),
-    /// A membership change was committed.
-    MembershipChanged,
-    /// The address a check found.
-    Address(std::net::Ipv4Addr),
+pub struct IpUsage {
+    /// The pools.
+    pub pools: Vec<PoolUsage>,
+    /// The allocations.
+    pub allocations: Vec<Allocation>,
+}
+
+impl Read for Nodes {
+    type Reply = Vec<Node>;
+    fn read(self, s: &State) -> Result<Vec<Node>, CommandError> {
+        Ok(s.nodes.values().cloned().collect())
+    }
+}
+
+impl Read for Volumes {
+    type Reply = Vec<Volume>;
+    fn read(self, s: &State) -> Result<Vec<Volume>, CommandError> {
+        Ok(s.volumes.values().cloned().collect())
+    }
+}
+
+impl Read for VolumeNamed {
+    type Reply = Volume;
+    fn read(self, s: &State) -> Result<Volume, CommandError> {
+        s.volumes
+            .get(&self.0)
+            .cloned()
+            .ok_or(CommandError::NoSuchVolume { name: self.0 })
+    }
+}
+
+impl Read for Leases {
+    type Reply = Vec<Lease>;
+    fn read(self, s: &State) -> Result<Vec<Lease>, CommandError> {
+        Ok(s.leases.values().cloned().collect())
+    }
+}
+
+impl Read for Ips {
+    type Reply = IpUsage;
+    fn read(self, s: &State) -> Result<IpUsage, CommandError> {
+        let pools = s
+            .pools
+            .iter()
+            .map(|p| PoolUsage {
+                cidr: *p,
+                allocated: s.allocations.values().filter(|a| a.pool == *p).count() as u32,
+            })
+            .collect();
+        Ok(IpUsage {
+            pools,
+            allocations: s.allocations.values().cloned().collect(),
+        })
+    }
+}
+
+impl Read for CheckClaim {
+    type Reply = Ipv4Addr;
+    fn read(self, s: &State) -> Result<Ipv4Addr, CommandError> {
+        s.check_address(AddressRequest::Explicit(&self.address), &self.node)
+    }
+}
+
+impl Read for CheckAllocation {
+    type Reply = Ipv4Addr;
+    fn read(self, s: &State) -> Result<Ipv4Addr, CommandError> {
+        s.check_address(AddressRequest::Pool(&self.pool), &self.node)
+    }
+}
+
+impl From<Nodes> for Query {
+    fn from(_: Nodes) -> Self {
+        Query::Nodes
+    }
+}
+
+impl From<Volumes> for Query {
+    fn from(_: Volumes) -> Self {
+        Query::Volumes
+    }
+}
+
+impl From<VolumeNamed> for Query {
+    fn from(v: VolumeNamed) -> Self {
+        Query::Volume(v.0)
+    }
+}
+
+impl From<Leases> for Query {
+    fn from(_: Leases) -> Self {
+        Query::Leases
+    }
+}
+
+impl From<Ips> for Query {
+    fn from(_: Ips) -> Self {
+        Query::Ips
+    }
+}
+
+impl From<CheckClaim> for Query {
+    fn from(c: CheckClaim) -> Self {
+        Query::CheckClaim {
+            address: c.address,
+            node: c.node,
+        }
+    }
+}
+
+impl From<CheckAllocation> for Query {
+    fn from(c: CheckAllocation) -> Self {
+        Query::CheckAllocation {
+            pool: c.pool,
+            node: c.node,
+        }
+    }
+}
+
+/// What a write's [`Response`] is read as: the one place where the state machine's answer
+/// becomes the typed reply of a command (a node for `RegisterNode`, a volume for
+/// `CreateVolume`, ...).
+pub trait Applied: Sized {
+    /// What the caller expected, for the error when the answer is something else.
+    const WHAT: &'static str;
+    /// The reply, or the response itself when it is not one.
+    fn from_response(r: Response) -> Result<Self, Box<Response>>;
+}
+
+impl Applied for Response {
+    const WHAT: &'static str = "response";
+    fn from_response(r: Response) -> Result<Self, Box<Response>> {
+        Ok(r)
+    }
+}
+
+impl Applied for Node {
+    const WHAT: &'static str = "node";
+    fn from_response(r: Response) -> Result<Self, Box<Response>> {
+        match r {
+            Response::Node(n) => Ok(n),
+            r => Err(Box::new(r)),
+        }
+    }
+}
+
+impl Applied for Volume {
+    const WHAT: &'static str = "volume";
+    fn from_response(r: Response) -> Result<Self, Box<Response>> {
+        match r {
+            Response::Volume(v) | Response::VolumeDeleted(v) => Ok(v),
+            r => Err(Box::new(r)),
+        }
+    }
+}
+
+impl Applied for Lease {
+    const WHAT: &'static str = "lease";
+    fn from_response(r: Response) -> Result<Self, Box<Response>> {
+        match r {
+            Response::Lease(l) | Response::LeaseReleased(l) => Ok(l),
+            r => Err(Box::new(r)),
+        }
+    }
+}
+
+impl Applied for Migration {
+    const WHAT: &'static str = "migration";
+    fn from_response(r: Response) -> Result<Self, Box<Response>> {
+        match r {
+            Response::Migration(m) => Ok(m),
+            r => Err(Box::new(r)),
+        }
+    }
+}
+
+impl Applied for Cidr {
+    const WHAT: &'static str = "pool";
+    fn from_response(r: Response) -> Result<Self, Box<Response>> {
+        match r {
+            Response::Pool(c) => Ok(c),
+            r => Err(Box::new(r)),
+        }
+    }
+}
+
+impl Applied for Allocation {
+    const WHAT: &'static str = "allocation";
+    fn from_response(r: Response) -> Result<Self, Box<Response>> {
+        match r {
+            Response::Allocation(a) => Ok(a),
+            r => Err(Box::new(r)),
+        }
+    }
+}
+
+impl Applied for Vec<Allocation> {
+    const WHAT: &'static str = "list of allocations";
+    fn from_response(r: Response) -> Result<Self, Box<Response>> {
+        match r {
+            Response::Allocations(all) | Response::AllocationsReleased(all) => Ok(all),
+            r => Err(Box::new(r)),
+        }
+    }
+}
+
+/// The typed reply of an applied write.
+pub fn applied<R: Applied>(r: Response) -> Result<R, ExecError> {
+    R::from_response(r).map_err(|r| ExecError::Mismatch {
+        expected: R::WHAT.to_owned(),
+        got: format!("{r:?}"),
+    })
 }
 
 /// Why a proposal did not go through.
@@ -113,6 +365,15 @@ pub enum ExecError {
     /// openraft stopped or failed.
     #[error("raft failure: {0}")]
     Raft(String),
+    /// The state machine answered a write with another kind of object than its command
+    /// returns (a bug).
+    #[error("the state machine answered {got} where a {expected} was expected")]
+    Mismatch {
+        /// What the command returns.
+        expected: String,
+        /// What came back.
+        got: String,
+    },
 }
 
 fn leader_text(leader: &Option<(u64, String)>) -> String {

@@ -1,9 +1,10 @@
-//! The Control API against a real member process: invalid input gets a clear error, and
-//! mutual TLS refuses strangers and impostors.
+//! The control API (`NodeApi`, `OperatorApi`) against a real member process: invalid input
+//! gets a clear error, and mutual TLS refuses strangers and impostors.
 
 use control::ca::Role;
 use proto::control as pb;
-use proto::control::control_client::ControlClient;
+use proto::control::node_api_client::NodeApiClient;
+use proto::control::operator_api_client::OperatorApiClient;
 use testkit::cluster::{register, volume};
 use testkit::{Cluster, Pki};
 use tonic::Code;
@@ -66,11 +67,13 @@ async fn invalid_input_gets_a_clear_error() {
 
     user.register_node(register("n1")).await.unwrap();
     user.register_node(register("n2")).await.unwrap();
-    user.add_pool(pb::AddPoolRequest {
-        cidr: "10.255.0.0/24".into(),
-    })
-    .await
-    .unwrap();
+    c.operator(1)
+        .await
+        .add_pool(pb::AddPoolRequest {
+            cidr: "10.255.0.0/24".into(),
+        })
+        .await
+        .unwrap();
     let e = user
         .claim_ip(claim("10.9.9.9", "c1", "n1"))
         .await
@@ -112,7 +115,7 @@ async fn invalid_input_gets_a_clear_error() {
 async fn try_connect(
     addr: &str,
     tls: ClientTlsConfig,
-) -> Result<ControlClient<tonic::transport::Channel>, String> {
+) -> Result<NodeApiClient<tonic::transport::Channel>, String> {
     let ch = Endpoint::from_shared(format!("https://{addr}"))
         .unwrap()
         .tls_config(tls)
@@ -120,7 +123,7 @@ async fn try_connect(
         .connect()
         .await
         .map_err(|e| format!("{e:?}"))?;
-    Ok(ControlClient::new(ch))
+    Ok(NodeApiClient::new(ch))
 }
 
 /// A call either fails at the handshake or is refused; it never succeeds.
@@ -175,7 +178,10 @@ async fn strangers_and_impostors_are_refused() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
-    let e = node
+    // A node certificate is refused on the operators' service.
+    let mut node_as_operator: OperatorApiClient<tonic::transport::Channel> =
+        c.connect(1, &n1).await;
+    let e = node_as_operator
         .add_pool(pb::AddPoolRequest {
             cidr: "10.0.0.0/8".into(),
         })

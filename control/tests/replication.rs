@@ -174,13 +174,14 @@ async fn members_are_added_and_removed_at_run_time() {
     c.leader(1).await;
     let mut client = c.client(1).await;
     client.create_volume(volume("existing")).await.unwrap();
+    let mut operator = c.operator(1).await;
 
     // Member 4 starts empty with --join and is added by an operator.
     c.ports.push(testkit::free_port());
     c.procs.push(None);
     c.extra.push("--join".into());
     c.spawn(4);
-    let s = client
+    let s = operator
         .add_member(pb::AddMemberRequest {
             id: 4,
             address: c.addr(4),
@@ -196,7 +197,7 @@ async fn members_are_added_and_removed_at_run_time() {
     assert!(four.voter, "{s:?}");
     c.wait_applied(1, &[4], s.commit_index).await;
 
-    let s = client
+    let s = operator
         .remove_member(pb::RemoveMemberRequest { id: 4 })
         .await
         .unwrap()

@@ -1,13 +1,21 @@
-//! Connecting to the Control API with mutual TLS: to one member, or to the first of several
+//! Connecting to the control API with mutual TLS: to one member, or to the first of several
 //! that answers (any member accepts calls and forwards writes to the leader), the way
-//! `etcdctl --endpoints` fails over.
+//! `etcdctl --endpoints` fails over. Either function makes any client of a channel: a
+//! [`NodeClient`] (agents), an [`OperatorClient`] (`flockerctl`), or the [`Channel`] itself,
+//! to make both.
 
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
-use crate::control::control_client::ControlClient;
+use crate::control::node_api_client::NodeApiClient;
+use crate::control::operator_api_client::OperatorApiClient;
 use crate::tls::TlsDir;
+
+/// A `NodeApi` client over a channel: what agents use.
+pub type NodeClient = NodeApiClient<Channel>;
+/// An `OperatorApi` client over a channel: what `flockerctl` uses.
+pub type OperatorClient = OperatorApiClient<Channel>;
 
 /// How long one connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -20,25 +28,37 @@ pub struct Unreachable {
     pub failures: Vec<String>,
 }
 
-/// A Control-API client for the member at `address` (`host:port`).
-pub async fn connect(
+impl From<Channel> for NodeApiClient<Channel> {
+    fn from(channel: Channel) -> Self {
+        NodeApiClient::new(channel)
+    }
+}
+
+impl From<Channel> for OperatorApiClient<Channel> {
+    fn from(channel: Channel) -> Self {
+        OperatorApiClient::new(channel)
+    }
+}
+
+/// A client of the member at `address` (`host:port`).
+pub async fn connect<C: From<Channel>>(
     address: &str,
     tls: &TlsDir,
-) -> Result<ControlClient<Channel>, tonic::transport::Error> {
+) -> Result<C, tonic::transport::Error> {
     let channel = Endpoint::from_shared(format!("https://{address}"))?
         .tls_config(tls.client_config())?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .connect()
         .await?;
-    Ok(ControlClient::new(channel))
+    Ok(C::from(channel))
 }
 
 /// A client for the first member in `addresses` that answers, trying them in order.
-pub async fn connect_any(
+pub async fn connect_any<C: From<Channel>>(
     addresses: &[String],
     tls: &TlsDir,
-) -> Result<ControlClient<Channel>, Unreachable> {
+) -> Result<C, Unreachable> {
     let mut failures = Vec::new();
     for address in addresses {
         match connect(address, tls).await {

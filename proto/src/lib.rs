@@ -1,13 +1,14 @@
 //! Wire definitions shared by the control service, the agents and `flockerctl`.
 //!
 //! - [`raft`]: the Raft-internal service between control members (`proto/raft.proto`).
-//! - [`control`]: the Control API for agents and `flockerctl` (`proto/control.proto`).
+//! - [`control`]: the control API, by caller: the `NodeApi` service for agents and the
+//!   `OperatorApi` service for `flockerctl` (`proto/control.proto`).
 //! - [`agent`]: the Agent API each agent serves: pushes, receives, mounts (`proto/agent.proto`).
 //! - [`identity`]: the `flocker://ROLE/NAME` identity (and [`identity::Role`]) in a peer's
 //!   certificate.
 //! - [`authz`]: deny-by-default authorization of every call from a per-service table of
 //!   rules, and the list of every RPC in the `.proto` files.
-//! - [`connect`]: a Control-API client for one member, or the first of several that answers.
+//! - [`connect`]: a control-API client for one member, or the first of several that answers.
 //! - [`tls`]: loading a TLS directory (`ca.crt`, `tls.crt`, `tls.key`) into tonic configs, so
 //!   every gRPC endpoint of the system speaks mutual TLS the same way.
 //!
@@ -25,7 +26,7 @@ pub mod raft {
     tonic::include_proto!("flocker.raft");
 }
 
-/// The Control API (generated from `proto/control.proto`).
+/// The control API: the `NodeApi` and `OperatorApi` services (generated from `proto/control.proto`).
 #[allow(missing_docs, clippy::all)]
 pub mod control {
     tonic::include_proto!("flocker.control");

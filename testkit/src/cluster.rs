@@ -9,7 +9,8 @@ use std::time::Duration;
 use control::ca;
 pub use control::ca::Role;
 use proto::control as pb;
-use proto::control::control_client::ControlClient;
+use proto::control::node_api_client::NodeApiClient;
+use proto::control::operator_api_client::OperatorApiClient;
 use proto::tls::TlsDir;
 use tempfile::TempDir;
 use tonic::transport::Channel;
@@ -128,14 +129,27 @@ impl Cluster {
         self.procs[id as usize - 1] = None;
     }
 
-    /// A client of member `id` with a user certificate.
-    pub async fn client(&self, id: u64) -> ControlClient<Channel> {
+    /// A `NodeApi` client of member `id` with a user certificate.
+    pub async fn client(&self, id: u64) -> NodeApiClient<Channel> {
         let tls = self.pki.tls(Role::User, "admin");
         self.client_with(id, &tls).await
     }
 
-    /// A client of member `id` with the given certificate, once the member accepts connections.
-    pub async fn client_with(&self, id: u64, tls: &TlsDir) -> ControlClient<Channel> {
+    /// An `OperatorApi` client of member `id` with a user certificate.
+    pub async fn operator(&self, id: u64) -> OperatorApiClient<Channel> {
+        let tls = self.pki.tls(Role::User, "admin");
+        self.connect(id, &tls).await
+    }
+
+    /// A `NodeApi` client of member `id` with the given certificate, once the member
+    /// accepts connections.
+    pub async fn client_with(&self, id: u64, tls: &TlsDir) -> NodeApiClient<Channel> {
+        self.connect(id, tls).await
+    }
+
+    /// A client of member `id` with the given certificate, once the member accepts
+    /// connections.
+    pub async fn connect<C: From<Channel>>(&self, id: u64, tls: &TlsDir) -> C {
         let addr = self.addr(id);
         eventually(
             Duration::from_secs(20),
@@ -147,7 +161,7 @@ impl Cluster {
 
     /// Registers node `name` at `address` through member 1, with the node's own
     /// certificate; returns that node's client.
-    pub async fn register_node(&self, name: &str, address: &str) -> ControlClient<Channel> {
+    pub async fn register_node(&self, name: &str, address: &str) -> NodeApiClient<Channel> {
         let mut client = self.client_with(1, &self.pki.tls(Role::Node, name)).await;
         client
             .register_node(pb::RegisterNodeRequest {
@@ -161,7 +175,7 @@ impl Cluster {
 
     /// Cluster status as seen by member `id`, once a leader is known.
     pub async fn status_with_leader(&self, id: u64) -> pb::ClusterStatus {
-        let mut c = self.client(id).await;
+        let mut c = self.operator(id).await;
         eventually(Duration::from_secs(20), "a leader", || {
             let mut c = c.clone();
             async move {
@@ -169,7 +183,7 @@ impl Cluster {
                 let leader = s.leader?;
                 s.members
                     .iter()
-                    .any(|m| m.id == leader && m.up && m.state == "leader")
+                    .any(|m| m.id == leader && m.up && m.state() == pb::MemberState::Leader)
                     .then_some(s)
             }
         })
@@ -184,7 +198,7 @@ impl Cluster {
 
     /// Waits until every listed member has applied at least `index`.
     pub async fn wait_applied(&self, via: u64, members: &[u64], index: u64) -> pb::ClusterStatus {
-        let c = self.client(via).await;
+        let c = self.operator(via).await;
         eventually(Duration::from_secs(30), "members to apply the log", || {
             let mut c = c.clone();
             async move {

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use proto::control::control_client::ControlClient;
+use proto::control::node_api_client::NodeApiClient;
 use proto::tls::TlsDir;
 use tonic::transport::Channel;
 
@@ -212,9 +212,9 @@ impl Stack {
         serde_json::from_slice(&out.stdout).expect("json")
     }
 
-    /// A control client with the certificate in the CA's directory `name` (`user-admin`,
+    /// A `NodeApi` client with the certificate in the CA's directory `name` (`user-admin`,
     /// `node-n1`, `node-n2`: see [`crate::Pki::issue`]).
-    pub async fn client_as(&self, name: &str) -> ControlClient<Channel> {
+    pub async fn client_as(&self, name: &str) -> NodeApiClient<Channel> {
         let tls = TlsDir::load(&self.control.pki.dir.path().join(name)).unwrap();
         proto::connect::connect_any(std::slice::from_ref(&self.control_addr), &tls)
             .await

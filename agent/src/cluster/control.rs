@@ -6,10 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foundation::retry::Backoff;
-use proto::connect::{Unreachable, connect_any};
-use proto::control::control_client::ControlClient;
+use proto::connect::{NodeClient, Unreachable, connect_any};
 use proto::tls::TlsDir;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// How many times [`Control::call`] makes a call that found the service unavailable.
@@ -26,7 +24,7 @@ struct Inner {
     controls: Vec<String>,
     tls: Option<TlsDir>,
     /// The current connection; `None` until the first call or after a failure.
-    client: Mutex<Option<ControlClient<Channel>>>,
+    client: Mutex<Option<NodeClient>>,
 }
 
 impl Control {
@@ -44,7 +42,7 @@ impl Control {
 
     /// A session over an existing `client` that never connects elsewhere (tests; the
     /// channel still reconnects to its own member by itself).
-    pub fn with_client(client: ControlClient<Channel>) -> Self {
+    pub fn with_client(client: NodeClient) -> Self {
         Self {
             inner: Arc::new(Inner {
                 controls: Vec::new(),
@@ -55,14 +53,14 @@ impl Control {
     }
 
     /// The current client, connecting first if there is none.
-    pub async fn client(&self) -> Result<ControlClient<Channel>, Unreachable> {
+    pub async fn client(&self) -> Result<NodeClient, Unreachable> {
         if let Some(client) = self.current() {
             return Ok(client);
         }
         let Some(tls) = &self.inner.tls else {
             unreachable!("a session made with_client always has its client")
         };
-        let client = connect_any(&self.inner.controls, tls).await?;
+        let client: NodeClient = connect_any(&self.inner.controls, tls).await?;
         *self.lock() = Some(client.clone());
         Ok(client)
     }
@@ -79,10 +77,7 @@ impl Control {
     /// is made again (up to [`CALL_ATTEMPTS`] times, with backoff) on the first member
     /// that answers (found by the lab walk: a run with an address while the member this
     /// agent had reached was down, and the first one after it came back, failed).
-    pub async fn call<T, Fut>(
-        &self,
-        call: impl Fn(ControlClient<Channel>) -> Fut,
-    ) -> Result<T, Status>
+    pub async fn call<T, Fut>(&self, call: impl Fn(NodeClient) -> Fut) -> Result<T, Status>
     where
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
@@ -109,11 +104,11 @@ impl Control {
         }
     }
 
-    fn current(&self) -> Option<ControlClient<Channel>> {
+    fn current(&self) -> Option<NodeClient> {
         self.lock().clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<ControlClient<Channel>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<NodeClient>> {
         self.inner.client.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -75,16 +75,16 @@ impl ControlMove {
             .into_inner();
         loop {
             match progress.message().await {
-                Ok(Some(event)) if event.phase == "done" => {
+                Ok(Some(event)) if event.phase() == proto::control::MovePhase::Done => {
                     tracing::info!(volume.name = %volume, bytes = event.bytes_sent, rounds = event.rounds, "volume moved here");
                     return Ok(());
                 }
-                Ok(Some(event)) if event.phase == "failed" => {
+                Ok(Some(event)) if event.phase() == proto::control::MovePhase::Failed => {
                     let why = event.error.unwrap_or_else(|| "no reason given".into());
                     return Err(failed("move", why, Code::Aborted));
                 }
                 Ok(Some(event)) => {
-                    tracing::debug!(volume.name = %volume, phase = %event.phase, bytes = event.bytes_sent, "moving here");
+                    tracing::debug!(volume.name = %volume, phase = ?event.phase(), bytes = event.bytes_sent, "moving here");
                 }
                 Ok(None) => {
                     return Err(failed(

@@ -27,7 +27,6 @@ use tracing::Instrument;
 use super::agents::{AgentLink, CleanUp};
 use super::{MoveConfig, MoveError, plan};
 use crate::member::Member;
-use crate::proposal::{Proposal, Reply};
 use crate::state::{Command, Migration, Node, Phase};
 use proto::tls::TlsDir;
 
@@ -112,10 +111,7 @@ impl Driver {
     }
 
     pub(super) async fn write(&self, cmd: Command) -> Result<crate::state::Response, MoveError> {
-        match self.member.execute_local(Proposal::Write(cmd)).await? {
-            Reply::Applied(r) => Ok(r),
-            other => Err(MoveError::State(format!("unexpected reply {other:?}"))),
-        }
+        Ok(self.member.write_local(cmd).await?)
     }
 
     async fn advance(&self, m: &Migration, phase: Phase) -> Result<(), MoveError> {

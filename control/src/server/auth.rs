@@ -1,18 +1,26 @@
-//! Who may call what: the authorization tables of the `Control` and `Raft` services, the one
-//! place that says, for each RPC, which certificate roles may call it and whether a node acts
-//! only for itself. [`proto::authz::Authorize`] applies a table to every call before any
-//! handler runs and refuses a method that has no rule; handlers of [`Scope::OwnNode`] methods
-//! then check the nodes a request names, and the nodes of the stored objects it changes,
-//! with [`proto::authz::Caller::acts_for`].
+//! Who may call what: the authorization tables of the `NodeApi`, `OperatorApi` and `Raft` services,
+//! the one place that says, for each RPC, which certificate roles may call it and whether a
+//! node acts only for itself. [`proto::authz::Authorize`], one interceptor per service,
+//! applies its table to every call before any handler runs and refuses a method that has no
+//! rule; handlers check no roles. Handlers of [`Scope::OwnNode`] methods check only the
+//! nodes a request names, and the nodes of the stored objects it changes, with
+//! [`proto::authz::Caller::acts_for`] (a no-op for unconfined callers).
+//!
+//! The services split the API by caller: `NodeApi` holds every RPC a node certificate may call
+//! (agents call all of them; operators may too, for any node, and `flockerctl` does for
+//! volumes, moves and listings), `OperatorApi` what only `flockerctl` calls. The rules are
+//! those of the one `Control` service they replace, RPC by RPC.
 //!
 //! Migration phases are not in the API at all: the leader's orchestrator writes them locally
-//! (`Member::execute_local`), and the `Raft` service's `Forward` refuses them.
+//! (`Member::write_local`), and the `Raft` service's `Forward` refuses them.
 
 use proto::authz::{Rule, Scope};
 use proto::identity::Role::{self, Control, Node, User};
 
-/// The `Control` service's full name, as in the `.proto` file.
-pub const CONTROL: &str = "flocker.control.Control";
+/// The `NodeApi` service's full name, as in the `.proto` file.
+pub const NODE: &str = "flocker.control.NodeApi";
+/// The `OperatorApi` service's full name.
+pub const OPERATOR: &str = "flocker.control.OperatorApi";
 /// The `Raft` service's full name.
 pub const RAFT: &str = "flocker.raft.Raft";
 
@@ -24,12 +32,14 @@ const fn rule(roles: &'static [Role], scope: Scope, note: &'static str) -> Optio
     Some(Rule { roles, scope, note })
 }
 
-/// The `Control` service's table.
-pub fn control(method: &str) -> Option<Rule> {
+/// The `NodeApi` service's table: every role, a node confined to itself where it changes
+/// anything.
+pub fn node(method: &str) -> Option<Rule> {
     use Scope::{Any, OwnNode};
     match method {
-        "ListNodes" | "GetVolume" | "ListVolumes" | "ListLeases" | "ListIps" | "Status"
-        | "Watch" => rule(EVERYONE, Any, "read only"),
+        "ListNodes" | "GetVolume" | "ListVolumes" | "ListLeases" | "ListIps" | "Watch" => {
+            rule(EVERYONE, Any, "read only")
+        }
         "RegisterNode" | "Heartbeat" => rule(EVERYONE, OwnNode, "a node names only itself"),
         "CreateVolume" => rule(EVERYONE, OwnNode, "a node makes only itself the owner"),
         "DeleteVolume" => rule(
@@ -58,9 +68,17 @@ pub fn control(method: &str) -> Option<Rule> {
             OwnNode,
             "a node acts only for a container whose addresses are held on itself",
         ),
+        _ => None,
+    }
+}
+
+/// The `OperatorApi` service's table: operators only, but for the `Status` read.
+pub fn operator(method: &str) -> Option<Rule> {
+    match method {
         "VolumeUsage" | "AddPool" | "ReclaimNode" | "AddMember" | "RemoveMember" => {
-            rule(OPERATORS, Any, "operators only")
+            rule(OPERATORS, Scope::Any, "operators only")
         }
+        "Status" => rule(EVERYONE, Scope::Any, "read only"),
         _ => None,
     }
 }
@@ -74,7 +92,7 @@ pub fn raft(method: &str) -> Option<Rule> {
         "Forward" => rule(
             MEMBERS,
             Scope::Any,
-            "proposals of the Control API only; migration phases and other leader-only commands are refused",
+            "proposals of the `NodeApi` and `OperatorApi` services only; migration phases and other leader-only commands are refused",
         ),
         _ => None,
     }
@@ -88,20 +106,31 @@ mod tests {
 
     #[test]
     fn every_rpc_in_the_protos_has_a_rule() {
-        for (service, table) in [(CONTROL, control as proto::authz::Rules), (RAFT, raft)] {
+        let tables = [
+            (NODE, node as proto::authz::Rules),
+            (OPERATOR, operator),
+            (RAFT, raft),
+        ];
+        for (service, table) in tables {
             let methods = methods_of(service);
             assert!(!methods.is_empty(), "{service} is not in the .proto files");
             for method in methods {
                 assert!(table(method).is_some(), "{service}/{method} has no rule");
             }
         }
-        assert_eq!(control("AdvanceMigration"), None, "deny by default");
+        assert_eq!(node("AdvanceMigration"), None, "deny by default");
+        assert_eq!(operator("RegisterNode"), None, "each RPC in one service");
     }
 
     #[test]
     fn the_docs_list_the_tables() {
         let docs = include_str!("../../../docs/control.md");
-        for (service, table) in [(CONTROL, control as proto::authz::Rules), (RAFT, raft)] {
+        let tables = [
+            (NODE, node as proto::authz::Rules),
+            (OPERATOR, operator),
+            (RAFT, raft),
+        ];
+        for (service, table) in tables {
             let expected = markdown_table(service, table);
             assert!(
                 docs.contains(&expected),

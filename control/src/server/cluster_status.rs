@@ -2,11 +2,27 @@
 //! the answer also says who is up.
 
 use proto::control as pb;
-use proto::raft::MetricsRequest;
+use proto::raft::{MetricsRequest, ServerState};
 
-use super::control_service::PROBE_TIMEOUT;
+use std::time::Duration;
+
 use super::raft_service::local_metrics;
 use crate::member::Member;
+
+/// How long `cluster status` waits for each member to answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A member's own Raft role as the status reports it.
+fn member_state(s: ServerState) -> pb::MemberState {
+    match s {
+        ServerState::Unspecified => pb::MemberState::Unspecified,
+        ServerState::Leader => pb::MemberState::Leader,
+        ServerState::Follower => pb::MemberState::Follower,
+        ServerState::Candidate => pb::MemberState::Candidate,
+        ServerState::Learner => pb::MemberState::Learner,
+        ServerState::Shutdown => pb::MemberState::Shutdown,
+    }
+}
 
 /// Probes every member known to `member` and assembles the status.
 pub async fn probe(member: &Member) -> pb::ClusterStatus {
@@ -40,7 +56,7 @@ pub async fn probe(member: &Member) -> pb::ClusterStatus {
         };
         if let Some(m) = m {
             row.up = true;
-            row.state = m.state;
+            row.set_state(member_state(m.state()));
             row.term = m.term;
             row.last_log_index = m.last_log_index;
             row.last_applied = m.last_applied;
@@ -53,7 +69,7 @@ pub async fn probe(member: &Member) -> pb::ClusterStatus {
                 status.commit_index = m.last_applied.unwrap_or(0);
             }
         } else {
-            row.state = "unreachable".into();
+            row.set_state(pb::MemberState::Unreachable);
         }
         status.members.push(row);
     }

@@ -1,10 +1,13 @@
-//! The gRPC server of one member: the `Raft` and `Control` services on one port, mutual TLS.
+//! The gRPC server of one member: the `Raft`, `NodeApi` and `OperatorApi` services on one port,
+//! mutual TLS.
 //!
-//! - [`auth`]: who may call what: the authorization tables of both services, applied to
-//!   every call by [`proto::authz::Authorize`] (deny by default).
+//! - [`auth`]: who may call what: the authorization tables of the three services, applied to
+//!   every call by [`proto::authz::Authorize`], one interceptor per service (deny by default).
 //! - [`ownership`]: a node changes only objects held on its own node.
 //! - [`raft_service`]: openraft's RPCs, forwarded proposals, metrics (control certs only).
-//! - [`control_service`]: the Control API.
+//! - [`node_service`]: the `NodeApi` service: what agents call (node certificates, confined to
+//!   their own node), and operators too.
+//! - [`operator_service`]: the `OperatorApi` service: what only `flockerctl` calls.
 //! - [`move_volume`]: `MoveVolume`, recording a move and streaming its progress.
 //! - [`usage`]: `VolumeUsage`, the bytes volumes use, asked of their owners' agents.
 //! - [`cluster_status`]: `cluster status`, probing every member.
@@ -12,8 +15,9 @@
 
 pub mod auth;
 pub mod cluster_status;
-pub mod control_service;
 pub mod move_volume;
+pub mod node_service;
+pub mod operator_service;
 pub mod ownership;
 pub mod raft_service;
 pub mod status;
@@ -29,7 +33,7 @@ use tonic::transport::{Server, ServerTlsConfig};
 
 use crate::member::Member;
 
-/// Serves both services on `listener` until `shutdown` completes; `agent_tls` (the member's
+/// Serves the three services on `listener` until `shutdown` completes; `agent_tls` (the member's
 /// control certificate) is for asking agents what their volumes use.
 pub async fn serve(
     member: Member,
@@ -39,7 +43,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let raft = raft_service::RaftService::server(member.clone());
-    let control = control_service::ControlService::server(member, agent_tls);
+    let node = node_service::NodeService::server(member.clone());
+    let operator = operator_service::OperatorService::server(member, agent_tls);
     // Small RPCs must not wait for delayed ACKs: Nagle off on every accepted socket (the
     // builder's own tcp_nodelay applies only to listeners it binds itself).
     let incoming = TcpListenerStream::new(listener).map(|conn| {
@@ -50,7 +55,8 @@ pub async fn serve(
     Server::builder()
         .tls_config(tls)?
         .add_service(raft)
-        .add_service(control)
+        .add_service(node)
+        .add_service(operator)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -14,7 +14,6 @@ use tonic::Status;
 
 use super::status::to_status;
 use crate::member::Member;
-use crate::proposal::{Proposal, Reply};
 use crate::state::{Command, Migration, Response};
 
 /// The progress stream of one move.
@@ -29,14 +28,7 @@ pub async fn start(member: &Member, req: pb::MoveVolumeRequest) -> Result<MoveSt
         to: req.to,
         stop_containers: req.stop_containers,
     };
-    let m = match member
-        .execute(Proposal::Write(cmd))
-        .await
-        .map_err(to_status)?
-    {
-        Reply::Applied(Response::Migration(m)) => m,
-        other => return Err(Status::internal(format!("unexpected reply {other:?}"))),
-    };
+    let m: Migration = member.write(cmd).await.map_err(to_status)?;
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
         let started = Instant::now();
@@ -83,7 +75,7 @@ fn progress(m: &Migration, started: Instant) -> pb::MoveProgress {
     let secs = started.elapsed().as_secs_f64();
     pb::MoveProgress {
         migration: m.id,
-        phase: m.phase.as_str().to_owned(),
+        phase: crate::convert::phase(m.phase).into(),
         bytes_sent: m.bytes_sent,
         bytes_per_second: if secs > 0.0 {
             (m.bytes_sent as f64 / secs) as u64

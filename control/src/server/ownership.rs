@@ -14,17 +14,10 @@ use tonic::Status;
 
 use super::status::to_status;
 use crate::member::Member;
-use crate::proposal::{Proposal, Query, Reply};
+use crate::proposal::{Ips, Leases, Read, VolumeNamed};
 
-async fn read(member: &Member, query: Query) -> Result<Reply, Status> {
-    member
-        .execute(Proposal::Read(query))
-        .await
-        .map_err(to_status)
-}
-
-fn unexpected(reply: Reply) -> Status {
-    Status::internal(format!("unexpected reply {reply:?}"))
+async fn read<Q: Read>(member: &Member, query: Q) -> Result<Q::Reply, Status> {
+    member.read(query).await.map_err(to_status)
 }
 
 /// Every address `container_id` holds must be held on the caller's node.
@@ -36,10 +29,7 @@ pub async fn allocations(
     let Some(own) = caller.confined_to() else {
         return Ok(());
     };
-    let allocations = match read(member, Query::Ips).await? {
-        Reply::Ips(_, allocations) => allocations,
-        other => return Err(unexpected(other)),
-    };
+    let allocations = read(member, Ips).await?.allocations;
     match allocations
         .iter()
         .find(|a| a.container_id == container_id && a.node != own)
@@ -63,10 +53,7 @@ pub async fn lease(
     if caller.confined_to().is_none() {
         return Ok(());
     }
-    let leases = match read(member, Query::Leases).await? {
-        Reply::Leases(leases) => leases,
-        other => return Err(unexpected(other)),
-    };
+    let leases = read(member, Leases).await?;
     match leases
         .iter()
         .find(|l| l.volume == volume && l.container_id == container_id)
@@ -82,9 +69,8 @@ pub async fn volume(member: &Member, caller: &Caller, name: &str) -> Result<(), 
     let Some(own) = caller.confined_to() else {
         return Ok(());
     };
-    let v = match read(member, Query::Volume(name.to_owned())).await {
-        Ok(Reply::Volume(v)) => v,
-        Ok(other) => return Err(unexpected(other)),
+    let v = match read(member, VolumeNamed(name.to_owned())).await {
+        Ok(v) => v,
         Err(s) if s.code() == tonic::Code::NotFound => return Ok(()),
         Err(s) => return Err(s),
     };

@@ -1,12 +1,12 @@
 //! The `Raft` gRPC service: openraft's RPCs from peers, forwarded proposals and metrics.
 //! Only control certificates may call it (the table is [`super::auth::raft`]). `Forward`
-//! carries only what the Control API proposes: commands that only the leader itself writes
+//! carries only what the `NodeApi` and `OperatorApi` services propose: commands that only the leader itself writes
 //! (migration phases, replicas, node liveness) are refused, so no certificate can write them
 //! over the network.
 
 use proto::authz::Authorize;
 use proto::raft::raft_server::{Raft as RaftApi, RaftServer};
-use proto::raft::{Forwarded, MemberMetrics, MetricsRequest, RaftPayload};
+use proto::raft::{Forwarded, MemberMetrics, MetricsRequest, RaftPayload, ServerState};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
@@ -78,10 +78,12 @@ impl RaftApi for RaftService {
                 "{cmd:?} is written only by the leader itself, never forwarded"
             )));
         }
-        let result = self.member.execute_local(proposal).await;
-        Ok(Response::new(Forwarded {
-            data: encode(&result)?,
-        }))
+        let data = self
+            .member
+            .answer(proposal)
+            .await
+            .map_err(|e| Status::internal(format!("cannot encode reply: {e}")))?;
+        Ok(Response::new(Forwarded { data }))
     }
 
     async fn metrics(
@@ -92,7 +94,7 @@ impl RaftApi for RaftService {
     }
 }
 
-/// Whether a follower may forward `cmd`: only commands the Control API proposes. Exhaustive,
+/// Whether a follower may forward `cmd`: only commands the `NodeApi` and `OperatorApi` services propose. Exhaustive,
 /// so a new command is refused until someone decides who may write it.
 fn forwardable(cmd: &Command) -> bool {
     match cmd {
@@ -121,12 +123,23 @@ fn forwardable(cmd: &Command) -> bool {
     }
 }
 
+/// openraft's server state to wire.
+fn server_state(s: openraft::ServerState) -> ServerState {
+    match s {
+        openraft::ServerState::Leader => ServerState::Leader,
+        openraft::ServerState::Follower => ServerState::Follower,
+        openraft::ServerState::Candidate => ServerState::Candidate,
+        openraft::ServerState::Learner => ServerState::Learner,
+        openraft::ServerState::Shutdown => ServerState::Shutdown,
+    }
+}
+
 /// This member's own view of the group.
 pub fn local_metrics(member: &Member) -> MemberMetrics {
     let m = member.raft.metrics().borrow().clone();
     MemberMetrics {
         id: m.id,
-        state: format!("{:?}", m.state).to_lowercase(),
+        state: server_state(m.state).into(),
         term: m.current_term,
         leader: m.current_leader,
         last_log_index: m.last_log_index,

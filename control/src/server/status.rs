@@ -21,6 +21,7 @@ pub fn to_status(e: ExecError) -> Status {
             Code::Unavailable
         }
         ExecError::Membership(_) => Code::FailedPrecondition,
+        ExecError::Mismatch { .. } => Code::Internal,
     };
     Status::new(code, e.to_string())
 }

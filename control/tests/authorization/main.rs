@@ -1,4 +1,4 @@
-//! Every RPC of the Control, Raft and Agent services, called with every identity: a user, a
+//! Every RPC of the NodeApi, OperatorApi, Raft and Agent services, called with every identity: a user, a
 //! node acting for itself, a node acting for another node, a control member, no client
 //! certificate, and a certificate from a foreign CA. The RPC lists come from the `.proto`
 //! files (`proto::authz::methods_of`), so an RPC without a row here fails the test; the
@@ -21,7 +21,8 @@ use control::state::{Command as StateCommand, Phase};
 use proto::agent::agent_client::AgentClient;
 use proto::authz::methods_of;
 use proto::control as pb;
-use proto::control::control_client::ControlClient;
+use proto::control::node_api_client::NodeApiClient;
+use proto::control::operator_api_client::OperatorApiClient;
 use proto::raft::Forwarded;
 use proto::raft::raft_client::RaftClient;
 use proto::tls::{CONTROL_SERVER_NAME, TlsDir};
@@ -95,7 +96,9 @@ async fn fixture(c: &Cluster) {
     for n in [N1, N2] {
         user.register_node(register(n)).await.unwrap();
     }
-    user.add_pool(pb::AddPoolRequest { cidr: POOL.into() })
+    c.operator(1)
+        .await
+        .add_pool(pb::AddPoolRequest { cidr: POOL.into() })
         .await
         .unwrap();
     user.create_volume(volume(VOLUME, Some(N1))).await.unwrap();
@@ -110,20 +113,30 @@ async fn fixture(c: &Cluster) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_control_and_raft_rpc_answers_every_identity_as_its_rule_says() {
+async fn every_node_operator_and_raft_rpc_answers_every_identity_as_its_rule_says() {
     let c = Cluster::start(1, &[]);
     c.leader(1).await;
     fixture(&c).await;
     let foreign = Pki::new();
     let addr = c.addr(1);
-    for method in methods_of("flocker.control.Control") {
+    for method in methods_of("flocker.control.NodeApi") {
         for who in EVERY {
             let tls = tls(&c.pki, &foreign, who, N1, CONTROL_SERVER_NAME);
             let (allowed, r) = match channel(&addr, tls).await {
-                Ok(ch) => control_call(&mut ControlClient::new(ch), method).await,
+                Ok(ch) => node_call(&mut NodeApiClient::new(ch), method).await,
                 Err(e) => (&[][..], Err(e)),
             };
-            check("Control", method, who, allowed, &r);
+            check("NodeApi", method, who, allowed, &r);
+        }
+    }
+    for method in methods_of("flocker.control.OperatorApi") {
+        for who in EVERY {
+            let tls = tls(&c.pki, &foreign, who, N1, CONTROL_SERVER_NAME);
+            let (allowed, r) = match channel(&addr, tls).await {
+                Ok(ch) => operator_call(&mut OperatorApiClient::new(ch), method).await,
+                Err(e) => (&[][..], Err(e)),
+            };
+            check("OperatorApi", method, who, allowed, &r);
         }
     }
     for method in methods_of("flocker.raft.Raft") {
@@ -178,6 +191,21 @@ async fn a_node_touches_only_objects_held_on_itself_and_nobody_writes_move_phase
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    // A node certificate is refused on the operators' service by its one interceptor.
+    let mut n2_operator: OperatorApiClient<Channel> =
+        c.connect(1, &c.pki.tls(Role::Node, N2)).await;
+    let e = n2_operator
+        .add_pool(pb::AddPoolRequest {
+            cidr: "10.78.0.0/24".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(
+        e.message().contains("/flocker.control.OperatorApi/AddPool"),
+        "{}",
+        e.message()
+    );
     let ips = n2.list_ips(pb::Empty {}).await.unwrap().into_inner();
     assert!(
         ips.allocations

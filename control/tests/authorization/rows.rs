@@ -1,5 +1,5 @@
-//! The rows of `tests/authorization/main.rs`: who calls, and for each RPC of the Control, Raft and
-//! Agent services who may call it and one call of it. Written by hand, independently of the
+//! The rows of `tests/authorization/main.rs`: who calls, and for each RPC of the NodeApi,
+//! OperatorApi, Raft and Agent services who may call it and one call of it. Written by hand, independently of the
 //! authorization tables they check.
 
 #![allow(dead_code)]
@@ -7,7 +7,8 @@
 use proto::agent as apb;
 use proto::agent::agent_client::AgentClient;
 use proto::control as pb;
-use proto::control::control_client::ControlClient;
+use proto::control::node_api_client::NodeApiClient;
+use proto::control::operator_api_client::OperatorApiClient;
 use proto::raft::raft_client::RaftClient;
 use proto::raft::{Forwarded, MetricsRequest, RaftPayload};
 pub use testkit::cluster::register;
@@ -51,9 +52,9 @@ pub fn ok<T>(r: Result<tonic::Response<T>, Status>) -> Result<(), Status> {
     r.map(|_| ())
 }
 
-/// Who may call each Control RPC, and one call of it about node `n1` and its objects.
-pub async fn control_call(
-    c: &mut ControlClient<Channel>,
+/// Who may call each NodeApi RPC, and one call of it about node `n1` and its objects.
+pub async fn node_call(
+    c: &mut NodeApiClient<Channel>,
     method: &str,
 ) -> (&'static [Who], Result<(), Status>) {
     let lease = pb::Lease {
@@ -76,7 +77,6 @@ pub async fn control_call(
         "DeleteVolume" => (OWN, ok(c.delete_volume(name(VOLUME)).await)),
         "GetVolume" => (ALL_ROLES, ok(c.get_volume(name(VOLUME)).await)),
         "ListVolumes" => (ALL_ROLES, ok(c.list_volumes(pb::Empty {}).await)),
-        "VolumeUsage" => (OPERATORS, ok(c.volume_usage(pb::Empty {}).await)),
         "AcquireLease" => (OWN, ok(c.acquire_lease(lease).await)),
         "ReleaseLease" => (OWN, ok(c.release_lease(lease).await)),
         "ListLeases" => (ALL_ROLES, ok(c.list_leases(pb::Empty {}).await)),
@@ -89,10 +89,6 @@ pub async fn control_call(
             };
             (OWN, ok(c.move_volume(req).await))
         }
-        "AddPool" => (
-            OPERATORS,
-            ok(c.add_pool(pb::AddPoolRequest { cidr: POOL.into() }).await),
-        ),
         "AllocateIp" => {
             let req = pb::AllocateRequest {
                 pool: POOL.into(),
@@ -106,11 +102,29 @@ pub async fn control_call(
         "ClaimIp" => (OWN, ok(c.claim_ip(claim(N1)).await)),
         "ContainerStopped" => (OWN, ok(c.container_stopped(holder).await)),
         "ReleaseIp" => (OWN, ok(c.release_ip(holder).await)),
+        "ListIps" => (ALL_ROLES, ok(c.list_ips(pb::Empty {}).await)),
+        "Watch" => (ALL_ROLES, ok(c.watch(pb::WatchRequest {}).await)),
+        other => panic!(
+            "NodeApi/{other} has no row in this test: add one, and a rule to control/src/server/auth.rs"
+        ),
+    }
+}
+
+/// Who may call each OperatorApi RPC, and one call of it.
+pub async fn operator_call(
+    c: &mut OperatorApiClient<Channel>,
+    method: &str,
+) -> (&'static [Who], Result<(), Status>) {
+    match method {
+        "VolumeUsage" => (OPERATORS, ok(c.volume_usage(pb::Empty {}).await)),
+        "AddPool" => (
+            OPERATORS,
+            ok(c.add_pool(pb::AddPoolRequest { cidr: POOL.into() }).await),
+        ),
         "ReclaimNode" => (
             OPERATORS,
             ok(c.reclaim_node(pb::ReclaimRequest { node: N1.into() }).await),
         ),
-        "ListIps" => (ALL_ROLES, ok(c.list_ips(pb::Empty {}).await)),
         "Status" => (ALL_ROLES, ok(c.status(pb::Empty {}).await)),
         // Member 1 is a voter already, so an allowed call changes nothing.
         "AddMember" => {
@@ -124,9 +138,8 @@ pub async fn control_call(
             OPERATORS,
             ok(c.remove_member(pb::RemoveMemberRequest { id: 99 }).await),
         ),
-        "Watch" => (ALL_ROLES, ok(c.watch(pb::WatchRequest {}).await)),
         other => panic!(
-            "Control/{other} has no row in this test: add one, and a rule to control/src/server/auth.rs"
+            "OperatorApi/{other} has no row in this test: add one, and a rule to control/src/server/auth.rs"
         ),
     }
 }

@@ -2,7 +2,9 @@
 
 use clap::Subcommand;
 use proto::control as pb;
+use proto::control::operator_api_client::OperatorApiClient;
 use serde_json::json;
+use tonic::transport::Channel;
 
 use super::output::{self, opt};
 use super::{Ctx, Format, call_failed};
@@ -31,7 +33,7 @@ pub enum Verb {
 
 /// Runs a cluster verb.
 pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
-    let mut c = ctx.client().await?;
+    let mut c: OperatorApiClient<Channel> = ctx.client().await?;
     let status = match verb {
         Verb::Status => c.status(pb::Empty {}).await,
         Verb::AddMember { id, address } => c.add_member(pb::AddMemberRequest { id, address }).await,
@@ -51,7 +53,7 @@ fn print(s: &pb::ClusterStatus, format: Format) {
             "commit_index": s.commit_index,
             "members": s.members.iter().map(|m| json!({
                 "id": m.id, "address": m.address, "voter": m.voter, "up": m.up,
-                "state": m.state, "term": m.term, "last_log_index": m.last_log_index,
+                "state": output::member_state(m.state()), "term": m.term, "last_log_index": m.last_log_index,
                 "last_applied": m.last_applied, "snapshot_index": m.snapshot_index,
             })).collect::<Vec<_>>(),
         })),
@@ -71,7 +73,7 @@ fn print(s: &pb::ClusterStatus, format: Format) {
                         m.address.clone(),
                         if m.voter { "voter" } else { "learner" }.into(),
                         if m.up { "up" } else { "down" }.into(),
-                        m.state.clone(),
+                        output::member_state(m.state()).to_owned(),
                         opt(m.last_log_index),
                         opt(m.last_applied),
                     ]

@@ -2,7 +2,10 @@
 
 use clap::Subcommand;
 use proto::control as pb;
+use proto::control::node_api_client::NodeApiClient;
+use proto::control::operator_api_client::OperatorApiClient;
 use serde_json::json;
+use tonic::transport::Channel;
 
 use super::output;
 use super::{Ctx, Format, call_failed};
@@ -26,9 +29,9 @@ pub enum Verb {
 
 /// Runs an IP verb.
 pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
-    let mut c = ctx.client().await?;
+    let channel: Channel = ctx.client().await?;
     if let Verb::AddPool { cidr } = verb {
-        let p = c
+        let p = OperatorApiClient::new(channel)
             .add_pool(pb::AddPoolRequest { cidr })
             .await
             .map_err(call_failed)?
@@ -37,7 +40,7 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Verb::Reclaim { node } = verb {
-        let freed = c
+        let freed = OperatorApiClient::new(channel)
             .reclaim_node(pb::ReclaimRequest { node: node.clone() })
             .await
             .map_err(call_failed)?
@@ -49,7 +52,7 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let list = c
+    let list = NodeApiClient::new(channel)
         .list_ips(pb::Empty {})
         .await
         .map_err(call_failed)?

@@ -14,7 +14,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use proto::control::control_client::ControlClient;
 use proto::tls::TlsDir;
 use tonic::transport::Channel;
 
@@ -81,8 +80,9 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A connected Control-API client.
-    pub async fn client(&self) -> anyhow::Result<ControlClient<Channel>> {
+    /// A connected client: a `NodeApiClient` (volumes, moves, listings), an `OperatorApiClient`
+    /// (pools, members, status, usage), or the `Channel` to make both.
+    pub async fn client<C: From<Channel>>(&self) -> anyhow::Result<C> {
         let tls = TlsDir::load(&self.tls_dir).with_context(
             || "a user certificate is needed: pass --tls-dir or set FLOCKER_TLS_DIR",
         )?;

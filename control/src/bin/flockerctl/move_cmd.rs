@@ -5,11 +5,14 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use control::convert::phase_word;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use proto::control as pb;
+use proto::control::node_api_client::NodeApiClient;
 use serde_json::json;
 use tokio_stream::StreamExt;
+use tonic::transport::Channel;
 
 use super::output::human;
 use super::{Ctx, Format, call_failed};
@@ -20,7 +23,7 @@ fn line(p: &pb::MoveProgress) -> String {
         p.volume,
         p.from,
         p.to,
-        p.phase,
+        phase_word(p.phase()),
         human(p.bytes_sent),
         human(p.bytes_per_second),
         p.rounds
@@ -29,7 +32,7 @@ fn line(p: &pb::MoveProgress) -> String {
 
 /// Runs the move and prints its progress; fails if the move fails.
 pub async fn run(ctx: &Ctx, name: String, to: String, stop: bool) -> anyhow::Result<()> {
-    let mut c = ctx.client().await?;
+    let mut c: NodeApiClient<Channel> = ctx.client().await?;
     let req = pb::MoveVolumeRequest {
         name,
         to,
@@ -54,7 +57,7 @@ pub async fn run(ctx: &Ctx, name: String, to: String, stop: bool) -> anyhow::Res
                 "{}",
                 json!({
                     "migration": p.migration, "volume": p.volume, "from": p.from, "to": p.to,
-                    "phase": p.phase, "bytes_sent": p.bytes_sent,
+                    "phase": phase_word(p.phase()), "bytes_sent": p.bytes_sent,
                     "bytes_per_second": p.bytes_per_second, "rounds": p.rounds, "error": p.error,
                 })
             ),
@@ -69,8 +72,8 @@ pub async fn run(ctx: &Ctx, name: String, to: String, stop: bool) -> anyhow::Res
         bar.finish();
     }
     match last {
-        Some(p) if p.phase == "done" => Ok(()),
-        Some(p) if p.phase == "failed" => Err(anyhow::anyhow!(
+        Some(p) if p.phase() == pb::MovePhase::Done => Ok(()),
+        Some(p) if p.phase() == pb::MovePhase::Failed => Err(anyhow::anyhow!(
             "move of volume {} failed: {}",
             p.volume,
             p.error.unwrap_or_default()

@@ -2,7 +2,9 @@
 
 use clap::Subcommand;
 use proto::control as pb;
+use proto::control::node_api_client::NodeApiClient;
 use serde_json::json;
+use tonic::transport::Channel;
 
 use super::output;
 use super::{Ctx, Format, call_failed};
@@ -18,7 +20,7 @@ pub enum Verb {
 pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
     let Verb::Ls = verb;
     let nodes = ctx
-        .client()
+        .client::<NodeApiClient<Channel>>()
         .await?
         .list_nodes(pb::Empty {})
         .await
@@ -36,7 +38,7 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
         )),
         Format::Table => {
-            let now = control::server::control_service::now_ms();
+            let now = control::server::node_service::now_ms();
             let rows: Vec<Vec<String>> = nodes
                 .iter()
                 .map(|n| {

@@ -1,5 +1,7 @@
 //! Aligned human tables or JSON for scripts.
 
+use control::convert::phase_word;
+use proto::control as pb;
 use serde_json::Value;
 
 /// How to print results.
@@ -71,5 +73,54 @@ pub fn human(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{v:.1} {}", units[i])
+    }
+}
+
+/// A member's state as printed: `leader`, `follower`, `candidate`, `learner`, `shutdown` or
+/// `unreachable`.
+pub fn member_state(s: pb::MemberState) -> &'static str {
+    match s {
+        pb::MemberState::Unspecified => "unknown",
+        pb::MemberState::Leader => "leader",
+        pb::MemberState::Follower => "follower",
+        pb::MemberState::Candidate => "candidate",
+        pb::MemberState::Learner => "learner",
+        pb::MemberState::Shutdown => "shutdown",
+        pb::MemberState::Unreachable => "unreachable",
+    }
+}
+
+/// A volume's state as printed: `ready`, `moving to NODE (PHASE)` or `no owner`.
+pub fn volume_state(v: &pb::Volume) -> String {
+    match (v.state(), &v.moving) {
+        (pb::VolumeState::Moving, Some(m)) => {
+            format!("moving to {} ({})", m.to, phase_word(m.phase()))
+        }
+        (pb::VolumeState::Moving, None) => "moving".to_owned(),
+        (pb::VolumeState::Ready, _) => "ready".to_owned(),
+        (pb::VolumeState::NoOwner, _) => "no owner".to_owned(),
+        (pb::VolumeState::Unspecified, _) => "unknown".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_print_as_words() {
+        let mut v = pb::Volume::default();
+        v.set_state(pb::VolumeState::Ready);
+        assert_eq!(volume_state(&v), "ready");
+        v.set_state(pb::VolumeState::NoOwner);
+        assert_eq!(volume_state(&v), "no owner");
+        v.set_state(pb::VolumeState::Moving);
+        v.moving = Some(pb::VolumeMove {
+            to: "n2".into(),
+            phase: pb::MovePhase::Handoff.into(),
+        });
+        assert_eq!(volume_state(&v), "moving to n2 (handoff)");
+        assert_eq!(member_state(pb::MemberState::Leader), "leader");
+        assert_eq!(member_state(pb::MemberState::Unreachable), "unreachable");
     }
 }

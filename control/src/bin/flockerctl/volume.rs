@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use clap::Subcommand;
 use proto::control as pb;
-use proto::control::control_client::ControlClient;
+use proto::control::node_api_client::NodeApiClient;
+use proto::control::operator_api_client::OperatorApiClient;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
@@ -78,8 +79,11 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 /// What the owners' agents say the volumes use; empty (every volume `-`) if the member
 /// cannot tell, so a listing never fails for want of usage.
-async fn usage(c: &mut ControlClient<Channel>) -> Usage {
-    match c.volume_usage(pb::Empty {}).await {
+async fn usage(channel: Channel) -> Usage {
+    match OperatorApiClient::new(channel)
+        .volume_usage(pb::Empty {})
+        .await
+    {
         Ok(list) => list
             .into_inner()
             .volumes
@@ -93,7 +97,7 @@ async fn usage(c: &mut ControlClient<Channel>) -> Usage {
 fn to_json(v: &pb::Volume, usage: &Usage) -> Value {
     json!({
         "name": v.name, "id": v.id, "size_limit": v.size_limit, "owner": v.owner,
-        "epoch": v.epoch, "state": v.state, "created_ms": v.created_ms, "metadata": v.metadata,
+        "epoch": v.epoch, "state": output::volume_state(v), "created_ms": v.created_ms, "metadata": v.metadata,
         "used_bytes": usage.get(&v.name),
         "replicas": v.replicas.iter().map(|r| json!({"node": r.node, "snapshot": r.snapshot})).collect::<Vec<_>>(),
     })
@@ -110,7 +114,7 @@ fn describe(v: &pb::Volume, usage: &Usage) {
         ("Name", v.name.clone()),
         ("ID", v.id.to_string()),
         ("Owner", owner),
-        ("State", v.state.clone()),
+        ("State", output::volume_state(v)),
         ("Used", opt(usage.get(&v.name).copied().map(human))),
         ("Size limit", opt(v.size_limit.map(human))),
         (
@@ -151,7 +155,7 @@ fn print(vols: &[pb::Volume], usage: &Usage, format: Format) {
                         v.id.to_string(),
                         opt(v.owner.clone()),
                         v.epoch.to_string(),
-                        v.state.clone(),
+                        output::volume_state(v),
                         opt(usage.get(&v.name).copied().map(human)),
                         opt(v.size_limit.map(human)),
                         v.replicas
@@ -184,7 +188,8 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
     if let Verb::Move { name, to, stop } = verb {
         return super::move_cmd::run(ctx, name, to, stop).await;
     }
-    let mut c = ctx.client().await?;
+    let channel: Channel = ctx.client().await?;
+    let mut c = NodeApiClient::new(channel.clone());
     match verb {
         Verb::Ls => {
             let vols = c
@@ -193,7 +198,7 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .map_err(call_failed)?
                 .into_inner()
                 .volumes;
-            let usage = usage(&mut c).await;
+            let usage = usage(channel).await;
             print(&vols, &usage, ctx.format);
         }
         Verb::Create { name, size, owner } => {
@@ -216,7 +221,7 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .await
                 .map_err(call_failed)?
                 .into_inner();
-            let usage = usage(&mut c).await;
+            let usage = usage(channel).await;
             match ctx.format {
                 Format::Json => output::json(&to_json(&v, &usage)),
                 Format::Table => describe(&v, &usage),

@@ -1,16 +1,16 @@
-//! The `Control` gRPC service: agents (node certificates), `flockerctl` (user certificates)
-//! and members. [`super::auth::control`] has already let the caller's role in when a handler
-//! runs; handlers of node-confined methods check the nodes the request names and the nodes of
-//! the stored objects it changes ([`super::ownership`]), then turn the request into a
-//! proposal, run it on the leader through [`Member::execute`] and convert the reply.
+//! The `NodeApi` gRPC service: every call a node certificate may make (agents), which operators
+//! may make too. [`super::auth::node`] has already let the caller's role in when a handler
+//! runs; handlers of node-confined methods check the nodes the request names and the nodes
+//! of the stored objects it changes ([`super::ownership`]), then run the request on the
+//! leader ([`Member::write`], [`Member::read`]) and convert its typed reply.
 
+use std::net::Ipv4Addr;
 use std::pin::Pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto::authz::{Authorize, Caller};
 use proto::control as pb;
-use proto::control::control_server::{Control, ControlServer};
-use proto::tls::TlsDir;
+use proto::control::node_api_server::{NodeApi, NodeApiServer};
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
@@ -18,39 +18,25 @@ use super::ownership;
 use super::status::to_status;
 use crate::convert;
 use crate::member::Member;
-use crate::proposal::{Proposal, Query, Reply};
+use crate::proposal::{
+    Applied, CheckAllocation, CheckClaim, Ips, Leases, Nodes, Read, VolumeNamed, Volumes,
+};
 use crate::raft::ChangeEvent;
-use crate::state::{self, Command};
+use crate::state::Command;
 
-/// How long `cluster status` waits for each member to answer.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Serves the `Control` service for one member.
-pub struct ControlService {
+/// Serves the `NodeApi` service for one member.
+pub struct NodeService {
     member: Member,
-    agent_tls: TlsDir,
 }
 
-impl ControlService {
-    /// The service over `member`, calling agents (for volume usage) with `agent_tls`, behind
-    /// its authorization table: the only way to serve it.
-    pub fn server(member: Member, agent_tls: TlsDir) -> Authorize<ControlServer<Self>> {
-        Authorize::new(
-            ControlServer::new(Self { member, agent_tls }),
-            super::auth::control,
-        )
+impl NodeService {
+    /// The service over `member`, behind its authorization table: the only way to serve it.
+    pub fn server(member: Member) -> Authorize<NodeApiServer<Self>> {
+        Authorize::new(NodeApiServer::new(Self { member }), super::auth::node)
     }
 
-    async fn write(&self, command: Command) -> Result<state::Response, Status> {
-        match self
-            .member
-            .execute(Proposal::Write(command))
-            .await
-            .map_err(to_status)?
-        {
-            Reply::Applied(r) => Ok(r),
-            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
-        }
+    async fn write<R: Applied>(&self, command: Command) -> Result<R, Status> {
+        self.member.write(command).await.map_err(to_status)
     }
 
     /// Fills in a volume's state from the migrations this member has applied.
@@ -59,23 +45,31 @@ impl ControlService {
             s.migrations
                 .values()
                 .find(|m| m.volume == v.name && !m.phase.is_terminal())
-                .map(|m| format!("moving to {} ({})", m.to, m.phase.as_str()))
+                .map(|m| pb::VolumeMove {
+                    to: m.to.clone(),
+                    phase: convert::phase(m.phase).into(),
+                })
         });
-        v.state = match (moving, &v.owner) {
-            (Some(m), _) => m,
-            (None, Some(_)) => "ready".into(),
-            (None, None) => "no owner".into(),
+        let state = match (&moving, &v.owner) {
+            (Some(_), _) => pb::VolumeState::Moving,
+            (None, Some(_)) => pb::VolumeState::Ready,
+            (None, None) => pb::VolumeState::NoOwner,
         };
+        v.set_state(state);
+        v.moving = moving;
         v
     }
 
     /// A claim or an allocation tried without writing (`dry_run`), as a linearizable read
     /// on the leader's state (a member that just restarted may not know the node yet): a
     /// check before the container exists; the write at its start decides.
-    async fn check_address(&self, query: Query, pool: &str, node: &str) -> Reply_<pb::Allocation> {
-        let Reply::Address(address) = self.read(query).await? else {
-            return Err(Status::internal("unexpected reply to an address check"));
-        };
+    async fn check_address<Q: Read<Reply = Ipv4Addr>>(
+        &self,
+        query: Q,
+        pool: &str,
+        node: &str,
+    ) -> Reply_<pb::Allocation> {
+        let address = self.read(query).await?;
         Ok(Response::new(pb::Allocation {
             address: address.to_string(),
             pool: pool.to_owned(),
@@ -86,11 +80,8 @@ impl ControlService {
         }))
     }
 
-    async fn read(&self, query: Query) -> Result<Reply, Status> {
-        self.member
-            .execute(Proposal::Read(query))
-            .await
-            .map_err(to_status)
+    async fn read<Q: Read>(&self, query: Q) -> Result<Q::Reply, Status> {
+        self.member.read(query).await.map_err(to_status)
     }
 }
 
@@ -104,7 +95,7 @@ pub fn now_ms() -> u64 {
 type Reply_<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
-impl Control for ControlService {
+impl NodeApi for NodeService {
     async fn register_node(&self, req: Request<pb::RegisterNodeRequest>) -> Reply_<pb::Node> {
         Caller::of(&req)?.acts_for(&req.get_ref().name)?;
         let r = req.into_inner();
@@ -114,7 +105,7 @@ impl Control for ControlService {
             storage: r.storage,
             at_ms: now_ms(),
         };
-        Ok(Response::new(convert::node_reply(self.write(cmd).await?)?))
+        Ok(Response::new(convert::node(self.write(cmd).await?)))
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Reply_<pb::Node> {
@@ -124,16 +115,14 @@ impl Control for ControlService {
             name: r.name,
             at_ms: now_ms(),
         };
-        Ok(Response::new(convert::node_reply(self.write(cmd).await?)?))
+        Ok(Response::new(convert::node(self.write(cmd).await?)))
     }
 
     async fn list_nodes(&self, _req: Request<pb::Empty>) -> Reply_<pb::NodeList> {
-        match self.read(Query::Nodes).await? {
-            Reply::Nodes(n) => Ok(Response::new(pb::NodeList {
-                nodes: n.into_iter().map(convert::node).collect(),
-            })),
-            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
-        }
+        let nodes = self.read(Nodes).await?;
+        Ok(Response::new(pb::NodeList {
+            nodes: nodes.into_iter().map(convert::node).collect(),
+        }))
     }
 
     async fn create_volume(&self, req: Request<pb::CreateVolumeRequest>) -> Reply_<pb::Volume> {
@@ -148,9 +137,7 @@ impl Control for ControlService {
             metadata: r.metadata.into_iter().collect(),
             at_ms: now_ms(),
         };
-        Ok(Response::new(convert::volume_reply(
-            self.write(cmd).await?,
-        )?))
+        Ok(Response::new(convert::volume(self.write(cmd).await?)))
     }
 
     async fn delete_volume(&self, req: Request<pb::VolumeName>) -> Reply_<pb::Volume> {
@@ -158,42 +145,30 @@ impl Control for ControlService {
         let cmd = Command::DeleteVolume {
             name: req.into_inner().name,
         };
-        Ok(Response::new(convert::volume_reply(
-            self.write(cmd).await?,
-        )?))
+        Ok(Response::new(convert::volume(self.write(cmd).await?)))
     }
 
     async fn get_volume(&self, req: Request<pb::VolumeName>) -> Reply_<pb::Volume> {
-        match self.read(Query::Volume(req.into_inner().name)).await? {
-            Reply::Volume(v) => Ok(Response::new(self.with_state(convert::volume(v)))),
-            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
-        }
+        let v = self.read(VolumeNamed(req.into_inner().name)).await?;
+        Ok(Response::new(self.with_state(convert::volume(v))))
     }
 
     async fn list_volumes(&self, _req: Request<pb::Empty>) -> Reply_<pb::VolumeList> {
-        match self.read(Query::Volumes).await? {
-            Reply::Volumes(v) => Ok(Response::new(pb::VolumeList {
-                volumes: v
-                    .into_iter()
-                    .map(|v| self.with_state(convert::volume(v)))
-                    .collect(),
-            })),
-            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
-        }
-    }
-
-    async fn volume_usage(&self, _req: Request<pb::Empty>) -> Reply_<pb::VolumeUsageList> {
-        Ok(Response::new(
-            super::usage::volume_usage(&self.member, &self.agent_tls).await,
-        ))
+        let volumes = self.read(Volumes).await?;
+        Ok(Response::new(pb::VolumeList {
+            volumes: volumes
+                .into_iter()
+                .map(|v| self.with_state(convert::volume(v)))
+                .collect(),
+        }))
     }
 
     async fn acquire_lease(&self, req: Request<pb::Lease>) -> Reply_<pb::Lease> {
         Caller::of(&req)?.acts_for(&req.get_ref().node)?;
         let lease = convert::lease_from(req.into_inner());
-        Ok(Response::new(convert::lease_reply(
+        Ok(Response::new(convert::lease(
             self.write(Command::AcquireLease(lease)).await?,
-        )?))
+        )))
     }
 
     async fn release_lease(&self, req: Request<pb::Lease>) -> Reply_<pb::Lease> {
@@ -206,16 +181,14 @@ impl Control for ControlService {
             volume: l.volume,
             container_id: l.container_id,
         };
-        Ok(Response::new(convert::lease_reply(self.write(cmd).await?)?))
+        Ok(Response::new(convert::lease(self.write(cmd).await?)))
     }
 
     async fn list_leases(&self, _req: Request<pb::Empty>) -> Reply_<pb::LeaseList> {
-        match self.read(Query::Leases).await? {
-            Reply::Leases(l) => Ok(Response::new(pb::LeaseList {
-                leases: l.into_iter().map(convert::lease).collect(),
-            })),
-            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
-        }
+        let leases = self.read(Leases).await?;
+        Ok(Response::new(pb::LeaseList {
+            leases: leases.into_iter().map(convert::lease).collect(),
+        }))
     }
 
     type MoveVolumeStream = super::move_volume::MoveStream;
@@ -228,7 +201,7 @@ impl Control for ControlService {
         // (for a container about to run there), and may not stop containers elsewhere.
         let caller = Caller::of(&req)?;
         caller.acts_for(&req.get_ref().to)?;
-        if req.get_ref().stop_containers && !caller.is_operator() {
+        if req.get_ref().stop_containers && caller.confined_to().is_some() {
             return Err(Status::permission_denied(
                 "only operators may stop containers for a move: leave stop_containers unset",
             ));
@@ -237,29 +210,12 @@ impl Control for ControlService {
         Ok(Response::new(stream))
     }
 
-    async fn add_pool(&self, req: Request<pb::AddPoolRequest>) -> Reply_<pb::Pool> {
-        match self
-            .write(Command::AddPool {
-                cidr: req.into_inner().cidr,
-            })
-            .await?
-        {
-            state::Response::Pool(cidr) => {
-                Ok(Response::new(convert::pool(crate::proposal::PoolUsage {
-                    cidr,
-                    allocated: 0,
-                })))
-            }
-            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
-        }
-    }
-
     async fn allocate_ip(&self, req: Request<pb::AllocateRequest>) -> Reply_<pb::Allocation> {
         let caller = Caller::of(&req)?;
         caller.acts_for(&req.get_ref().node)?;
         if req.get_ref().dry_run {
             let r = req.into_inner();
-            let query = Query::CheckAllocation {
+            let query = CheckAllocation {
                 pool: r.pool.clone(),
                 node: r.node.clone(),
             };
@@ -273,9 +229,7 @@ impl Control for ControlService {
             container_name: r.container_name,
             node: r.node,
         };
-        Ok(Response::new(convert::allocation_reply(
-            self.write(cmd).await?,
-        )?))
+        Ok(Response::new(convert::allocation(self.write(cmd).await?)))
     }
 
     async fn claim_ip(&self, req: Request<pb::ClaimRequest>) -> Reply_<pb::Allocation> {
@@ -283,7 +237,7 @@ impl Control for ControlService {
         caller.acts_for(&req.get_ref().node)?;
         if req.get_ref().dry_run {
             let r = req.into_inner();
-            let query = Query::CheckClaim {
+            let query = CheckClaim {
                 address: r.address,
                 node: r.node.clone(),
             };
@@ -297,9 +251,7 @@ impl Control for ControlService {
             container_name: r.container_name,
             node: r.node,
         };
-        Ok(Response::new(convert::allocation_reply(
-            self.write(cmd).await?,
-        )?))
+        Ok(Response::new(convert::allocation(self.write(cmd).await?)))
     }
 
     async fn container_stopped(&self, req: Request<pb::ContainerId>) -> Reply_<pb::AllocationList> {
@@ -308,9 +260,7 @@ impl Control for ControlService {
         let cmd = Command::ContainerStopped {
             container_id: req.into_inner().container_id,
         };
-        Ok(Response::new(convert::allocations_reply(
-            self.write(cmd).await?,
-        )?))
+        Ok(Response::new(convert::allocations(self.write(cmd).await?)))
     }
 
     async fn release_ip(&self, req: Request<pb::ContainerId>) -> Reply_<pb::AllocationList> {
@@ -319,62 +269,19 @@ impl Control for ControlService {
         let cmd = Command::ReleaseIp {
             container_id: req.into_inner().container_id,
         };
-        Ok(Response::new(convert::allocations_reply(
-            self.write(cmd).await?,
-        )?))
-    }
-
-    async fn reclaim_node(&self, req: Request<pb::ReclaimRequest>) -> Reply_<pb::AllocationList> {
-        let cmd = Command::ReclaimNode {
-            node: req.into_inner().node,
-        };
-        Ok(Response::new(convert::allocations_reply(
-            self.write(cmd).await?,
-        )?))
+        Ok(Response::new(convert::allocations(self.write(cmd).await?)))
     }
 
     async fn list_ips(&self, _req: Request<pb::Empty>) -> Reply_<pb::IpList> {
-        match self.read(Query::Ips).await? {
-            Reply::Ips(pools, allocations) => Ok(Response::new(pb::IpList {
-                pools: pools.into_iter().map(convert::pool).collect(),
-                allocations: allocations.into_iter().map(convert::allocation).collect(),
-            })),
-            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
-        }
-    }
-
-    async fn status(&self, _req: Request<pb::Empty>) -> Reply_<pb::ClusterStatus> {
-        Ok(Response::new(
-            super::cluster_status::probe(&self.member).await,
-        ))
-    }
-
-    async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Reply_<pb::ClusterStatus> {
-        let r = req.into_inner();
-        self.member
-            .execute(Proposal::AddMember {
-                id: r.id,
-                address: r.address,
-            })
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(
-            super::cluster_status::probe(&self.member).await,
-        ))
-    }
-
-    async fn remove_member(
-        &self,
-        req: Request<pb::RemoveMemberRequest>,
-    ) -> Reply_<pb::ClusterStatus> {
-        let id = req.into_inner().id;
-        self.member
-            .execute(Proposal::RemoveMember { id })
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(
-            super::cluster_status::probe(&self.member).await,
-        ))
+        let ips = self.read(Ips).await?;
+        Ok(Response::new(pb::IpList {
+            pools: ips.pools.into_iter().map(convert::pool).collect(),
+            allocations: ips
+                .allocations
+                .into_iter()
+                .map(convert::allocation)
+                .collect(),
+        }))
     }
 
     type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
