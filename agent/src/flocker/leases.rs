@@ -1,6 +1,6 @@
 //! Leases from the container lifecycle: a container that runs with a flocker volume holds a
 //! lease on it (`AcquireLease(volume, node, container)`), released when it dies. The
-//! watcher follows Docker's `start` and `die` events through [`Docker::updates`], which
+//! watcher follows Docker's `start` and `die` events through [`DockerApi::updates`], which
 //! reconnects with `since=` after a daemon restart, and reconciles with the running
 //! containers at every (re)connection ([`Update::Connected`]) before the events that follow,
 //! and every [`LEASE_RECONCILE_PERIOD`] in between.
@@ -19,12 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use proto::control::{Empty, Lease};
+use proto::control::Lease;
 
+use super::cluster::ControlError;
 use super::volumes::{VolumeError, Volumes};
 use foundation::retry::Backoff;
 
-use crate::docker::{Action, Docker, DockerError, Event, EventFilter, MountPoint, Update};
+use crate::docker::{Action, DockerApi, DockerError, Event, EventFilter, MountPoint, Update};
 use crate::storage::VolumeName;
 
 /// How often the leases are reconciled between (re)connections: the longest a lease whose
@@ -33,14 +34,14 @@ pub const LEASE_RECONCILE_PERIOD: Duration = Duration::from_secs(5);
 
 /// Follows dockerd and keeps this node's leases in step with its running containers.
 pub struct LeaseWatcher {
-    docker: Docker,
+    docker: Arc<dyn DockerApi>,
     volumes: Arc<Volumes>,
     volume_root: PathBuf,
 }
 
 impl LeaseWatcher {
     /// A watcher of `docker` whose flocker binds point under `volume_root`.
-    pub fn new(docker: Docker, volumes: Arc<Volumes>, volume_root: PathBuf) -> Self {
+    pub fn new(docker: Arc<dyn DockerApi>, volumes: Arc<Volumes>, volume_root: PathBuf) -> Self {
         Self {
             docker,
             volumes,
@@ -130,28 +131,28 @@ impl LeaseWatcher {
     }
 
     async fn acquire(&self, volume: &VolumeName, id: &str) -> Result<(), VolumeError> {
-        let mut control = self.volumes.control(volume).await?;
-        control
-            .acquire_lease(Lease {
-                volume: volume.to_string(),
-                node: self.volumes.node().to_owned(),
-                container_id: id.to_owned(),
-            })
+        let lease = Lease {
+            volume: volume.to_string(),
+            node: self.volumes.node().to_owned(),
+            container_id: id.to_owned(),
+        };
+        self.volumes
+            .cluster()
+            .acquire_lease(lease)
             .await
-            .map_err(|s| super::volumes::control_error(volume, "lease", s))?;
+            .map_err(|e| super::volumes::cluster_error(volume, "lease", e))?;
         tracing::info!(volume.name = %volume, container.id = %id, "lease acquired");
         Ok(())
     }
 
     /// This node's leases.
     async fn my_leases(&self) -> Result<Vec<Lease>, String> {
-        let mut control = self.volumes.client().await.map_err(|e| e.to_string())?;
-        let leases = control
-            .list_leases(Empty {})
+        let leases = self
+            .volumes
+            .cluster()
+            .list_leases()
             .await
-            .map_err(|s| s.message().to_owned())?
-            .into_inner()
-            .leases;
+            .map_err(|e| e.to_string())?;
         Ok(leases
             .into_iter()
             .filter(|l| l.node == self.volumes.node())
@@ -159,15 +160,17 @@ impl LeaseWatcher {
     }
 
     async fn release(&self, lease: Lease) -> Result<(), String> {
-        let mut control = self.volumes.client().await.map_err(|e| e.to_string())?;
         let (volume, id) = (lease.volume.clone(), lease.container_id.clone());
-        match control.release_lease(lease).await {
-            Ok(_) => {
+        match self.volumes.cluster().release_lease(lease).await {
+            Ok(()) => {
                 tracing::info!(volume.name = %volume, container.id = %id, "lease released");
                 Ok(())
             }
-            Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
-            Err(s) => Err(format!("release lease on {volume}: {}", s.message())),
+            Err(ControlError::Status(s)) if s.code() == tonic::Code::NotFound => Ok(()),
+            Err(ControlError::Status(s)) => {
+                Err(format!("release lease on {volume}: {}", s.message()))
+            }
+            Err(e @ ControlError::Unreachable(_)) => Err(e.to_string()),
         }
     }
 

@@ -2,6 +2,8 @@
 //!
 //! - [`binds`]: finding, validating and rewriting `/flocker/<name>[/sub]` binds and mounts
 //!   in a `containers/create` body (pure).
+//! - [`cluster`]: [`cluster::Cluster`], the control service's volume and lease calls
+//!   ([`cluster::ControlCluster`] over gRPC; an in-memory fake in unit tests).
 //! - [`volumes`]: [`volumes::Volumes`], making a volume available read-write here: create
 //!   it in the cluster if new, mount it if owned here, ask the placement layer otherwise.
 //! - [`placement`]: [`placement::VolumePlacement`], bringing a volume from its owner:
@@ -13,6 +15,7 @@
 
 pub mod adapter;
 pub mod binds;
+pub mod cluster;
 pub mod leases;
 pub mod placement;
 pub mod side;

@@ -4,13 +4,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-
+use std::sync::Arc;
 use std::time::Duration;
 
-use proto::control::{Empty, Lease, MoveVolumeRequest};
-use proto::tls::TlsDir;
+use futures_util::StreamExt;
+use proto::control::Lease;
 use tonic::Code;
 
+use super::cluster::{Cluster, ControlError};
 use super::volumes::VolumeError;
 use crate::storage::VolumeName;
 
@@ -37,14 +38,12 @@ pub const LEASE_GRACE: Duration = Duration::from_secs(5);
 /// Placement through the control service: a volume that no container holds on its owner is
 /// moved here with `MoveVolume`; one still in use there after [`LEASE_GRACE`] is refused,
 /// naming the containers (a move would wait for them, and the Docker client would hang).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ControlMove {
     /// This node's name.
     pub node: String,
-    /// Control members to try.
-    pub controls: Vec<String>,
-    /// This node's certificate.
-    pub tls: TlsDir,
+    /// The control service.
+    pub cluster: Arc<dyn Cluster>,
 }
 
 impl ControlMove {
@@ -55,39 +54,33 @@ impl ControlMove {
             message,
             code,
         };
-        let mut control = proto::connect::connect_any(&self.controls, &self.tls)
-            .await
-            .map_err(|e| {
-                failed(
+        let mut progress = match self.cluster.move_volume(volume.as_str(), &self.node).await {
+            Ok(progress) => progress,
+            Err(ControlError::Unreachable(e)) => {
+                return Err(failed(
                     "reach the control service to move",
                     e.to_string(),
                     Code::Unavailable,
-                )
-            })?;
-        let request = MoveVolumeRequest {
-            name: volume.to_string(),
-            to: self.node.clone(),
-            stop_containers: false,
+                ));
+            }
+            Err(ControlError::Status(s)) => {
+                return Err(failed("move", s.message().to_owned(), s.code()));
+            }
         };
-        let mut progress = control
-            .move_volume(request)
-            .await
-            .map_err(|s| failed("move", s.message().to_owned(), s.code()))?
-            .into_inner();
         loop {
-            match progress.message().await {
-                Ok(Some(event)) if event.phase == "done" => {
+            match progress.next().await {
+                Some(Ok(event)) if event.phase == "done" => {
                     tracing::info!(volume.name = %volume, bytes = event.bytes_sent, rounds = event.rounds, "volume moved here");
                     return Ok(());
                 }
-                Ok(Some(event)) if event.phase == "failed" => {
+                Some(Ok(event)) if event.phase == "failed" => {
                     let why = event.error.unwrap_or_else(|| "no reason given".into());
                     return Err(failed("move", why, Code::Aborted));
                 }
-                Ok(Some(event)) => {
+                Some(Ok(event)) => {
                     tracing::debug!(volume.name = %volume, phase = %event.phase, bytes = event.bytes_sent, "moving here");
                 }
-                Ok(None) => {
+                None => {
                     return Err(failed(
                         "move",
                         "the control service ended the progress stream before the move ended; \
@@ -96,7 +89,7 @@ impl ControlMove {
                         Code::Unavailable,
                     ));
                 }
-                Err(s) => {
+                Some(Err(s)) => {
                     return Err(failed(
                         "follow the move of",
                         s.message().to_owned(),
@@ -135,16 +128,8 @@ impl ControlMove {
         let deadline = tokio::time::Instant::now() + LEASE_GRACE;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let Ok(mut control) = proto::connect::connect_any(&self.controls, &self.tls).await
-            else {
-                continue;
-            };
-            if let Ok(leases) = control.list_leases(Empty {}).await
-                && !leases
-                    .into_inner()
-                    .leases
-                    .iter()
-                    .any(|l| l.volume == volume.as_str())
+            if let Ok(leases) = self.cluster.list_leases().await
+                && !leases.iter().any(|l| l.volume == volume.as_str())
             {
                 return true;
             }

@@ -12,6 +12,7 @@ use proxy::launch::{InvalidOptions, Options};
 use proxy::listen::{ListenAddr, parse_docker};
 
 use super::adapter::FlockerAdapter;
+use super::cluster::{Cluster, ControlCluster};
 use super::leases::LeaseWatcher;
 use super::placement::ControlMove;
 use super::volumes::Volumes;
@@ -154,15 +155,17 @@ pub async fn start(
     storage: Arc<Backend>,
     extensions: Extensions,
 ) -> Result<DockerSide, StartError> {
+    let cluster: Arc<dyn Cluster> = Arc::new(ControlCluster {
+        controls: agent.controls.clone(),
+        tls: agent.tls.clone(),
+    });
     let volumes = Arc::new(Volumes::new(
         agent.node.clone(),
-        agent.controls.clone(),
-        agent.tls.clone(),
+        cluster.clone(),
         storage,
         Arc::new(ControlMove {
             node: agent.node.clone(),
-            controls: agent.controls.clone(),
-            tls: agent.tls.clone(),
+            cluster,
         }),
     ));
     let mut builtins = Builtins::standard();
@@ -203,7 +206,7 @@ pub async fn start(
         }
         None => None,
     };
-    let docker = Docker::new(docker_socket(&config.docker));
+    let docker = Arc::new(Docker::new(docker_socket(&config.docker)));
     let watcher = LeaseWatcher::new(docker, volumes, config.volume_root);
     Ok(DockerSide {
         proxy,

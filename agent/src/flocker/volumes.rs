@@ -8,15 +8,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use proto::control::{CreateVolumeRequest, Empty, Lease, Volume};
-use proto::tls::TlsDir;
+use proto::control::{Lease, Volume};
 use tonic::Code;
 
+use super::cluster::{Cluster, ControlError};
 use super::placement::VolumePlacement;
 use crate::storage::{
     Access, Backend, CreateOptions, Storage, StorageError, VolumeLocks, VolumeName,
 };
-use proto::connect::connect_any;
 
 /// Why a volume could not be made available here.
 #[derive(Debug, thiserror::Error)]
@@ -81,8 +80,7 @@ fn in_use(holders: &[String]) -> String {
 /// What the agent needs to reach the cluster and its local storage.
 pub struct Volumes {
     node: String,
-    controls: Vec<String>,
-    tls: TlsDir,
+    cluster: Arc<dyn Cluster>,
     storage: Arc<Backend>,
     placement: Arc<dyn VolumePlacement>,
     /// One operation at a time per volume: two creates of the same new volume must not
@@ -92,18 +90,17 @@ pub struct Volumes {
 }
 
 impl Volumes {
-    /// Volumes of `node`, reached through `controls` with `tls`, stored in `storage`.
+    /// Volumes of `node`, recorded in `cluster`, stored in `storage`, brought from other
+    /// nodes by `placement`.
     pub fn new(
         node: String,
-        controls: Vec<String>,
-        tls: TlsDir,
+        cluster: Arc<dyn Cluster>,
         storage: Arc<Backend>,
         placement: Arc<dyn VolumePlacement>,
     ) -> Self {
         Self {
             node,
-            controls,
-            tls,
+            cluster,
             storage,
             placement,
             busy: VolumeLocks::default(),
@@ -120,42 +117,17 @@ impl Volumes {
         &self.storage
     }
 
-    /// A connected control client, for calls about no volume in particular.
-    pub async fn client(
-        &self,
-    ) -> Result<
-        proto::control::control_client::ControlClient<tonic::transport::Channel>,
-        proto::connect::Unreachable,
-    > {
-        connect_any(&self.controls, &self.tls).await
-    }
-
-    /// A connected control client, for calls about `volume`.
-    pub async fn control(
-        &self,
-        volume: &VolumeName,
-    ) -> Result<proto::control::control_client::ControlClient<tonic::transport::Channel>, VolumeError>
-    {
-        self.client().await.map_err(|e| VolumeError::Control {
-            volume: volume.clone(),
-            action: "reach the control service for",
-            message: e.to_string(),
-            code: Code::Unavailable,
-        })
+    /// The control service.
+    pub fn cluster(&self) -> &dyn Cluster {
+        self.cluster.as_ref()
     }
 
     /// The cluster's record of `volume`, or `None` if the cluster has no such volume.
     pub async fn lookup(&self, volume: &VolumeName) -> Result<Option<Volume>, VolumeError> {
-        let mut control = self.control(volume).await?;
-        match control
-            .get_volume(proto::control::VolumeName {
-                name: volume.to_string(),
-            })
-            .await
-        {
-            Ok(v) => Ok(Some(v.into_inner())),
-            Err(s) if s.code() == Code::NotFound => Ok(None),
-            Err(s) => Err(control_error(volume, "look up", s)),
+        match self.cluster.get_volume(volume.as_str()).await {
+            Ok(v) => Ok(Some(v)),
+            Err(ControlError::Status(s)) if s.code() == Code::NotFound => Ok(None),
+            Err(e) => Err(cluster_error(volume, "look up", e)),
         }
     }
 
@@ -165,25 +137,21 @@ impl Volumes {
         if let Some(v) = self.lookup(volume).await? {
             return Ok(v);
         }
-        let mut control = self.control(volume).await?;
-        let created = control
-            .create_volume(CreateVolumeRequest {
-                name: volume.to_string(),
-                owner: Some(self.node.clone()),
-                ..Default::default()
-            })
+        let created = self
+            .cluster
+            .create_volume(volume.as_str(), &self.node)
             .await;
         match created {
             Ok(v) => {
                 tracing::info!(volume.name = %volume, node.name = %self.node, "created volume");
-                Ok(v.into_inner())
+                Ok(v)
             }
             // Created by someone else in the meantime: theirs is the record.
-            Err(s) if s.code() == Code::AlreadyExists => self
+            Err(ControlError::Status(s)) if s.code() == Code::AlreadyExists => self
                 .lookup(volume)
                 .await?
                 .ok_or_else(|| control_error(volume, "create", s)),
-            Err(s) => Err(control_error(volume, "create", s)),
+            Err(e) => Err(cluster_error(volume, "create", e)),
         }
     }
 
@@ -220,17 +188,29 @@ impl Volumes {
 
     /// The leases held on `volume`, anywhere.
     pub async fn leases_of(&self, volume: &VolumeName) -> Result<Vec<Lease>, VolumeError> {
-        let mut control = self.control(volume).await?;
-        let leases = control
-            .list_leases(Empty {})
+        let leases = self
+            .cluster
+            .list_leases()
             .await
-            .map_err(|s| control_error(volume, "list the leases of", s))?
-            .into_inner()
-            .leases;
+            .map_err(|e| cluster_error(volume, "list the leases of", e))?;
         Ok(leases
             .into_iter()
             .filter(|l| l.volume == volume.as_str())
             .collect())
+    }
+}
+
+/// A failed control call about `volume` as a [`VolumeError`]: no member reachable, or
+/// [`control_error`].
+pub fn cluster_error(volume: &VolumeName, action: &'static str, e: ControlError) -> VolumeError {
+    match e {
+        ControlError::Unreachable(e) => VolumeError::Control {
+            volume: volume.clone(),
+            action: "reach the control service for",
+            message: e.to_string(),
+            code: Code::Unavailable,
+        },
+        ControlError::Status(s) => control_error(volume, action, s),
     }
 }
 

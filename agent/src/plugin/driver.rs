@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::state::StateFile;
-use crate::flocker::volumes::{VolumeError, Volumes, control_error};
+use crate::flocker::cluster::ControlError;
+use crate::flocker::volumes::{VolumeError, Volumes, cluster_error};
 use crate::storage::{Storage, VolumeName};
 
 /// A call failed; the message goes to Docker in `Err`.
@@ -76,14 +77,10 @@ impl Driver {
                 "volume '{volume}' is mounted by {held} container(s) on this host: stop them first"
             ));
         }
-        let mut control = self.volumes.control(&volume).await.map_err(say)?;
-        let request = proto::control::VolumeName {
-            name: volume.to_string(),
-        };
-        match control.delete_volume(request).await {
-            Ok(_) => {}
-            Err(s) if s.code() == tonic::Code::NotFound => {}
-            Err(s) => return Err(say(control_error(&volume, "delete", s))),
+        match self.volumes.cluster().delete_volume(volume.as_str()).await {
+            Ok(()) => {}
+            Err(ControlError::Status(s)) if s.code() == tonic::Code::NotFound => {}
+            Err(e) => return Err(say(cluster_error(&volume, "delete", e))),
         }
         let storage = self.volumes.storage();
         if storage
@@ -148,13 +145,16 @@ impl Driver {
 
     /// `/VolumeDriver.List`: every volume in the cluster.
     pub async fn list(&self) -> CallResult {
-        let mut control = self.volumes.client().await.map_err(|e| e.to_string())?;
-        let volumes = control
-            .list_volumes(proto::control::Empty {})
-            .await
-            .map_err(|s| format!("control service: list volumes failed: {}", s.message()))?
-            .into_inner()
-            .volumes;
+        let volumes = match self.volumes.cluster().list_volumes().await {
+            Ok(volumes) => volumes,
+            Err(ControlError::Status(s)) => {
+                return Err(format!(
+                    "control service: list volumes failed: {}",
+                    s.message()
+                ));
+            }
+            Err(e @ ControlError::Unreachable(_)) => return Err(e.to_string()),
+        };
         let list: Vec<Value> = volumes.iter().map(|v| self.describe(v, None)).collect();
         Ok(json!({"Volumes": list}))
     }

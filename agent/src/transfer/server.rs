@@ -77,7 +77,7 @@ pub async fn serve(
             tls: config.tls.clone(),
         },
         Stopper {
-            docker: Docker::new(&transfer.docker),
+            docker: Arc::new(Docker::new(&transfer.docker)),
             volume_root: transfer.volume_root.clone(),
         },
     );

@@ -5,12 +5,13 @@
 //! event and releases it. Nothing restarts the container afterwards.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use proto::agent as pb;
 
 use super::TransferError;
-use crate::docker::{Docker, DockerError};
+use crate::docker::{DockerApi, DockerError};
 use crate::flocker::leases::flocker_volumes;
 use crate::storage::VolumeName;
 
@@ -21,7 +22,7 @@ pub const MAX_GRACE: Duration = Duration::from_secs(300);
 #[derive(Clone)]
 pub struct Stopper {
     /// This host's dockerd.
-    pub docker: Docker,
+    pub docker: Arc<dyn DockerApi>,
     /// Where volumes are mounted (`--volume-root`), to recognise their binds.
     pub volume_root: PathBuf,
 }

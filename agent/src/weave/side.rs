@@ -21,7 +21,7 @@ use super::{
     Attacher, ControlAllocator, LifecycleFollower, RestartWatcher, WeaveAdapter, reconcile,
 };
 use crate::config::AgentConfig;
-use crate::docker::Docker;
+use crate::docker::{Docker, DockerApi};
 use crate::network::{NetError, NetlinkNetwork, Network, OverlayConfig, peer_sync};
 use proto::connect::{Unreachable, connect_any};
 
@@ -144,7 +144,7 @@ pub async fn start(
         agent.controls.clone(),
         agent.tls.clone(),
     );
-    let docker = Docker::new(docker);
+    let docker: Arc<dyn DockerApi> = Arc::new(Docker::new(docker));
     let attacher = Arc::new(Attacher::new(
         docker.clone(),
         network.clone(),
