@@ -137,3 +137,119 @@ impl ControlMove {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flocker::cluster::fake::{FakeCluster, lease, phase, volume};
+
+    fn mover(cluster: &Arc<FakeCluster>) -> ControlMove {
+        ControlMove {
+            node: "n1".into(),
+            cluster: cluster.clone(),
+        }
+    }
+
+    fn demo() -> VolumeName {
+        VolumeName::new("demo").unwrap()
+    }
+
+    fn cluster_with_demo_on_n2() -> Arc<FakeCluster> {
+        let cluster = Arc::new(FakeCluster::new());
+        let demo = volume("demo", Some("n2"));
+        cluster.state().volumes.insert("demo".into(), demo);
+        cluster
+    }
+
+    fn moves(cluster: &FakeCluster) -> Vec<String> {
+        let calls = cluster.calls().into_iter();
+        calls.filter(|c| c.starts_with("move_volume")).collect()
+    }
+
+    #[tokio::test]
+    async fn a_volume_nobody_holds_is_moved_here() {
+        let cluster = cluster_with_demo_on_n2();
+        mover(&cluster)
+            .bring_here(&demo(), "n2", &[])
+            .await
+            .unwrap();
+        assert_eq!(moves(&cluster), ["move_volume demo n1"]);
+        assert_eq!(cluster.state().volumes["demo"].owner.as_deref(), Some("n1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn holders_that_stay_past_the_grace_refuse_the_move_naming_them() {
+        let cluster = cluster_with_demo_on_n2();
+        let holder = lease("demo", "n2", "c1");
+        cluster.state().leases.push(holder.clone());
+        let started = tokio::time::Instant::now();
+        let error = mover(&cluster)
+            .bring_here(&demo(), "n2", &[holder])
+            .await
+            .unwrap_err();
+        match &error {
+            VolumeError::Elsewhere { owner, holders, .. } => {
+                assert_eq!(
+                    (owner.as_str(), holders.as_slice()),
+                    ("n2", &["c1".to_owned()][..])
+                );
+            }
+            other => panic!("{other}"),
+        }
+        assert!(started.elapsed() >= LEASE_GRACE);
+        assert!(moves(&cluster).is_empty(), "no move while in use");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn holders_that_go_within_the_grace_let_the_move_go_on() {
+        let cluster = cluster_with_demo_on_n2();
+        let holder = lease("demo", "n2", "c1");
+        {
+            let mut state = cluster.state();
+            state.leases.push(holder.clone());
+            state.leases_go_after = Some(2);
+        }
+        mover(&cluster)
+            .bring_here(&demo(), "n2", &[holder])
+            .await
+            .unwrap();
+        assert_eq!(moves(&cluster), ["move_volume demo n1"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_move_says_why_and_one_cut_short_says_where_to_look() {
+        let cluster = cluster_with_demo_on_n2();
+        cluster.state().moves = vec![
+            vec![
+                phase("copying", None),
+                phase("failed", Some("disk full on n1")),
+            ],
+            vec![phase("copying", None)],
+        ];
+        let failed = mover(&cluster).bring_here(&demo(), "n2", &[]).await;
+        match failed.unwrap_err() {
+            VolumeError::Control { message, code, .. } => {
+                assert_eq!((message.as_str(), code), ("disk full on n1", Code::Aborted));
+            }
+            other => panic!("{other}"),
+        }
+        let cut = mover(&cluster).bring_here(&demo(), "n2", &[]).await;
+        let message = cut.unwrap_err().to_string();
+        assert!(message.contains("flockerctl volume ls"), "{message}");
+        assert_eq!(cluster.state().volumes["demo"].owner.as_deref(), Some("n2"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_control_service_is_said_so() {
+        let cluster = cluster_with_demo_on_n2();
+        cluster.state().unreachable = true;
+        let error = mover(&cluster).bring_here(&demo(), "n2", &[]).await;
+        match error.unwrap_err() {
+            VolumeError::Control { action, code, .. } => assert_eq!(
+                (action, code),
+                ("reach the control service to move", Code::Unavailable)
+            ),
+            other => panic!("{other}"),
+        }
+    }
+}

@@ -223,3 +223,241 @@ pub fn control_error(volume: &VolumeName, action: &'static str, s: tonic::Status
         code: s.code(),
     }
 }
+
+/// A node's Docker side in a tempdir for unit tests: [`Volumes`] over a
+/// [`FakeCluster`](super::cluster::fake::FakeCluster), a recording [`FakePlacement`] and a
+/// real directory backend. Mounts are bind mounts, so tests that mount need root
+/// ([`can_mount`]); whatever is mounted is unmounted on drop.
+#[cfg(test)]
+pub mod testing {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    use proto::control::Lease;
+
+    use super::{VolumeError, Volumes};
+    use crate::flocker::cluster::fake::FakeCluster;
+    use crate::flocker::placement::{PlacementFuture, VolumePlacement};
+    use crate::storage::{Backend, DirStorage, VolumeName};
+
+    /// This node's name.
+    pub const NODE: &str = "n1";
+
+    /// Placement that records what it was asked and succeeds, or refuses as told.
+    #[derive(Default)]
+    pub struct FakePlacement {
+        /// `(volume, owner, holders' container ids)` of every call.
+        pub asked: Mutex<Vec<(String, String, Vec<String>)>>,
+        /// Refuse as a volume in use on its owner.
+        pub refuse: Mutex<bool>,
+    }
+
+    impl VolumePlacement for FakePlacement {
+        fn bring_here<'a>(
+            &'a self,
+            volume: &'a VolumeName,
+            owner: &'a str,
+            holders: &'a [Lease],
+        ) -> PlacementFuture<'a> {
+            let ids: Vec<String> = holders.iter().map(|l| l.container_id.clone()).collect();
+            let ask = (volume.to_string(), owner.to_owned(), ids.clone());
+            self.asked.lock().unwrap().push(ask);
+            let refuse = *self.refuse.lock().unwrap();
+            Box::pin(async move {
+                if refuse {
+                    return Err(VolumeError::Elsewhere {
+                        volume: volume.clone(),
+                        owner: owner.to_owned(),
+                        node: NODE.to_owned(),
+                        holders: ids,
+                    });
+                }
+                Ok(())
+            })
+        }
+    }
+
+    /// Node [`NODE`]'s volumes in a tempdir.
+    pub struct Host {
+        /// The control service.
+        pub cluster: Arc<FakeCluster>,
+        /// The placement layer.
+        pub placement: Arc<FakePlacement>,
+        /// What is tested.
+        pub volumes: Arc<Volumes>,
+        /// Where volumes are mounted.
+        pub volume_root: PathBuf,
+        dir: tempfile::TempDir,
+    }
+
+    impl Host {
+        /// An empty cluster and an empty backend.
+        pub fn new() -> Self {
+            let dir = tempfile::tempdir().expect("a tempdir");
+            let volume_root = dir.path().join("mnt");
+            let storage = DirStorage::new(dir.path().join("data"), &volume_root);
+            let cluster = Arc::new(FakeCluster::new());
+            let placement = Arc::new(FakePlacement::default());
+            let volumes = Arc::new(Volumes::new(
+                NODE.to_owned(),
+                cluster.clone(),
+                Arc::new(Backend::Dir(storage)),
+                placement.clone(),
+            ));
+            Host {
+                cluster,
+                placement,
+                volumes,
+                volume_root,
+                dir,
+            }
+        }
+
+        /// The tempdir.
+        pub fn dir(&self) -> &Path {
+            self.dir.path()
+        }
+    }
+
+    impl Default for Host {
+        fn default() -> Self {
+            Host::new()
+        }
+    }
+
+    impl Drop for Host {
+        fn drop(&mut self) {
+            let Ok(entries) = std::fs::read_dir(&self.volume_root) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let _ = std::process::Command::new("umount")
+                    .arg(entry.path())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+    }
+
+    /// `name` as a volume name.
+    pub fn name(name: &str) -> VolumeName {
+        VolumeName::new(name).expect("a valid name")
+    }
+
+    /// Whether this process may bind-mount; a test that needs to and may not is skipped
+    /// with a reason, or fails under CI.
+    pub fn can_mount() -> bool {
+        if nix::unistd::geteuid().is_root() {
+            return true;
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "bind mounts need root, and CI must run every test"
+        );
+        eprintln!("skipped: bind mounts need root");
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{Host, NODE, can_mount, name};
+    use super::*;
+    use crate::flocker::cluster::fake::{lease, volume};
+
+    #[tokio::test]
+    async fn a_new_volume_is_created_in_the_cluster_owned_here_and_mounted() {
+        if !can_mount() {
+            return;
+        }
+        let host = Host::new();
+        let path = host.volumes.ensure_here(&name("demo")).await.unwrap();
+        assert_eq!(path, host.volume_root.join("demo"));
+        assert!(
+            host.cluster
+                .calls()
+                .contains(&format!("create_volume demo {NODE}"))
+        );
+        let record = host.cluster.state().volumes["demo"].clone();
+        assert_eq!(record.owner.as_deref(), Some(NODE));
+        let here = host.volumes.storage().volumes().await.unwrap();
+        assert_eq!(here, [name("demo")]);
+        assert!(host.placement.asked.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_volume_owned_elsewhere_is_brought_here_with_its_holders_there() {
+        if !can_mount() {
+            return;
+        }
+        let host = Host::new();
+        {
+            let mut cluster = host.cluster.state();
+            cluster
+                .volumes
+                .insert("demo".into(), volume("demo", Some("n2")));
+            cluster.leases.push(lease("demo", "n2", "c1"));
+            cluster.leases.push(lease("other", "n2", "c2"));
+        }
+        let path = host.volumes.ensure_here(&name("demo")).await.unwrap();
+        assert_eq!(path, host.volume_root.join("demo"));
+        let asked = host.placement.asked.lock().unwrap().clone();
+        assert_eq!(asked, [("demo".into(), "n2".into(), vec!["c1".to_owned()])]);
+        assert!(!host.cluster.calls().iter().any(|c| c.starts_with("create")));
+    }
+
+    #[tokio::test]
+    async fn a_refused_move_is_the_answer_and_nothing_is_made_here() {
+        let host = Host::new();
+        {
+            let mut cluster = host.cluster.state();
+            cluster
+                .volumes
+                .insert("demo".into(), volume("demo", Some("n2")));
+            cluster.leases.push(lease("demo", "n2", "0123456789abcdef"));
+        }
+        *host.placement.refuse.lock().unwrap() = true;
+        let error = host.volumes.ensure_here(&name("demo")).await.unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, VolumeError::Elsewhere { .. }), "{message}");
+        assert!(
+            message.contains("in use there by container 0123456789ab "),
+            "{message}"
+        );
+        assert!(
+            message.contains("flockerctl volume move demo --to n1"),
+            "{message}"
+        );
+        assert!(host.volumes.storage().volumes().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_volume_without_an_owner_is_refused_and_not_created_again() {
+        let host = Host::new();
+        let orphan = volume("demo", None);
+        host.cluster.state().volumes.insert("demo".into(), orphan);
+        let error = host.volumes.ensure_here(&name("demo")).await.unwrap_err();
+        assert!(matches!(error, VolumeError::NoOwner { .. }), "{error}");
+        assert!(!host.cluster.calls().iter().any(|c| c.starts_with("create")));
+        assert!(host.volumes.storage().volumes().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_control_service_never_means_no_such_volume() {
+        let host = Host::new();
+        host.cluster.state().unreachable = true;
+        let error = host.volumes.ensure_here(&name("demo")).await.unwrap_err();
+        match &error {
+            VolumeError::Control { action, code, .. } => {
+                assert_eq!(
+                    (*action, *code),
+                    ("reach the control service for", Code::Unavailable)
+                );
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(host.cluster.calls(), ["get_volume demo"]);
+        assert!(host.volumes.storage().volumes().await.unwrap().is_empty());
+        assert!(host.dir().exists());
+    }
+}
