@@ -191,10 +191,8 @@ impl State {
             .iter()
             .position(|c| c.id == id_or_name || c.name.trim_start_matches('/') == wanted);
         let prefix = || {
-            let mut matching = self.containers.iter().enumerate();
-            let mut hits = matching
-                .by_ref()
-                .filter(|(_, c)| c.id.starts_with(id_or_name));
+            let mut hits =
+                (self.containers.iter().enumerate()).filter(|(_, c)| c.id.starts_with(id_or_name));
             match (hits.next(), hits.next()) {
                 (Some((i, _)), None) if !id_or_name.is_empty() => Some(i),
                 _ => None,
