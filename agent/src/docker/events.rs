@@ -3,9 +3,9 @@
 //! [`DockerApi::updates`](super::DockerApi::updates) return.
 //!
 //! The real client ([`super::Docker`]) follows `GET /events` in a background task that
-//! outlives the connection: when it ends (daemon restart, socket gone) it reconnects with
+//! outlives the connection, subscribing once dockerd answers a ping: when it ends (daemon restart, socket gone) it reconnects with
 //! growing pauses ([`RECONNECT_MIN`] up to [`RECONNECT_MAX`], with jitter) and asks for
-//! `since=` the last event it delivered, skipping what it already delivered ([`Delivered`]:
+//! `since=` the last event it delivered, skipping what it already delivered (`Delivered`:
 //! by time, and by container and action among events of the same nanosecond, so two events
 //! that share a timestamp are both delivered), so a restart loses nothing Docker recorded.
 //! The task stops when the stream is dropped.
@@ -111,8 +111,9 @@ impl EventFilter {
 /// What [`DockerApi::updates`](super::DockerApi::updates) yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Update {
-    /// Docker answered a new `GET /events` (the first one or after a reconnection); the
-    /// events that follow come over it.
+    /// Docker answers (at first, or again after the connection was lost); the events
+    /// that follow are those since the last one delivered, so Docker's state read now is
+    /// no older than them.
     Connected,
     /// A container event.
     Event(Event),
