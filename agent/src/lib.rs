@@ -7,8 +7,10 @@
 //! - [`cluster`]: the one session with the control service (a shared connection that fails
 //!   over, one watch stream kept as the cluster view every part follows).
 //! - [`membership`]: register and heartbeat, following the cluster view, reconnecting on failure.
-//! - [`docker`]: the agent's Docker Engine API client (inspect containers and images, list
-//!   running containers, kill, a reconnecting stream of container events).
+//! - [`docker`]: Docker behind [`docker::DockerApi`], exactly what the agent uses (inspect
+//!   containers and images, list running containers, kill, stop, a reconnecting stream of
+//!   container events): [`docker::Docker`] on bollard over dockerd's unix socket, and an
+//!   in-memory fake for unit tests.
 //! - [`storage`]: the [`storage::Storage`] trait with its ZFS ([`storage::ZfsStorage`]) and
 //!   plain-directory ([`storage::DirStorage`]) backends, the typed volume and snapshot names
 //!   and the streams that carry snapshots between hosts.
@@ -23,7 +25,8 @@
 //! - [`transfer`]: the Agent gRPC service: pushing a volume's snapshots to another agent,
 //!   receiving them, fenced mounts, inventory; and following the volumes this node owns.
 //! - [`flocker`]: the Docker side of portable volumes: the built-in `flocker` adapter
-//!   (rewrites `/flocker/<name>` binds), leases from Docker events, and running the agent's
+//!   (rewrites `/flocker/<name>` binds), leases from Docker events, the control service's
+//!   volume and lease calls behind [`flocker::control::VolumeControl`], and running the agent's
 //!   Docker proxy, plugin and watcher together ([`flocker::side`]).
 //! - [`plugin`]: the Docker volume plugin (driver `flocker`) with persisted mount counts.
 //!

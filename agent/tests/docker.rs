@@ -1,11 +1,14 @@
 //! The agent's Docker client against a real private dockerd (root): inspecting containers
 //! and images, listing running containers, typed 404s, the events stream surviving a
-//! daemon restart (with a `Connected` at every connection for [`Docker::updates`]), and
+//! daemon restart (with a `Connected` at every connection for [`DockerApi::updates`]), and
 //! stopping the containers that hold a volume for a move (`transfer::stop::Stopper`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use agent::docker::{Action, Docker, DockerError, Event, EventFilter, EventStream, Update};
+use agent::docker::{
+    Action, Docker, DockerApi, DockerError, Event, EventFilter, EventStream, Update,
+};
 use futures_util::StreamExt;
 use testkit::docker::TestDocker;
 use testkit::{stdout, unique};
@@ -172,7 +175,7 @@ async fn stopping_the_holders_of_a_volume_sends_sigterm_and_spares_the_others() 
     let volume_root = docker.dir().join("vols");
     std::fs::create_dir_all(volume_root.join("app")).unwrap();
     let stopper = agent::transfer::stop::Stopper {
-        docker: Docker::new(docker.socket()),
+        docker: Arc::new(Docker::new(docker.socket())),
         volume_root: volume_root.clone(),
     };
     let bind = format!("{}:/data", volume_root.join("app").display());

@@ -38,7 +38,7 @@ fn weave_cidr_addresses_come_from_the_control_service() {
     };
     let _follower = {
         let _in = host.runtime().enter();
-        let docker = Docker::new(host.docker.socket());
+        let docker = Arc::new(Docker::new(host.docker.socket()));
         LifecycleFollower::spawn(docker, Arc::new(host.attacher.allocator().clone()))
     };
 

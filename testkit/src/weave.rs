@@ -94,7 +94,7 @@ impl<A: AddressAllocator + 'static> WeaveHost<A> {
                 .expect("netlink in the host netns");
             network.ensure_overlay().await.expect("overlay");
             let attacher = Arc::new(Attacher::new(
-                Docker::new(docker.socket()),
+                Arc::new(Docker::new(docker.socket())),
                 network,
                 allocator,
             ));

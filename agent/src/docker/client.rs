@@ -1,171 +1,49 @@
-//! [`Docker`]: pooled HTTP/1.1 over dockerd's unix socket (hyper + hyperlocal), `kill` and
-//! `stop`, and the subsets of `GET /containers/{id}/json`, `GET /containers/json` and
-//! `GET /images/{name}/json` the agent reads.
+//! [`Docker`]: the real [`DockerApi`], bollard over dockerd's unix socket, speaking
+//! [`API_VERSION`] (dockerd 20.10's; newer daemons accept it), and the events task that
+//! survives a daemon restart (see [`super::events`]).
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use hyperlocal::UnixConnector;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
+use bollard::errors::Error as BollardError;
+use bollard::models::{EventMessage, EventMessageTypeEnum};
+use bollard::query_parameters::{
+    EventsOptions, KillContainerOptions, ListContainersOptions, StopContainerOptions,
+};
+use bollard::{ClientVersion, Docker as Bollard};
+use foundation::retry::Backoff;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
 
-use super::{API_VERSION, DockerError};
+use super::events::{Delivered, RECONNECT_MAX, RECONNECT_MIN, now_nano};
+use super::{
+    API_VERSION, Action, ContainerInfo, ContainerSummary, DockerApi, DockerError, Event,
+    EventFilter, ImageInfo, Update, UpdateStream,
+};
 
-/// A client for one Docker daemon. Cheap to clone; nothing is dialled until a request.
+/// [`API_VERSION`] as bollard takes it.
+const CLIENT_VERSION: ClientVersion = ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+
+/// How long a request may wait for Docker's answer: longer than any the agent makes takes
+/// (a stop waits for the container, at most its grace of 300 s and a kill).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Events parsed but not yet taken by the consumer.
+const QUEUE: usize = 256;
+
+/// A client for one Docker daemon. Cheap to clone; nothing is dialled until a request, and
+/// the daemon need not be up when it is made.
 #[derive(Clone)]
 pub struct Docker {
     socket: PathBuf,
-    client: Client<UnixConnector, Empty<Bytes>>,
-}
-
-/// What the agent reads of a container (`docker inspect`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ContainerInfo {
-    /// The full container id.
-    pub id: String,
-    /// The name, with Docker's leading `/`.
-    pub name: String,
-    /// Running state and PID.
-    pub state: ContainerState,
-    /// The container's configuration.
-    pub config: ContainerConfig,
-    /// Binds and mounts as requested.
-    #[serde(default)]
-    pub host_config: HostConfig,
-    /// What is mounted, binds and volumes alike, as Docker resolved it.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub mounts: Vec<MountPoint>,
-}
-
-/// A running container as `GET /containers/json` lists it (the parts the agent reads).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ContainerSummary {
-    /// The full container id.
-    pub id: String,
-    /// Its names, each with Docker's leading `/`.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub names: Vec<String>,
-    /// What is mounted, binds and volumes alike.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub mounts: Vec<MountPoint>,
-}
-
-/// `State` of a container.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ContainerState {
-    /// Whether it runs now.
-    pub running: bool,
-    /// The PID of its init in the host's PID namespace (0 when not running).
-    pub pid: u32,
-}
-
-/// `Config` of a container.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct ContainerConfig {
-    /// `NAME=value` entries.
-    #[serde(deserialize_with = "null_as_default")]
-    pub env: Vec<String>,
-    /// The entrypoint, if set.
-    #[serde(deserialize_with = "str_slice")]
-    pub entrypoint: Option<Vec<String>>,
-    /// The command, if set.
-    #[serde(deserialize_with = "str_slice")]
-    pub cmd: Option<Vec<String>>,
-    /// The image as the user named it.
-    pub image: String,
-}
-
-impl ContainerConfig {
-    /// The value of the environment variable `name`, if set.
-    pub fn env_var(&self, name: &str) -> Option<&str> {
-        self.env.iter().find_map(|entry| {
-            let (key, value) = entry.split_once('=')?;
-            (key == name).then_some(value)
-        })
-    }
-}
-
-/// `HostConfig` of a container (the parts the agent reads).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct HostConfig {
-    /// `SOURCE:TARGET[:OPTIONS]` binds.
-    #[serde(deserialize_with = "null_as_default")]
-    pub binds: Vec<String>,
-    /// `--mount` mounts.
-    #[serde(deserialize_with = "null_as_default")]
-    pub mounts: Vec<Mount>,
-    /// `default`, `bridge`, `host`, `none`, `container:ID`, or a network name.
-    #[serde(deserialize_with = "null_as_default")]
-    pub network_mode: String,
-}
-
-/// One `HostConfig.Mounts` entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Mount {
-    /// `bind`, `volume`, `tmpfs`, ...
-    #[serde(rename = "Type")]
-    pub kind: String,
-    /// The host path or volume name.
-    pub source: String,
-    /// The path in the container.
-    pub target: String,
-    /// Mounted read-only.
-    pub read_only: bool,
-}
-
-/// One entry of a container's `Mounts` (Docker's `MountPoint`): a bind or volume as mounted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct MountPoint {
-    /// `bind`, `volume`, `tmpfs`, ...
-    #[serde(rename = "Type")]
-    pub kind: String,
-    /// The volume's name (empty for a bind).
-    pub name: String,
-    /// The host path.
-    pub source: String,
-    /// The path in the container.
-    pub destination: String,
-    /// The volume's driver (empty for a bind).
-    pub driver: String,
-}
-
-/// What the agent reads of an image (`docker image inspect`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ImageInfo {
-    /// The image id (`sha256:...`).
-    pub id: String,
-    /// Its default configuration (absent for some imported images).
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub config: ImageConfig,
-}
-
-/// `Config` of an image.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct ImageConfig {
-    /// The image's `ENTRYPOINT`.
-    #[serde(deserialize_with = "str_slice")]
-    pub entrypoint: Option<Vec<String>>,
-    /// The image's `CMD`.
-    #[serde(deserialize_with = "str_slice")]
-    pub cmd: Option<Vec<String>>,
-    /// The image's `ENV`.
-    #[serde(deserialize_with = "null_as_default")]
-    pub env: Vec<String>,
+    /// bollard's client, made on first use: bollard refuses to make one while the socket
+    /// does not exist (dockerd not started yet, or restarting).
+    client: Arc<Mutex<Option<Bollard>>>,
 }
 
 impl Docker {
@@ -173,147 +51,70 @@ impl Docker {
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         Docker {
             socket: socket.into(),
-            client: Client::builder(TokioExecutor::new()).build(UnixConnector),
+            client: Arc::default(),
         }
     }
 
-    /// The daemon's socket.
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
-    /// `GET /containers/{id_or_name}/json`.
-    pub async fn inspect_container(&self, id_or_name: &str) -> Result<ContainerInfo, DockerError> {
-        let path = format!("/containers/{}/json", encode(id_or_name, PATH_SAFE));
-        self.get_json(&path, "container", id_or_name).await
-    }
-
-    /// `GET /images/{name}/json`.
-    pub async fn inspect_image(&self, name: &str) -> Result<ImageInfo, DockerError> {
-        let path = format!("/images/{}/json", encode(name, PATH_SAFE));
-        self.get_json(&path, "image", name).await
-    }
-
-    /// `GET /containers/json`: the running containers.
-    pub async fn running_containers(&self) -> Result<Vec<ContainerSummary>, DockerError> {
-        let body = self.get("/containers/json").await?;
-        self.read_json(body, "list containers").await
-    }
-
-    /// `POST /containers/{id_or_name}/kill?signal=SIGNAL`.
-    pub async fn kill(&self, id_or_name: &str, signal: &str) -> Result<(), DockerError> {
-        let path = format!(
-            "/containers/{}/kill?signal={}",
-            encode(id_or_name, PATH_SAFE),
-            encode(signal, QUERY_SAFE)
-        );
-        match self.send(Method::POST, &path).await {
-            Ok(_) => Ok(()),
-            Err(DockerError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
-                Err(DockerError::NotFound {
-                    kind: "container",
-                    name: id_or_name.to_owned(),
-                })
-            }
-            Err(e) => Err(e),
+    fn client(&self) -> Result<Bollard, DockerError> {
+        let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = client.as_ref() {
+            return Ok(client.clone());
         }
-    }
-
-    /// `POST /containers/{id_or_name}/stop?t=SECS`: Docker sends the container's stop signal
-    /// (SIGTERM unless its image says otherwise), waits up to `grace` and then kills it;
-    /// returns when it has stopped. A container that was not running is fine.
-    pub async fn stop(&self, id_or_name: &str, grace: Duration) -> Result<(), DockerError> {
-        let path = format!(
-            "/containers/{}/stop?t={}",
-            encode(id_or_name, PATH_SAFE),
-            grace.as_secs()
-        );
-        match self.send(Method::POST, &path).await {
-            Ok(_) => Ok(()),
-            Err(DockerError::Status { status, .. }) if status == StatusCode::NOT_MODIFIED => Ok(()),
-            Err(DockerError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
-                Err(DockerError::NotFound {
-                    kind: "container",
-                    name: id_or_name.to_owned(),
-                })
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// `GET path` (unversioned, e.g. `/events?...`): the response once its head arrived.
-    pub(super) async fn get(&self, path_and_query: &str) -> Result<Incoming, DockerError> {
-        self.send(Method::GET, path_and_query).await
-    }
-
-    async fn send(&self, method: Method, path_and_query: &str) -> Result<Incoming, DockerError> {
-        let uri: http::Uri =
-            hyperlocal::Uri::new(&self.socket, &format!("/{API_VERSION}{path_and_query}")).into();
-        let what = format!("{method} {path_and_query}");
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Empty::new())
-            .expect("a valid request");
-        let response = self
-            .client
-            .request(request)
-            .await
+        let path = self
+            .socket
+            .to_str()
+            .ok_or_else(|| DockerError::Unreachable {
+                socket: self.socket.display().to_string(),
+                reason: "the socket's path is not UTF-8".into(),
+            })?;
+        let made = Bollard::connect_with_unix(path, REQUEST_TIMEOUT.as_secs(), &CLIENT_VERSION)
             .map_err(|e| self.unreachable(&e))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response.into_body());
-        }
-        let body = response.into_body().collect().await.map(|b| b.to_bytes());
-        let message = body
-            .ok()
-            .map(|b| docker_message(&b))
-            .unwrap_or_else(|| "(no body)".into());
-        Err(DockerError::Status {
-            status: status.as_u16(),
-            what,
-            message,
-        })
+        *client = Some(made.clone());
+        Ok(made)
     }
 
-    async fn get_json<T: DeserializeOwned>(
+    /// `error` of the request `what` as a [`DockerError`]; a 404 is `NotFound` when the
+    /// request names a `(kind, name)`.
+    fn error(
         &self,
-        path: &str,
-        kind: &'static str,
-        name: &str,
-    ) -> Result<T, DockerError> {
-        let body = match self.get(path).await {
-            Ok(body) => body,
-            Err(DockerError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
-                return Err(DockerError::NotFound {
-                    kind,
-                    name: name.to_owned(),
-                });
-            }
-            Err(e) => return Err(e),
-        };
-        self.read_json(body, &format!("inspect {kind} {name}"))
-            .await
-    }
-
-    /// The whole of `body`, decoded as JSON; `what` names the request in errors.
-    async fn read_json<T: DeserializeOwned>(
-        &self,
-        body: Incoming,
+        error: BollardError,
         what: &str,
-    ) -> Result<T, DockerError> {
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|e| self.unreachable(&e))?
-            .to_bytes();
-        serde_json::from_slice(&bytes).map_err(|e| DockerError::BadAnswer {
-            what: what.to_owned(),
-            reason: e.to_string(),
-        })
+        named: Option<(&'static str, &str)>,
+    ) -> DockerError {
+        match (error, named) {
+            (
+                BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                },
+                Some(named),
+            ) => DockerError::NotFound {
+                kind: named.0,
+                name: named.1.to_owned(),
+            },
+            (
+                BollardError::DockerResponseServerError {
+                    status_code,
+                    message,
+                },
+                _,
+            ) => DockerError::Status {
+                status: status_code,
+                what: what.to_owned(),
+                message,
+            },
+            (BollardError::JsonDataError { message, .. }, _) => DockerError::BadAnswer {
+                what: what.to_owned(),
+                reason: message,
+            },
+            (BollardError::JsonSerdeError { err }, _) => DockerError::BadAnswer {
+                what: what.to_owned(),
+                reason: err.to_string(),
+            },
+            (other, _) => self.unreachable(&other),
+        }
     }
 
-    pub(super) fn unreachable(&self, error: &dyn std::error::Error) -> DockerError {
+    fn unreachable(&self, error: &dyn std::error::Error) -> DockerError {
         let mut reason = error.to_string();
         let mut source = error.source();
         while let Some(cause) = source {
@@ -326,61 +127,206 @@ impl Docker {
             reason,
         }
     }
+
+    /// Once dockerd answers: its container events matching `filter` since `since_nano`.
+    async fn subscribe(
+        &self,
+        filter: &EventFilter,
+        since_nano: i64,
+    ) -> Result<impl Stream<Item = Result<EventMessage, BollardError>> + use<>, DockerError> {
+        let client = self.client()?;
+        client
+            .ping()
+            .await
+            .map_err(|e| self.error(e, "GET /_ping", None))?;
+        Ok(client.events(Some(events_options(filter, since_nano))))
+    }
 }
 
-/// Docker's `{"message": ...}`, or the start of a body that is not that.
-fn docker_message(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct Message {
-        message: String,
-    }
-    match serde_json::from_slice::<Message>(body) {
-        Ok(m) => m.message,
-        Err(_) => String::from_utf8_lossy(&body[..body.len().min(200)])
-            .trim()
-            .to_owned(),
+/// Whether `name` may name a container or an image: names, ids and image references never
+/// hold a character that would change the request's path (`?`, `#`, `%`, blanks) or a `.`
+/// or `..` segment. Anything else Docker does not know either.
+fn plausible(name: &str) -> bool {
+    !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '%'))
+        && !name
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+}
+
+/// `NotFound` for a name Docker cannot know ([`plausible`]).
+fn check_name(kind: &'static str, name: &str) -> Result<(), DockerError> {
+    if plausible(name) {
+        Ok(())
+    } else {
+        Err(DockerError::NotFound {
+            kind,
+            name: name.to_owned(),
+        })
     }
 }
 
-/// Characters left as they are in a path segment (`/` and `:` appear in image names).
-const PATH_SAFE: &[u8] = b"-._~:/@";
-/// Characters left as they are in a query value.
-pub(super) const QUERY_SAFE: &[u8] = b"-._~";
+#[async_trait::async_trait]
+impl DockerApi for Docker {
+    fn socket(&self) -> &Path {
+        &self.socket
+    }
 
-/// Percent-encodes every byte that is not alphanumeric or in `safe`.
-pub(super) fn encode(text: &str, safe: &[u8]) -> String {
-    let mut out = String::with_capacity(text.len());
-    for &b in text.as_bytes() {
-        if b.is_ascii_alphanumeric() || safe.contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+    async fn inspect_container(&self, id_or_name: &str) -> Result<ContainerInfo, DockerError> {
+        check_name("container", id_or_name)?;
+        let what = format!("GET /{API_VERSION}/containers/{id_or_name}/json");
+        self.client()?
+            .inspect_container(id_or_name, None)
+            .await
+            .map(ContainerInfo::from)
+            .map_err(|e| self.error(e, &what, Some(("container", id_or_name))))
+    }
+
+    async fn inspect_image(&self, name: &str) -> Result<ImageInfo, DockerError> {
+        check_name("image", name)?;
+        let what = format!("GET /{API_VERSION}/images/{name}/json");
+        self.client()?
+            .inspect_image(name)
+            .await
+            .map(ImageInfo::from)
+            .map_err(|e| self.error(e, &what, Some(("image", name))))
+    }
+
+    async fn running_containers(&self) -> Result<Vec<ContainerSummary>, DockerError> {
+        let list = self
+            .client()?
+            .list_containers(Some(ListContainersOptions::default()))
+            .await
+            .map_err(|e| self.error(e, &format!("GET /{API_VERSION}/containers/json"), None))?;
+        Ok(list.into_iter().map(ContainerSummary::from).collect())
+    }
+
+    async fn kill(&self, id_or_name: &str, signal: &str) -> Result<(), DockerError> {
+        check_name("container", id_or_name)?;
+        let what = format!("POST /{API_VERSION}/containers/{id_or_name}/kill?signal={signal}");
+        let options = KillContainerOptions {
+            signal: signal.to_owned(),
+        };
+        self.client()?
+            .kill_container(id_or_name, Some(options))
+            .await
+            .map_err(|e| self.error(e, &what, Some(("container", id_or_name))))
+    }
+
+    async fn stop(&self, id_or_name: &str, grace: Duration) -> Result<(), DockerError> {
+        check_name("container", id_or_name)?;
+        let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let what = format!("POST /{API_VERSION}/containers/{id_or_name}/stop?t={secs}");
+        let options = StopContainerOptions {
+            signal: None,
+            t: Some(secs),
+        };
+        // bollard takes Docker's 304 (not running) as success, as we do.
+        self.client()?
+            .stop_container(id_or_name, Some(options))
+            .await
+            .map_err(|e| self.error(e, &what, Some(("container", id_or_name))))
+    }
+
+    fn updates(&self, filter: EventFilter) -> UpdateStream {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let docker = self.clone();
+        let task = tokio::spawn(async move { follow(docker, filter, tx).await });
+        UpdateStream::new(rx, Some(task))
+    }
+}
+
+/// Connects, forwards events, reconnects; returns when the receiver is gone. A connection
+/// starts when dockerd answers a ping: [`Update::Connected`] goes out then, and the events
+/// since the last one delivered follow.
+async fn follow(docker: Docker, filter: EventFilter, tx: mpsc::Sender<Update>) {
+    let mut since = now_nano();
+    let mut delivered = Delivered::default();
+    let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
+    loop {
+        match docker.subscribe(&filter, since).await {
+            Ok(events) => {
+                let connected = tokio::time::Instant::now();
+                if tx.send(Update::Connected).await.is_err() {
+                    return;
+                }
+                let mut events = std::pin::pin!(events);
+                while let Some(message) = events.next().await {
+                    let message = match message {
+                        Ok(message) => message,
+                        Err(error) => {
+                            tracing::debug!(docker.socket = %docker.socket.display(),
+                                "events: {error}");
+                            break;
+                        }
+                    };
+                    let Some(event) = event_from(message) else {
+                        continue;
+                    };
+                    if !delivered.first_time(&event) {
+                        continue;
+                    }
+                    since = event.time_nano;
+                    if tx.send(Update::Event(event)).await.is_err() {
+                        return;
+                    }
+                }
+                // A connection that lasted starts the pauses over; one refused at once
+                // (the daemon going down) goes on growing them.
+                if connected.elapsed() >= RECONNECT_MAX {
+                    backoff.reset();
+                }
+                tracing::debug!(docker.socket = %docker.socket.display(),
+                    "events stream ended; reconnecting");
+            }
+            Err(error) => {
+                tracing::debug!(docker.socket = %docker.socket.display(),
+                    "events: {error}; retrying");
+            }
         }
+        if tx.is_closed() {
+            return;
+        }
+        backoff.wait().await;
     }
-    out
 }
 
-/// Docker's `StrSlice`: `null`, a string (one element) or an array of strings.
-pub fn str_slice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+/// `GET /events` options: container events of `filter`'s actions since `since_nano`.
+fn events_options(filter: &EventFilter, since_nano: i64) -> EventsOptions {
+    let mut filters = HashMap::from([("type".to_owned(), vec!["container".to_owned()])]);
+    if !filter.actions.is_empty() {
+        let names = filter.actions.iter().map(|a| a.as_str().to_owned());
+        filters.insert("event".to_owned(), names.collect());
     }
-    Ok(match Option::<OneOrMany>::deserialize(d)? {
-        None => None,
-        Some(OneOrMany::One(s)) => Some(vec![s]),
-        Some(OneOrMany::Many(v)) => Some(v),
+    EventsOptions {
+        since: Some(format!(
+            "{}.{:09}",
+            since_nano.div_euclid(1_000_000_000),
+            since_nano.rem_euclid(1_000_000_000)
+        )),
+        until: None,
+        filters: Some(filters),
+    }
+}
+
+/// A container event as the agent reads it; `None` for other types or one without an id.
+fn event_from(message: EventMessage) -> Option<Event> {
+    if message.typ != Some(EventMessageTypeEnum::CONTAINER) {
+        return None;
+    }
+    let actor = message.actor?;
+    let id = actor.id.filter(|id| !id.is_empty())?;
+    let attributes: BTreeMap<String, String> =
+        actor.attributes.unwrap_or_default().into_iter().collect();
+    Some(Event {
+        action: Action::parse(message.action.as_deref().unwrap_or_default()),
+        name: attributes.get("name").cloned().unwrap_or_default(),
+        id,
+        attributes,
+        time_nano: message.time_nano.unwrap_or_default(),
     })
-}
-
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -388,65 +334,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn container_json_with_nulls_and_string_forms() {
-        let json = r#"{"Id":"abc","Name":"/web","State":{"Running":true,"Pid":42},
-            "Config":{"Env":null,"Entrypoint":"/bin/sh","Cmd":null,"Image":"busybox"},
-            "HostConfig":{"Binds":null,"Mounts":[{"Type":"bind","Source":"/a","Target":"/b"}]}}"#;
-        let c: ContainerInfo = serde_json::from_str(json).unwrap();
-        assert_eq!(c.state.pid, 42);
-        assert!(c.config.env.is_empty());
-        assert_eq!(c.config.entrypoint, Some(vec!["/bin/sh".to_owned()]));
-        assert_eq!(c.config.cmd, None);
-        assert_eq!(c.host_config.mounts[0].target, "/b");
-        assert!(c.mounts.is_empty());
+    fn an_event_as_docker_sends_it_is_read() {
+        let json = r#"{"status":"start","id":"c1","Type":"container","Action":"start",
+            "Actor":{"ID":"c1","Attributes":{"image":"busybox","name":"web"}},
+            "scope":"local","time":1,"timeNano":1000000001}"#;
+        let event = event_from(serde_json::from_str(json).unwrap()).unwrap();
+        assert_eq!(event.action, Action::Start);
+        assert_eq!((event.id.as_str(), event.name.as_str()), ("c1", "web"));
+        assert_eq!(event.attributes["image"], "busybox");
+        assert_eq!(event.time_nano, 1_000_000_001);
     }
 
     #[test]
-    fn container_list_with_binds_and_volumes() {
-        let json = r#"[{"Id":"abc","Names":["/web"],"Image":"busybox","Mounts":[
-            {"Type":"bind","Source":"/var/lib/flocker/demo","Destination":"/data",
-             "Mode":"","RW":true,"Propagation":"rprivate"},
-            {"Type":"volume","Name":"pv","Source":"/mnt/pv","Destination":"/v",
-             "Driver":"flocker","Mode":"z","RW":true,"Propagation":""}]},
-            {"Id":"def","Names":null,"Mounts":null}]"#;
-        let list: Vec<ContainerSummary> = serde_json::from_str(json).unwrap();
-        assert_eq!(list[0].names, ["/web"]);
-        assert_eq!(list[0].mounts[0].kind, "bind");
-        assert_eq!(list[0].mounts[0].source, "/var/lib/flocker/demo");
-        assert_eq!(list[0].mounts[1].name, "pv");
-        assert_eq!(list[0].mounts[1].driver, "flocker");
-        assert!(list[1].mounts.is_empty());
+    fn other_types_and_events_without_an_id_are_skipped() {
+        let network = r#"{"Type":"network","Action":"connect","Actor":{"ID":"n"}}"#;
+        assert_eq!(event_from(serde_json::from_str(network).unwrap()), None);
+        let anonymous = r#"{"Type":"container","Action":"start","Actor":{"ID":""}}"#;
+        assert_eq!(event_from(serde_json::from_str(anonymous).unwrap()), None);
     }
 
     #[test]
-    fn env_var_finds_the_first_exact_name() {
-        let config = ContainerConfig {
-            env: vec!["WEAVE_CIDRX=1".into(), "WEAVE_CIDR=10.0.0.1/8".into()],
-            ..Default::default()
-        };
-        assert_eq!(config.env_var("WEAVE_CIDR"), Some("10.0.0.1/8"));
-        assert_eq!(config.env_var("PATH"), None);
+    fn the_subscription_asks_since_the_last_event_for_the_filters_actions() {
+        let filter = EventFilter::actions([Action::Start, Action::Die]);
+        let options = events_options(&filter, 1_500_000_000_123);
+        assert_eq!(options.since.as_deref(), Some("1500.000000123"));
+        let filters = options.filters.unwrap();
+        assert_eq!(filters["type"], ["container"]);
+        assert_eq!(filters["event"], ["start", "die"]);
+        let all = events_options(&EventFilter::default(), 0).filters.unwrap();
+        assert!(!all.contains_key("event"));
     }
 
     #[test]
-    fn image_without_config() {
-        let i: ImageInfo = serde_json::from_str(r#"{"Id":"sha256:1","Config":null}"#).unwrap();
-        assert_eq!(i.config, ImageConfig::default());
+    fn names_that_would_change_the_path_are_refused_as_unknown() {
+        for ok in [
+            "web",
+            "0123456789ab",
+            "localhost:5000/a/b:1",
+            "busybox@sha256:ab",
+        ] {
+            assert!(plausible(ok), "{ok}");
+        }
+        for bad in ["", "a b", "x?y", "x#y", "x%2F", "../other", "a/./b", "a\n"] {
+            assert!(!plausible(bad), "{bad:?}");
+        }
     }
 
-    #[test]
-    fn encoding_keeps_names_and_escapes_the_rest() {
-        assert_eq!(
-            encode("localhost:5000/a/b:1", PATH_SAFE),
-            "localhost:5000/a/b:1"
-        );
-        assert_eq!(encode("a b?#", PATH_SAFE), "a%20b%3F%23");
-        assert_eq!(encode(r#"{"a":1}"#, QUERY_SAFE), "%7B%22a%22%3A1%7D");
-    }
-
-    #[test]
-    fn error_bodies_become_messages() {
-        assert_eq!(docker_message(br#"{"message":"no such"}"#), "no such");
-        assert_eq!(docker_message(b"plain text\n"), "plain text");
+    #[tokio::test]
+    async fn no_daemon_is_unreachable_and_says_so() {
+        let docker = Docker::new("/nonexistent/docker.sock");
+        let error = docker.inspect_container("web").await.unwrap_err();
+        assert!(matches!(error, DockerError::Unreachable { .. }), "{error}");
+        assert!(error.to_string().contains("is dockerd running?"), "{error}");
     }
 }

@@ -1,6 +1,6 @@
 //! Leases from the container lifecycle: a container that runs with a flocker volume holds a
 //! lease on it (`AcquireLease(volume, node, container)`), released when it dies. The
-//! watcher follows Docker's `start` and `die` events through [`Docker::updates`], which
+//! watcher follows Docker's `start` and `die` events through [`DockerApi::updates`], which
 //! reconnects with `since=` after a daemon restart, and reconciles with the running
 //! containers at every (re)connection ([`Update::Connected`]) before the events that follow,
 //! and every [`LEASE_RECONCILE_PERIOD`] in between.
@@ -19,12 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use proto::control::{Empty, Lease};
+use proto::control::Lease;
 
+use super::control::ControlError;
 use super::volumes::{VolumeError, Volumes};
 use foundation::retry::Backoff;
 
-use crate::docker::{Action, Docker, DockerError, Event, EventFilter, MountPoint, Update};
+use crate::docker::{Action, DockerApi, DockerError, Event, EventFilter, MountPoint, Update};
 use crate::storage::VolumeName;
 
 /// How often the leases are reconciled between (re)connections: the longest a lease whose
@@ -33,14 +34,14 @@ pub const LEASE_RECONCILE_PERIOD: Duration = Duration::from_secs(5);
 
 /// Follows dockerd and keeps this node's leases in step with its running containers.
 pub struct LeaseWatcher {
-    docker: Docker,
+    docker: Arc<dyn DockerApi>,
     volumes: Arc<Volumes>,
     volume_root: PathBuf,
 }
 
 impl LeaseWatcher {
     /// A watcher of `docker` whose flocker binds point under `volume_root`.
-    pub fn new(docker: Docker, volumes: Arc<Volumes>, volume_root: PathBuf) -> Self {
+    pub fn new(docker: Arc<dyn DockerApi>, volumes: Arc<Volumes>, volume_root: PathBuf) -> Self {
         Self {
             docker,
             volumes,
@@ -137,12 +138,9 @@ impl LeaseWatcher {
         };
         self.volumes
             .control()
-            .call(|mut c| {
-                let lease = lease.clone();
-                async move { c.acquire_lease(lease).await }
-            })
+            .acquire_lease(lease)
             .await
-            .map_err(|s| super::volumes::control_error(volume, "lease", s))?;
+            .map_err(|e| super::volumes::control_error(volume, "lease", e))?;
         tracing::info!(volume.name = %volume, container.id = %id, "lease acquired");
         Ok(())
     }
@@ -152,10 +150,9 @@ impl LeaseWatcher {
         let leases = self
             .volumes
             .control()
-            .call(|mut c| async move { c.list_leases(Empty {}).await })
+            .list_leases()
             .await
-            .map_err(|s| s.message().to_owned())?
-            .leases;
+            .map_err(|e| e.to_string())?;
         Ok(leases
             .into_iter()
             .filter(|l| l.node == self.volumes.node())
@@ -164,21 +161,16 @@ impl LeaseWatcher {
 
     async fn release(&self, lease: Lease) -> Result<(), String> {
         let (volume, id) = (lease.volume.clone(), lease.container_id.clone());
-        let released = self
-            .volumes
-            .control()
-            .call(|mut c| {
-                let lease = lease.clone();
-                async move { c.release_lease(lease).await }
-            })
-            .await;
-        match released {
-            Ok(_) => {
+        match self.volumes.control().release_lease(lease).await {
+            Ok(()) => {
                 tracing::info!(volume.name = %volume, container.id = %id, "lease released");
                 Ok(())
             }
-            Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
-            Err(s) => Err(format!("release lease on {volume}: {}", s.message())),
+            Err(ControlError::Status(s)) if s.code() == tonic::Code::NotFound => Ok(()),
+            Err(ControlError::Status(s)) => {
+                Err(format!("release lease on {volume}: {}", s.message()))
+            }
+            Err(e @ ControlError::Unreachable(_)) => Err(e.to_string()),
         }
     }
 
@@ -255,6 +247,122 @@ pub(crate) fn flocker_volumes(mounts: &[MountPoint], volume_root: &Path) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docker::fake::{FakeDocker, bind, running};
+    use crate::flocker::control::fake::lease;
+    use crate::flocker::volumes::testing::{Host, NODE};
+
+    /// A watcher of a fake Docker over `host`'s volumes (mounted under `/var/lib/flocker`).
+    fn watcher(host: &Host) -> (Arc<FakeDocker>, LeaseWatcher) {
+        let docker = Arc::new(FakeDocker::new());
+        let watcher = LeaseWatcher::new(
+            docker.clone(),
+            host.volumes.clone(),
+            PathBuf::from("/var/lib/flocker"),
+        );
+        (docker, watcher)
+    }
+
+    fn event(action: Action, id: &str) -> Event {
+        Event {
+            action,
+            id: id.into(),
+            name: id.into(),
+            attributes: Default::default(),
+            time_nano: 1,
+        }
+    }
+
+    fn leases(host: &Host) -> Vec<(String, String, String)> {
+        let state = host.control.state();
+        let all = state.leases.iter();
+        let mut out: Vec<_> = all
+            .map(|l| (l.volume.clone(), l.node.clone(), l.container_id.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn writes(host: &Host) -> Vec<String> {
+        let calls = host.control.calls().into_iter();
+        calls.filter(|c| !c.starts_with("list")).collect()
+    }
+
+    fn with_volumes(id: &str, mounts: Vec<MountPoint>) -> crate::docker::ContainerInfo {
+        let mut container = running(id, 10, &[]);
+        container.mounts = mounts;
+        container
+    }
+
+    #[tokio::test]
+    async fn a_start_takes_a_lease_on_each_flocker_volume_of_a_running_container() {
+        let host = Host::new();
+        let (docker, watcher) = watcher(&host);
+        let pv = mount("volume", "pv", "/mnt/pv", "flocker");
+        let binds = vec![bind("/var/lib/flocker/demo"), bind("/elsewhere"), pv];
+        docker.add(with_volumes("c1", binds));
+        let mut exited = with_volumes("c2", vec![bind("/var/lib/flocker/demo")]);
+        exited.state = Default::default();
+        docker.add(exited);
+
+        watcher.handle(&event(Action::Start, "c1")).await;
+        // Exited before its start was handled, or removed already: nothing to hold.
+        watcher.handle(&event(Action::Start, "c2")).await;
+        watcher.handle(&event(Action::Start, "gone")).await;
+
+        let n1 = NODE.to_owned();
+        assert_eq!(
+            leases(&host),
+            [
+                ("demo".into(), n1.clone(), "c1".into()),
+                ("pv".into(), n1, "c1".into())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_die_releases_the_leases_only_once_the_container_no_longer_runs() {
+        let host = Host::new();
+        let (docker, watcher) = watcher(&host);
+        docker.add(with_volumes("c1", vec![bind("/var/lib/flocker/demo")]));
+        host.control.state().leases = vec![lease("demo", NODE, "c1"), lease("demo", "n2", "c9")];
+
+        // Docker restarted it already (restart policy): it still holds the volume.
+        watcher.handle(&event(Action::Die, "c1")).await;
+        assert_eq!(leases(&host).len(), 2);
+
+        docker.exit("c1");
+        watcher.handle(&event(Action::Die, "c1")).await;
+        let left = [("demo".into(), "n2".into(), "c9".into())];
+        assert_eq!(leases(&host), left);
+    }
+
+    #[tokio::test]
+    async fn reconcile_makes_the_leases_follow_what_runs_and_a_pass_in_step_writes_nothing() {
+        let host = Host::new();
+        let (docker, watcher) = watcher(&host);
+        docker.add(with_volumes("c1", vec![bind("/var/lib/flocker/demo")]));
+        host.control.state().leases =
+            vec![lease("old", NODE, "gone"), lease("demo", "n2", "elsewhere")];
+
+        watcher.reconcile().await.unwrap();
+        let n1 = NODE.to_owned();
+        assert_eq!(
+            leases(&host),
+            [
+                ("demo".into(), n1, "c1".into()),
+                ("demo".into(), "n2".into(), "elsewhere".into())
+            ]
+        );
+
+        let before = writes(&host).len();
+        watcher.reconcile().await.unwrap();
+        assert_eq!(writes(&host).len(), before, "{:?}", writes(&host));
+
+        // Without dockerd nothing is released.
+        docker.set_unreachable(true);
+        assert!(watcher.reconcile().await.is_err());
+        assert_eq!(leases(&host).len(), 2);
+    }
 
     fn mount(kind: &str, name: &str, source: &str, driver: &str) -> MountPoint {
         MountPoint {

@@ -2,6 +2,9 @@
 //!
 //! - [`binds`]: finding, validating and rewriting `/flocker/<name>[/sub]` binds and mounts
 //!   in a `containers/create` body (pure).
+//! - [`control`]: [`control::VolumeControl`], the control service's volume and lease calls
+//!   (on the agent's shared connection, [`crate::cluster::Control`]; an in-memory fake in
+//!   unit tests).
 //! - [`volumes`]: [`volumes::Volumes`], making a volume available read-write here: create
 //!   it in the cluster if new, mount it if owned here, ask the placement layer otherwise.
 //! - [`placement`]: [`placement::VolumePlacement`], bringing a volume from its owner:
@@ -13,6 +16,7 @@
 
 pub mod adapter;
 pub mod binds;
+pub mod control;
 pub mod leases;
 pub mod placement;
 pub mod side;

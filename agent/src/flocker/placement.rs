@@ -4,14 +4,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
-
+use std::sync::Arc;
 use std::time::Duration;
 
-use proto::control::{Empty, Lease, MoveVolumeRequest};
+use futures_util::StreamExt;
+use proto::control::{Lease, MovePhase};
 use tonic::Code;
 
+use super::control::{ControlError, VolumeControl};
 use super::volumes::VolumeError;
-use crate::cluster::Control;
 use crate::storage::VolumeName;
 
 /// A boxed future, so the trait stays object-safe.
@@ -41,8 +42,8 @@ pub const LEASE_GRACE: Duration = Duration::from_secs(5);
 pub struct ControlMove {
     /// This node's name.
     pub node: String,
-    /// The agent's control connection.
-    pub control: Control,
+    /// The control service.
+    pub control: Arc<dyn VolumeControl>,
 }
 
 impl ControlMove {
@@ -53,40 +54,33 @@ impl ControlMove {
             message,
             code,
         };
-        let mut control = self.control.client().await.map_err(|e| {
-            failed(
-                "reach the control service to move",
-                e.to_string(),
-                Code::Unavailable,
-            )
-        })?;
-        let request = MoveVolumeRequest {
-            name: volume.to_string(),
-            to: self.node.clone(),
-            stop_containers: false,
+        let mut progress = match self.control.move_volume(volume.as_str(), &self.node).await {
+            Ok(progress) => progress,
+            Err(ControlError::Unreachable(e)) => {
+                return Err(failed(
+                    "reach the control service to move",
+                    e.to_string(),
+                    Code::Unavailable,
+                ));
+            }
+            Err(ControlError::Status(s)) => {
+                return Err(failed("move", s.message().to_owned(), s.code()));
+            }
         };
-        let mut progress = control
-            .move_volume(request)
-            .await
-            .map_err(|s| {
-                self.control.failed(&s);
-                failed("move", s.message().to_owned(), s.code())
-            })?
-            .into_inner();
         loop {
-            match progress.message().await {
-                Ok(Some(event)) if event.phase() == proto::control::MovePhase::Done => {
+            match progress.next().await {
+                Some(Ok(event)) if event.phase() == MovePhase::Done => {
                     tracing::info!(volume.name = %volume, bytes = event.bytes_sent, rounds = event.rounds, "volume moved here");
                     return Ok(());
                 }
-                Ok(Some(event)) if event.phase() == proto::control::MovePhase::Failed => {
+                Some(Ok(event)) if event.phase() == MovePhase::Failed => {
                     let why = event.error.unwrap_or_else(|| "no reason given".into());
                     return Err(failed("move", why, Code::Aborted));
                 }
-                Ok(Some(event)) => {
+                Some(Ok(event)) => {
                     tracing::debug!(volume.name = %volume, phase = ?event.phase(), bytes = event.bytes_sent, "moving here");
                 }
-                Ok(None) => {
+                None => {
                     return Err(failed(
                         "move",
                         "the control service ended the progress stream before the move ended; \
@@ -95,7 +89,7 @@ impl ControlMove {
                         Code::Unavailable,
                     ));
                 }
-                Err(s) => {
+                Some(Err(s)) => {
                     return Err(failed(
                         "follow the move of",
                         s.message().to_owned(),
@@ -134,16 +128,128 @@ impl ControlMove {
         let deadline = tokio::time::Instant::now() + LEASE_GRACE;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let listed = self
-                .control
-                .call(|mut c| async move { c.list_leases(Empty {}).await })
-                .await;
-            if let Ok(leases) = listed
-                && !leases.leases.iter().any(|l| l.volume == volume.as_str())
+            if let Ok(leases) = self.control.list_leases().await
+                && !leases.iter().any(|l| l.volume == volume.as_str())
             {
                 return true;
             }
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flocker::control::fake::{FakeControl, lease, phase, volume};
+
+    fn mover(cluster: &Arc<FakeControl>) -> ControlMove {
+        ControlMove {
+            node: "n1".into(),
+            control: cluster.clone(),
+        }
+    }
+
+    fn demo() -> VolumeName {
+        VolumeName::new("demo").unwrap()
+    }
+
+    fn cluster_with_demo_on_n2() -> Arc<FakeControl> {
+        let cluster = Arc::new(FakeControl::new());
+        let demo = volume("demo", Some("n2"));
+        cluster.state().volumes.insert("demo".into(), demo);
+        cluster
+    }
+
+    fn moves(cluster: &FakeControl) -> Vec<String> {
+        let calls = cluster.calls().into_iter();
+        calls.filter(|c| c.starts_with("move_volume")).collect()
+    }
+
+    #[tokio::test]
+    async fn a_volume_nobody_holds_is_moved_here() {
+        let cluster = cluster_with_demo_on_n2();
+        mover(&cluster)
+            .bring_here(&demo(), "n2", &[])
+            .await
+            .unwrap();
+        assert_eq!(moves(&cluster), ["move_volume demo n1"]);
+        assert_eq!(cluster.state().volumes["demo"].owner.as_deref(), Some("n1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn holders_that_stay_past_the_grace_refuse_the_move_naming_them() {
+        let cluster = cluster_with_demo_on_n2();
+        let holder = lease("demo", "n2", "c1");
+        cluster.state().leases.push(holder.clone());
+        let started = tokio::time::Instant::now();
+        let error = mover(&cluster)
+            .bring_here(&demo(), "n2", &[holder])
+            .await
+            .unwrap_err();
+        match &error {
+            VolumeError::Elsewhere { owner, holders, .. } => {
+                assert_eq!(
+                    (owner.as_str(), holders.as_slice()),
+                    ("n2", &["c1".to_owned()][..])
+                );
+            }
+            other => panic!("{other}"),
+        }
+        assert!(started.elapsed() >= LEASE_GRACE);
+        assert!(moves(&cluster).is_empty(), "no move while in use");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn holders_that_go_within_the_grace_let_the_move_go_on() {
+        let cluster = cluster_with_demo_on_n2();
+        let holder = lease("demo", "n2", "c1");
+        {
+            let mut state = cluster.state();
+            state.leases.push(holder.clone());
+            state.leases_go_after = Some(2);
+        }
+        mover(&cluster)
+            .bring_here(&demo(), "n2", &[holder])
+            .await
+            .unwrap();
+        assert_eq!(moves(&cluster), ["move_volume demo n1"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_move_says_why_and_one_cut_short_says_where_to_look() {
+        let cluster = cluster_with_demo_on_n2();
+        cluster.state().moves = vec![
+            vec![
+                phase(MovePhase::Copying, None),
+                phase(MovePhase::Failed, Some("disk full on n1")),
+            ],
+            vec![phase(MovePhase::Copying, None)],
+        ];
+        let failed = mover(&cluster).bring_here(&demo(), "n2", &[]).await;
+        match failed.unwrap_err() {
+            VolumeError::Control { message, code, .. } => {
+                assert_eq!((message.as_str(), code), ("disk full on n1", Code::Aborted));
+            }
+            other => panic!("{other}"),
+        }
+        let cut = mover(&cluster).bring_here(&demo(), "n2", &[]).await;
+        let message = cut.unwrap_err().to_string();
+        assert!(message.contains("flockerctl volume ls"), "{message}");
+        assert_eq!(cluster.state().volumes["demo"].owner.as_deref(), Some("n2"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_control_service_is_said_so() {
+        let cluster = cluster_with_demo_on_n2();
+        cluster.state().unreachable = true;
+        let error = mover(&cluster).bring_here(&demo(), "n2", &[]).await;
+        match error.unwrap_err() {
+            VolumeError::Control { action, code, .. } => assert_eq!(
+                (action, code),
+                ("reach the control service to move", Code::Unavailable)
+            ),
+            other => panic!("{other}"),
+        }
     }
 }

@@ -14,6 +14,7 @@ use proxy::launch::{InvalidOptions, Options};
 use proxy::listen::{ListenAddr, parse_docker};
 
 use super::adapter::FlockerAdapter;
+use super::control::VolumeControl;
 use super::leases::LeaseWatcher;
 use super::placement::ControlMove;
 use super::volumes::Volumes;
@@ -162,13 +163,14 @@ pub async fn start(
     cluster: &Cluster,
     extensions: Extensions,
 ) -> Result<DockerSide, StartError> {
+    let control: Arc<dyn VolumeControl> = Arc::new(cluster.control().clone());
     let volumes = Arc::new(Volumes::new(
         agent.node.clone(),
-        cluster.control().clone(),
+        control.clone(),
         storage,
         Arc::new(ControlMove {
             node: agent.node.clone(),
-            control: cluster.control().clone(),
+            control,
         }),
         locks,
     ));
@@ -210,7 +212,7 @@ pub async fn start(
         }
         None => None,
     };
-    let docker = Docker::new(docker_socket(&config.docker));
+    let docker = Arc::new(Docker::new(docker_socket(&config.docker)));
     let watcher = LeaseWatcher::new(docker, volumes, config.volume_root);
     Ok(DockerSide {
         proxy,

@@ -8,11 +8,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use proto::control::{CreateVolumeRequest, Empty, Lease, Volume};
+use proto::control::{Lease, Volume};
 use tonic::Code;
 
+use super::control::{ControlError, VolumeControl};
 use super::placement::VolumePlacement;
-use crate::cluster::Control;
 use crate::locks::VolumeLocks;
 use crate::storage::{Access, Backend, CreateOptions, Storage, StorageError, VolumeName};
 
@@ -79,7 +79,7 @@ fn in_use(holders: &[String]) -> String {
 /// What the agent needs to reach the cluster and its local storage.
 pub struct Volumes {
     node: String,
-    control: Control,
+    control: Arc<dyn VolumeControl>,
     storage: Arc<Backend>,
     placement: Arc<dyn VolumePlacement>,
     /// The agent's per-volume locks: a run holds its volume's `run` lock, so two creates of
@@ -89,11 +89,12 @@ pub struct Volumes {
 }
 
 impl Volumes {
-    /// Volumes of `node`, reached through the agent's `control` connection, stored in `storage`,
-    /// serialised per volume with the agent's `locks`.
+    /// Volumes of `node`, recorded in the control service through `control`, stored in
+    /// `storage`, brought from other nodes by `placement`, serialised per volume with the
+    /// agent's `locks`.
     pub fn new(
         node: String,
-        control: Control,
+        control: Arc<dyn VolumeControl>,
         storage: Arc<Backend>,
         placement: Arc<dyn VolumePlacement>,
         locks: VolumeLocks,
@@ -117,27 +118,17 @@ impl Volumes {
         &self.storage
     }
 
-    /// The agent's control connection.
-    pub fn control(&self) -> &Control {
-        &self.control
+    /// The control service.
+    pub fn control(&self) -> &dyn VolumeControl {
+        self.control.as_ref()
     }
 
     /// The cluster's record of `volume`, or `None` if the cluster has no such volume.
     pub async fn lookup(&self, volume: &VolumeName) -> Result<Option<Volume>, VolumeError> {
-        let asked = proto::control::VolumeName {
-            name: volume.to_string(),
-        };
-        match self
-            .control
-            .call(|mut c| {
-                let asked = asked.clone();
-                async move { c.get_volume(asked).await }
-            })
-            .await
-        {
+        match self.control.get_volume(volume.as_str()).await {
             Ok(v) => Ok(Some(v)),
-            Err(s) if s.code() == Code::NotFound => Ok(None),
-            Err(s) => Err(control_error(volume, "look up", s)),
+            Err(ControlError::Status(s)) if s.code() == Code::NotFound => Ok(None),
+            Err(e) => Err(control_error(volume, "look up", e)),
         }
     }
 
@@ -147,17 +138,9 @@ impl Volumes {
         if let Some(v) = self.lookup(volume).await? {
             return Ok(v);
         }
-        let create = CreateVolumeRequest {
-            name: volume.to_string(),
-            owner: Some(self.node.clone()),
-            ..Default::default()
-        };
         let created = self
             .control
-            .call(|mut c| {
-                let create = create.clone();
-                async move { c.create_volume(create).await }
-            })
+            .create_volume(volume.as_str(), &self.node)
             .await;
         match created {
             Ok(v) => {
@@ -165,11 +148,11 @@ impl Volumes {
                 Ok(v)
             }
             // Created by someone else in the meantime: theirs is the record.
-            Err(s) if s.code() == Code::AlreadyExists => self
+            Err(ControlError::Status(s)) if s.code() == Code::AlreadyExists => self
                 .lookup(volume)
                 .await?
-                .ok_or_else(|| control_error(volume, "create", s)),
-            Err(s) => Err(control_error(volume, "create", s)),
+                .ok_or_else(|| refused(volume, "create", s)),
+            Err(e) => Err(control_error(volume, "create", e)),
         }
     }
 
@@ -208,10 +191,9 @@ impl Volumes {
     pub async fn leases_of(&self, volume: &VolumeName) -> Result<Vec<Lease>, VolumeError> {
         let leases = self
             .control
-            .call(|mut c| async move { c.list_leases(Empty {}).await })
+            .list_leases()
             .await
-            .map_err(|s| control_error(volume, "list the leases of", s))?
-            .leases;
+            .map_err(|e| control_error(volume, "list the leases of", e))?;
         Ok(leases
             .into_iter()
             .filter(|l| l.volume == volume.as_str())
@@ -219,12 +201,269 @@ impl Volumes {
     }
 }
 
+/// A failed control call about `volume` as a [`VolumeError`]: no member reachable, or
+/// the service's refusal.
+pub fn control_error(volume: &VolumeName, action: &'static str, e: ControlError) -> VolumeError {
+    match e {
+        ControlError::Unreachable(e) => VolumeError::Control {
+            volume: volume.clone(),
+            action: "reach the control service for",
+            message: e.to_string(),
+            code: Code::Unavailable,
+        },
+        ControlError::Status(s) => refused(volume, action, s),
+    }
+}
+
 /// A control service refusal as a [`VolumeError`].
-pub fn control_error(volume: &VolumeName, action: &'static str, s: tonic::Status) -> VolumeError {
+fn refused(volume: &VolumeName, action: &'static str, s: tonic::Status) -> VolumeError {
     VolumeError::Control {
         volume: volume.clone(),
         action,
         message: s.message().to_owned(),
         code: s.code(),
+    }
+}
+
+/// A node's Docker side in a tempdir for unit tests: [`Volumes`] over a
+/// [`FakeControl`](super::control::fake::FakeControl), a recording [`FakePlacement`] and a
+/// real directory backend. Mounts are bind mounts, so tests that mount need root
+/// ([`can_mount`]); whatever is mounted is unmounted on drop.
+#[cfg(test)]
+pub mod testing {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    use proto::control::Lease;
+
+    use super::{VolumeError, Volumes};
+    use crate::flocker::control::fake::FakeControl;
+    use crate::flocker::placement::{PlacementFuture, VolumePlacement};
+    use crate::locks::VolumeLocks;
+    use crate::storage::{Backend, DirStorage, Store, VolumeName};
+
+    /// This node's name.
+    pub const NODE: &str = "n1";
+
+    /// Placement that records what it was asked and succeeds, or refuses as told.
+    #[derive(Default)]
+    pub struct FakePlacement {
+        /// `(volume, owner, holders' container ids)` of every call.
+        pub asked: Mutex<Vec<(String, String, Vec<String>)>>,
+        /// Refuse as a volume in use on its owner.
+        pub refuse: Mutex<bool>,
+    }
+
+    impl VolumePlacement for FakePlacement {
+        fn bring_here<'a>(
+            &'a self,
+            volume: &'a VolumeName,
+            owner: &'a str,
+            holders: &'a [Lease],
+        ) -> PlacementFuture<'a> {
+            let ids: Vec<String> = holders.iter().map(|l| l.container_id.clone()).collect();
+            let ask = (volume.to_string(), owner.to_owned(), ids.clone());
+            self.asked.lock().unwrap().push(ask);
+            let refuse = *self.refuse.lock().unwrap();
+            Box::pin(async move {
+                if refuse {
+                    return Err(VolumeError::Elsewhere {
+                        volume: volume.clone(),
+                        owner: owner.to_owned(),
+                        node: NODE.to_owned(),
+                        holders: ids,
+                    });
+                }
+                Ok(())
+            })
+        }
+    }
+
+    /// Node [`NODE`]'s volumes in a tempdir.
+    pub struct Host {
+        /// The control service.
+        pub control: Arc<FakeControl>,
+        /// The placement layer.
+        pub placement: Arc<FakePlacement>,
+        /// What is tested.
+        pub volumes: Arc<Volumes>,
+        /// Where volumes are mounted.
+        pub volume_root: PathBuf,
+        dir: tempfile::TempDir,
+    }
+
+    impl Host {
+        /// An empty cluster and an empty backend.
+        pub fn new() -> Self {
+            let dir = tempfile::tempdir().expect("a tempdir");
+            let volume_root = dir.path().join("mnt");
+            let storage = DirStorage::new(dir.path().join("data"), &volume_root);
+            let cluster = Arc::new(FakeControl::new());
+            let placement = Arc::new(FakePlacement::default());
+            let volumes = Arc::new(Volumes::new(
+                NODE.to_owned(),
+                cluster.clone(),
+                Arc::new(Backend::from_store(
+                    Store::Dir(storage),
+                    VolumeLocks::default(),
+                )),
+                placement.clone(),
+                VolumeLocks::default(),
+            ));
+            Host {
+                control: cluster,
+                placement,
+                volumes,
+                volume_root,
+                dir,
+            }
+        }
+
+        /// The tempdir.
+        pub fn dir(&self) -> &Path {
+            self.dir.path()
+        }
+    }
+
+    impl Default for Host {
+        fn default() -> Self {
+            Host::new()
+        }
+    }
+
+    impl Drop for Host {
+        fn drop(&mut self) {
+            let Ok(entries) = std::fs::read_dir(&self.volume_root) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let _ = std::process::Command::new("umount")
+                    .arg(entry.path())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+    }
+
+    /// `name` as a volume name.
+    pub fn name(name: &str) -> VolumeName {
+        VolumeName::new(name).expect("a valid name")
+    }
+
+    /// Whether this process may bind-mount; a test that needs to and may not is skipped
+    /// with a reason, or fails under CI.
+    pub fn can_mount() -> bool {
+        if nix::unistd::geteuid().is_root() {
+            return true;
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "bind mounts need root, and CI must run every test"
+        );
+        eprintln!("skipped: bind mounts need root");
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{Host, NODE, can_mount, name};
+    use super::*;
+    use crate::flocker::control::fake::{lease, volume};
+
+    #[tokio::test]
+    async fn a_new_volume_is_created_in_the_cluster_owned_here_and_mounted() {
+        if !can_mount() {
+            return;
+        }
+        let host = Host::new();
+        let path = host.volumes.ensure_here(&name("demo")).await.unwrap();
+        assert_eq!(path, host.volume_root.join("demo"));
+        assert!(
+            host.control
+                .calls()
+                .contains(&format!("create_volume demo {NODE}"))
+        );
+        let record = host.control.state().volumes["demo"].clone();
+        assert_eq!(record.owner.as_deref(), Some(NODE));
+        let here = host.volumes.storage().volumes().await.unwrap();
+        assert_eq!(here, [name("demo")]);
+        assert!(host.placement.asked.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_volume_owned_elsewhere_is_brought_here_with_its_holders_there() {
+        if !can_mount() {
+            return;
+        }
+        let host = Host::new();
+        {
+            let mut cluster = host.control.state();
+            cluster
+                .volumes
+                .insert("demo".into(), volume("demo", Some("n2")));
+            cluster.leases.push(lease("demo", "n2", "c1"));
+            cluster.leases.push(lease("other", "n2", "c2"));
+        }
+        let path = host.volumes.ensure_here(&name("demo")).await.unwrap();
+        assert_eq!(path, host.volume_root.join("demo"));
+        let asked = host.placement.asked.lock().unwrap().clone();
+        assert_eq!(asked, [("demo".into(), "n2".into(), vec!["c1".to_owned()])]);
+        assert!(!host.control.calls().iter().any(|c| c.starts_with("create")));
+    }
+
+    #[tokio::test]
+    async fn a_refused_move_is_the_answer_and_nothing_is_made_here() {
+        let host = Host::new();
+        {
+            let mut cluster = host.control.state();
+            cluster
+                .volumes
+                .insert("demo".into(), volume("demo", Some("n2")));
+            cluster.leases.push(lease("demo", "n2", "0123456789abcdef"));
+        }
+        *host.placement.refuse.lock().unwrap() = true;
+        let error = host.volumes.ensure_here(&name("demo")).await.unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, VolumeError::Elsewhere { .. }), "{message}");
+        assert!(
+            message.contains("in use there by container 0123456789ab "),
+            "{message}"
+        );
+        assert!(
+            message.contains("flockerctl volume move demo --to n1"),
+            "{message}"
+        );
+        assert!(host.volumes.storage().volumes().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_volume_without_an_owner_is_refused_and_not_created_again() {
+        let host = Host::new();
+        let orphan = volume("demo", None);
+        host.control.state().volumes.insert("demo".into(), orphan);
+        let error = host.volumes.ensure_here(&name("demo")).await.unwrap_err();
+        assert!(matches!(error, VolumeError::NoOwner { .. }), "{error}");
+        assert!(!host.control.calls().iter().any(|c| c.starts_with("create")));
+        assert!(host.volumes.storage().volumes().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_control_service_never_means_no_such_volume() {
+        let host = Host::new();
+        host.control.state().unreachable = true;
+        let error = host.volumes.ensure_here(&name("demo")).await.unwrap_err();
+        match &error {
+            VolumeError::Control { action, code, .. } => {
+                assert_eq!(
+                    (*action, *code),
+                    ("reach the control service for", Code::Unavailable)
+                );
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(host.control.calls(), ["get_volume demo"]);
+        assert!(host.volumes.storage().volumes().await.unwrap().is_empty());
+        assert!(host.dir().exists());
     }
 }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::state::StateFile;
+use crate::flocker::control::ControlError;
 use crate::flocker::volumes::{VolumeError, Volumes, control_error};
 use crate::storage::{Storage, VolumeName};
 
@@ -76,21 +77,10 @@ impl Driver {
                 "volume '{volume}' is mounted by {held} container(s) on this host: stop them first"
             ));
         }
-        let request = proto::control::VolumeName {
-            name: volume.to_string(),
-        };
-        let deleted = self
-            .volumes
-            .control()
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.delete_volume(request).await }
-            })
-            .await;
-        match deleted {
-            Ok(_) => {}
-            Err(s) if s.code() == tonic::Code::NotFound => {}
-            Err(s) => return Err(say(control_error(&volume, "delete", s))),
+        match self.volumes.control().delete_volume(volume.as_str()).await {
+            Ok(()) => {}
+            Err(ControlError::Status(s)) if s.code() == tonic::Code::NotFound => {}
+            Err(e) => return Err(say(control_error(&volume, "delete", e))),
         }
         let storage = self.volumes.storage();
         if storage
@@ -155,13 +145,16 @@ impl Driver {
 
     /// `/VolumeDriver.List`: every volume in the cluster.
     pub async fn list(&self) -> CallResult {
-        let volumes = self
-            .volumes
-            .control()
-            .call(|mut c| async move { c.list_volumes(proto::control::Empty {}).await })
-            .await
-            .map_err(|s| format!("control service: list volumes failed: {}", s.message()))?
-            .volumes;
+        let volumes = match self.volumes.control().list_volumes().await {
+            Ok(volumes) => volumes,
+            Err(ControlError::Status(s)) => {
+                return Err(format!(
+                    "control service: list volumes failed: {}",
+                    s.message()
+                ));
+            }
+            Err(e @ ControlError::Unreachable(_)) => return Err(e.to_string()),
+        };
         let list: Vec<Value> = volumes.iter().map(|v| self.describe(v, None)).collect();
         Ok(json!({"Volumes": list}))
     }
@@ -187,5 +180,136 @@ impl Driver {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flocker::control::fake::volume;
+    use crate::flocker::volumes::testing::{Host, NODE, can_mount, name};
+    use crate::storage::CreateOptions;
+
+    fn driver(host: &Host) -> Driver {
+        let state = StateFile::open(host.dir().join("state/mounts.json")).unwrap();
+        Driver::new(host.volumes.clone(), state)
+    }
+
+    fn request(name: &str, id: &str) -> VolumeRequest {
+        VolumeRequest {
+            name: name.into(),
+            id: id.into(),
+        }
+    }
+
+    fn owned(host: &Host, name: &str, owner: &str) {
+        let record = volume(name, Some(owner));
+        host.control.state().volumes.insert(name.into(), record);
+    }
+
+    #[tokio::test]
+    async fn a_volume_mounted_by_a_container_here_cannot_be_removed() {
+        let host = Host::new();
+        owned(&host, "demo", NODE);
+        // The count survived an agent restart: it is in the state file.
+        let mut state = StateFile::open(host.dir().join("state/mounts.json")).unwrap();
+        state.add("demo", "m1").unwrap();
+        drop(state);
+        let driver = driver(&host);
+        let refused = driver.remove(request("demo", "")).await.unwrap_err();
+        assert!(refused.contains("mounted by 1 container(s)"), "{refused}");
+        assert!(host.control.state().volumes.contains_key("demo"));
+        assert!(!host.control.calls().iter().any(|c| c.starts_with("delete")));
+    }
+
+    #[tokio::test]
+    async fn remove_deletes_the_volume_everywhere_and_an_unknown_one_is_fine() {
+        let host = Host::new();
+        owned(&host, "demo", NODE);
+        let storage = host.volumes.storage();
+        storage
+            .create(&name("demo"), &CreateOptions::default())
+            .await
+            .unwrap();
+        let driver = driver(&host);
+        assert_eq!(driver.remove(request("demo", "")).await, Ok(json!({})));
+        assert!(!host.control.state().volumes.contains_key("demo"));
+        assert!(storage.volumes().await.unwrap().is_empty());
+        assert_eq!(driver.remove(request("demo", "")).await, Ok(json!({})));
+        let bad = driver.remove(request("../etc", "")).await;
+        assert!(bad.is_err(), "{bad:?}");
+    }
+
+    #[tokio::test]
+    async fn path_is_the_mountpoint_only_while_this_node_owns_the_volume() {
+        let host = Host::new();
+        owned(&host, "here", NODE);
+        owned(&host, "there", "n2");
+        let driver = driver(&host);
+        let here = driver.path(request("here", "")).await.unwrap();
+        let mountpoint = host.volume_root.join("here");
+        assert_eq!(here, json!({"Mountpoint": mountpoint}));
+        assert_eq!(driver.path(request("there", "")).await, Ok(json!({})));
+        assert_eq!(driver.path(request("nowhere", "")).await, Ok(json!({})));
+    }
+
+    #[tokio::test]
+    async fn get_answers_an_unknown_volume_with_nothing_but_an_outage_with_an_error() {
+        let host = Host::new();
+        owned(&host, "there", "n2");
+        let driver = driver(&host);
+        // Neither Volume nor Err: Docker then creates the volume.
+        assert_eq!(driver.get(request("nowhere", "")).await, Ok(json!({})));
+        let there = driver.get(request("there", "")).await.unwrap();
+        assert_eq!(there["Volume"]["Name"], "there");
+        assert_eq!(there["Volume"]["Mountpoint"], "");
+        assert_eq!(there["Volume"]["Status"]["owner"], "n2");
+        assert_eq!(there["Volume"]["Status"]["mounts here"], 0);
+        // An outage must not read as "no such volume", or Docker would create it again.
+        host.control.state().unreachable = true;
+        let error = driver.get(request("there", "")).await.unwrap_err();
+        assert!(error.contains("reach the control service"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn list_names_every_volume_with_a_mountpoint_only_for_those_here() {
+        let host = Host::new();
+        owned(&host, "here", NODE);
+        owned(&host, "there", "n2");
+        let list = driver(&host).list().await.unwrap();
+        let mountpoint = host.volume_root.join("here");
+        assert_eq!(
+            list,
+            json!({"Volumes": [
+                {"Name": "here", "Mountpoint": mountpoint},
+                {"Name": "there", "Mountpoint": ""},
+            ]})
+        );
+    }
+
+    #[tokio::test]
+    async fn mounts_are_counted_by_id_and_the_last_unmount_frees_the_volume() {
+        if !can_mount() {
+            return;
+        }
+        let host = Host::new();
+        let driver = driver(&host);
+        assert_eq!(driver.create(request("demo", "")).await, Ok(json!({})));
+        let mountpoint = host.volume_root.join("demo");
+        for id in ["m1", "m2", "m1"] {
+            let mounted = driver.mount(request("demo", id)).await.unwrap();
+            assert_eq!(mounted, json!({"Mountpoint": mountpoint}));
+        }
+        let got = driver.get(request("demo", "")).await.unwrap();
+        assert_eq!(got["Volume"]["Status"]["mounts here"], 2);
+        driver.unmount(request("demo", "m1")).await.unwrap();
+        driver.unmount(request("demo", "unknown")).await.unwrap();
+        assert!(driver.remove(request("demo", "")).await.is_err());
+        driver.unmount(request("demo", "m2")).await.unwrap();
+        // The counts were persisted: a restarted agent sees none left.
+        let reopened = StateFile::open(host.dir().join("state/mounts.json")).unwrap();
+        assert_eq!(reopened.count("demo"), 0);
+        assert_eq!(driver.remove(request("demo", "")).await, Ok(json!({})));
+        assert!(!host.control.state().volumes.contains_key("demo"));
     }
 }

@@ -84,6 +84,11 @@ impl Backend {
         Ok(Self { store, locks })
     }
 
+    /// A backend over `store`, serialising changes to one volume with `locks`.
+    pub fn from_store(store: Store, locks: VolumeLocks) -> Self {
+        Self { store, locks }
+    }
+
     /// Which backend this is.
     pub fn store(&self) -> &Store {
         &self.store

@@ -81,7 +81,7 @@ pub async fn serve(
             control,
         },
         Stopper {
-            docker: Docker::new(&transfer.docker),
+            docker: Arc::new(Docker::new(&transfer.docker)),
             volume_root: transfer.volume_root.clone(),
         },
         locks,

@@ -5,12 +5,13 @@
 //! event and releases it. Nothing restarts the container afterwards.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use proto::agent as pb;
 
 use super::TransferError;
-use crate::docker::{Docker, DockerError};
+use crate::docker::{DockerApi, DockerError};
 use crate::flocker::leases::flocker_volumes;
 use crate::storage::VolumeName;
 
@@ -21,7 +22,7 @@ pub const MAX_GRACE: Duration = Duration::from_secs(300);
 #[derive(Clone)]
 pub struct Stopper {
     /// This host's dockerd.
-    pub docker: Docker,
+    pub docker: Arc<dyn DockerApi>,
     /// Where volumes are mounted (`--volume-root`), to recognise their binds.
     pub volume_root: PathBuf,
 }
@@ -82,5 +83,71 @@ impl Stopper {
             Err(DockerError::NotFound { .. }) => Ok(Outcome::NotRunning),
             Err(e) => Err(docker_failed(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::fake::{Call, FakeDocker, bind, running};
+
+    fn stopper(docker: &Arc<FakeDocker>) -> Stopper {
+        Stopper {
+            docker: docker.clone(),
+            volume_root: "/var/lib/flocker".into(),
+        }
+    }
+
+    fn stops(docker: &FakeDocker) -> Vec<(String, Duration)> {
+        let calls = docker.calls().into_iter();
+        let stops = calls.filter_map(|c| match c {
+            Call::Stop(id, grace) => Some((id, grace)),
+            _ => None,
+        });
+        stops.collect()
+    }
+
+    #[tokio::test]
+    async fn only_containers_that_use_the_volume_here_are_stopped() {
+        let docker = Arc::new(FakeDocker::new());
+        let mut holder = running("holder", 10, &[]);
+        holder.mounts = vec![bind("/var/lib/flocker/app/sub")];
+        docker.add(holder);
+        docker.add(running("other", 11, &[]));
+        let app = VolumeName::new("app").unwrap();
+        let grace = Duration::from_secs(10);
+
+        let refused = stopper(&docker).stop(&app, &["other".into()], grace).await;
+        assert!(
+            matches!(refused, Err(TransferError::NotHolder { .. })),
+            "{refused:?}"
+        );
+        assert!(docker.container("other").unwrap().state.running);
+
+        let ids = ["holder".to_owned(), "gone".to_owned()];
+        let done = stopper(&docker).stop(&app, &ids, grace).await.unwrap();
+        assert_eq!(done.stopped, ["holder"]);
+        assert_eq!(done.not_running, ["gone"]);
+        assert_eq!(stops(&docker), [("holder".to_owned(), grace)]);
+    }
+
+    #[tokio::test]
+    async fn the_grace_period_is_capped_and_docker_down_is_an_error() {
+        let docker = Arc::new(FakeDocker::new());
+        let mut holder = running("holder", 10, &[]);
+        holder.mounts = vec![bind("/var/lib/flocker/app")];
+        docker.add(holder);
+        let app = VolumeName::new("app").unwrap();
+        let ids = ["holder".to_owned()];
+        let long = Duration::from_secs(3600);
+        stopper(&docker).stop(&app, &ids, long).await.unwrap();
+        assert_eq!(stops(&docker), [("holder".to_owned(), MAX_GRACE)]);
+
+        docker.set_unreachable(true);
+        let down = stopper(&docker).stop(&app, &ids, long).await;
+        assert!(
+            matches!(down, Err(TransferError::Docker { .. })),
+            "{down:?}"
+        );
     }
 }

@@ -14,6 +14,7 @@
 use std::future::Future;
 
 use ipnet::Ipv4Net;
+use proto::control::Allocation;
 
 use super::cidr::CidrRequest;
 
@@ -70,6 +71,10 @@ pub trait AddressAllocator: Send + Sync {
 
     /// Gives back every address of the container (it was removed). Idempotent.
     fn release(&self, container_id: &str) -> impl Future<Output = Result<(), AllocError>> + Send;
+
+    /// Every allocation recorded for containers on this node, for the reconcile to compare
+    /// with what runs.
+    fn allocations_here(&self) -> impl Future<Output = Result<Vec<Allocation>, AllocError>> + Send;
 }
 
 /// The standalone mode: explicit addresses as given, `net:` refused (see the module doc).
@@ -106,6 +111,11 @@ impl AddressAllocator for ExplicitOnly {
 
     async fn release(&self, _container_id: &str) -> Result<(), AllocError> {
         Ok(())
+    }
+
+    /// Nothing is recorded without a control service.
+    async fn allocations_here(&self) -> Result<Vec<Allocation>, AllocError> {
+        Ok(Vec::new())
     }
 }
 

@@ -8,13 +8,15 @@
 //! the post-hook of `docker start` and the `start` event of the same container both ask,
 //! and attach is idempotent, so the second one only finds everything in place.
 
+use std::sync::Arc;
+
 use tokio::sync::Mutex;
 
 use super::allocator::{AddressAllocator, AllocError};
 use super::cidr::{self, CidrError};
 use super::lifecycle::{self, Seen};
 use super::rewrite;
-use crate::docker::{Docker, DockerError};
+use crate::docker::{DockerApi, DockerError};
 use crate::network::{Attachment, NetError, Netns, Network};
 
 /// Why a container could not be attached.
@@ -79,7 +81,7 @@ pub enum Outcome {
 
 /// Attaches containers that ask for `WEAVE_CIDR` addresses.
 pub struct Attacher<N, A> {
-    docker: Docker,
+    docker: Arc<dyn DockerApi>,
     network: N,
     allocator: A,
     one_at_a_time: Mutex<()>,
@@ -87,7 +89,7 @@ pub struct Attacher<N, A> {
 
 impl<N: Network, A: AddressAllocator> Attacher<N, A> {
     /// Attaches through `network`, with addresses from `allocator`.
-    pub fn new(docker: Docker, network: N, allocator: A) -> Self {
+    pub fn new(docker: Arc<dyn DockerApi>, network: N, allocator: A) -> Self {
         Attacher {
             docker,
             network,
@@ -96,9 +98,9 @@ impl<N: Network, A: AddressAllocator> Attacher<N, A> {
         }
     }
 
-    /// The Docker client.
-    pub fn docker(&self) -> &Docker {
-        &self.docker
+    /// Docker.
+    pub fn docker(&self) -> &dyn DockerApi {
+        self.docker.as_ref()
     }
 
     /// The network attaches go through.
@@ -169,7 +171,7 @@ impl<N: Network, A: AddressAllocator> Attacher<N, A> {
     /// If not, the mark is undone as Docker's state says (a container that runs anew keeps
     /// it: its own start attaches it).
     async fn still_runs(&self, id: &str, pid: u32) -> Result<bool, AttachError> {
-        let seen = Seen::inspect(&self.docker, id).await?;
+        let seen = Seen::inspect(self.docker.as_ref(), id).await?;
         if seen == Seen::Running(pid) {
             return Ok(true);
         }

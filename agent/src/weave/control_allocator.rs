@@ -34,18 +34,6 @@ impl ControlAllocator {
         }
     }
 
-    /// Every allocation the control service records for containers on this node.
-    pub async fn allocations_here(&self) -> Result<Vec<Allocation>, AllocError> {
-        let list = self
-            .control
-            .call(|mut c| async move { c.list_ips(Empty {}).await })
-            .await
-            .map_err(|s| refusal(&format!("the allocations of node {}", self.node), s))?;
-        let mut here = list.allocations;
-        here.retain(|a| a.node == self.node);
-        Ok(here)
-    }
-
     /// Claims or allocates (`dry_run`: only checks) the address `request` asks for.
     async fn ask(
         &self,
@@ -173,6 +161,18 @@ impl AddressAllocator for ControlAllocator {
             .await
             .map_err(|s| refusal(&format!("release of {container_id}"), s))?;
         Ok(())
+    }
+
+    /// Every allocation the control service records for containers on this node.
+    async fn allocations_here(&self) -> Result<Vec<Allocation>, AllocError> {
+        let list = self
+            .control
+            .call(|mut c| async move { c.list_ips(Empty {}).await })
+            .await
+            .map_err(|s| refusal(&format!("the allocations of node {}", self.node), s))?;
+        let mut here = list.allocations;
+        here.retain(|a| a.node == self.node);
+        Ok(here)
     }
 }
 

@@ -32,7 +32,7 @@ use tracing::Instrument;
 
 use super::allocator::{AddressAllocator, AllocError};
 use super::control_allocator::ControlAllocator;
-use crate::docker::{Action, Docker, DockerError, Event, EventFilter};
+use crate::docker::{Action, DockerApi, DockerError, Event, EventFilter};
 
 /// What an inspect says about a container, as far as its addresses care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub enum Seen {
 
 impl Seen {
     /// Inspects `id`; an error other than "no such container" is returned as it is.
-    pub async fn inspect(docker: &Docker, id: &str) -> Result<Seen, DockerError> {
+    pub async fn inspect(docker: &dyn DockerApi, id: &str) -> Result<Seen, DockerError> {
         match docker.inspect_container(id).await {
             Ok(info) if info.state.running && info.state.pid != 0 => {
                 Ok(Seen::Running(info.state.pid))
@@ -104,13 +104,13 @@ pub struct LifecycleFollower {
 impl LifecycleFollower {
     /// Starts following `docker`'s events from now on, reporting to the control service
     /// through `allocator`. Needs a tokio runtime.
-    pub fn spawn(docker: Docker, allocator: Arc<ControlAllocator>) -> Self {
+    pub fn spawn(docker: Arc<dyn DockerApi>, allocator: Arc<ControlAllocator>) -> Self {
         let mut events = docker.events(EventFilter::actions([Action::Die, Action::Destroy]));
         let span = tracing::info_span!("allocation_lifecycle");
         let task = tokio::spawn(
             async move {
                 while let Some(event) = events.next().await {
-                    handle(&docker, allocator.as_ref(), &event).await;
+                    handle(docker.as_ref(), allocator.as_ref(), &event).await;
                 }
             }
             .instrument(span),
@@ -119,7 +119,7 @@ impl LifecycleFollower {
     }
 }
 
-async fn handle<A: AddressAllocator>(docker: &Docker, allocator: &A, event: &Event) {
+async fn handle<A: AddressAllocator>(docker: &dyn DockerApi, allocator: &A, event: &Event) {
     let seen = match event.action {
         // A container Docker restarted by itself runs again: Running, kept.
         Action::Die => Seen::inspect(docker, &event.id).await,

@@ -29,12 +29,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use super::allocator::AllocError;
+use super::allocator::{AddressAllocator, AllocError};
 use super::attacher::{AttachError, Attacher, Outcome};
 use super::cidr;
-use super::control_allocator::ControlAllocator;
 use super::lifecycle::{self, Seen, Settle};
-use crate::docker::{Docker, DockerError};
+use crate::docker::{DockerApi, DockerError};
 use crate::network::{Attachment, NetError, Network};
 
 /// How often the agent reconciles after the one at start: the longest a drift (a lost
@@ -95,8 +94,8 @@ pub struct Held {
 }
 
 /// Runs the three steps of the module doc once.
-pub async fn reconcile<N: Network>(
-    attacher: &Attacher<N, ControlAllocator>,
+pub async fn reconcile<N: Network, A: AddressAllocator>(
+    attacher: &Attacher<N, A>,
 ) -> Result<Report, ReconcileError> {
     let mut report = Report::default();
     let running = running(attacher.docker()).await?;
@@ -109,7 +108,7 @@ pub async fn reconcile<N: Network>(
 }
 
 /// dockerd's running containers by id.
-async fn running(docker: &Docker) -> Result<HashMap<String, Running>, DockerError> {
+async fn running(docker: &dyn DockerApi) -> Result<HashMap<String, Running>, DockerError> {
     let mut out = HashMap::new();
     for summary in docker.running_containers().await? {
         match docker.inspect_container(&summary.id).await {
@@ -128,7 +127,7 @@ async fn running(docker: &Docker) -> Result<HashMap<String, Running>, DockerErro
 }
 
 /// This node's allocations by container id.
-async fn held(allocator: &ControlAllocator) -> Result<BTreeMap<String, Held>, AllocError> {
+async fn held<A: AddressAllocator>(allocator: &A) -> Result<BTreeMap<String, Held>, AllocError> {
     let mut held: BTreeMap<String, Held> = BTreeMap::new();
     for a in allocator.allocations_here().await? {
         let entry = held.entry(a.container_id).or_insert_with(|| Held {
@@ -144,8 +143,8 @@ async fn held(allocator: &ControlAllocator) -> Result<BTreeMap<String, Held>, Al
     Ok(held)
 }
 
-async fn detach_stale<N: Network>(
-    attacher: &Attacher<N, ControlAllocator>,
+async fn detach_stale<N: Network, A: AddressAllocator>(
+    attacher: &Attacher<N, A>,
     running: &HashMap<String, Running>,
     attached: &[Attachment],
     report: &mut Report,
@@ -189,8 +188,8 @@ pub fn needs_attach(pid: u32, attachment: Option<&Attachment>, held: Option<&Hel
     attachment.pid != pid || !held.all_running || on_ethwe != held.addresses
 }
 
-async fn attach_running<N: Network>(
-    attacher: &Attacher<N, ControlAllocator>,
+async fn attach_running<N: Network, A: AddressAllocator>(
+    attacher: &Attacher<N, A>,
     running: &HashMap<String, Running>,
     attached: &[Attachment],
     held: &BTreeMap<String, Held>,
@@ -218,8 +217,8 @@ async fn attach_running<N: Network>(
     }
 }
 
-async fn settle_allocations<N: Network>(
-    attacher: &Attacher<N, ControlAllocator>,
+async fn settle_allocations<N: Network, A: AddressAllocator>(
+    attacher: &Attacher<N, A>,
     running: &HashMap<String, Running>,
     held: &BTreeMap<String, Held>,
     report: &mut Report,
@@ -287,5 +286,263 @@ mod tests {
         assert!(needs_attach(7, Some(&wrong), Some(&h)), "other addresses");
         let unreadable = attachment(7, &[]);
         assert!(needs_attach(7, Some(&unreadable), Some(&h)));
+    }
+
+    use std::net::IpAddr;
+    use std::sync::{Arc, Mutex};
+
+    use ipnet::Ipv4Net;
+    use proto::control::Allocation;
+
+    use crate::docker::fake::{FakeDocker, running};
+    use crate::network::Overlay;
+    use crate::network::attach::host_iface;
+    use crate::weave::cidr::CidrRequest;
+
+    /// The kernel's side in memory: pairs by container, and the changes made.
+    #[derive(Default)]
+    struct FakeNetwork {
+        attached: Mutex<Vec<Attachment>>,
+        changes: Mutex<Vec<String>>,
+    }
+
+    impl Network for FakeNetwork {
+        async fn ensure_overlay(&self) -> Result<Overlay, NetError> {
+            Err(NetError::BadRequest {
+                pid: 0,
+                reason: "no overlay in the fake",
+            })
+        }
+
+        async fn set_peers(&self, _peers: &[IpAddr]) -> Result<(), NetError> {
+            Ok(())
+        }
+
+        async fn attach(
+            &self,
+            container: &str,
+            pid: u32,
+            cidrs: &[Ipv4Net],
+        ) -> Result<Attachment, NetError> {
+            let attachment = Attachment {
+                container: container.to_owned(),
+                pid,
+                host_iface: host_iface(pid),
+                cidrs: cidrs.to_vec(),
+            };
+            let mut attached = self.attached.lock().unwrap();
+            attached.retain(|a| a.pid != pid);
+            attached.push(attachment.clone());
+            let cidrs: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
+            let change = format!("attach {container} pid {pid} {}", cidrs.join(","));
+            self.changes.lock().unwrap().push(change);
+            Ok(attachment)
+        }
+
+        async fn detach(&self, container: &str) -> Result<bool, NetError> {
+            let mut attached = self.attached.lock().unwrap();
+            let before = attached.len();
+            attached.retain(|a| a.container != container);
+            Ok(attached.len() != before)
+        }
+
+        async fn detach_one(&self, attachment: &Attachment) -> Result<bool, NetError> {
+            let mut attached = self.attached.lock().unwrap();
+            let before = attached.len();
+            attached.retain(|a| a.host_iface != attachment.host_iface);
+            let change = format!("detach {}", attachment.host_iface);
+            self.changes.lock().unwrap().push(change);
+            Ok(attached.len() != before)
+        }
+
+        async fn list_attached(&self) -> Result<Vec<Attachment>, NetError> {
+            Ok(self.attached.lock().unwrap().clone())
+        }
+    }
+
+    /// The control service's allocations of this node in memory, and the writes made.
+    #[derive(Default)]
+    struct FakeAllocator {
+        allocations: Mutex<Vec<Allocation>>,
+        writes: Mutex<Vec<String>>,
+    }
+
+    impl FakeAllocator {
+        fn holds(&self, container: &str, address: &str, running: bool) {
+            self.allocations.lock().unwrap().push(Allocation {
+                address: address.into(),
+                container_id: container.into(),
+                running,
+                ..Allocation::default()
+            });
+        }
+
+        fn writes(&self) -> Vec<String> {
+            self.writes.lock().unwrap().clone()
+        }
+
+        fn of(&self, container: &str) -> Vec<(String, bool)> {
+            let allocations = self.allocations.lock().unwrap();
+            let mine = allocations.iter().filter(|a| a.container_id == container);
+            mine.map(|a| (a.address.clone(), a.running)).collect()
+        }
+    }
+
+    impl AddressAllocator for FakeAllocator {
+        async fn check(&self, _request: &CidrRequest) -> Result<(), AllocError> {
+            Ok(())
+        }
+
+        async fn allocate(
+            &self,
+            container_id: &str,
+            _container_name: &str,
+            request: &CidrRequest,
+        ) -> Result<Ipv4Net, AllocError> {
+            let CidrRequest::Explicit(cidr) = request else {
+                return Err(AllocError::NeedsControl {
+                    request: request.to_string(),
+                });
+            };
+            let address = cidr.addr().to_string();
+            self.writes
+                .lock()
+                .unwrap()
+                .push(format!("allocate {container_id} {address}"));
+            let mut allocations = self.allocations.lock().unwrap();
+            allocations.retain(|a| a.address != address);
+            allocations.push(Allocation {
+                address,
+                container_id: container_id.into(),
+                running: true,
+                ..Allocation::default()
+            });
+            Ok(*cidr)
+        }
+
+        async fn stopped(&self, container_id: &str) -> Result<usize, AllocError> {
+            self.writes
+                .lock()
+                .unwrap()
+                .push(format!("stopped {container_id}"));
+            let mut allocations = self.allocations.lock().unwrap();
+            let mine = allocations
+                .iter_mut()
+                .filter(|a| a.container_id == container_id);
+            Ok(mine.map(|a| a.running = false).count())
+        }
+
+        async fn release(&self, container_id: &str) -> Result<(), AllocError> {
+            self.writes
+                .lock()
+                .unwrap()
+                .push(format!("release {container_id}"));
+            let mut allocations = self.allocations.lock().unwrap();
+            allocations.retain(|a| a.container_id != container_id);
+            Ok(())
+        }
+
+        async fn allocations_here(&self) -> Result<Vec<Allocation>, AllocError> {
+            Ok(self.allocations.lock().unwrap().clone())
+        }
+    }
+
+    fn setup() -> (Arc<FakeDocker>, Attacher<FakeNetwork, FakeAllocator>) {
+        let docker = Arc::new(FakeDocker::new());
+        let attacher = Attacher::new(
+            docker.clone(),
+            FakeNetwork::default(),
+            FakeAllocator::default(),
+        );
+        (docker, attacher)
+    }
+
+    #[tokio::test]
+    async fn running_containers_that_ask_for_addresses_get_them_and_the_others_are_left_alone() {
+        let (docker, attacher) = setup();
+        docker.add(running("web", 10, &["WEAVE_CIDR=10.2.0.5/24 10.3.0.5/16"]));
+        docker.add(running("plain", 11, &["PATH=/bin"]));
+
+        let report = reconcile(&attacher).await.unwrap();
+
+        assert_eq!(report.attached, 1, "{report:?}");
+        assert_eq!(report.failed, 0, "{report:?}");
+        let changes = attacher.network().changes.lock().unwrap().clone();
+        assert_eq!(changes, ["attach web pid 10 10.2.0.5/24,10.3.0.5/16"]);
+        let held = attacher.allocator().of("web");
+        assert_eq!(
+            held,
+            [("10.2.0.5".to_owned(), true), ("10.3.0.5".to_owned(), true)]
+        );
+        assert!(attacher.allocator().of("plain").is_empty());
+    }
+
+    #[tokio::test]
+    async fn what_is_in_place_is_left_alone_and_what_drifted_is_attached_again() {
+        let (docker, attacher) = setup();
+        docker.add(running("web", 10, &["WEAVE_CIDR=10.2.0.5/24"]));
+        docker.add(running("db", 20, &["WEAVE_CIDR=10.2.0.6/24"]));
+        reconcile(&attacher).await.unwrap();
+        attacher.network().changes.lock().unwrap().clear();
+        attacher.allocator().writes.lock().unwrap().clear();
+
+        // A pass with nothing to do makes no write.
+        let report = reconcile(&attacher).await.unwrap();
+        assert_eq!(report, Report::default());
+        assert!(attacher.network().changes.lock().unwrap().is_empty());
+        assert!(attacher.allocator().writes().is_empty());
+
+        // db's allocation was marked stopped by a report that raced its restart: db is
+        // attached again (same address), web is not touched.
+        attacher.allocator().stopped("db").await.unwrap();
+        attacher.allocator().writes.lock().unwrap().clear();
+        let report = reconcile(&attacher).await.unwrap();
+        assert_eq!(report.attached, 1, "{report:?}");
+        let changes = attacher.network().changes.lock().unwrap().clone();
+        assert_eq!(changes, ["attach db pid 20 10.2.0.6/24"]);
+        assert_eq!(attacher.allocator().writes(), ["allocate db 10.2.0.6"]);
+    }
+
+    #[tokio::test]
+    async fn allocations_of_containers_that_do_not_run_are_marked_stopped_or_released() {
+        let (docker, attacher) = setup();
+        let mut exited = running("exited", 30, &["WEAVE_CIDR=10.2.0.7/24"]);
+        exited.state = Default::default();
+        docker.add(exited);
+        let mut idle = running("idle", 31, &["WEAVE_CIDR=10.2.0.8/24"]);
+        idle.state = Default::default();
+        docker.add(idle);
+        let allocator = attacher.allocator();
+        allocator.holds("exited", "10.2.0.7", true);
+        allocator.holds("gone", "10.2.0.9", true);
+        allocator.holds("idle", "10.2.0.8", false);
+
+        let report = reconcile(&attacher).await.unwrap();
+
+        assert_eq!((report.stopped, report.released), (1, 1), "{report:?}");
+        // The exited container keeps its address, marked stopped, for another to claim;
+        // the removed one's is freed; the one already marked stopped is not written.
+        let mut writes = allocator.writes();
+        writes.sort();
+        assert_eq!(writes, ["release gone", "stopped exited"]);
+        assert_eq!(allocator.of("exited"), [("10.2.0.7".to_owned(), false)]);
+        assert!(allocator.of("gone").is_empty());
+        assert!(attacher.network().changes.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_dockerd_nothing_is_decided() {
+        let (docker, attacher) = setup();
+        attacher.allocator().holds("web", "10.2.0.5", true);
+        docker.set_unreachable(true);
+
+        let error = reconcile(&attacher).await.unwrap_err();
+
+        assert!(matches!(error, ReconcileError::Docker(_)), "{error}");
+        assert!(attacher.allocator().writes().is_empty());
+        assert_eq!(
+            attacher.allocator().of("web"),
+            [("10.2.0.5".to_owned(), true)]
+        );
     }
 }

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::cluster::Cluster;
 use crate::config::AgentConfig;
-use crate::docker::Docker;
+use crate::docker::{Docker, DockerApi};
 use crate::network::{NetError, NetlinkNetwork, Network, OverlayConfig, peer_sync};
 
 /// Where the static `wait-for-net` is installed on a host by default.
@@ -137,7 +137,7 @@ pub async fn start(
     tracing::info!(underlay = %config.underlay, mtu = overlay.mtu, "overlay ready");
     // Allocations fail over to another member when the one reached is down.
     let allocator = ControlAllocator::new(cluster.control().clone(), agent.node.clone());
-    let docker = Docker::new(docker);
+    let docker: Arc<dyn DockerApi> = Arc::new(Docker::new(docker));
     let attacher = Arc::new(Attacher::new(
         docker.clone(),
         network.clone(),
