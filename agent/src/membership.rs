@@ -80,9 +80,8 @@ async fn heartbeat_session(config: &AgentConfig, control: &Control) -> Status {
         storage: config.storage.clone(),
     };
     let node = match control
-        .call(|mut c| {
-            let register = register.clone();
-            async move { c.register_node(register).await }
+        .call(register, |mut c, register| async move {
+            c.register_node(register).await
         })
         .await
     {
@@ -98,10 +97,7 @@ async fn heartbeat_session(config: &AgentConfig, control: &Control) -> Status {
             name: config.node.clone(),
         };
         if let Err(status) = control
-            .call(|mut c| {
-                let beat = beat.clone();
-                async move { c.heartbeat(beat).await }
-            })
+            .call(beat, |mut c, beat| async move { c.heartbeat(beat).await })
             .await
         {
             return status;

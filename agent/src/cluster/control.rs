@@ -73,19 +73,24 @@ impl Control {
         }
     }
 
-    /// Calls the control service with `call`; a call that finds the service unavailable
-    /// is made again (up to [`CALL_ATTEMPTS`] times, with backoff) on the first member
-    /// that answers (found by the lab walk: a run with an address while the member this
-    /// agent had reached was down, and the first one after it came back, failed).
-    pub async fn call<T, Fut>(&self, call: impl Fn(NodeClient) -> Fut) -> Result<T, Status>
+    /// Calls the control service with `call(client, request)`; a call that finds the service
+    /// unavailable is made again (up to [`CALL_ATTEMPTS`] times, with backoff) on the first
+    /// member that answers (found by the lab walk: a run with an address while the member
+    /// this agent had reached was down, and the first one after it came back, failed).
+    pub async fn call<R, T, Fut>(
+        &self,
+        request: R,
+        call: impl Fn(NodeClient, R) -> Fut,
+    ) -> Result<T, Status>
     where
+        R: Clone,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         let mut attempt = 1;
         loop {
             let reply = match self.client().await {
-                Ok(client) => call(client).await,
+                Ok(client) => call(client, request.clone()).await,
                 Err(unreachable) => Err(Status::unavailable(unreachable.to_string())),
             };
             match reply {

@@ -56,10 +56,7 @@ impl VolumeControl for Control {
     async fn get_volume(&self, name: &str) -> Result<Volume, ControlError> {
         let name = VolumeName { name: name.into() };
         Ok(self
-            .call(|mut c| {
-                let name = name.clone();
-                async move { c.get_volume(name).await }
-            })
+            .call(name, |mut c, name| async move { c.get_volume(name).await })
             .await?)
     }
 
@@ -70,51 +67,54 @@ impl VolumeControl for Control {
             ..Default::default()
         };
         Ok(self
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.create_volume(request).await }
+            .call(request, |mut c, request| async move {
+                c.create_volume(request).await
             })
             .await?)
     }
 
     async fn delete_volume(&self, name: &str) -> Result<(), ControlError> {
         let name = VolumeName { name: name.into() };
-        self.call(|mut c| {
-            let name = name.clone();
-            async move { c.delete_volume(name).await }
-        })
+        self.call(
+            name,
+            |mut c, name| async move { c.delete_volume(name).await },
+        )
         .await?;
         Ok(())
     }
 
     async fn list_volumes(&self) -> Result<Vec<Volume>, ControlError> {
         let list = self
-            .call(|mut c| async move { c.list_volumes(Empty {}).await })
+            .call(Empty {}, |mut c, empty| async move {
+                c.list_volumes(empty).await
+            })
             .await?;
         Ok(list.volumes)
     }
 
     async fn list_leases(&self) -> Result<Vec<Lease>, ControlError> {
         let list = self
-            .call(|mut c| async move { c.list_leases(Empty {}).await })
+            .call(Empty {}, |mut c, empty| async move {
+                c.list_leases(empty).await
+            })
             .await?;
         Ok(list.leases)
     }
 
     async fn acquire_lease(&self, lease: Lease) -> Result<(), ControlError> {
-        self.call(|mut c| {
-            let lease = lease.clone();
-            async move { c.acquire_lease(lease).await }
-        })
+        self.call(
+            lease,
+            |mut c, lease| async move { c.acquire_lease(lease).await },
+        )
         .await?;
         Ok(())
     }
 
     async fn release_lease(&self, lease: Lease) -> Result<(), ControlError> {
-        self.call(|mut c| {
-            let lease = lease.clone();
-            async move { c.release_lease(lease).await }
-        })
+        self.call(
+            lease,
+            |mut c, lease| async move { c.release_lease(lease).await },
+        )
         .await?;
         Ok(())
     }

@@ -26,12 +26,12 @@ impl Fence {
         };
         let asked = self
             .control
-            .call(|mut c| async move {
-                c.get_volume(VolumeRequest {
+            .call(
+                VolumeRequest {
                     name: volume.to_owned(),
-                })
-                .await
-            })
+                },
+                |mut c, name| async move { c.get_volume(name).await },
+            )
             .await;
         match asked {
             Ok(v) => Ok((v.owner.unwrap_or_default(), v.epoch)),

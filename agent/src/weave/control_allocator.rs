@@ -54,10 +54,7 @@ impl ControlAllocator {
                 };
                 let reply = self
                     .control
-                    .call(|mut c| {
-                        let claim = claim.clone();
-                        async move { c.claim_ip(claim).await }
-                    })
+                    .call(claim, |mut c, claim| async move { c.claim_ip(claim).await })
                     .await;
                 (reply, cidr.prefix_len())
             }
@@ -71,10 +68,10 @@ impl ControlAllocator {
                 };
                 let reply = self
                     .control
-                    .call(|mut c| {
-                        let alloc = alloc.clone();
-                        async move { c.allocate_ip(alloc).await }
-                    })
+                    .call(
+                        alloc,
+                        |mut c, alloc| async move { c.allocate_ip(alloc).await },
+                    )
                     .await;
                 (reply, subnet.prefix_len())
             }
@@ -140,9 +137,8 @@ impl AddressAllocator for ControlAllocator {
         };
         let list = self
             .control
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.container_stopped(request).await }
+            .call(request, |mut c, request| async move {
+                c.container_stopped(request).await
             })
             .await
             .map_err(|s| refusal(&format!("stop of {container_id}"), s))?;
@@ -154,9 +150,8 @@ impl AddressAllocator for ControlAllocator {
             container_id: container_id.to_owned(),
         };
         self.control
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.release_ip(request).await }
+            .call(request, |mut c, request| async move {
+                c.release_ip(request).await
             })
             .await
             .map_err(|s| refusal(&format!("release of {container_id}"), s))?;
@@ -167,7 +162,10 @@ impl AddressAllocator for ControlAllocator {
     async fn allocations_here(&self) -> Result<Vec<Allocation>, AllocError> {
         let list = self
             .control
-            .call(|mut c| async move { c.list_ips(Empty {}).await })
+            .call(
+                Empty {},
+                |mut c, empty| async move { c.list_ips(empty).await },
+            )
             .await
             .map_err(|s| refusal(&format!("the allocations of node {}", self.node), s))?;
         let mut here = list.allocations;
