@@ -224,6 +224,42 @@ fn leases_follow_containers_across_a_dockerd_restart() {
     });
 }
 
+/// The volume drivers dockerd has registered, as `docker info` (and so Swarm's node
+/// description) lists them.
+fn volume_drivers(stack: &Stack) -> String {
+    let out = stack.docker_direct(&["info", "--format", "{{json .Plugins.Volume}}"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A legacy plugin socket is listed by dockerd only once something looked the driver up;
+/// until then Swarm finds the node "missing plugin". The agent looks it up at start and
+/// after every dockerd restart, with no volume call from anyone.
+#[test]
+fn dockerd_lists_the_flocker_driver_from_the_start_and_after_a_restart() {
+    if !stack::available() {
+        return;
+    }
+    let mut stack = Stack::start(None);
+    wait_until(
+        Duration::from_secs(20),
+        "dockerd to list the flocker driver",
+        || volume_drivers(&stack).contains("\"flocker\""),
+    );
+    stack.restart_dockerd();
+    wait_until(
+        Duration::from_secs(30),
+        "the restarted dockerd to list the flocker driver",
+        || volume_drivers(&stack).contains("\"flocker\""),
+    );
+    assert!(
+        stack
+            .agent_log()
+            .contains("volume driver registered with dockerd"),
+        "{}",
+        stack.agent_log()
+    );
+}
+
 #[test]
 fn volume_plugin_creates_mounts_and_lists() {
     if !stack::available() {

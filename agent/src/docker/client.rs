@@ -10,7 +10,8 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::models::{EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::{
-    EventsOptions, KillContainerOptions, ListContainersOptions, StopContainerOptions,
+    EventsOptions, KillContainerOptions, ListContainersOptions, ListVolumesOptions,
+    StopContainerOptions,
 };
 use bollard::{ClientVersion, Docker as Bollard};
 use foundation::retry::Backoff;
@@ -228,6 +229,21 @@ impl DockerApi for Docker {
             .stop_container(id_or_name, Some(options))
             .await
             .map_err(|e| self.error(e, &what, Some(("container", id_or_name))))
+    }
+
+    async fn look_up_volume_driver(&self, driver: &str) -> Result<(), DockerError> {
+        let what = format!("GET /{API_VERSION}/volumes?filters={{\"driver\":[\"{driver}\"]}}");
+        let options = ListVolumesOptions {
+            filters: Some(HashMap::from([(
+                "driver".to_owned(),
+                vec![driver.to_owned()],
+            )])),
+        };
+        self.client()?
+            .list_volumes(Some(options))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e, &what, None))
     }
 
     fn updates(&self, filter: EventFilter) -> UpdateStream {

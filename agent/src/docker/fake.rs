@@ -27,6 +27,8 @@ pub enum Call {
     Kill(String, String),
     /// `stop(id_or_name, grace)`.
     Stop(String, Duration),
+    /// `look_up_volume_driver(driver)`.
+    LookUpVolumeDriver(String),
 }
 
 /// An in-memory Docker.
@@ -263,6 +265,11 @@ impl DockerApi for FakeDocker {
     async fn stop(&self, id_or_name: &str, grace: Duration) -> Result<(), DockerError> {
         let mut state = self.call(Call::Stop(id_or_name.to_owned(), grace))?;
         state.find(id_or_name)?.state = ContainerState::default();
+        Ok(())
+    }
+
+    async fn look_up_volume_driver(&self, driver: &str) -> Result<(), DockerError> {
+        let _answered = self.call(Call::LookUpVolumeDriver(driver.to_owned()))?;
         Ok(())
     }
 

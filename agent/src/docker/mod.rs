@@ -59,6 +59,12 @@ pub trait DockerApi: Send + Sync {
     /// was not running is fine.
     async fn stop(&self, id_or_name: &str, grace: Duration) -> Result<(), DockerError>;
 
+    /// Makes dockerd look up the volume driver `driver` (it lists that driver's volumes),
+    /// which registers a legacy plugin socket found in its plugin directory: until then
+    /// dockerd does not list the driver (`docker info`), and Swarm, which schedules by that
+    /// list, finds the node "missing plugin".
+    async fn look_up_volume_driver(&self, driver: &str) -> Result<(), DockerError>;
+
     /// Container events matching `filter` from now on, with an [`Update::Connected`] ahead
     /// of the events of every connection to the daemon. Needs a tokio runtime.
     fn updates(&self, filter: EventFilter) -> UpdateStream;

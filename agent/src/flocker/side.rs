@@ -21,9 +21,9 @@ use super::volumes::Volumes;
 use crate::cluster::Cluster;
 use crate::config::AgentConfig;
 use crate::daemon::SHUTDOWN_GRACE;
-use crate::docker::Docker;
+use crate::docker::{Docker, DockerApi};
 use crate::locks::VolumeLocks;
-use crate::plugin::{Plugin, driver::Driver, state::StateFile};
+use crate::plugin::{Plugin, driver::Driver, registration, state::StateFile};
 use crate::storage::{Backend, StorageSpec};
 
 /// The proxy's listeners when none are given.
@@ -144,6 +144,8 @@ pub struct DockerSide {
     proxy: proxy::launch::Bound,
     plugin: Option<Plugin>,
     watcher: LeaseWatcher,
+    /// dockerd, with which the plugin's driver is kept registered.
+    docker: Arc<dyn DockerApi>,
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -212,12 +214,13 @@ pub async fn start(
         }
         None => None,
     };
-    let docker = Arc::new(Docker::new(docker_socket(&config.docker)));
-    let watcher = LeaseWatcher::new(docker, volumes, config.volume_root);
+    let docker: Arc<dyn DockerApi> = Arc::new(Docker::new(docker_socket(&config.docker)));
+    let watcher = LeaseWatcher::new(docker.clone(), volumes, config.volume_root);
     Ok(DockerSide {
         proxy,
         plugin,
         watcher,
+        docker,
     })
 }
 
@@ -233,6 +236,10 @@ impl DockerSide {
         let supervisor = Supervisor::<Infallible>::new();
         supervisor.spawn("lease watcher", self.watcher.run());
         if let Some(plugin) = self.plugin {
+            supervisor.spawn(
+                "volume driver registration",
+                registration::keep_registered(self.docker),
+            );
             let stop = supervisor.token().cancelled_owned();
             supervisor.spawn_fallible(async move {
                 plugin.run(stop).await;

@@ -11,6 +11,7 @@
 //! socket never stalls `docker volume ls`.
 
 pub mod driver;
+pub mod registration;
 pub mod state;
 pub mod time;
 
