@@ -45,6 +45,7 @@ pub mod membership;
 pub mod network;
 pub mod plugin;
 pub mod storage;
+pub mod swarm;
 pub mod transfer;
 pub mod weave;
 

@@ -260,6 +260,51 @@ fn dockerd_lists_the_flocker_driver_from_the_start_and_after_a_restart() {
     );
 }
 
+/// A service that could never run is refused by the agent's proxy at once, naming the
+/// reason, before dockerd sees it; one that can run passes through to dockerd (which, not
+/// being in a swarm here, says so).
+#[test]
+fn impossible_service_specs_are_refused_at_once_and_others_pass_through() {
+    if !stack::available() {
+        return;
+    }
+    let stack = Stack::start(None);
+    let create = |args: &[&str]| {
+        let mut all = vec!["service", "create", "--name", "db"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["busybox", "sleep", "600"]);
+        let out = stack.docker(&all);
+        assert!(!out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let shared = "type=volume,source=pg,target=/data,volume-driver=flocker";
+    let e = create(&["--replicas", "3", "--mount", shared]);
+    assert!(
+        e.contains("single-writer") && e.contains("pg-{{.Task.Slot}}"),
+        "{e}"
+    );
+    let e = create(&[
+        "--mount",
+        "type=bind,source=/flocker/pg,target=/data",
+        "--update-order",
+        "start-first",
+    ]);
+    assert!(e.contains("start-first"), "{e}");
+    let e = create(&["--env", "WEAVE_CIDR=10.255.0.300/16"]);
+    assert!(e.contains("WEAVE_CIDR"), "{e}");
+    let per_slot = "type=volume,source=pg-{{.Task.Slot}},target=/data,volume-driver=flocker";
+    let e = create(&[
+        "--replicas",
+        "3",
+        "--mount",
+        per_slot,
+        "--env",
+        "WEAVE_CIDR=10.255.0.1{{.Task.Slot}}/16",
+    ]);
+    assert!(e.contains("swarm"), "dockerd's own answer: {e}");
+    assert!(!e.contains("single-writer"), "{e}");
+}
+
 #[test]
 fn volume_plugin_creates_mounts_and_lists() {
     if !stack::available() {

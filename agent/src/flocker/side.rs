@@ -25,6 +25,7 @@ use crate::docker::{Docker, DockerApi};
 use crate::locks::VolumeLocks;
 use crate::plugin::{Plugin, driver::Driver, registration, state::StateFile};
 use crate::storage::{Backend, StorageSpec};
+use crate::swarm::SwarmAdapter;
 
 /// The proxy's listeners when none are given.
 pub const DEFAULT_LISTEN: [&str; 2] = ["unix:///run/flocker/docker.sock", "tcp://127.0.0.1:2375"];
@@ -36,8 +37,13 @@ version: 1
 endpoints:
   \"POST /*/containers/create\":
     pre: [flocker]
+  \"POST /*/services/create\":
+    pre: [swarm]
+  \"POST /*/services/*/update\":
+    pre: [swarm]
 adapters:
   flocker: { url: \"builtin:flocker\", timeout: 100s }
+  swarm: { url: \"builtin:swarm\", timeout: 5s }
 ";
 
 /// What the caller adds to the proxy: more built-in adapters (e.g. `weave`) and the
@@ -178,6 +184,7 @@ pub async fn start(
     ));
     let mut builtins = Builtins::standard();
     builtins.register("flocker", Arc::new(FlockerAdapter::new(volumes.clone())));
+    builtins.register("swarm", Arc::new(SwarmAdapter));
     for (name, adapter) in extensions.builtins {
         builtins.register(name, adapter);
     }
@@ -267,11 +274,23 @@ mod tests {
     fn the_default_adapters_hook_flocker_on_create() {
         let mut builtins = Builtins::standard();
         builtins.register("flocker", Arc::new(proxy::adapter::debug::DebugAdapter));
+        builtins.register("swarm", Arc::new(proxy::adapter::debug::DebugAdapter));
         let client = proxy::adapter::http::adapter_client();
         let config =
             proxy::config::Config::parse(DEFAULT_ADAPTERS, "default", &builtins, &client).unwrap();
         let hooks = config.hooks_for("POST", "/v1.41/containers/create");
         assert_eq!(hooks.pre.len(), 1);
         assert!(config.hooks_for("POST", "/containers/x/start").is_empty());
+        assert_eq!(
+            config.hooks_for("POST", "/v1.41/services/create").pre.len(),
+            1
+        );
+        assert_eq!(
+            config
+                .hooks_for("POST", "/v1.41/services/web/update")
+                .pre
+                .len(),
+            1
+        );
     }
 }

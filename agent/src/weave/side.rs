@@ -43,9 +43,14 @@ endpoints:
     post: [weave]
   \"POST /*/containers/*/restart\":
     post: [weave]
+  \"POST /*/services/create\":
+    pre: [swarm]
+  \"POST /*/services/*/update\":
+    pre: [swarm]
 adapters:
   flocker: { url: \"builtin:flocker\", timeout: 100s }
   weave: { url: \"builtin:weave\", timeout: 30s }
+  swarm: { url: \"builtin:swarm\", timeout: 5s }
 ";
 
 /// Settings of the network side, from the agent's flags.
@@ -193,7 +198,7 @@ mod tests {
     #[test]
     fn the_default_adapters_hook_flocker_and_weave() {
         let mut builtins = Builtins::standard();
-        for name in ["flocker", ADAPTER_NAME] {
+        for name in ["flocker", ADAPTER_NAME, "swarm"] {
             builtins.register(name, Arc::new(proxy::adapter::debug::DebugAdapter));
         }
         let client = proxy::adapter::http::adapter_client();

@@ -1,0 +1,9 @@
+//! Swarm services through the agent's proxy: the built-in `swarm` adapter, a pre-hook on
+//! `POST /*/services/create` and `POST /*/services/*/update` that refuses at once, with the
+//! reason, a service spec that can never run on this system ([`spec::check`]), instead of
+//! letting Swarm accept it and its tasks fail or corrupt a volume later.
+
+pub mod adapter;
+pub mod spec;
+
+pub use adapter::SwarmAdapter;
