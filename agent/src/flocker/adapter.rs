@@ -10,6 +10,7 @@ use tonic::Code;
 use tracing::Instrument;
 
 use super::binds::{self, BindError};
+use super::placement::Patience;
 use super::volumes::{VolumeError, Volumes};
 use crate::storage::{Storage, StorageError};
 
@@ -35,7 +36,7 @@ impl FlockerAdapter {
         for name in &names {
             let span = tracing::info_span!("flocker.prepare", volume.name = %name);
             self.volumes
-                .ensure_here(name)
+                .ensure_here(name, Patience::Brief)
                 .instrument(span)
                 .await
                 .map_err(volume_refusal)?;

@@ -1,6 +1,12 @@
 //! Bringing a volume that another node owns to this node, behind [`VolumePlacement`]:
 //! [`ControlMove`] asks the control service to move it (`MoveVolume`, the leader's two-phase
 //! push) and waits for the move to end.
+//!
+//! Swarm calls the plugin's `Create` on the new node seconds before it stops the old task,
+//! and `Mount` once it has: [`VolumePlacement::warm_up`] starts the move at `Create` (copy
+//! rounds while the old task still writes; the leader's handoff waits for its lease to go),
+//! and `Mount` ([`Patience::Handoff`]) follows that move to its end, so the downtime is the
+//! final increment, not the copy.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,17 +24,39 @@ use crate::storage::VolumeName;
 /// A boxed future, so the trait stays object-safe.
 pub type PlacementFuture<'a> = Pin<Box<dyn Future<Output = Result<(), VolumeError>> + Send + 'a>>;
 
+/// How long bringing a volume here may wait for the containers that hold it on its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Patience {
+    /// A `docker run -v /flocker/...`: refused when they still hold it after
+    /// [`LEASE_GRACE`], naming them (the Docker client would hang otherwise).
+    Brief,
+    /// The volume plugin's `Mount` (Swarm stops the old task itself before it mounts): the
+    /// move goes ahead and its handoff waits for them, up to the control service's
+    /// `--lease-wait`.
+    Handoff,
+}
+
 /// Moves a volume from its owner to this node, or says why it cannot.
 pub trait VolumePlacement: Send + Sync {
     /// Makes this node the owner of `volume`, which `owner` holds now with `holders`
-    /// (leases of running containers there). Returns once this node owns it.
+    /// (leases of running containers there), waiting for them as `patience` says. A move
+    /// here already under way is followed to its end. Returns once this node owns it.
     fn bring_here<'a>(
         &'a self,
         volume: &'a VolumeName,
         owner: &'a str,
         holders: &'a [Lease],
+        patience: Patience,
     ) -> PlacementFuture<'a>;
+
+    /// Starts moving `volume` here and returns at once: the copy rounds run while it is in
+    /// use on its owner, and the handoff waits for its holders to let go.
+    fn warm_up(&self, volume: &VolumeName);
 }
+
+/// How long [`ControlMove`] follows a move here that is under way, within Docker's
+/// 2-minute limit on a plugin call.
+pub const MOVE_WAIT: Duration = Duration::from_secs(110);
 
 /// How long a volume's leases on its owner may take to go before a move here is refused: a
 /// container that just exited there releases its lease when its agent sees the `die` event,
@@ -107,9 +135,13 @@ impl VolumePlacement for ControlMove {
         volume: &'a VolumeName,
         owner: &'a str,
         holders: &'a [Lease],
+        patience: Patience,
     ) -> PlacementFuture<'a> {
         Box::pin(async move {
-            if !holders.is_empty() && !self.leases_go(volume).await {
+            if self.follow_move_here(volume).await {
+                return Ok(());
+            }
+            if patience == Patience::Brief && !holders.is_empty() && !self.leases_go(volume).await {
                 return Err(VolumeError::Elsewhere {
                     volume: volume.clone(),
                     owner: owner.to_owned(),
@@ -120,9 +152,49 @@ impl VolumePlacement for ControlMove {
             self.run(volume).await
         })
     }
+
+    fn warm_up(&self, volume: &VolumeName) {
+        let (mover, volume) = (self.clone(), volume.clone());
+        tracing::info!(volume.name = %volume, "moving the volume here ahead of its mount");
+        tokio::spawn(async move {
+            match mover.run(&volume).await {
+                Ok(()) => {}
+                Err(e) => tracing::info!(volume.name = %volume, error = %e,
+                    "the move started ahead of the mount did not end here; the mount will move it"),
+            }
+        });
+    }
 }
 
 impl ControlMove {
+    /// Follows a move of `volume` to this node that is under way (started by
+    /// [`VolumePlacement::warm_up`]) for up to [`MOVE_WAIT`]; whether this node owns the
+    /// volume (at its end, or already). `false` at once when no move here is under way.
+    async fn follow_move_here(&self, volume: &VolumeName) -> bool {
+        let deadline = tokio::time::Instant::now() + MOVE_WAIT;
+        let mut followed = false;
+        loop {
+            let Ok(record) = self.control.get_volume(volume.as_str()).await else {
+                return false;
+            };
+            if record.owner.as_deref() == Some(self.node.as_str()) {
+                if followed {
+                    tracing::info!(volume.name = %volume, "the move under way ended: the volume is here");
+                }
+                return true;
+            }
+            let moving_here = record.moving.as_ref().is_some_and(|m| m.to == self.node);
+            if !moving_here || tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            if !followed {
+                tracing::info!(volume.name = %volume, "a move here is under way; waiting for its handoff");
+                followed = true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Whether every lease on `volume` is released within [`LEASE_GRACE`].
     async fn leases_go(&self, volume: &VolumeName) -> bool {
         let deadline = tokio::time::Instant::now() + LEASE_GRACE;
@@ -141,6 +213,8 @@ impl ControlMove {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::control::VolumeMove;
+
     use crate::flocker::control::fake::{FakeControl, lease, phase, volume};
 
     fn mover(cluster: &Arc<FakeControl>) -> ControlMove {
@@ -170,7 +244,7 @@ mod tests {
     async fn a_volume_nobody_holds_is_moved_here() {
         let cluster = cluster_with_demo_on_n2();
         mover(&cluster)
-            .bring_here(&demo(), "n2", &[])
+            .bring_here(&demo(), "n2", &[], Patience::Brief)
             .await
             .unwrap();
         assert_eq!(moves(&cluster), ["move_volume demo n1"]);
@@ -184,7 +258,7 @@ mod tests {
         cluster.state().leases.push(holder.clone());
         let started = tokio::time::Instant::now();
         let error = mover(&cluster)
-            .bring_here(&demo(), "n2", &[holder])
+            .bring_here(&demo(), "n2", &[holder], Patience::Brief)
             .await
             .unwrap_err();
         match &error {
@@ -210,9 +284,68 @@ mod tests {
             state.leases_go_after = Some(2);
         }
         mover(&cluster)
-            .bring_here(&demo(), "n2", &[holder])
+            .bring_here(&demo(), "n2", &[holder], Patience::Brief)
             .await
             .unwrap();
+        assert_eq!(moves(&cluster), ["move_volume demo n1"]);
+    }
+
+    /// Swarm's Mount comes after it stopped the old task: the move goes ahead, and the
+    /// leader's handoff waits for the holders, instead of a refusal after the grace.
+    #[tokio::test(start_paused = true)]
+    async fn a_mount_moves_a_volume_still_held_and_lets_the_handoff_wait() {
+        let cluster = cluster_with_demo_on_n2();
+        let holder = lease("demo", "n2", "c1");
+        cluster.state().leases.push(holder.clone());
+        mover(&cluster)
+            .bring_here(&demo(), "n2", &[holder], Patience::Handoff)
+            .await
+            .unwrap();
+        assert_eq!(moves(&cluster), ["move_volume demo n1"]);
+    }
+
+    /// A move here started at Create (warm-up) is followed to its end by the Mount: no
+    /// second move, and the Mount returns once this node owns the volume.
+    #[tokio::test(start_paused = true)]
+    async fn a_mount_follows_the_move_here_under_way_instead_of_starting_another() {
+        let cluster = cluster_with_demo_on_n2();
+        cluster.state().volumes.get_mut("demo").unwrap().moving = Some(VolumeMove {
+            to: "n1".into(),
+            phase: MovePhase::Copying.into(),
+        });
+        let handoff = tokio::spawn({
+            let cluster = cluster.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(11)).await;
+                let mut state = cluster.state();
+                let demo = state.volumes.get_mut("demo").unwrap();
+                demo.owner = Some("n1".into());
+                demo.moving = None;
+            }
+        });
+        let started = tokio::time::Instant::now();
+        mover(&cluster)
+            .bring_here(&demo(), "n2", &[], Patience::Handoff)
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_secs(11),
+            "returned before the handoff"
+        );
+        assert!(moves(&cluster).is_empty(), "a second move was started");
+        handoff.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn warm_up_starts_the_move_here_without_waiting_for_it() {
+        let cluster = cluster_with_demo_on_n2();
+        mover(&cluster).warm_up(&demo());
+        for _ in 0..100 {
+            if !moves(&cluster).is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
         assert_eq!(moves(&cluster), ["move_volume demo n1"]);
     }
 
@@ -226,14 +359,18 @@ mod tests {
             ],
             vec![phase(MovePhase::Copying, None)],
         ];
-        let failed = mover(&cluster).bring_here(&demo(), "n2", &[]).await;
+        let failed = mover(&cluster)
+            .bring_here(&demo(), "n2", &[], Patience::Brief)
+            .await;
         match failed.unwrap_err() {
             VolumeError::Control { message, code, .. } => {
                 assert_eq!((message.as_str(), code), ("disk full on n1", Code::Aborted));
             }
             other => panic!("{other}"),
         }
-        let cut = mover(&cluster).bring_here(&demo(), "n2", &[]).await;
+        let cut = mover(&cluster)
+            .bring_here(&demo(), "n2", &[], Patience::Brief)
+            .await;
         let message = cut.unwrap_err().to_string();
         assert!(message.contains("flockerctl volume ls"), "{message}");
         assert_eq!(cluster.state().volumes["demo"].owner.as_deref(), Some("n2"));
@@ -243,7 +380,9 @@ mod tests {
     async fn an_unreachable_control_service_is_said_so() {
         let cluster = cluster_with_demo_on_n2();
         cluster.state().unreachable = true;
-        let error = mover(&cluster).bring_here(&demo(), "n2", &[]).await;
+        let error = mover(&cluster)
+            .bring_here(&demo(), "n2", &[], Patience::Brief)
+            .await;
         match error.unwrap_err() {
             VolumeError::Control { action, code, .. } => assert_eq!(
                 (action, code),

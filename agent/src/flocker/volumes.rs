@@ -12,7 +12,7 @@ use proto::control::{Lease, Volume};
 use tonic::Code;
 
 use super::control::{ControlError, VolumeControl};
-use super::placement::VolumePlacement;
+use super::placement::{Patience, VolumePlacement};
 use crate::locks::VolumeLocks;
 use crate::storage::{Access, Backend, CreateOptions, Storage, StorageError, VolumeName};
 
@@ -158,15 +158,22 @@ impl Volumes {
 
     /// Makes `volume` available read-write on this node and returns its mount path:
     /// creates it if the cluster has none, mounts it if this node owns it, asks the
-    /// placement layer to bring it here if another node owns it.
-    pub async fn ensure_here(&self, volume: &VolumeName) -> Result<PathBuf, VolumeError> {
+    /// placement layer to bring it here (waiting for its holders as `patience` says) if
+    /// another node owns it.
+    pub async fn ensure_here(
+        &self,
+        volume: &VolumeName,
+        patience: Patience,
+    ) -> Result<PathBuf, VolumeError> {
         let _one_at_a_time = self.locks.run(volume.as_str()).await;
         let record = self.ensure_exists(volume).await?;
         match record.owner.as_deref() {
             Some(owner) if owner == self.node => {}
             Some(owner) => {
                 let holders = self.leases_of(volume).await?;
-                self.placement.bring_here(volume, owner, &holders).await?;
+                self.placement
+                    .bring_here(volume, owner, &holders, patience)
+                    .await?;
             }
             None => {
                 return Err(VolumeError::NoOwner {
@@ -176,6 +183,19 @@ impl Volumes {
             }
         }
         self.mount_local(volume).await
+    }
+
+    /// Makes sure the cluster knows `volume` (as [`Volumes::ensure_exists`]) and, if another
+    /// node owns it and no move is under way, starts moving it here without waiting: the
+    /// volume plugin's `Create`, which Swarm calls on a task's new node seconds before it
+    /// stops the old task.
+    pub async fn expect_here(&self, volume: &VolumeName) -> Result<(), VolumeError> {
+        let record = self.ensure_exists(volume).await?;
+        let elsewhere = record.owner.as_deref().is_some_and(|o| o != self.node);
+        if elsewhere && record.moving.is_none() {
+            self.placement.warm_up(volume);
+        }
+        Ok(())
     }
 
     /// Creates the local copy if this host has none, then mounts it read-write.
@@ -238,7 +258,7 @@ pub mod testing {
 
     use super::{VolumeError, Volumes};
     use crate::flocker::control::fake::FakeControl;
-    use crate::flocker::placement::{PlacementFuture, VolumePlacement};
+    use crate::flocker::placement::{Patience, PlacementFuture, VolumePlacement};
     use crate::locks::VolumeLocks;
     use crate::storage::{Backend, DirStorage, Store, VolumeName};
 
@@ -252,6 +272,8 @@ pub mod testing {
         pub asked: Mutex<Vec<(String, String, Vec<String>)>>,
         /// Refuse as a volume in use on its owner.
         pub refuse: Mutex<bool>,
+        /// The volumes asked to move here ahead of their mount.
+        pub warmed: Mutex<Vec<String>>,
     }
 
     impl VolumePlacement for FakePlacement {
@@ -260,6 +282,7 @@ pub mod testing {
             volume: &'a VolumeName,
             owner: &'a str,
             holders: &'a [Lease],
+            _patience: Patience,
         ) -> PlacementFuture<'a> {
             let ids: Vec<String> = holders.iter().map(|l| l.container_id.clone()).collect();
             let ask = (volume.to_string(), owner.to_owned(), ids.clone());
@@ -276,6 +299,10 @@ pub mod testing {
                 }
                 Ok(())
             })
+        }
+
+        fn warm_up(&self, volume: &VolumeName) {
+            self.warmed.lock().unwrap().push(volume.to_string());
         }
     }
 
@@ -377,7 +404,11 @@ mod tests {
             return;
         }
         let host = Host::new();
-        let path = host.volumes.ensure_here(&name("demo")).await.unwrap();
+        let path = host
+            .volumes
+            .ensure_here(&name("demo"), Patience::Brief)
+            .await
+            .unwrap();
         assert_eq!(path, host.volume_root.join("demo"));
         assert!(
             host.control
@@ -389,6 +420,37 @@ mod tests {
         let here = host.volumes.storage().volumes().await.unwrap();
         assert_eq!(here, [name("demo")]);
         assert!(host.placement.asked.lock().unwrap().is_empty());
+    }
+
+    /// The plugin's Create (Swarm, on a task's new node): a volume owned elsewhere starts
+    /// moving here; a new one, one owned here or one already moving does not.
+    #[tokio::test]
+    async fn expecting_a_volume_here_warms_up_only_one_owned_elsewhere_and_not_moving() {
+        let host = Host::new();
+        {
+            let mut cluster = host.control.state();
+            cluster
+                .volumes
+                .insert("there".into(), volume("there", Some("n2")));
+            cluster
+                .volumes
+                .insert("mine".into(), volume("mine", Some(NODE)));
+            let mut moving = volume("moving", Some("n2"));
+            moving.moving = Some(proto::control::VolumeMove {
+                to: NODE.into(),
+                phase: proto::control::MovePhase::Copying.into(),
+            });
+            cluster.volumes.insert("moving".into(), moving);
+        }
+        for v in ["there", "mine", "moving", "new"] {
+            host.volumes.expect_here(&name(v)).await.unwrap();
+        }
+        assert_eq!(*host.placement.warmed.lock().unwrap(), ["there"]);
+        assert_eq!(
+            host.control.state().volumes["new"].owner.as_deref(),
+            Some(NODE),
+            "a new volume is created owned here"
+        );
     }
 
     #[tokio::test]
@@ -405,7 +467,11 @@ mod tests {
             cluster.leases.push(lease("demo", "n2", "c1"));
             cluster.leases.push(lease("other", "n2", "c2"));
         }
-        let path = host.volumes.ensure_here(&name("demo")).await.unwrap();
+        let path = host
+            .volumes
+            .ensure_here(&name("demo"), Patience::Brief)
+            .await
+            .unwrap();
         assert_eq!(path, host.volume_root.join("demo"));
         let asked = host.placement.asked.lock().unwrap().clone();
         assert_eq!(asked, [("demo".into(), "n2".into(), vec!["c1".to_owned()])]);
@@ -423,7 +489,11 @@ mod tests {
             cluster.leases.push(lease("demo", "n2", "0123456789abcdef"));
         }
         *host.placement.refuse.lock().unwrap() = true;
-        let error = host.volumes.ensure_here(&name("demo")).await.unwrap_err();
+        let error = host
+            .volumes
+            .ensure_here(&name("demo"), Patience::Brief)
+            .await
+            .unwrap_err();
         let message = error.to_string();
         assert!(matches!(error, VolumeError::Elsewhere { .. }), "{message}");
         assert!(
@@ -442,7 +512,11 @@ mod tests {
         let host = Host::new();
         let orphan = volume("demo", None);
         host.control.state().volumes.insert("demo".into(), orphan);
-        let error = host.volumes.ensure_here(&name("demo")).await.unwrap_err();
+        let error = host
+            .volumes
+            .ensure_here(&name("demo"), Patience::Brief)
+            .await
+            .unwrap_err();
         assert!(matches!(error, VolumeError::NoOwner { .. }), "{error}");
         assert!(!host.control.calls().iter().any(|c| c.starts_with("create")));
         assert!(host.volumes.storage().volumes().await.unwrap().is_empty());
@@ -452,7 +526,11 @@ mod tests {
     async fn an_unreachable_control_service_never_means_no_such_volume() {
         let host = Host::new();
         host.control.state().unreachable = true;
-        let error = host.volumes.ensure_here(&name("demo")).await.unwrap_err();
+        let error = host
+            .volumes
+            .ensure_here(&name("demo"), Patience::Brief)
+            .await
+            .unwrap_err();
         match &error {
             VolumeError::Control { action, code, .. } => {
                 assert_eq!(

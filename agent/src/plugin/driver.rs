@@ -9,6 +9,7 @@ use tokio::sync::Mutex;
 
 use super::state::StateFile;
 use crate::flocker::control::ControlError;
+use crate::flocker::placement::Patience;
 use crate::flocker::volumes::{VolumeError, Volumes, control_error};
 use crate::storage::{Storage, VolumeName};
 
@@ -60,10 +61,12 @@ impl Driver {
     }
 
     /// `/VolumeDriver.Create`: the volume exists in the cluster afterwards (owned by this node
-    /// if it is new); creating an existing volume is fine.
+    /// if it is new); creating an existing volume is fine. One owned elsewhere starts moving
+    /// here at once (Swarm creates a task's volume on its new node before it stops the old
+    /// task): the copy runs while the old task writes, and `Mount` waits for the handoff.
     pub async fn create(&self, request: VolumeRequest) -> CallResult {
         let volume = name(&request)?;
-        self.volumes.ensure_exists(&volume).await.map_err(say)?;
+        self.volumes.expect_here(&volume).await.map_err(say)?;
         Ok(json!({}))
     }
 
@@ -98,7 +101,11 @@ impl Driver {
     /// the mount ID.
     pub async fn mount(&self, request: VolumeRequest) -> CallResult {
         let volume = name(&request)?;
-        let path = self.volumes.ensure_here(&volume).await.map_err(say)?;
+        let path = self
+            .volumes
+            .ensure_here(&volume, Patience::Handoff)
+            .await
+            .map_err(say)?;
         self.state
             .lock()
             .await
