@@ -181,12 +181,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 };
                 if let Ok(change) = &result {
                     let index = entry.log_id.index;
-                    events.extend(change.clone().into_changes().into_iter().map(|change| {
-                        ChangeEvent {
+                    events.extend(change.clone().into_changes(&d.state).into_iter().map(
+                        |change| ChangeEvent {
                             index,
                             change: Some(change),
-                        }
-                    }));
+                        },
+                    ));
                 }
                 out.push(result);
             }

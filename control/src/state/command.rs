@@ -212,10 +212,19 @@ pub enum Response {
 
 impl Response {
     /// The change as single-object changes, one per watch event: a multi-allocation
-    /// response becomes one `Allocation`/`AllocationReleased` each (none when empty).
-    pub fn into_changes(self) -> Vec<Response> {
+    /// response becomes one `Allocation`/`AllocationReleased` each (none when empty), and
+    /// a migration is followed by its volume as `state` (after the command) has it, since
+    /// recording or ending a move changes the volume too (its owner, epoch, state): a
+    /// watcher must see every object a command changed.
+    pub fn into_changes(self, state: &super::State) -> Vec<Response> {
         match self {
             Response::Unchanged => Vec::new(),
+            Response::Migration(m) => {
+                let volume = state.volumes.get(&m.volume).cloned();
+                let mut changes = vec![Response::Migration(m)];
+                changes.extend(volume.map(Response::Volume));
+                changes
+            }
             Response::Allocations(all) => all.into_iter().map(Response::Allocation).collect(),
             Response::AllocationsReleased(all) => {
                 all.into_iter().map(Response::AllocationReleased).collect()

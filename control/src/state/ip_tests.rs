@@ -120,7 +120,11 @@ fn stop_and_release_of_an_unknown_container_are_empty() {
     };
     assert_eq!(ok(&mut s, release), Response::AllocationsReleased(vec![]));
     assert_eq!(before, s);
-    assert!(Response::Allocations(vec![]).into_changes().is_empty());
+    assert!(
+        Response::Allocations(vec![])
+            .into_changes(&State::default())
+            .is_empty()
+    );
 }
 
 #[test]
@@ -135,7 +139,7 @@ fn release_frees_every_address_of_the_container() {
             container_id: "c1".into(),
         },
     );
-    assert_eq!(r.into_changes().len(), 2);
+    assert_eq!(r.into_changes(&State::default()).len(), 2);
     assert!(addresses_of(&s, "c1").is_empty());
     assert_eq!(addresses_of(&s, "c2"), ["10.1.0.2"]);
 }

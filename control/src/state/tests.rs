@@ -154,6 +154,15 @@ fn moving_an_ownerless_volume_gives_it_to_the_node_at_once() {
     assert_eq!(s.volumes["fresh"].owner.as_deref(), Some("b"));
     assert_eq!(s.volumes["fresh"].epoch, 1);
     assert!(s.volumes["fresh"].replicas.is_empty());
+    // Watchers see the new owner, not only the migration (found by the lab walk, seed
+    // 2390167860993262554: the new owner's agent never made the volume).
+    let changes = Response::Migration(m).into_changes(&s);
+    assert!(
+        changes.iter().any(
+            |c| matches!(c, Response::Volume(v) if v.name == "fresh" && v.owner.as_deref() == Some("b"))
+        ),
+        "{changes:?}"
+    );
 }
 
 #[test]
