@@ -181,15 +181,16 @@ fn exec_with_and_without_stdin(docker: &TestDocker) {
 fn events_stream_while_other_commands_run(docker: &TestDocker) {
     let proxy = Powerstrip::start(NO_HOOKS, &docker.socket());
     let name = unique("evt");
+    // From a second ago: the start is seen however long the stream takes to open.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
     let mut events = proxy
         .docker()
-        .args([
-            "events",
-            "--filter",
-            "type=container",
-            "--filter",
-            "event=start",
-        ])
+        .args(["events", "--since", &since.to_string()])
+        .args(["--filter", "type=container", "--filter", "event=start"])
         .args(["--format", "{{.Actor.Attributes.name}}"])
         .stdout(Stdio::piped())
         .spawn()
@@ -201,13 +202,17 @@ fn events_stream_while_other_commands_run(docker: &TestDocker) {
             let _ = tx.send(line);
         }
     });
-    // The events stream is open; other commands must go through meanwhile.
-    std::thread::sleep(Duration::from_millis(300));
+    // Other commands go through while the events stream is open.
     stdout_exact(&proxy.run(&["run", "--rm", "--name", &name, "busybox", "true"]));
-    let seen = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("a start event arrives");
-    assert_eq!(seen, name);
+    // Earlier starts in that second may come first.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let seen = rx.recv_timeout(left).expect("the start event arrives");
+        if seen == name {
+            break;
+        }
+    }
     let _ = events.kill();
     let _ = events.wait();
 }
