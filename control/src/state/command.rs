@@ -213,13 +213,12 @@ pub enum Response {
 impl Response {
     /// The change as single-object changes, one per watch event: a multi-allocation
     /// response becomes one `Allocation`/`AllocationReleased` each (none when empty), and
-    /// a migration is followed by its volume as `state` (after the command) has it, since
-    /// recording or ending a move changes the volume too (its owner, epoch, state): a
-    /// watcher must see every object a command changed.
+    /// the move that gives an ownerless volume its first owner (recorded done at once) is
+    /// followed by that volume as `state` has it, so that the new owner's agent makes it.
     pub fn into_changes(self, state: &super::State) -> Vec<Response> {
         match self {
             Response::Unchanged => Vec::new(),
-            Response::Migration(m) => {
+            Response::Migration(m) if m.from == m.to => {
                 let volume = state.volumes.get(&m.volume).cloned();
                 let mut changes = vec![Response::Migration(m)];
                 changes.extend(volume.map(Response::Volume));
