@@ -125,6 +125,59 @@ struct UpdateConfig {
     order: String,
 }
 
+/// Rewrites every bind of a whole `/flocker/NAME` in the spec `value` into a mount of the
+/// flocker volume NAME (`type=volume,volume-driver=flocker`), so the task's node gets the
+/// volume through the plugin, wherever Swarm places it (a bind would take whatever that
+/// host's `/flocker/NAME` holds). A bind of a path inside a flocker volume cannot be
+/// rewritten (a volume mount has no sub-path) and is refused. Returns how many were
+/// rewritten.
+pub fn binds_to_volumes(value: &mut serde_json::Value) -> Result<usize, SpecError> {
+    let service = value["Name"].as_str().unwrap_or("(unnamed)").to_owned();
+    let Some(mounts) = value
+        .pointer_mut("/TaskTemplate/ContainerSpec/Mounts")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return Ok(0);
+    };
+    let mut rewritten = 0;
+    for mount in mounts.iter_mut() {
+        let (Some("bind"), Some(source)) = (mount["Type"].as_str(), mount["Source"].as_str())
+        else {
+            continue;
+        };
+        let Some(rest) = source
+            .strip_prefix(NAMESPACE)
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            continue;
+        };
+        let name = rest.trim_end_matches('/');
+        if name.contains('/') {
+            return Err(SpecError::VolumeName {
+                service,
+                written: source.to_owned(),
+                reason: format!(
+                    "a path inside a flocker volume cannot follow a task to its node; mount the whole volume (source={NAMESPACE}/{})",
+                    name.split('/').next().unwrap_or(name)
+                ),
+            });
+        }
+        let name = name.to_owned();
+        let object = mount
+            .as_object_mut()
+            .expect("a mount with a Type is an object");
+        object.remove("BindOptions");
+        object.insert("Type".into(), "volume".into());
+        object.insert("Source".into(), name.into());
+        object.insert(
+            "VolumeOptions".into(),
+            serde_json::json!({"DriverConfig": {"Name": DRIVER}}),
+        );
+        rewritten += 1;
+    }
+    Ok(rewritten)
+}
+
 /// Checks the service spec `body` (the JSON of a create or update request).
 pub fn check(body: &str) -> Result<(), SpecError> {
     let spec: ServiceSpec =
@@ -312,6 +365,47 @@ mod tests {
         assert!(matches!(e, SpecError::WeaveCidr { .. }), "{e}");
         assert!(e.to_string().contains("10.255.0.300/16"), "{e}");
         assert!(matches!(check("{not json"), Err(SpecError::Json(_))));
+    }
+
+    #[test]
+    fn flocker_binds_become_flocker_volume_mounts_and_others_stay() {
+        let mut value = serde_json::from_str::<serde_json::Value>(&spec(
+            1,
+            json!([
+                {"Type": "bind", "Source": "/flocker/pg", "Target": "/data", "ReadOnly": true,
+                 "BindOptions": {"Propagation": "rprivate"}},
+                {"Type": "bind", "Source": "/srv/static", "Target": "/static"},
+                {"Type": "volume", "Source": "x", "Target": "/x"},
+            ]),
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(binds_to_volumes(&mut value).unwrap(), 1);
+        let mounts = &value["TaskTemplate"]["ContainerSpec"]["Mounts"];
+        assert_eq!(
+            mounts[0],
+            json!({"Type": "volume", "Source": "pg", "Target": "/data", "ReadOnly": true,
+                   "VolumeOptions": {"DriverConfig": {"Name": "flocker"}}})
+        );
+        assert_eq!(mounts[1]["Type"], "bind");
+        assert_eq!(
+            mounts[2],
+            json!({"Type": "volume", "Source": "x", "Target": "/x"})
+        );
+        // What the rewrite makes passes the check.
+        check(&value.to_string()).unwrap();
+    }
+
+    #[test]
+    fn a_bind_inside_a_flocker_volume_is_refused_naming_the_whole_volume() {
+        let body = spec(
+            1,
+            json!([{"Type": "bind", "Source": "/flocker/pg/conf", "Target": "/etc/pg"}]),
+            &[],
+        );
+        let mut value = serde_json::from_str::<serde_json::Value>(&body).unwrap();
+        let e = binds_to_volumes(&mut value).unwrap_err();
+        assert!(e.to_string().contains("source=/flocker/pg"), "{e}");
     }
 
     #[test]
