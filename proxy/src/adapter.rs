@@ -24,12 +24,16 @@ pub trait Adapter: Send + Sync {
     /// Runs before Docker sees the request; returns the request to pass on.
     fn pre_hook<'a>(&'a self, request: ClientRequest) -> HookFuture<'a, ClientRequest>;
 
-    /// Runs after Docker answered; `request` is the client's original request.
+    /// Runs after Docker answered; `request` is the client's original request. By default
+    /// the response passes unchanged (for adapters that hook only requests).
     fn post_hook<'a>(
         &'a self,
         request: &'a ClientRequest,
         response: ServerResponse,
-    ) -> HookFuture<'a, ServerResponse>;
+    ) -> HookFuture<'a, ServerResponse> {
+        let _ = request;
+        Box::pin(async move { Ok(response) })
+    }
 }
 
 /// Why an adapter did not produce a result.

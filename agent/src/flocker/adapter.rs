@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use proxy::adapter::{Adapter, AdapterError, HookFuture};
-use proxy::protocol::{ClientRequest, ServerResponse};
+use proxy::protocol::ClientRequest;
 use tonic::Code;
 use tracing::Instrument;
 
@@ -51,14 +51,6 @@ impl FlockerAdapter {
 impl Adapter for FlockerAdapter {
     fn pre_hook<'a>(&'a self, request: ClientRequest) -> HookFuture<'a, ClientRequest> {
         Box::pin(self.prepare(request))
-    }
-
-    fn post_hook<'a>(
-        &'a self,
-        _request: &'a ClientRequest,
-        response: ServerResponse,
-    ) -> HookFuture<'a, ServerResponse> {
-        Box::pin(async move { Ok(response) })
     }
 }
 

@@ -5,7 +5,7 @@
 
 use http::StatusCode;
 use proxy::adapter::{Adapter, AdapterError, HookFuture};
-use proxy::protocol::{ClientRequest, ServerResponse};
+use proxy::protocol::ClientRequest;
 
 use super::spec;
 
@@ -32,13 +32,5 @@ impl Adapter for SwarmAdapter {
             }
             Ok(request)
         })
-    }
-
-    fn post_hook<'a>(
-        &'a self,
-        _request: &'a ClientRequest,
-        response: ServerResponse,
-    ) -> HookFuture<'a, ServerResponse> {
-        Box::pin(async move { Ok(response) })
     }
 }

@@ -32,10 +32,15 @@ pub async fn run(
     mut view: watch::Receiver<ClusterView>,
 ) {
     let mut seen: HashMap<String, u64> = HashMap::new();
-    let mut listing = 0;
+    let (mut listing, mut handled) = (0, 0);
     loop {
-        let now = view.borrow_and_update().clone();
-        if now.listing > 0 {
+        // Only the volumes matter here: node changes (heartbeats) are skipped uncopied.
+        let now = {
+            let view = view.borrow_and_update();
+            (view.listing > 0 && view.volume_changes != handled).then(|| view.clone())
+        };
+        if let Some(now) = now {
+            handled = now.volume_changes;
             if now.listing != listing {
                 listing = now.listing;
                 report_unknown_copies(&storage, &now).await;
