@@ -157,7 +157,10 @@ pub fn watch_event(index: u64, r: Response) -> Option<pb::WatchEvent> {
             Object::Allocation(allocation(a)),
         ),
         // Split by `Response::into_changes` before they reach watchers.
-        Response::Allocations(_) | Response::AllocationsReleased(_) | Response::Unchanged => {
+        Response::Allocations(_)
+        | Response::AllocationsReleased(_)
+        | Response::NodeDown { .. }
+        | Response::Unchanged => {
             return None;
         }
     };

@@ -36,7 +36,8 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
                 return Ok(Response::Unchanged);
             }
             node.up = false;
-            Ok(Response::Node(node.clone()))
+            let node = node.clone();
+            Ok(node_down(state, node))
         }
         Command::CreateVolume {
             name,
@@ -178,6 +179,36 @@ fn known_node(state: &State, name: &str) -> Result<(), CommandError> {
         Err(CommandError::UnknownNode {
             name: name.to_owned(),
         })
+    }
+}
+
+/// What the containers of a node now down held is let go: its leases are released and its
+/// addresses marked stopped, so that a task rescheduled elsewhere can mount its volume and
+/// claim its address. Its containers may still run behind a partition; if it comes back,
+/// its agent takes the leases of its running containers again, and a volume's epoch fences
+/// a stale owner.
+fn node_down(state: &mut State, node: Node) -> Response {
+    let mut released = Vec::new();
+    state.leases.retain(|_, l| {
+        let keep = l.node != node.name;
+        if !keep {
+            released.push(l.clone());
+        }
+        keep
+    });
+    let stopped = state
+        .allocations
+        .values_mut()
+        .filter(|a| a.node == node.name && a.running)
+        .map(|a| {
+            a.running = false;
+            a.clone()
+        })
+        .collect();
+    Response::NodeDown {
+        node,
+        released,
+        stopped,
     }
 }
 
@@ -377,6 +408,12 @@ fn record_migration(
         return Err(CommandError::AlreadyThere { volume, node: to });
     }
     not_moving(state, &volume)?;
+    if state.nodes.get(&from).is_some_and(|n| !n.up) {
+        return Err(CommandError::OwnerDown { volume, node: from });
+    }
+    if state.nodes.get(&to).is_some_and(|n| !n.up) {
+        return Err(CommandError::DestinationDown { node: to });
+    }
     state.next_migration_id += 1;
     let m = Migration {
         id: state.next_migration_id,

@@ -206,6 +206,15 @@ pub enum Response {
     Allocations(Vec<Allocation>),
     /// Allocations were released (a container removed, a node reclaimed); possibly none.
     AllocationsReleased(Vec<Allocation>),
+    /// A node was marked down: its leases were released and its addresses marked stopped.
+    NodeDown {
+        /// The node, now down.
+        node: Node,
+        /// The leases its containers held.
+        released: Vec<Lease>,
+        /// Its addresses, now claimable.
+        stopped: Vec<Allocation>,
+    },
     /// Nothing a watcher sees changed (a stale mark-down, a copy of a deleted volume gone).
     Unchanged,
 }
@@ -224,6 +233,14 @@ impl Response {
                 changes.extend(volume.map(Response::Volume));
                 changes
             }
+            Response::NodeDown {
+                node,
+                released,
+                stopped,
+            } => std::iter::once(Response::Node(node))
+                .chain(released.into_iter().map(Response::LeaseReleased))
+                .chain(stopped.into_iter().map(Response::Allocation))
+                .collect(),
             Response::Allocations(all) => all.into_iter().map(Response::Allocation).collect(),
             Response::AllocationsReleased(all) => {
                 all.into_iter().map(Response::AllocationReleased).collect()

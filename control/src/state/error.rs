@@ -91,6 +91,23 @@ pub enum CommandError {
         /// The container.
         container_id: String,
     },
+    /// The volume's owner is down: its data cannot be copied from there.
+    #[error(
+        "volume {volume:?} is on node {node:?}, which is down: its data cannot be copied until \
+         {node:?} is back (start its agent); the volume stays on {node:?}"
+    )]
+    OwnerDown {
+        /// The volume.
+        volume: String,
+        /// Its owner.
+        node: String,
+    },
+    /// A move's destination is down.
+    #[error("node {node:?} is down: nothing can be moved to it until its agent is back")]
+    DestinationDown {
+        /// The destination.
+        node: String,
+    },
     /// Moving a volume to where it is.
     #[error("volume {volume:?} is already on node {node:?}")]
     AlreadyThere {

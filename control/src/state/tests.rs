@@ -444,6 +444,97 @@ fn mark_down_ignores_stale_judgement() {
     assert!(s.nodes["a"].up);
 }
 
+/// A volume cannot be moved from a node that is down (its data is there, out of reach) or
+/// to one; the refusal names the node and what to do, and a heartbeat lifts it.
+#[test]
+fn moves_from_or_to_a_node_that_is_down_are_refused_until_it_is_back() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    let down = |s: &mut State, name: &str| {
+        let last_seen_ms = s.nodes[name].last_heartbeat_ms;
+        ok(
+            s,
+            Command::MarkNodeDown {
+                name: name.into(),
+                last_seen_ms,
+            },
+        );
+    };
+    let move_to = |to: &str| Command::RecordMigration {
+        volume: "db".into(),
+        to: to.into(),
+        stop_containers: false,
+    };
+    down(&mut s, "a");
+    let err = apply(&mut s, move_to("b")).unwrap_err();
+    assert!(matches!(err, CommandError::OwnerDown { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("\"a\", which is down") && text.contains("start its agent"),
+        "{text}"
+    );
+    ok(
+        &mut s,
+        Command::Heartbeat {
+            name: "a".into(),
+            at_ms: 50,
+        },
+    );
+    down(&mut s, "b");
+    let err = apply(&mut s, move_to("b")).unwrap_err();
+    assert!(matches!(err, CommandError::DestinationDown { .. }), "{err}");
+    ok(
+        &mut s,
+        Command::Heartbeat {
+            name: "b".into(),
+            at_ms: 50,
+        },
+    );
+    ok(&mut s, move_to("b"));
+}
+
+/// A node marked down lets go of what its containers held, so that a task rescheduled
+/// elsewhere is not blocked by them: its leases are released and its addresses stopped
+/// (claimable), and watchers see each change.
+#[test]
+fn marking_a_node_down_releases_its_leases_and_stops_its_addresses() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    ok(&mut s, volume("web", Some("b")));
+    let lease = |volume: &str, node: &str| Lease {
+        volume: volume.into(),
+        node: node.into(),
+        container_id: format!("{volume}-task"),
+    };
+    ok(&mut s, Command::AcquireLease(lease("db", "a")));
+    ok(&mut s, Command::AcquireLease(lease("web", "b")));
+    ok(&mut s, claim("10.0.0.3", "db-task", "a"));
+    ok(&mut s, claim("10.0.0.4", "web-task", "b"));
+    let last_seen_ms = s.nodes["a"].last_heartbeat_ms;
+    let down = ok(
+        &mut s,
+        Command::MarkNodeDown {
+            name: "a".into(),
+            last_seen_ms,
+        },
+    );
+    let changes = down.into_changes(&s);
+    let kinds: Vec<&str> = changes
+        .iter()
+        .map(|c| match c {
+            Response::Node(n) if !n.up => "node down",
+            Response::LeaseReleased(l) if l.node == "a" => "lease released",
+            Response::Allocation(a) if a.node == "a" && !a.running => "address stopped",
+            other => panic!("unexpected change {other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["node down", "lease released", "address stopped"]);
+    assert_eq!(s.leases.len(), 1, "b's lease stays");
+    assert!(s.allocations[&"10.0.0.4".parse().unwrap()].running);
+    // The task rescheduled on b takes the address over.
+    ok(&mut s, claim("10.0.0.3", "db-task-2", "b"));
+}
+
 fn arb_command() -> impl Strategy<Value = Command> {
     let node = prop::sample::select(vec!["a", "b", "c"]).prop_map(String::from);
     let vol = prop::sample::select(vec!["v1", "v2", "V3", "v4"]).prop_map(String::from);
