@@ -89,7 +89,10 @@ impl Daemon {
         };
         let extensions = match &network {
             Some(network) => Extensions {
-                builtins: vec![(network_side::ADAPTER_NAME, network.adapter())],
+                builtins: vec![
+                    (network_side::ADAPTER_NAME, network.adapter()),
+                    ("swarm", network.swarm_adapter()),
+                ],
                 default_adapters: network_side::DEFAULT_ADAPTERS,
             },
             None => Extensions::default(),

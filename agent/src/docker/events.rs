@@ -32,6 +32,8 @@ pub const RECONNECT_MAX: Duration = Duration::from_secs(2);
 /// A container event's action.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Action {
+    /// The container was created (not started yet).
+    Create,
     /// The container started (also after a restart by Docker).
     Start,
     /// Its process exited.
@@ -42,7 +44,7 @@ pub enum Action {
     Restart,
     /// It was removed.
     Destroy,
-    /// Any other action (`create`, `kill`, `exec_start: ...`), as Docker names it.
+    /// Any other action (`kill`, `exec_start: ...`), as Docker names it.
     Other(String),
 }
 
@@ -50,6 +52,7 @@ impl Action {
     /// Docker's name for the action.
     pub fn as_str(&self) -> &str {
         match self {
+            Action::Create => "create",
             Action::Start => "start",
             Action::Die => "die",
             Action::Stop => "stop",
@@ -62,6 +65,7 @@ impl Action {
     /// The action Docker names `name`.
     pub fn parse(name: &str) -> Action {
         match name {
+            "create" => Action::Create,
             "start" => Action::Start,
             "die" => Action::Die,
             "stop" => Action::Stop,

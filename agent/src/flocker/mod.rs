@@ -12,9 +12,12 @@
 //! - [`adapter`]: [`adapter::FlockerAdapter`], the `builtin:flocker` pre-hook.
 //! - [`leases`]: [`leases::LeaseWatcher`], leases from container start and die events
 //!   (through [`crate::docker`]).
-//! - [`side`]: running it all: the proxy with `flocker` registered, the plugin, the watcher.
+//! - [`arrivals`]: [`arrivals::ArrivalWatcher`], moving a volume here as soon as a container
+//!   using it is created here (Swarm's task preparation), ahead of its start.
+//! - [`side`]: running it all: the proxy with `flocker` registered, the plugin, the watchers.
 
 pub mod adapter;
+pub mod arrivals;
 pub mod binds;
 pub mod control;
 pub mod leases;

@@ -14,6 +14,7 @@ use proxy::launch::{InvalidOptions, Options};
 use proxy::listen::{ListenAddr, parse_docker};
 
 use super::adapter::FlockerAdapter;
+use super::arrivals::ArrivalWatcher;
 use super::control::VolumeControl;
 use super::leases::LeaseWatcher;
 use super::placement::ControlMove;
@@ -150,6 +151,7 @@ pub struct DockerSide {
     proxy: proxy::launch::Bound,
     plugin: Option<Plugin>,
     watcher: LeaseWatcher,
+    arrivals: ArrivalWatcher,
     /// dockerd, with which the plugin's driver is kept registered.
     docker: Arc<dyn DockerApi>,
 }
@@ -184,7 +186,7 @@ pub async fn start(
     ));
     let mut builtins = Builtins::standard();
     builtins.register("flocker", Arc::new(FlockerAdapter::new(volumes.clone())));
-    builtins.register("swarm", Arc::new(SwarmAdapter));
+    builtins.register("swarm", Arc::new(SwarmAdapter::new()));
     for (name, adapter) in extensions.builtins {
         builtins.register(name, adapter);
     }
@@ -222,11 +224,13 @@ pub async fn start(
         None => None,
     };
     let docker: Arc<dyn DockerApi> = Arc::new(Docker::new(docker_socket(&config.docker)));
+    let arrivals = ArrivalWatcher::new(docker.clone(), volumes.clone(), config.volume_root.clone());
     let watcher = LeaseWatcher::new(docker.clone(), volumes, config.volume_root);
     Ok(DockerSide {
         proxy,
         plugin,
         watcher,
+        arrivals,
         docker,
     })
 }
@@ -242,6 +246,7 @@ impl DockerSide {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let supervisor = Supervisor::<Infallible>::new();
         supervisor.spawn("lease watcher", self.watcher.run());
+        supervisor.spawn("arrival watcher", self.arrivals.run());
         if let Some(plugin) = self.plugin {
             supervisor.spawn(
                 "volume driver registration",

@@ -191,11 +191,28 @@ impl Volumes {
     /// stops the old task.
     pub async fn expect_here(&self, volume: &VolumeName) -> Result<(), VolumeError> {
         let record = self.ensure_exists(volume).await?;
+        self.warm_up_if_elsewhere(volume, &record);
+        Ok(())
+    }
+
+    /// A container that uses `volume` was created on this node (Swarm prepares a task's
+    /// container seconds before it stops the old task): if another node owns the volume
+    /// and no move is under way, starts moving it here without waiting; whether it did.
+    /// Unlike [`Volumes::expect_here`] it never creates the volume.
+    pub async fn user_created_here(&self, volume: &VolumeName) -> Result<bool, VolumeError> {
+        Ok(match self.lookup(volume).await? {
+            Some(record) => self.warm_up_if_elsewhere(volume, &record),
+            None => false,
+        })
+    }
+
+    fn warm_up_if_elsewhere(&self, volume: &VolumeName, record: &Volume) -> bool {
         let elsewhere = record.owner.as_deref().is_some_and(|o| o != self.node);
-        if elsewhere && record.moving.is_none() {
+        let warm_up = elsewhere && record.moving.is_none();
+        if warm_up {
             self.placement.warm_up(volume);
         }
-        Ok(())
+        warm_up
     }
 
     /// Creates the local copy if this host has none, then mounts it read-write.

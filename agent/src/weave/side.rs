@@ -24,6 +24,8 @@ use crate::cluster::Cluster;
 use crate::config::AgentConfig;
 use crate::docker::{Docker, DockerApi};
 use crate::network::{NetError, NetlinkNetwork, Network, OverlayConfig, peer_sync};
+use crate::swarm::SwarmAdapter;
+use crate::swarm::network::TaskNetwork;
 
 /// Where the static `wait-for-net` is installed on a host by default.
 pub const DEFAULT_WAIT_FOR_NET: &str = "/usr/local/lib/flocker/wait-for-net";
@@ -103,6 +105,7 @@ pub enum NetworkSideError {
 /// The network side, running; dropping it stops its tasks.
 pub struct NetworkSide {
     adapter: Arc<dyn Adapter>,
+    swarm_adapter: Arc<dyn Adapter>,
     _restarts: RestartWatcher,
     _lifecycle: LifecycleFollower,
     peer_sync: JoinHandle<()>,
@@ -113,6 +116,12 @@ impl NetworkSide {
     /// The `weave` adapter, to register as [`ADAPTER_NAME`] in the proxy's built-ins.
     pub fn adapter(&self) -> Arc<dyn Adapter> {
         self.adapter.clone()
+    }
+
+    /// The `swarm` adapter with this side's `wait-for-net` (it replaces the Docker side's
+    /// own, which leaves task commands as they are).
+    pub fn swarm_adapter(&self) -> Arc<dyn Adapter> {
+        self.swarm_adapter.clone()
     }
 }
 
@@ -148,12 +157,17 @@ pub async fn start(
         network.clone(),
         allocator.clone(),
     ));
+    let swarm_adapter = Arc::new(SwarmAdapter::with_network(TaskNetwork::new(
+        docker.clone(),
+        config.wait_for_net.clone(),
+    )));
     let adapter = Arc::new(WeaveAdapter::new(attacher.clone(), config.wait_for_net));
     // The followers first, so that what happens during the reconcile is not missed.
     let restarts = RestartWatcher::spawn(attacher.clone());
     let lifecycle = LifecycleFollower::spawn(docker, Arc::new(allocator));
     Ok(NetworkSide {
         adapter,
+        swarm_adapter,
         _restarts: restarts,
         _lifecycle: lifecycle,
         peer_sync: tokio::spawn(peer_sync::run(cluster.view(), agent.node.clone(), network)),

@@ -12,6 +12,7 @@
 
 mod moves;
 mod network;
+mod swarm;
 mod volumes;
 mod walk;
 
@@ -298,6 +299,22 @@ fn three_hosts_come_up_share_volumes_and_addresses_and_go_away() {
             .any(|l| l.contains("/var/lib/lab") || l == "sleep 1000"),
         "{ps}"
     );
+}
+
+/// Swarm mode on a lab of its own (docs/swarm.md): made through the agents, a service's task
+/// rescheduled by Swarm takes its volume (copied while the old task runs) and its address,
+/// and a dead host is named by the rescheduled task's error.
+#[test]
+fn swarm_reschedules_take_data_and_addresses_along() {
+    if !lab_possible() {
+        return;
+    }
+    let _held = hold_the_lab();
+    lab(&["down"]);
+    let _guard = Lab;
+    lab(&["up", "3"]);
+    swarm::a_swarm_of_the_hosts_schedules_flocker_services_at_once();
+    swarm::a_rescheduled_task_takes_its_data_and_address_and_a_dead_host_is_named();
 }
 
 /// The seeded walk of `walk` on a lab of its own: the fixed seed and a random one, or
