@@ -138,6 +138,7 @@ fn flocker_binds_are_created_rewritten_refused_and_leased() {
             volume: "far".into(),
             node: "n2".into(),
             container_id: "c0ffee123456789".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -78,6 +78,7 @@ fn short_lived_containers_leave_no_lease_and_drift_is_repaired() {
             volume: "drift".into(),
             node: "n1".into(),
             container_id: "no-such-container-0123456789abcdef".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

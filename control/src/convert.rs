@@ -34,6 +34,7 @@ pub fn volume(v: Volume) -> pb::Volume {
             .collect(),
         state: pb::VolumeState::Unspecified.into(),
         moving: None,
+        moves: Vec::new(),
         created_ms: v.created_ms,
         metadata: v.metadata.into_iter().collect(),
     }
@@ -45,6 +46,9 @@ pub fn lease(l: Lease) -> pb::Lease {
         volume: l.volume,
         node: l.node,
         container_id: l.container_id,
+        container_name: l.container_name,
+        service: l.service,
+        task: l.task,
     }
 }
 
@@ -54,6 +58,9 @@ pub fn lease_from(l: pb::Lease) -> Lease {
         volume: l.volume,
         node: l.node,
         container_id: l.container_id,
+        container_name: l.container_name,
+        service: l.service,
+        task: l.task,
     }
 }
 
@@ -87,6 +94,10 @@ pub fn phase_word(p: pb::MovePhase) -> &'static str {
 /// Domain migration to wire.
 pub fn migration(m: Migration) -> pb::Migration {
     pb::Migration {
+        downtime_ms: m.downtime_ms(),
+        started_ms: m.started_ms,
+        handoff_ms: m.handoff_ms,
+        ended_ms: m.ended_ms,
         id: m.id,
         volume: m.volume,
         from: m.from,

@@ -109,6 +109,7 @@ async fn restarted_member_catches_up_from_a_snapshot() {
         volume: "held".into(),
         node: "n1".into(),
         container_id: "c1".into(),
+        ..Default::default()
     };
     node.acquire_lease(lease.clone()).await.unwrap();
     for i in 0..60 {

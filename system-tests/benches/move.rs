@@ -146,6 +146,7 @@ async fn moved(lab: &Lab, name: &str, bytes: u64, writer: bool) -> Row {
         volume: name.into(),
         node: "host-a".into(),
         container_id: "w".into(),
+        ..Default::default()
     };
     let stop = Arc::new(AtomicBool::new(false));
     let task = writer.then(|| {

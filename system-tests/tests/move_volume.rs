@@ -266,6 +266,7 @@ async fn a_move_under_a_writer_loses_no_acknowledged_write() {
         volume: "log".into(),
         node: "host-a".into(),
         container_id: "writer".into(),
+        ..Default::default()
     };
     node.acquire_lease(lease.clone()).await.unwrap();
 
@@ -576,6 +577,7 @@ async fn a_stop_the_holders_docker_cannot_do_fails_the_move_and_says_what_to_do(
         volume: "held".into(),
         node: "host-a".into(),
         container_id: "web1".into(),
+        ..Default::default()
     };
     node.acquire_lease(lease).await.unwrap();
 

@@ -243,6 +243,7 @@ impl DockerApi for FakeDocker {
                 id: c.id.clone(),
                 names: vec![c.name.clone()],
                 mounts: c.mounts.clone(),
+                labels: c.config.labels.clone(),
             })
             .collect())
     }

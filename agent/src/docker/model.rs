@@ -2,6 +2,8 @@
 //! bollard's models by [`super::Docker`], built by hand by the fake in unit tests. A field
 //! Docker leaves out or sends as `null` is empty here.
 
+use std::collections::BTreeMap;
+
 use bollard::models;
 
 /// What the agent reads of a container (`docker inspect`).
@@ -30,6 +32,8 @@ pub struct ContainerSummary {
     pub names: Vec<String>,
     /// What is mounted, binds and volumes alike.
     pub mounts: Vec<MountPoint>,
+    /// Its labels (a Swarm task's say its service and task).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// `State` of a container.
@@ -52,6 +56,8 @@ pub struct ContainerConfig {
     pub cmd: Option<Vec<String>>,
     /// The image as the user named it.
     pub image: String,
+    /// Its labels (a Swarm task's say its service and task).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl ContainerConfig {
@@ -143,6 +149,7 @@ impl From<models::ContainerInspectResponse> for ContainerInfo {
                 entrypoint: config.entrypoint,
                 cmd: config.cmd,
                 image: config.image.unwrap_or_default(),
+                labels: config.labels.unwrap_or_default().into_iter().collect(),
             },
             host_config: HostConfig {
                 binds: host.binds.unwrap_or_default(),
@@ -165,6 +172,7 @@ impl From<models::ContainerSummary> for ContainerSummary {
             id: c.id.unwrap_or_default(),
             names: c.names.unwrap_or_default(),
             mounts: mount_points(c.mounts),
+            labels: c.labels.unwrap_or_default().into_iter().collect(),
         }
     }
 }
@@ -222,7 +230,8 @@ mod tests {
     fn a_container_answer_with_nulls_and_string_forms_is_read() {
         // As dockerd 20.10 answers: nulls for empty lists, `Type` as a plain string.
         let json = r#"{"Id":"abc","Name":"/web","State":{"Running":true,"Pid":42},
-            "Config":{"Env":null,"Entrypoint":["/bin/sh"],"Cmd":null,"Image":"busybox"},
+            "Config":{"Env":null,"Entrypoint":["/bin/sh"],"Cmd":null,"Image":"busybox",
+              "Labels":{"com.docker.swarm.task.name":"db.1.k2j3"}},
             "HostConfig":{"Binds":null,"NetworkMode":"default",
               "Mounts":[{"Type":"bind","Source":"/a","Target":"/b"}]},
             "Mounts":null}"#;
@@ -238,6 +247,7 @@ mod tests {
         assert!(c.config.env.is_empty());
         assert_eq!(c.config.entrypoint, Some(vec!["/bin/sh".to_owned()]));
         assert_eq!(c.config.cmd, None);
+        assert_eq!(c.config.labels["com.docker.swarm.task.name"], "db.1.k2j3");
         assert_eq!(c.host_config.network_mode, "default");
         assert_eq!(c.host_config.mounts[0].kind, "bind");
         assert_eq!(c.host_config.mounts[0].target, "/b");
@@ -247,6 +257,7 @@ mod tests {
     #[test]
     fn a_container_list_with_binds_and_volumes_is_read() {
         let json = r#"[{"Id":"abc","Names":["/web"],"Image":"busybox","State":"running",
+            "Labels":{"com.docker.swarm.service.name":"web"},
             "Mounts":[
             {"Type":"bind","Source":"/var/lib/flocker/demo","Destination":"/data",
              "Mode":"","RW":true,"Propagation":"rprivate"},
@@ -256,6 +267,8 @@ mod tests {
         let raw: Vec<models::ContainerSummary> = serde_json::from_str(json).unwrap();
         let list: Vec<ContainerSummary> = raw.into_iter().map(Into::into).collect();
         assert_eq!(list[0].names, ["/web"]);
+        assert_eq!(list[0].labels["com.docker.swarm.service.name"], "web");
+        assert!(list[1].labels.is_empty());
         assert_eq!(list[0].mounts[0].kind, "bind");
         assert_eq!(list[0].mounts[0].source, "/var/lib/flocker/demo");
         assert_eq!(list[0].mounts[1].name, "pv");

@@ -191,6 +191,7 @@ pub mod fake {
             volume: volume.into(),
             node: node.into(),
             container_id: id.into(),
+            ..Default::default()
         }
     }
 
@@ -278,9 +279,10 @@ pub mod fake {
         async fn acquire_lease(&self, lease: Lease) -> Result<(), ControlError> {
             let call = format!("acquire_lease {} {}", lease.volume, lease.container_id);
             let mut state = self.call(call)?;
-            if !state.leases.contains(&lease) {
-                state.leases.push(lease);
-            }
+            // Keyed by (volume, container), as the control service keys them.
+            let key = |l: &Lease| (l.volume.clone(), l.container_id.clone());
+            state.leases.retain(|l| key(l) != key(&lease));
+            state.leases.push(lease);
             Ok(())
         }
 
@@ -288,7 +290,8 @@ pub mod fake {
             let call = format!("release_lease {} {}", lease.volume, lease.container_id);
             let mut state = self.call(call)?;
             let before = state.leases.len();
-            state.leases.retain(|l| *l != lease);
+            let key = |l: &Lease| (l.volume.clone(), l.container_id.clone());
+            state.leases.retain(|l| key(l) != key(&lease));
             if state.leases.len() == before {
                 return Err(Status::new(Code::NotFound, "no such lease").into());
             }

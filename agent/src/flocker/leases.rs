@@ -12,8 +12,11 @@
 //! after the `start` before it: a `--rm` container that exits at once leaves no lease. A
 //! lease left by anything else (a lost event, a release the control service refused) is
 //! released by the next periodic pass, so it blocks a move for seconds at most.
+//!
+//! A lease names its holder for people (`flockerctl volume ls`): the container's name and,
+//! for a Swarm task, its service and task from the container's labels ([`Holder`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +34,35 @@ use crate::storage::VolumeName;
 /// How often the leases are reconciled between (re)connections: the longest a lease whose
 /// container is gone lasts when its `die` was missed.
 pub const LEASE_RECONCILE_PERIOD: Duration = Duration::from_secs(5);
+
+/// The label Swarm puts on a task's container naming its service.
+pub const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
+/// The label Swarm puts on a task's container naming its task (`db.1.k2j3...`).
+pub const SWARM_TASK_LABEL: &str = "com.docker.swarm.task.name";
+
+/// Who holds a lease, as the lease records it: the container's name and, for a Swarm
+/// task, its service and task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holder {
+    /// The container's name, without Docker's leading `/`.
+    pub container_name: Option<String>,
+    /// The Swarm service, from [`SWARM_SERVICE_LABEL`].
+    pub service: Option<String>,
+    /// The Swarm task, from [`SWARM_TASK_LABEL`].
+    pub task: Option<String>,
+}
+
+impl Holder {
+    /// The holder named `name` (as Docker gives it, with a leading `/`) with `labels`.
+    pub fn of(name: &str, labels: &BTreeMap<String, String>) -> Self {
+        let name = name.trim_start_matches('/');
+        Holder {
+            container_name: (!name.is_empty()).then(|| name.to_owned()),
+            service: labels.get(SWARM_SERVICE_LABEL).cloned(),
+            task: labels.get(SWARM_TASK_LABEL).cloned(),
+        }
+    }
+}
 
 /// Follows dockerd and keeps this node's leases in step with its running containers.
 pub struct LeaseWatcher {
@@ -109,7 +141,8 @@ impl LeaseWatcher {
             tracing::debug!(container.id = %id, "exited before its start was handled");
             return Ok(());
         }
-        self.acquire_all(id, &container.mounts).await
+        let holder = Holder::of(&container.name, &container.config.labels);
+        self.acquire_all(id, &container.mounts, &holder).await
     }
 
     /// Whether container `id` runs now; an error other than "no such container" is
@@ -123,18 +156,33 @@ impl LeaseWatcher {
     }
 
     /// Leases on the flocker volumes among `mounts` for container `id`.
-    async fn acquire_all(&self, id: &str, mounts: &[MountPoint]) -> Result<(), String> {
+    async fn acquire_all(
+        &self,
+        id: &str,
+        mounts: &[MountPoint],
+        holder: &Holder,
+    ) -> Result<(), String> {
         for volume in flocker_volumes(mounts, &self.volume_root) {
-            self.acquire(&volume, id).await.map_err(|e| e.to_string())?;
+            self.acquire(&volume, id, holder)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
 
-    async fn acquire(&self, volume: &VolumeName, id: &str) -> Result<(), VolumeError> {
+    async fn acquire(
+        &self,
+        volume: &VolumeName,
+        id: &str,
+        holder: &Holder,
+    ) -> Result<(), VolumeError> {
         let lease = Lease {
             volume: volume.to_string(),
             node: self.volumes.node().to_owned(),
             container_id: id.to_owned(),
+            container_name: holder.container_name.clone(),
+            service: holder.service.clone(),
+            task: holder.task.clone(),
         };
         self.volumes
             .control()
@@ -204,11 +252,13 @@ impl LeaseWatcher {
         let mut ids = BTreeSet::new();
         for container in &running {
             ids.insert(container.id.as_str());
+            let name = container.names.first().map_or("", String::as_str);
+            let holder = Holder::of(name, &container.labels);
             for volume in flocker_volumes(&container.mounts, &self.volume_root) {
                 if held.contains(&(volume.as_str(), container.id.as_str())) {
                     continue;
                 }
-                if let Err(e) = self.acquire(&volume, &container.id).await {
+                if let Err(e) = self.acquire(&volume, &container.id, &holder).await {
                     tracing::warn!(container.id = %container.id, error = %e, "lease not acquired");
                 }
             }
@@ -362,6 +412,55 @@ mod tests {
         docker.set_unreachable(true);
         assert!(watcher.reconcile().await.is_err());
         assert_eq!(leases(&host).len(), 2);
+    }
+
+    /// A Swarm task's container `id` named `/TASK` (as Swarm names them) holding `volume`.
+    fn task(id: &str, service: &str, task: &str, volume: &str) -> crate::docker::ContainerInfo {
+        let mut container = with_volumes(id, vec![bind(&format!("/var/lib/flocker/{volume}"))]);
+        container.name = format!("/{task}");
+        container.config.labels = [
+            (SWARM_SERVICE_LABEL, service),
+            (SWARM_TASK_LABEL, task),
+            ("com.docker.swarm.node.id", "k2j3node"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        container
+    }
+
+    #[tokio::test]
+    async fn a_lease_names_its_container_and_a_swarm_tasks_service_and_task() {
+        let host = Host::new();
+        let (docker, watcher) = watcher(&host);
+        docker.add(task("c1", "db", "db.1.k2j3abc", "demo"));
+        docker.add(task("c2", "web", "web.2.x9y8", "pv"));
+        docker.add(with_volumes("c3", vec![bind("/var/lib/flocker/logs")]));
+
+        // c1 through its start event, the others through a reconciliation.
+        watcher.handle(&event(Action::Start, "c1")).await;
+        watcher.reconcile().await.unwrap();
+
+        let state = host.control.state();
+        let holder = |id: &str| {
+            let l = state.leases.iter().find(|l| l.container_id == id).unwrap();
+            (
+                l.container_name.as_deref(),
+                l.service.as_deref(),
+                l.task.as_deref(),
+            )
+        };
+        let c1 = (Some("db.1.k2j3abc"), Some("db"), Some("db.1.k2j3abc"));
+        assert_eq!(holder("c1"), c1);
+        assert_eq!(
+            holder("c2"),
+            (Some("web.2.x9y8"), Some("web"), Some("web.2.x9y8"))
+        );
+        assert_eq!(
+            holder("c3"),
+            (Some("c3"), None, None),
+            "not a task: its name only"
+        );
     }
 
     fn mount(kind: &str, name: &str, source: &str, driver: &str) -> MountPoint {

@@ -4,7 +4,8 @@
 //!    newest snapshot both sides hold; another round while the last one carried more than
 //!    the threshold, up to the round limit.
 //! 2. **handoff**: wait for the volume's leases to go (or stop their containers, see
-//!    [`super::holders`]), final push (the source unmounts first), then `done`, which
+//!    [`super::holders`]), record that moment (the start of the users' downtime, kept in
+//!    the move's history), final push (the source unmounts first), then `done`, which
 //!    commits owner = target and epoch + 1 through Raft.
 //! 3. after the commit: record the source as a replica at the final snapshot, mount
 //!    read-write on the target (fenced by the new epoch) and read-only on the source, and
@@ -27,6 +28,7 @@ use tracing::Instrument;
 use super::agents::{AgentLink, CleanUp};
 use super::{MoveConfig, MoveError, plan};
 use crate::member::Member;
+use crate::server::node_service::now_ms;
 use crate::state::{Command, Migration, Node, Phase};
 use proto::tls::TlsDir;
 
@@ -78,7 +80,7 @@ impl Driver {
                 Ok(()) => tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "move done"),
                 Err(e) if e.fails_the_move() => {
                     tracing::warn!(error = %e, "move failed; the source keeps the volume");
-                    let cmd = Command::FailMigration { id, error: e.to_string() };
+                    let cmd = Command::FailMigration { id, error: e.to_string(), at_ms: Some(now_ms()) };
                     match self.write(cmd).await {
                         Ok(_) => self.finish_clean_up(&m).await,
                         Err(e) => tracing::warn!(error = %e, "recording the failure failed; the next leader retries the move"),
@@ -120,6 +122,7 @@ impl Driver {
             phase,
             bytes_sent: m.bytes_sent,
             rounds: m.rounds,
+            at_ms: Some(now_ms()),
         };
         self.write(cmd).await.map(|_| ())
     }
@@ -157,6 +160,8 @@ impl Driver {
             self.advance(&m, Phase::Handoff).await?;
         }
         self.release_holders(&m).await?;
+        // No container holds the volume now: recorded as the start of the users' downtime.
+        self.advance(&m, Phase::Handoff).await?;
         let epoch = self.epoch(&m.volume)?;
         let last = plan::final_snapshot(m.id);
         let handoff = Instant::now();

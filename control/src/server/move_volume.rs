@@ -27,6 +27,7 @@ pub async fn start(member: &Member, req: pb::MoveVolumeRequest) -> Result<MoveSt
         volume: req.name,
         to: req.to,
         stop_containers: req.stop_containers,
+        at_ms: Some(super::node_service::now_ms()),
     };
     let m: Migration = member.write(cmd).await.map_err(to_status)?;
     let (tx, rx) = mpsc::channel(16);

@@ -150,7 +150,13 @@ impl NodeApi for NodeService {
 
     async fn get_volume(&self, req: Request<pb::VolumeName>) -> Reply_<pb::Volume> {
         let v = self.read(VolumeNamed(req.into_inner().name)).await?;
-        Ok(Response::new(self.with_state(convert::volume(v))))
+        let mut v = self.with_state(convert::volume(v));
+        v.moves = self.member.sm.read(|s| {
+            let moves = s.migrations.values().rev();
+            let of_v = moves.filter(|m| m.volume == v.name).cloned();
+            of_v.map(convert::migration).collect()
+        });
+        Ok(Response::new(v))
     }
 
     async fn list_volumes(&self, _req: Request<pb::Empty>) -> Reply_<pb::VolumeList> {

@@ -2,7 +2,9 @@
 
 use super::ip::{self, Holder};
 use super::names::{validate_node_name, validate_volume_name};
-use super::{Command, CommandError, Lease, Migration, Node, Phase, Response, State, Volume};
+use super::{
+    Command, CommandError, Lease, MOVE_HISTORY, Migration, Node, Phase, Response, State, Volume,
+};
 
 /// Applies one command, or leaves the state untouched and says why not.
 pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandError> {
@@ -102,14 +104,16 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
             volume,
             to,
             stop_containers,
-        } => record_migration(state, volume, to, stop_containers),
+            at_ms,
+        } => record_migration(state, volume, to, stop_containers, at_ms),
         Command::AdvanceMigration {
             id,
             phase,
             bytes_sent,
             rounds,
-        } => advance_migration(state, id, phase, bytes_sent, rounds),
-        Command::FailMigration { id, error } => {
+            at_ms,
+        } => advance_migration(state, id, phase, bytes_sent, rounds, at_ms),
+        Command::FailMigration { id, error, at_ms } => {
             let m = migration_mut(state, id)?;
             if m.phase.is_terminal() {
                 return Err(bad_phase(m, Phase::Failed));
@@ -117,7 +121,10 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
             m.phase = Phase::Failed;
             m.error = Some(error);
             m.cleanup_pending = true;
-            Ok(Response::Migration(m.clone()))
+            m.ended_ms = at_ms;
+            let m = m.clone();
+            prune_moves(state, &m.volume);
+            Ok(Response::Migration(m))
         }
         Command::CopyDestroyed { id, node } => Ok(copy_destroyed(state, id, &node)),
         Command::MigrationCleanedUp { id } => {
@@ -126,7 +133,9 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
                 return Err(bad_phase(m, Phase::Failed));
             }
             m.cleanup_pending = false;
-            Ok(Response::Migration(m.clone()))
+            let m = m.clone();
+            prune_moves(state, &m.volume);
+            Ok(Response::Migration(m))
         }
         Command::AddPool { cidr } => ip::add_pool(state, &cidr),
         Command::AllocateIp {
@@ -319,6 +328,8 @@ fn delete_volume(state: &mut State, name: &str) -> Result<Response, CommandError
             m.cleanup_pending = false;
         }
     }
+    // A new volume of this name starts with no move history.
+    state.migrations.retain(|_, m| m.volume != name);
     if !nodes.is_empty() {
         let name = name.to_owned();
         state
@@ -374,6 +385,7 @@ fn record_migration(
     volume: String,
     to: String,
     stop_containers: bool,
+    at_ms: Option<u64>,
 ) -> Result<Response, CommandError> {
     known_node(state, &to)?;
     let v = state
@@ -399,9 +411,13 @@ fn record_migration(
             error: None,
             stop_containers,
             cleanup_pending: false,
+            started_ms: at_ms,
+            handoff_ms: None,
+            ended_ms: at_ms,
         };
         set_owner(volume_mut(state, &volume)?, to);
         state.migrations.insert(m.id, m.clone());
+        prune_moves(state, &volume);
         return Ok(Response::Migration(m));
     };
     if from == to {
@@ -426,6 +442,9 @@ fn record_migration(
         error: None,
         stop_containers,
         cleanup_pending: false,
+        started_ms: at_ms,
+        handoff_ms: None,
+        ended_ms: None,
     };
     state.migrations.insert(m.id, m.clone());
     Ok(Response::Migration(m))
@@ -445,21 +464,31 @@ fn advance_migration(
     phase: Phase,
     bytes_sent: u64,
     rounds: u32,
+    at_ms: Option<u64>,
 ) -> Result<Response, CommandError> {
     let m = migration_mut(state, id)?;
     // Forward only; repeating the current phase records progress.
     if m.phase.is_terminal() || phase < m.phase || phase == Phase::Failed {
         return Err(bad_phase(m, phase));
     }
+    let volume = m.volume.clone();
     // The handoff commits only once the source's containers let go of the volume.
     if phase == Phase::Done {
-        let volume = m.volume.clone();
         not_leased(state, &volume)?;
     }
+    // The users' downtime starts at the first handoff step that finds no container holding
+    // the volume (the driver records one as soon as they let go).
+    let unheld = !state.leases.values().any(|l| l.volume == volume);
     let m = migration_mut(state, id)?;
     m.phase = phase;
     m.bytes_sent = m.bytes_sent.max(bytes_sent);
     m.rounds = m.rounds.max(rounds);
+    if phase == Phase::Handoff && unheld && m.handoff_ms.is_none() {
+        m.handoff_ms = at_ms;
+    }
+    if phase == Phase::Done {
+        m.ended_ms = at_ms;
+    }
     let m = m.clone();
     if phase == Phase::Done {
         let v = volume_mut(state, &m.volume)?;
@@ -472,6 +501,25 @@ fn advance_migration(
             });
         }
         v.replicas.retain(|r| r.node != m.to);
+        prune_moves(state, &m.volume);
     }
     Ok(Response::Migration(m))
+}
+
+/// Keeps `volume`'s move history bounded: of its finished moves, only the [`MOVE_HISTORY`]
+/// newest (by id) are kept, and older ones go unless their clean-up is still pending. A
+/// move under way is never removed.
+fn prune_moves(state: &mut State, volume: &str) {
+    let old: Vec<u64> = state
+        .migrations
+        .values()
+        .rev()
+        .filter(|m| m.volume == volume && m.phase.is_terminal())
+        .skip(MOVE_HISTORY)
+        .filter(|m| !m.cleanup_pending)
+        .map(|m| m.id)
+        .collect();
+    for id in old {
+        state.migrations.remove(&id);
+    }
 }

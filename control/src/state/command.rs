@@ -104,6 +104,9 @@ pub enum Command {
         /// Stop the containers holding the volume at the handoff instead of waiting.
         #[serde(default)]
         stop_containers: bool,
+        /// Now (`None` in entries written before times were kept).
+        #[serde(default)]
+        at_ms: Option<u64>,
     },
     /// A move progressed; reaching `done` hands the volume to the destination.
     AdvanceMigration {
@@ -115,6 +118,9 @@ pub enum Command {
         bytes_sent: u64,
         /// Rounds so far.
         rounds: u32,
+        /// Now, by the leader's clock (`None` in entries written before times were kept).
+        #[serde(default)]
+        at_ms: Option<u64>,
     },
     /// A move failed; the source keeps the volume and the move's leftovers await clean-up.
     FailMigration {
@@ -122,6 +128,9 @@ pub enum Command {
         id: u64,
         /// Why.
         error: String,
+        /// Now, by the leader's clock (`None` in entries written before times were kept).
+        #[serde(default)]
+        at_ms: Option<u64>,
     },
     /// `node` destroyed its copy of deleted volume `id`.
     CopyDestroyed {

@@ -21,6 +21,9 @@ pub use command::{Command, Response};
 pub use error::CommandError;
 pub use ip::{AddressRequest, Cidr};
 
+/// How many finished moves of each volume the state keeps (its move history).
+pub const MOVE_HISTORY: usize = 20;
+
 /// A host running an agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
@@ -67,7 +70,7 @@ pub struct Volume {
 }
 
 /// A running container holding a volume on its owner node.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Lease {
     /// The volume held.
     pub volume: String,
@@ -75,6 +78,17 @@ pub struct Lease {
     pub node: String,
     /// The container.
     pub container_id: String,
+    /// The container's name, without Docker's leading `/` (leases taken before names were
+    /// kept have none).
+    #[serde(default)]
+    pub container_name: Option<String>,
+    /// For a Swarm task's container: its service (`com.docker.swarm.service.name`).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// For a Swarm task's container: its task (`com.docker.swarm.task.name`, e.g.
+    /// `db.1.k2j3...`).
+    #[serde(default)]
+    pub task: Option<String>,
 }
 
 /// Phase of a volume move.
@@ -147,6 +161,26 @@ pub struct Migration {
     /// and records it with [`Command::MigrationCleanedUp`](crate::state::Command).
     #[serde(default)]
     pub cleanup_pending: bool,
+    /// When the move was recorded, milliseconds since the Unix epoch (the clock of the
+    /// member that took `MoveVolume`); `None` for moves recorded before times were kept.
+    #[serde(default)]
+    pub started_ms: Option<u64>,
+    /// When the handoff began for the volume's users: the first handoff step the leader
+    /// recorded while no container held the volume (it waits for them, or stops them, first).
+    #[serde(default)]
+    pub handoff_ms: Option<u64>,
+    /// When the move ended, done or failed (the leader's clock).
+    #[serde(default)]
+    pub ended_ms: Option<u64>,
+}
+
+impl Migration {
+    /// How long no container could use the volume: from the handoff to the end of the move
+    /// (done, or failed and the source given back); `None` before the end or for a move that
+    /// never reached the handoff.
+    pub fn downtime_ms(&self) -> Option<u64> {
+        Some(self.ended_ms?.saturating_sub(self.handoff_ms?))
+    }
 }
 
 /// An address held by a container.
@@ -222,7 +256,8 @@ pub struct State {
     /// Leases by (volume, container id); stored as a list (JSON keys must be strings).
     #[serde(with = "leases_as_list")]
     pub leases: BTreeMap<(String, String), Lease>,
-    /// Migrations by id.
+    /// Migrations by id: every move under way or with its clean-up pending, and the
+    /// [`MOVE_HISTORY`] newest finished ones of each volume (older ones are pruned).
     pub migrations: BTreeMap<u64, Migration>,
     /// IP pools.
     pub pools: Vec<Cidr>,

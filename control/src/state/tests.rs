@@ -111,6 +111,7 @@ fn leases_block_delete_and_must_be_on_owner() {
         volume: "db".into(),
         node: "b".into(),
         container_id: "c1".into(),
+        ..Default::default()
     };
     assert!(matches!(
         apply(&mut s, Command::AcquireLease(lease.clone())),
@@ -146,6 +147,7 @@ fn moving_an_ownerless_volume_gives_it_to_the_node_at_once() {
             volume: "fresh".into(),
             to: "b".into(),
             stop_containers: false,
+            at_ms: None,
         },
     ) else {
         panic!("expected a migration");
@@ -175,6 +177,7 @@ fn migration_done_hands_over_with_new_epoch() {
             volume: "db".into(),
             to: "b".into(),
             stop_containers: false,
+            at_ms: None,
         },
     ) else {
         panic!("expected a migration");
@@ -186,6 +189,7 @@ fn migration_done_hands_over_with_new_epoch() {
                 volume: "db".into(),
                 to: "b".into(),
                 stop_containers: false,
+                at_ms: None,
             }
         ),
         Err(CommandError::VolumeMoving { .. })
@@ -195,6 +199,7 @@ fn migration_done_hands_over_with_new_epoch() {
         phase,
         bytes_sent: 10,
         rounds: 1,
+        at_ms: None,
     };
     ok(&mut s, step(Phase::Handoff));
     assert!(matches!(
@@ -210,7 +215,8 @@ fn migration_done_hands_over_with_new_epoch() {
             &mut s,
             Command::FailMigration {
                 id: m.id,
-                error: "x".into()
+                error: "x".into(),
+                at_ms: None,
             }
         ),
         Err(CommandError::BadPhase { .. })
@@ -225,6 +231,7 @@ fn a_held_volume_is_not_handed_over() {
         volume: "db".into(),
         node: "a".into(),
         container_id: "c1".into(),
+        ..Default::default()
     };
     ok(&mut s, Command::AcquireLease(lease));
     let Response::Migration(m) = ok(
@@ -233,6 +240,7 @@ fn a_held_volume_is_not_handed_over() {
             volume: "db".into(),
             to: "b".into(),
             stop_containers: false,
+            at_ms: None,
         },
     ) else {
         panic!("expected a migration");
@@ -242,6 +250,7 @@ fn a_held_volume_is_not_handed_over() {
         phase: Phase::Done,
         bytes_sent: 1,
         rounds: 1,
+        at_ms: None,
     };
     assert!(matches!(
         apply(&mut s, done.clone()),
@@ -269,6 +278,7 @@ fn failed_migration_keeps_owner() {
             volume: "db".into(),
             to: "b".into(),
             stop_containers: false,
+            at_ms: None,
         },
     );
     ok(
@@ -276,6 +286,7 @@ fn failed_migration_keeps_owner() {
         Command::FailMigration {
             id: 1,
             error: "disk full".into(),
+            at_ms: None,
         },
     );
     assert_eq!(s.volumes["db"].owner.as_deref(), Some("a"));
@@ -290,6 +301,7 @@ fn a_failed_moves_clean_up_is_recorded_until_done() {
         volume: "db".into(),
         to: "b".into(),
         stop_containers: false,
+        at_ms: None,
     };
     ok(&mut s, record);
     // Only a failed move has a clean-up to record.
@@ -297,6 +309,7 @@ fn a_failed_moves_clean_up_is_recorded_until_done() {
     let fail = Command::FailMigration {
         id: 1,
         error: "refused".into(),
+        at_ms: None,
     };
     ok(&mut s, fail);
     assert!(s.migrations[&1].cleanup_pending);
@@ -319,6 +332,7 @@ fn the_stop_choice_is_replicated_and_older_entries_mean_wait() {
         volume: "db".into(),
         to: "b".into(),
         stop_containers: true,
+        at_ms: None,
     };
     let Response::Migration(m) = ok(&mut s, record) else {
         panic!("expected a migration");
@@ -338,6 +352,156 @@ fn the_stop_choice_is_replicated_and_older_entries_mean_wait() {
     json.as_object_mut().unwrap().remove("stop_containers");
     let old: Migration = serde_json::from_value(json).unwrap();
     assert!(!old.stop_containers);
+}
+
+fn record(volume: &str, to: &str, at_ms: u64) -> Command {
+    Command::RecordMigration {
+        volume: volume.into(),
+        to: to.into(),
+        stop_containers: false,
+        at_ms: Some(at_ms),
+    }
+}
+
+fn advance(id: u64, phase: Phase, bytes_sent: u64, at_ms: u64) -> Command {
+    Command::AdvanceMigration {
+        id,
+        phase,
+        bytes_sent,
+        rounds: 1,
+        at_ms: Some(at_ms),
+    }
+}
+
+fn fail(id: u64, at_ms: u64) -> Command {
+    Command::FailMigration {
+        id,
+        error: "refused".into(),
+        at_ms: Some(at_ms),
+    }
+}
+
+#[test]
+fn a_moves_times_come_from_its_commands_and_its_downtime_runs_from_the_handoff_to_the_end() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    let lease = Lease {
+        volume: "db".into(),
+        node: "a".into(),
+        container_id: "c1".into(),
+        ..Default::default()
+    };
+    ok(&mut s, Command::AcquireLease(lease));
+    ok(&mut s, record("db", "b", 1_000));
+    ok(&mut s, advance(1, Phase::Copying, 10, 2_000));
+    // The handoff begins while c1 still holds the volume: not yet downtime.
+    ok(&mut s, advance(1, Phase::Handoff, 10, 3_000));
+    assert_eq!(s.migrations[&1].handoff_ms, None);
+    let release = Command::ReleaseLease {
+        volume: "db".into(),
+        container_id: "c1".into(),
+    };
+    ok(&mut s, release);
+    ok(&mut s, advance(1, Phase::Handoff, 10, 4_000));
+    // Progress of the final increment does not move the start of the downtime.
+    ok(&mut s, advance(1, Phase::Handoff, 20, 4_500));
+    assert_eq!(s.migrations[&1].downtime_ms(), None, "not ended yet");
+    ok(&mut s, advance(1, Phase::Done, 30, 5_500));
+    let m = &s.migrations[&1];
+    let times = (m.started_ms, m.handoff_ms, m.ended_ms, m.downtime_ms());
+    assert_eq!(times, (Some(1_000), Some(4_000), Some(5_500), Some(1_500)));
+    assert_eq!(m.bytes_sent, 30);
+
+    // A move that fails after its handoff began was down until it failed; one that fails
+    // while copying never was.
+    ok(&mut s, record("db", "a", 10_000));
+    ok(&mut s, advance(2, Phase::Handoff, 0, 11_000));
+    ok(&mut s, fail(2, 11_700));
+    assert_eq!(s.migrations[&2].downtime_ms(), Some(700));
+    ok(&mut s, record("db", "a", 20_000));
+    ok(&mut s, fail(3, 21_000));
+    let m = &s.migrations[&3];
+    assert_eq!((m.ended_ms, m.downtime_ms()), (Some(21_000), None));
+
+    // An ownerless volume's first owner: started and ended at once, no downtime.
+    ok(&mut s, volume("fresh", None));
+    ok(&mut s, record("fresh", "b", 30_000));
+    let m = &s.migrations[&4];
+    let times = (m.started_ms, m.handoff_ms, m.ended_ms);
+    assert_eq!(times, (Some(30_000), None, Some(30_000)));
+}
+
+#[test]
+fn the_history_keeps_the_20_newest_finished_moves_of_a_volume_and_every_move_under_way() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    ok(&mut s, volume("other", Some("a")));
+    ok(&mut s, record("other", "b", 1));
+    ok(&mut s, advance(1, Phase::Done, 1, 2));
+    // Move 2 fails and its clean-up stays pending: kept however old.
+    ok(&mut s, record("db", "b", 3));
+    ok(&mut s, fail(2, 4));
+    let mut owner = "a";
+    for id in 3..=23 {
+        let to = if owner == "a" { "b" } else { "a" };
+        ok(&mut s, record("db", to, id * 10));
+        ok(&mut s, advance(id, Phase::Done, 1, id * 10 + 5));
+        owner = to;
+    }
+    let ids = |s: &State| -> Vec<u64> {
+        let db = s.migrations.values().filter(|m| m.volume == "db");
+        db.map(|m| m.id).collect()
+    };
+    // 22 finished moves of db: the 20 newest (4..=23) and the pending clean-up (2) are kept.
+    let mut kept: Vec<u64> = (4..=23).collect();
+    kept.insert(0, 2);
+    assert_eq!(ids(&s), kept);
+    assert!(
+        s.migrations.contains_key(&1),
+        "another volume's history is its own"
+    );
+
+    // Once cleaned up, the old failed move goes too.
+    ok(&mut s, Command::MigrationCleanedUp { id: 2 });
+    assert_eq!(ids(&s), (4..=23).collect::<Vec<_>>());
+
+    // A move under way is never pruned and does not count; when it ends, the oldest goes.
+    let to = if owner == "a" { "b" } else { "a" };
+    ok(&mut s, record("db", to, 1_000));
+    assert_eq!(ids(&s), (4..=24).collect::<Vec<_>>());
+    ok(&mut s, advance(24, Phase::Done, 1, 1_001));
+    assert_eq!(ids(&s), (5..=24).collect::<Vec<_>>());
+
+    // A deleted volume's history goes with it: a new one of that name starts afresh.
+    ok(&mut s, Command::DeleteVolume { name: "db".into() });
+    assert_eq!(ids(&s), Vec::<u64>::new());
+}
+
+#[test]
+fn moves_and_leases_written_before_times_and_holders_were_kept_still_load() {
+    let old = r#"{"id":7,"volume":"db","from":"a","to":"b","phase":"done","bytes_sent":42,
+        "rounds":2,"error":null}"#;
+    let m: Migration = serde_json::from_str(old).unwrap();
+    let times = (m.started_ms, m.handoff_ms, m.ended_ms, m.downtime_ms());
+    assert_eq!(times, (None, None, None, None));
+    assert_eq!((m.bytes_sent, m.rounds), (42, 2));
+    let old = r#"{"volume":"db","node":"a","container_id":"c1"}"#;
+    let l: Lease = serde_json::from_str(old).unwrap();
+    assert_eq!((l.container_name, l.service, l.task), (None, None, None));
+    for old in [
+        r#"{"op":"advance_migration","id":7,"phase":"handoff","bytes_sent":1,"rounds":1}"#,
+        r#"{"op":"fail_migration","id":7,"error":"x"}"#,
+        r#"{"op":"record_migration","volume":"db","to":"b"}"#,
+    ] {
+        let c: Command = serde_json::from_str(old).unwrap();
+        let at_ms = match c {
+            Command::AdvanceMigration { at_ms, .. }
+            | Command::FailMigration { at_ms, .. }
+            | Command::RecordMigration { at_ms, .. } => at_ms,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(at_ms, None);
+    }
 }
 
 #[test]
@@ -464,6 +628,7 @@ fn moves_from_or_to_a_node_that_is_down_are_refused_until_it_is_back() {
         volume: "db".into(),
         to: to.into(),
         stop_containers: false,
+        at_ms: Some(60),
     };
     down(&mut s, "a");
     let err = apply(&mut s, move_to("b")).unwrap_err();
@@ -505,6 +670,7 @@ fn marking_a_node_down_releases_its_leases_and_stops_its_addresses() {
         volume: volume.into(),
         node: node.into(),
         container_id: format!("{volume}-task"),
+        ..Default::default()
     };
     ok(&mut s, Command::AcquireLease(lease("db", "a")));
     ok(&mut s, Command::AcquireLease(lease("web", "b")));
@@ -552,16 +718,18 @@ fn arb_command() -> impl Strategy<Value = Command> {
                 volume,
                 node,
                 container_id,
+                ..Default::default()
             })
         }),
         (vol.clone(), cid.clone()).prop_map(|(volume, container_id)| Command::ReleaseLease {
             volume,
-            container_id
+            container_id,
         }),
         (vol.clone(), node.clone()).prop_map(|(volume, to)| Command::RecordMigration {
             volume,
             to,
             stop_containers: false,
+            at_ms: None,
         }),
         (
             1u64..4,
@@ -576,7 +744,8 @@ fn arb_command() -> impl Strategy<Value = Command> {
                 id,
                 phase,
                 bytes_sent: 1,
-                rounds: 1
+                rounds: 1,
+                at_ms: None,
             }),
         pool.clone().prop_map(|cidr| Command::AddPool { cidr }),
         (pool, cid.clone(), node.clone()).prop_map(|(p, c, n)| alloc(&p, &c, &n)),
@@ -635,6 +804,16 @@ fn check_invariants(s: &State) {
         .collect();
     let unique: std::collections::BTreeSet<_> = active.iter().collect();
     assert_eq!(active.len(), unique.len(), "two active moves of one volume");
+    for volume in s.migrations.values().map(|m| &m.volume) {
+        let finished = s
+            .migrations
+            .values()
+            .filter(|m| &m.volume == volume && m.phase.is_terminal() && !m.cleanup_pending);
+        assert!(
+            finished.count() <= MOVE_HISTORY,
+            "{volume}: history unbounded"
+        );
+    }
 }
 
 proptest! {
@@ -776,6 +955,7 @@ fn leases_block_owner_change_and_handoff() {
             volume: "db".into(),
             node: "a".into(),
             container_id: "c1".into(),
+            ..Default::default()
         }),
     );
     assert!(matches!(
@@ -795,6 +975,7 @@ fn leases_block_owner_change_and_handoff() {
             volume: "db".into(),
             to: "b".into(),
             stop_containers: false,
+            at_ms: None,
         },
     );
     let done = Command::AdvanceMigration {
@@ -802,6 +983,7 @@ fn leases_block_owner_change_and_handoff() {
         phase: Phase::Done,
         bytes_sent: 1,
         rounds: 1,
+        at_ms: None,
     };
     assert!(matches!(
         apply(&mut s, done.clone()),
@@ -827,6 +1009,7 @@ fn a_deletion_lists_every_holder_until_each_destroys_its_copy() {
         volume: "db".into(),
         to: "b".into(),
         stop_containers: false,
+        at_ms: None,
     };
     ok(&mut s, to_b);
     let done = Command::AdvanceMigration {
@@ -834,26 +1017,29 @@ fn a_deletion_lists_every_holder_until_each_destroys_its_copy() {
         phase: Phase::Done,
         bytes_sent: 1,
         rounds: 1,
+        at_ms: None,
     };
     ok(&mut s, done);
     let to_c = Command::RecordMigration {
         volume: "db".into(),
         to: "c".into(),
         stop_containers: false,
+        at_ms: None,
     };
     ok(&mut s, to_c);
     let fail = Command::FailMigration {
         id: 2,
         error: "refused".into(),
+        at_ms: None,
     };
     ok(&mut s, fail);
     let id = s.volumes["db"].id;
     ok(&mut s, Command::DeleteVolume { name: "db".into() });
     // The owner, the replica and the failed move's target; the move's own clean-up is
-    // folded into the deletion.
+    // folded into the deletion, and the volume's move history goes with it.
     let holders: Vec<&str> = s.deletions[&id].nodes.iter().map(String::as_str).collect();
     assert_eq!(holders, ["a", "b", "c"]);
-    assert!(!s.migrations[&2].cleanup_pending);
+    assert!(s.migrations.is_empty());
     // The name stays taken, naming who still holds a copy.
     let err = apply(&mut s, volume("db", None)).unwrap_err();
     assert!(matches!(err, CommandError::StillDeleting { .. }), "{err}");

@@ -106,6 +106,7 @@ async fn fixture(c: &Cluster) {
         volume: VOLUME.into(),
         node: N1.into(),
         container_id: LEASED_BY.into(),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -164,6 +165,7 @@ async fn a_node_touches_only_objects_held_on_itself_and_nobody_writes_move_phase
             volume: VOLUME.into(),
             node: N2.into(),
             container_id: LEASED_BY.into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -223,10 +225,12 @@ async fn a_node_touches_only_objects_held_on_itself_and_nobody_writes_move_phase
             phase: Phase::Done,
             bytes_sent: 0,
             rounds: 0,
+            at_ms: None,
         },
         StateCommand::FailMigration {
             id: 1,
             error: "x".into(),
+            at_ms: None,
         },
     ] {
         let data = serde_json::to_vec(&Proposal::Write(cmd)).unwrap();

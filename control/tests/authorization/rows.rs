@@ -61,6 +61,7 @@ pub async fn node_call(
         volume: VOLUME.into(),
         node: N1.into(),
         container_id: LEASED_BY.into(),
+        ..Default::default()
     };
     let holder = pb::ContainerId {
         container_id: HOLDER.into(),

@@ -9,11 +9,16 @@ use proto::control::operator_api_client::OperatorApiClient;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
+use control::convert::phase_word;
+
 use super::output::{self, human, opt};
 use super::{Ctx, Format, call_failed};
 
 /// Bytes used by volume name, as their owners' agents reported them just now.
 type Usage = BTreeMap<String, u64>;
+
+/// The leases held on each volume, by volume name.
+type Holders = BTreeMap<String, Vec<pb::Lease>>;
 
 /// Volume verbs.
 #[derive(Subcommand, Debug)]
@@ -94,17 +99,101 @@ async fn usage(channel: Channel) -> Usage {
     }
 }
 
-fn to_json(v: &pb::Volume, usage: &Usage) -> Value {
+/// Every lease, by volume.
+async fn holders(c: &mut NodeApiClient<Channel>) -> Result<Holders, tonic::Status> {
+    let leases = c.list_leases(pb::Empty {}).await?.into_inner().leases;
+    let mut by_volume = Holders::new();
+    for lease in leases {
+        by_volume
+            .entry(lease.volume.clone())
+            .or_default()
+            .push(lease);
+    }
+    Ok(by_volume)
+}
+
+/// Who holds a lease, for people: the Swarm task, else the container's name, else its
+/// short id; then `@NODE`.
+fn holder(l: &pb::Lease) -> String {
+    let who = l.task.clone().or_else(|| l.container_name.clone());
+    let who = who.unwrap_or_else(|| l.container_id.chars().take(12).collect());
+    format!("{who}@{}", l.node)
+}
+
+/// The `HELD BY` cell: each holder, `-` when none.
+fn held_by(leases: &[pb::Lease]) -> String {
+    if leases.is_empty() {
+        return "-".to_owned();
+    }
+    leases.iter().map(holder).collect::<Vec<_>>().join(",")
+}
+
+/// A move's outcome, as printed: `done`, `failed: ERROR`, or the phase under way.
+fn move_result(m: &pb::Migration) -> String {
+    match (m.phase(), &m.error) {
+        (pb::MovePhase::Failed, Some(error)) => format!("failed: {error}"),
+        (phase, _) => phase_word(phase).to_owned(),
+    }
+}
+
+/// Milliseconds since the Unix epoch as a UTC time, `-` when unknown.
+fn utc(ms: Option<u64>) -> String {
+    opt(ms.map(|ms| {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        humantime::format_rfc3339_seconds(at)
+    }))
+}
+
+/// Milliseconds as a duration (`1s 250ms`), `-` when unknown.
+fn duration(ms: Option<u64>) -> String {
+    opt(ms.map(|ms| humantime::format_duration(std::time::Duration::from_millis(ms))))
+}
+
+/// One row of the MOVES table.
+fn move_row(m: &pb::Migration) -> Vec<String> {
+    // A volume's first owner is given by a move from nowhere.
+    let from = if m.from == m.to { "-" } else { &m.from };
+    vec![
+        format!("  {}", m.id),
+        format!("{from} -> {}", m.to),
+        utc(m.started_ms),
+        m.rounds.to_string(),
+        human(m.bytes_sent),
+        duration(m.downtime_ms),
+        move_result(m),
+    ]
+}
+
+fn lease_json(l: &pb::Lease) -> Value {
+    json!({
+        "node": l.node, "container_id": l.container_id, "container_name": l.container_name,
+        "service": l.service, "task": l.task,
+    })
+}
+
+fn move_json(m: &pb::Migration) -> Value {
+    json!({
+        "id": m.id, "from": m.from, "to": m.to, "phase": phase_word(m.phase()),
+        "result": move_result(m), "error": m.error, "rounds": m.rounds, "bytes_sent": m.bytes_sent,
+        "started_ms": m.started_ms, "handoff_ms": m.handoff_ms, "ended_ms": m.ended_ms,
+        "downtime_ms": m.downtime_ms,
+    })
+}
+
+fn to_json(v: &pb::Volume, usage: &Usage, holders: &Holders) -> Value {
+    let leases = holders.get(&v.name).map_or(&[][..], Vec::as_slice);
     json!({
         "name": v.name, "id": v.id, "size_limit": v.size_limit, "owner": v.owner,
         "epoch": v.epoch, "state": output::volume_state(v), "created_ms": v.created_ms, "metadata": v.metadata,
         "used_bytes": usage.get(&v.name),
         "replicas": v.replicas.iter().map(|r| json!({"node": r.node, "snapshot": r.snapshot})).collect::<Vec<_>>(),
+        "held_by": leases.iter().map(lease_json).collect::<Vec<_>>(),
     })
 }
 
 /// One volume in detail, for people (`volume inspect` without `-o json`).
-fn describe(v: &pb::Volume, usage: &Usage) {
+fn describe(v: &pb::Volume, usage: &Usage, holders: &Holders) {
+    let leases = holders.get(&v.name).map_or(&[][..], Vec::as_slice);
     let created = std::time::UNIX_EPOCH + std::time::Duration::from_millis(v.created_ms);
     let owner = match &v.owner {
         Some(owner) => format!("{owner} (epoch {})", v.epoch),
@@ -115,6 +204,7 @@ fn describe(v: &pb::Volume, usage: &Usage) {
         ("ID", v.id.to_string()),
         ("Owner", owner),
         ("State", output::volume_state(v)),
+        ("Held by", held_by(leases)),
         ("Used", opt(usage.get(&v.name).copied().map(human))),
         ("Size limit", opt(v.size_limit.map(human))),
         (
@@ -139,12 +229,28 @@ fn describe(v: &pb::Volume, usage: &Usage) {
             println!("  {key}={value}");
         }
     }
+    println!("Moves:");
+    if v.moves.is_empty() {
+        println!("  (none)");
+    } else {
+        let rows: Vec<Vec<String>> = v.moves.iter().map(move_row).collect();
+        let headers = [
+            "  ID",
+            "FROM -> TO",
+            "STARTED",
+            "ROUNDS",
+            "BYTES",
+            "DOWNTIME",
+            "RESULT",
+        ];
+        output::table(&headers, &rows);
+    }
 }
 
-fn print(vols: &[pb::Volume], usage: &Usage, format: Format) {
+fn print(vols: &[pb::Volume], usage: &Usage, holders: &Holders, format: Format) {
     match format {
         Format::Json => output::json(&Value::Array(
-            vols.iter().map(|v| to_json(v, usage)).collect(),
+            vols.iter().map(|v| to_json(v, usage, holders)).collect(),
         )),
         Format::Table => {
             let rows: Vec<Vec<String>> = vols
@@ -163,6 +269,7 @@ fn print(vols: &[pb::Volume], usage: &Usage, format: Format) {
                             .map(|r| r.node.as_str())
                             .collect::<Vec<_>>()
                             .join(","),
+                        held_by(holders.get(&v.name).map_or(&[], Vec::as_slice)),
                     ]
                 })
                 .collect();
@@ -176,6 +283,7 @@ fn print(vols: &[pb::Volume], usage: &Usage, format: Format) {
                     "USED",
                     "SIZE LIMIT",
                     "REPLICAS",
+                    "HELD BY",
                 ],
                 &rows,
             );
@@ -198,8 +306,9 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .map_err(call_failed)?
                 .into_inner()
                 .volumes;
+            let holders = holders(&mut c).await.map_err(call_failed)?;
             let usage = usage(channel).await;
-            print(&vols, &usage, ctx.format);
+            print(&vols, &usage, &holders, ctx.format);
         }
         Verb::Create { name, size, owner } => {
             let req = pb::CreateVolumeRequest {
@@ -213,7 +322,7 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .await
                 .map_err(call_failed)?
                 .into_inner();
-            print(&[v], &Usage::new(), ctx.format);
+            print(&[v], &Usage::new(), &Holders::new(), ctx.format);
         }
         Verb::Inspect { name } => {
             let v = c
@@ -221,10 +330,15 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .await
                 .map_err(call_failed)?
                 .into_inner();
+            let holders = holders(&mut c).await.map_err(call_failed)?;
             let usage = usage(channel).await;
             match ctx.format {
-                Format::Json => output::json(&to_json(&v, &usage)),
-                Format::Table => describe(&v, &usage),
+                Format::Json => {
+                    let mut json = to_json(&v, &usage, &holders);
+                    json["moves"] = v.moves.iter().map(move_json).collect();
+                    output::json(&json);
+                }
+                Format::Table => describe(&v, &usage, &holders),
             }
         }
         Verb::Move { .. } => unreachable!("handled above"),
@@ -235,7 +349,7 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .map_err(call_failed)?
                 .into_inner();
             match ctx.format {
-                Format::Json => output::json(&to_json(&v, &Usage::new())),
+                Format::Json => output::json(&to_json(&v, &Usage::new(), &Holders::new())),
                 Format::Table => println!("deleted volume {}", v.name),
             }
         }
@@ -245,6 +359,71 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn holders_are_named_by_task_else_container_name_else_short_id() {
+        let lease = |id: &str, name: Option<&str>, task: Option<&str>| pb::Lease {
+            volume: "db".into(),
+            node: "host-a".into(),
+            container_id: id.into(),
+            container_name: name.map(Into::into),
+            service: task.map(|_| "db".into()),
+            task: task.map(Into::into),
+        };
+        let leases = [
+            lease("c1", Some("db.1.k2j3"), Some("db.1.k2j3")),
+            lease("c2", Some("web"), None),
+            lease("0123456789abcdef", None, None),
+        ];
+        assert_eq!(
+            held_by(&leases),
+            "db.1.k2j3@host-a,web@host-a,0123456789ab@host-a"
+        );
+        assert_eq!(held_by(&[]), "-");
+    }
+
+    #[test]
+    fn a_move_row_says_when_how_much_how_long_and_how_it_ended() {
+        let mut m = pb::Migration {
+            id: 7,
+            from: "a".into(),
+            to: "b".into(),
+            phase: pb::MovePhase::Done.into(),
+            bytes_sent: 3 << 20,
+            rounds: 2,
+            started_ms: Some(1_800_000_000_000),
+            handoff_ms: Some(1_800_000_004_000),
+            ended_ms: Some(1_800_000_005_250),
+            downtime_ms: Some(1250),
+            ..Default::default()
+        };
+        let row = [
+            "  7",
+            "a -> b",
+            "2027-01-15T08:00:00Z",
+            "2",
+            "3.0 MiB",
+            "1s 250ms",
+            "done",
+        ];
+        assert_eq!(move_row(&m), row);
+        m.set_phase(pb::MovePhase::Failed);
+        m.error = Some("disk full".into());
+        assert_eq!(move_row(&m)[6], "failed: disk full");
+        let under_way = pb::Migration {
+            from: "b".into(),
+            to: "b".into(),
+            phase: pb::MovePhase::Copying.into(),
+            ..Default::default()
+        };
+        let row = move_row(&under_way);
+        assert_eq!(
+            (&*row[1], &*row[2], &*row[5], &*row[6]),
+            ("- -> b", "-", "-", "copying")
+        );
+    }
+
     #[test]
     fn sizes() {
         assert_eq!(super::parse_size("10G"), Ok(10 << 30));
