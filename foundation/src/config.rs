@@ -9,7 +9,7 @@
 //! `<PREFIX>_CONFIG`) must exist. Every unknown key and bad value of the file and the
 //! environment is reported at once, naming the file or variable, the key and the problem;
 //! values are checked by the flag's own parser, so a value means the same in every layer.
-//! [`Layered::attribute`] makes the daemon's own checks of the merged flags name the layer
+//! [`Report::attribute`] makes the daemon's own checks of the merged flags name the layer
 //! the value came from too.
 
 use std::collections::BTreeMap;
