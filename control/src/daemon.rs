@@ -167,11 +167,32 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         token.cancelled_owned(),
     );
     supervisor.spawn_fallible(async move { server.await.map_err(StartError::from) });
+    supervisor.spawn("readiness", joined(raft.clone(), config.id));
     let served = supervisor.run(shutdown, SHUTDOWN_GRACE).await;
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not shut down cleanly");
     }
     served
+}
+
+/// Waits until this member is in the cluster's membership and knows its leader, then tells
+/// systemd it is ready (`foundation::notify`): for a founding member, once a majority of the
+/// founders runs; for a `--join` member, once `flockerctl cluster add-member` added it.
+async fn joined(raft: Raft, id: u64) {
+    let mut metrics = raft.metrics();
+    let joined = metrics
+        .wait_for(|m| {
+            m.current_leader.is_some()
+                && m.membership_config
+                    .membership()
+                    .nodes()
+                    .any(|(node, _)| *node == id)
+        })
+        .await;
+    if joined.is_ok() {
+        tracing::info!(raft.id = id, "member joined the cluster; ready");
+        foundation::notify::ready();
+    }
 }
 
 async fn bootstrap(config: &Config, raft: &Raft) -> Result<(), StartError> {

@@ -5,13 +5,19 @@
 //! - [`retry`]: the pause between attempts, growing with jitter;
 //! - [`logging`]: the daemons' log set-up (`--log-format text|json`, colour only on a
 //!   terminal);
+//! - [`yaml`]: YAML configuration files and their errors, naming the file and every problem;
+//! - [`config`]: the daemons' settings from flags, `FLOCKER_*` variables and a YAML file;
+//! - [`notify`]: readiness for systemd (`Type=notify`);
 //! - [`shutdown`]: waiting for SIGTERM or SIGINT, and the supervisor that stops a daemon's
 //!   tasks (cancel, drain within a grace, abandon the rest);
 //! - [`exit`]: the exit codes the binaries share.
 
+pub mod config;
 pub mod exit;
 pub mod locks;
 pub mod logging;
 pub mod names;
+pub mod notify;
 pub mod retry;
 pub mod shutdown;
+pub mod yaml;

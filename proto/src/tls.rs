@@ -1,5 +1,9 @@
 //! A TLS directory holds `ca.crt` (the cluster CA), `tls.crt` and `tls.key` (this party's
 //! certificate and key). `flockerctl ca issue` writes exactly this layout.
+//!
+//! One convention for every binary: each role's directory is `/etc/flocker/tls/<role>`
+//! ([`CONTROL_DIR`], [`NODE_DIR`], [`USER_DIR`]) unless `--tls-dir` says otherwise, so a host
+//! that runs a control member and an agent holds both certificates side by side.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +12,13 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 /// The DNS name every control member's certificate carries; clients verify members against it,
 /// so members can be dialled by IP address or any host name.
 pub const CONTROL_SERVER_NAME: &str = "flocker-control";
+
+/// The TLS directory of a control member (`flocker-control --tls-dir`'s default).
+pub const CONTROL_DIR: &str = "/etc/flocker/tls/control";
+/// The TLS directory of an agent (`flocker-agent --tls-dir`'s default).
+pub const NODE_DIR: &str = "/etc/flocker/tls/node";
+/// The TLS directory of an operator (`flockerctl --tls-dir`'s default).
+pub const USER_DIR: &str = "/etc/flocker/tls/user";
 
 /// The file names inside a TLS directory.
 pub const CA_FILE: &str = "ca.crt";

@@ -16,12 +16,12 @@
 //! Loading validates everything and reports every problem at once; a configuration with any
 //! problem is never used.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use foundation::yaml::{self, Mapping, Value, show};
 use http::Uri;
-use serde_norway::{Mapping, Value};
 
 use crate::adapter::Adapter;
 use crate::adapter::builtin::Builtins;
@@ -30,34 +30,9 @@ use crate::limits::DEFAULT_ADAPTER_TIMEOUT;
 use crate::matcher::Pattern;
 use crate::streaming::streaming_overlap;
 
-/// Why a configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not YAML.
-    #[error("{origin} is not valid YAML: {source}")]
-    Yaml {
-        /// The file, or "the configuration".
-        origin: String,
-        /// The parser's message (it carries the line and column).
-        source: serde_norway::Error,
-    },
-    /// The YAML is well-formed but describes an invalid configuration.
-    #[error("{origin} is invalid:\n  - {}", problems.join("\n  - "))]
-    Invalid {
-        /// The file, or "the configuration".
-        origin: String,
-        /// Every problem found, each naming the endpoint or adapter at fault.
-        problems: Vec<String>,
-    },
-}
+/// Why a configuration could not be loaded: the workspace's one YAML error
+/// (`foundation::yaml`), naming the file and every problem.
+pub use foundation::yaml::YamlError as ConfigError;
 
 /// What the proxy does when an adapter fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,10 +95,7 @@ impl Config {
         builtins: &Builtins,
         client: &AdapterClient,
     ) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = yaml::read(path)?;
         Config::parse(&text, &path.display().to_string(), builtins, client)
     }
 
@@ -134,10 +106,7 @@ impl Config {
         builtins: &Builtins,
         client: &AdapterClient,
     ) -> Result<Self, ConfigError> {
-        let value: Value = serde_norway::from_str(text).map_err(|source| ConfigError::Yaml {
-            origin: origin.to_owned(),
-            source,
-        })?;
+        let value = yaml::parse(text, origin)?;
         let mut problems = Vec::new();
         let config = Parser {
             builtins,
@@ -464,16 +433,6 @@ fn parse_timeout(value: &Value) -> Result<Duration, String> {
     match duration {
         Some(Ok(d)) if !d.is_zero() => Ok(d),
         _ => Err(invalid()),
-    }
-}
-
-/// A YAML value as it would appear in the file, for messages.
-fn show(value: &Value) -> String {
-    match value {
-        Value::String(s) => format!("'{s}'"),
-        other => serde_norway::to_string(other)
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|_| "?".into()),
     }
 }
 

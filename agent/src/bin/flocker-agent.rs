@@ -1,25 +1,35 @@
-//! `flocker-agent`: one per host. Parses and validates its flags (every problem reported at
-//! once, exit 64), then runs [`agent::daemon::Daemon`] until SIGTERM or SIGINT: membership;
+//! `flocker-agent`: one per host. Reads its settings (flags, `FLOCKER_AGENT_*` variables,
+//! `/etc/flocker/agent.yml`) and validates them (every problem reported at once, exit 64;
+//! `--print-config` prints them and exits), then runs [`agent::daemon::Daemon`] until SIGTERM or SIGINT: membership;
 //! the Agent API (snapshot transfer, fenced mounts) with the volume reconciler; the Docker
 //! side (proxy, volume plugin, lease watcher); and with `--underlay` the network side
 //! (overlay, `weave` adapter, address and peer followers).
 
 use std::process::ExitCode;
 
-use agent::daemon::{Args, Daemon, DaemonError, validate};
+use agent::daemon::{Daemon, DaemonError, settings, validate};
 use agent::flocker::side::StartError;
-use clap::Parser;
-use foundation::exit;
-use foundation::logging;
+use foundation::config::{self, Layered};
+use foundation::{exit, logging, notify};
+
+const NAME: &str = "flocker-agent";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let args = Args::parse();
+    let Layered { args, report } =
+        match settings::load(std::env::args_os(), |k| std::env::var_os(k)) {
+            Ok(layered) => layered,
+            Err(e) => return config::exit_code(NAME, e),
+        };
+    if report.print_config {
+        print!("{}", report.to_yaml());
+        return ExitCode::SUCCESS;
+    }
     logging::init(args.log_format, "info");
     let settings = match validate(args) {
         Ok(s) => s,
-        Err(problems) => return config_error(&problems),
+        Err(problems) => return config_error(&report.attribute(problems)),
     };
     let daemon = match Daemon::start(settings).await {
         Ok(d) => d,
@@ -29,9 +39,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Every socket is bound: systemd (Type=notify) may start what comes after the agent.
+    notify::ready();
     let stop = async {
         let signal = foundation::shutdown::signal_received().await;
         tracing::info!(?signal, "shutting down");
+        notify::stopping();
     };
     match daemon.run(stop).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,8 +56,6 @@ async fn main() -> ExitCode {
 }
 
 fn config_error(problems: &[String]) -> ExitCode {
-    for p in problems {
-        eprintln!("flocker-agent: {p}");
-    }
+    config::report(NAME, problems);
     ExitCode::from(exit::CONFIG)
 }

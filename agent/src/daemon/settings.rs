@@ -1,11 +1,14 @@
-//! The agent's command line and its validation: every problem is reported at once, before
-//! anything starts.
+//! The agent's settings and their validation: every problem is reported at once, before
+//! anything starts. Each flag may also come from `FLOCKER_AGENT_<FLAG>` or from
+//! `/etc/flocker/agent.yml` (`--config`), keyed by the flag's name in snake_case
+//! (`foundation::config`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use foundation::config::{FileArgs, Layered, Layers, LoadError};
 use foundation::logging::LogFormat;
 use proto::tls::TlsDir;
 
@@ -15,10 +18,29 @@ use crate::storage::StorageSpec;
 use crate::transfer::TransferConfig;
 use crate::weave::side::{DEFAULT_WAIT_FOR_NET, NetworkSideConfig};
 
-/// The per-host Flocker agent.
-#[derive(Parser, Debug)]
+/// Where the agent's settings come from besides its flags.
+pub const LAYERS: Layers = Layers {
+    default_file: "/etc/flocker/agent.yml",
+    env_prefix: "FLOCKER_AGENT",
+};
+
+/// The agent's settings from `argv` (program name first), the environment (`lookup`) and its
+/// settings file.
+pub fn load(
+    argv: impl IntoIterator<Item = impl Into<std::ffi::OsString>>,
+    lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Layered<Args>, LoadError> {
+    foundation::config::load(argv, lookup, &LAYERS)
+}
+
+/// The per-host Flocker agent. Every flag may also be set as `FLOCKER_AGENT_<FLAG>` or in
+/// /etc/flocker/agent.yml (`tls_dir: ...`); a flag beats the variable, which beats the file.
+#[derive(Parser, Debug, Clone, PartialEq)]
 #[command(version)]
 pub struct Args {
+    /// The settings file and --print-config.
+    #[command(flatten)]
+    pub file: FileArgs,
     /// This host's node name (the name in its node certificate).
     #[arg(long)]
     pub node: String,
@@ -29,7 +51,7 @@ pub struct Args {
     #[arg(long, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// TLS directory: ca.crt, tls.crt, tls.key (a `node` certificate).
-    #[arg(long, default_value = "/etc/flocker/node")]
+    #[arg(long, default_value = proto::tls::NODE_DIR)]
     pub tls_dir: PathBuf,
     /// Address announced for this agent [default: NODE:4524].
     #[arg(long)]
@@ -42,7 +64,7 @@ pub struct Args {
     pub docker: String,
     /// Where the agent's Docker proxy listens: unix:///path or tcp://host:port (repeatable)
     /// [default: unix:///run/flocker/docker.sock and tcp://127.0.0.1:2375].
-    #[arg(long = "listen-docker")]
+    #[arg(long = "listen-docker", value_delimiter = ',')]
     pub listen_docker: Vec<String>,
     /// adapters.yml for the Docker proxy [default: `flocker` as a pre-hook on containers/create].
     #[arg(long)]
@@ -272,6 +294,112 @@ mod tests {
             ])
             .is_err(),
             "a bare number has no unit"
+        );
+    }
+
+    /// The shipped /etc/flocker/agent.yml with every `#key:` line turned on.
+    fn template_uncommented() -> String {
+        include_str!("../../../deploy/config/agent.yml")
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn keys(yaml: &str) -> std::collections::BTreeSet<String> {
+        yaml.lines()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_lowercase()))
+            .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_shipped_settings_file_names_every_setting_and_each_value_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.yml");
+        std::fs::write(&path, template_uncommented()).unwrap();
+        let layered = load(
+            ["flocker-agent", "--config", path.to_str().unwrap()],
+            |_| None,
+        )
+        .expect("the template loads");
+        assert_eq!(
+            keys(&template_uncommented()),
+            keys(&layered.report.to_yaml())
+        );
+    }
+
+    #[test]
+    fn printed_settings_read_back_to_the_same_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.yml");
+        std::fs::write(&path, "node: host-a\nheartbeat: 500ms\nno_plugin: true\n").unwrap();
+        let first = load(
+            [
+                "flocker-agent",
+                "--config",
+                path.to_str().unwrap(),
+                "--control",
+                "10.0.0.1:4523,10.0.0.2:4523",
+                "--listen-docker",
+                "unix:///run/a.sock",
+            ],
+            |k| (k == "FLOCKER_AGENT_STORAGE").then(|| "zfs:tank/flocker".into()),
+        )
+        .unwrap();
+        let printed = dir.path().join("printed.yml");
+        std::fs::write(&printed, first.report.to_yaml()).unwrap();
+        let second = load(
+            ["flocker-agent", "--config", printed.to_str().unwrap()],
+            |_| None,
+        )
+        .unwrap();
+        let without_file = |a: &Args| Args {
+            file: FileArgs {
+                config: None,
+                print_config: false,
+            },
+            ..a.clone()
+        };
+        assert_eq!(without_file(&first.args), without_file(&second.args));
+        assert_eq!(second.args.heartbeat, Duration::from_millis(500));
+        assert_eq!(second.args.storage, "zfs:tank/flocker");
+        assert_eq!(second.args.control.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_value_from_the_file_is_reported_under_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.yml");
+        std::fs::write(
+            &path,
+            "node: host-a\ncontrol: [nohost]\ntls_dir: /nonexistent/tls\nstorage: btrfs:/x\n",
+        )
+        .unwrap();
+        let file = path.to_str().unwrap();
+        let layered = load(["flocker-agent", "--config", file], |_| None).unwrap();
+        let problems = layered
+            .report
+            .attribute(validate(layered.args).expect_err("refused"));
+        for want in [
+            "control \"nohost\": expected HOST:PORT",
+            "tls_dir: ",
+            "storage: ",
+        ] {
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with(&format!("{file}: {want}"))),
+                "{want} not in {problems:#?}"
+            );
+        }
+        let unknown = load(["flocker-agent", "--config", file, "--nod", "x"], |_| None);
+        assert!(
+            matches!(unknown, Err(LoadError::Usage(_))),
+            "a typo in a flag is clap's"
         );
     }
 }

@@ -28,7 +28,7 @@ use crate::swarm::SwarmAdapter;
 use crate::swarm::network::TaskNetwork;
 
 /// Where the static `wait-for-net` is installed on a host by default.
-pub const DEFAULT_WAIT_FOR_NET: &str = "/usr/local/lib/flocker/wait-for-net";
+pub const DEFAULT_WAIT_FOR_NET: &str = "/usr/lib/flocker/wait-for-net";
 
 /// The name the adapter is registered under in the proxy's built-ins.
 pub const ADAPTER_NAME: &str = "weave";

@@ -1,7 +1,8 @@
 //! `flocker-control`: one member of the Raft-replicated control service.
 //!
-//! Parses and validates flags (every bad value reported at once, exit 64), then runs
-//! [`control::daemon::run`] until SIGTERM or SIGINT.
+//! Reads its settings (flags, `FLOCKER_CONTROL_*` variables, `/etc/flocker/control.yml`)
+//! and validates them (every bad value reported at once, exit 64; `--print-config` prints
+//! them and exits), then runs [`control::daemon::run`] until SIGTERM or SIGINT.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,14 +12,28 @@ use std::time::Duration;
 
 use clap::Parser;
 use control::daemon::{self, Config};
+use foundation::config::{self, FileArgs, Layered, Layers};
 use foundation::logging::{self, LogFormat};
 use proto::tls::TlsDir;
 
+const NAME: &str = "flocker-control";
+
+/// Where a member's settings come from besides its flags.
+const LAYERS: Layers = Layers {
+    default_file: "/etc/flocker/control.yml",
+    env_prefix: "FLOCKER_CONTROL",
+};
+
 /// One control member. Start three with each other as `--peer` to bootstrap a cluster;
-/// restart a member with the same `--id` and `--data-dir` to rejoin.
+/// restart a member with the same `--id` and `--data-dir` to rejoin. Every flag may also be
+/// set as `FLOCKER_CONTROL_<FLAG>` or in /etc/flocker/control.yml (`tls_dir: ...`); a flag
+/// beats the variable, which beats the file.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
+    /// The settings file and --print-config.
+    #[command(flatten)]
+    file: FileArgs,
     /// This member's id (a positive integer, unique in the cluster).
     #[arg(long)]
     id: u64,
@@ -32,13 +47,13 @@ struct Args {
     #[arg(long)]
     advertise: Option<String>,
     /// Another founding member, as ID=HOST:PORT; repeat for each.
-    #[arg(long = "peer", value_name = "ID=ADDR")]
+    #[arg(long = "peer", value_name = "ID=ADDR", value_delimiter = ',')]
     peers: Vec<String>,
     /// Log lines as `text` (colour only on a terminal) or `json`; `RUST_LOG` filters.
     #[arg(long, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// TLS directory: ca.crt, tls.crt, tls.key (a `control` certificate).
-    #[arg(long, default_value = "/etc/flocker")]
+    #[arg(long, default_value = proto::tls::CONTROL_DIR)]
     tls_dir: PathBuf,
     /// Do not bootstrap; wait to be added with `flockerctl cluster add-member`.
     #[arg(long)]
@@ -163,19 +178,26 @@ fn validate(args: Args) -> Result<Config, Vec<String>> {
 async fn shutdown_signal() {
     let signal = foundation::shutdown::signal_received().await;
     tracing::info!(?signal, "shutting down");
+    foundation::notify::stopping();
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let args = Args::parse();
+    let loaded = config::load::<Args>(std::env::args_os(), |k| std::env::var_os(k), &LAYERS);
+    let Layered { args, report } = match loaded {
+        Ok(layered) => layered,
+        Err(e) => return config::exit_code(NAME, e),
+    };
+    if report.print_config {
+        print!("{}", report.to_yaml());
+        return ExitCode::SUCCESS;
+    }
     logging::init(args.log_format, "info,openraft=warn");
     let config = match validate(args) {
         Ok(c) => c,
         Err(errors) => {
-            for e in errors {
-                eprintln!("flocker-control: {e}");
-            }
+            config::report(NAME, &report.attribute(errors));
             return ExitCode::from(foundation::exit::CONFIG);
         }
     };

@@ -189,14 +189,14 @@ async fn missing_sections_and_garbage_are_errors() {
     ));
     assert!(matches!(
         parse("endpoints: [1"),
-        Err(ConfigError::Yaml { .. })
+        Err(ConfigError::Syntax { .. })
     ));
 }
 
 #[tokio::test]
 async fn duplicate_endpoint_keys_are_an_error_not_a_silent_override() {
     let text = "endpoints:\n  \"GET /info\": { pre: [a] }\n  \"GET /info\": { post: [a] }\nadapters: { a: builtin:debug }\n";
-    assert!(matches!(parse(text), Err(ConfigError::Yaml { .. })));
+    assert!(matches!(parse(text), Err(ConfigError::Syntax { .. })));
 }
 
 #[test]

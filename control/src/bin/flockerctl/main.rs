@@ -42,7 +42,7 @@ struct Cli {
         long,
         global = true,
         env = "FLOCKER_TLS_DIR",
-        default_value = "/etc/flocker/user"
+        default_value = proto::tls::USER_DIR
     )]
     tls_dir: PathBuf,
     /// Output format.
