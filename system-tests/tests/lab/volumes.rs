@@ -7,7 +7,8 @@ use super::network::{fetch, run_with_address, wait_until_free};
 use super::{demo, docker, docker_ok, docker_via_agent, ip_line, lab, stderr, stdout};
 
 /// The row of `flockerctl volume ls` for `name`, split into words: NAME ID OWNER EPOCH
-/// STATE, then USED and SIZE LIMIT (a size may be two words, `8.1 MiB`), then REPLICAS.
+/// STATE, then USED and SIZE LIMIT (a size may be two words, `8.1 MiB`), then REPLICAS and
+/// HELD BY (`-` when no container holds it).
 pub fn volume_row(name: &str) -> Vec<String> {
     let volumes = stdout(&lab(&["ctl", "volume", "ls"]));
     volumes
@@ -32,9 +33,14 @@ pub fn the_killer_demo_moves_a_volume_to_where_it_is_used() {
         "the move bumps the epoch: {row:?}"
     );
     assert_eq!(
-        row.last().map(String::as_str),
+        row.get(row.len().saturating_sub(2)).map(String::as_str),
         Some("node1"),
         "node1 keeps a replica: {row:?}"
+    );
+    assert_eq!(
+        row.last().map(String::as_str),
+        Some("-"),
+        "held by nobody: {row:?}"
     );
     // And back: the move back is incremental, and the data is still there.
     let moved = lab(&["ctl", "volume", "move", "killer", "--to", "node1"]);
