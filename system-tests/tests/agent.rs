@@ -1,10 +1,13 @@
 //! A real agent (the agent crate's loops, in this process) registers and heartbeats; when it
-//! stops, the leader marks its node down, as `flockerctl node ls` shows.
+//! stops, the leader marks its node down, as `flockerctl node ls` shows. The agent's
+//! program tells systemd (`Type=notify`) when it is ready and when it stops.
 
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::time::Duration;
 
 use control::ca::Role;
 use testkit::cluster::flockerctl;
+use testkit::hosts::Host;
 use testkit::{Cluster, eventually};
 
 /// Whether node `name` is up, and its last heartbeat (ms since the epoch, by the clock of
@@ -99,4 +102,43 @@ async fn agent_with_another_nodes_certificate_stops_with_a_clear_error() {
         err.to_string().contains("cannot act as node \"host-b\""),
         "{err}"
     );
+}
+
+/// What deploy/systemd/flocker-agent.service (`Type=notify`) relies on: `flocker-agent` sends
+/// `READY=1` on `$NOTIFY_SOCKET` once its sockets are bound (its Docker proxy takes
+/// connections by then), and `STOPPING=1` when asked to stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    let Some(mut host) = Host::new("notify-a", None) else {
+        return;
+    };
+    let c = Cluster::start(1, &[]);
+    c.leader(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    host.env.push(("NOTIFY_SOCKET".into(), path.into()));
+    host.start(&c);
+    let mut buf = [0u8; 64];
+    let n = socket
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("READY=1 within 60 s ({e}); agent log:\n{}", host.log()));
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), "READY=1");
+    assert!(
+        UnixStream::connect(host.proxy_socket()).is_ok(),
+        "ready means the Docker proxy takes connections"
+    );
+    let pid = host.agent.as_ref().unwrap().id();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let n = socket.recv(&mut buf).expect("STOPPING=1 after SIGTERM");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), "STOPPING=1");
 }

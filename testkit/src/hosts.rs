@@ -30,6 +30,8 @@ pub struct Host {
     pub log: PathBuf,
     /// `--send-limit` (bytes per second), if any.
     pub send_limit: Option<u64>,
+    /// Environment variables the agent gets besides `RUST_LOG` (e.g. `NOTIFY_SOCKET`).
+    pub env: Vec<(String, std::ffi::OsString)>,
 }
 
 impl Host {
@@ -51,6 +53,7 @@ impl Host {
             name: name.to_owned(),
             port: free_port(),
             send_limit,
+            env: Vec::new(),
         })
     }
 
@@ -86,7 +89,8 @@ impl Host {
                 self.root.path().display()
             ))
             .arg("--no-plugin")
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(limit) = self.send_limit {
             cmd.arg(format!("--send-limit={limit}"));
         }
