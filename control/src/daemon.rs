@@ -55,6 +55,8 @@ pub struct Config {
     pub call_timeout: Duration,
     /// How moves are paced (the handoff's lease wait, the stop grace period, rounds).
     pub moves: crate::migration::MoveConfig,
+    /// Where to serve Prometheus metrics (`crate::metrics`), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Starting failed.
@@ -131,12 +133,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     )
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
+    let metrics = crate::metrics::Metrics::new();
     let member = Member {
         id: config.id,
         raft: raft.clone(),
         sm,
         peers,
         call_timeout: config.call_timeout,
+        metrics: metrics.clone(),
+    };
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?,
+        ),
+        None => None,
     };
 
     if fresh && !config.join {
@@ -159,6 +171,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         ),
     );
     tracing::info!(raft.id = config.id, listen = %config.listen, fresh, "control member serving");
+    let metrics_member = member.clone();
     let server = crate::server::serve(
         member,
         listener,
@@ -168,6 +181,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
     supervisor.spawn_fallible(async move { server.await.map_err(StartError::from) });
     supervisor.spawn("readiness", joined(raft.clone(), config.id));
+    supervisor.spawn(
+        "leader changes",
+        metrics.clone().follow_leader(raft.clone()),
+    );
+    if let Some(listener) = metrics_listener {
+        tracing::info!(listen = ?config.metrics_listen, "serving Prometheus metrics on /metrics");
+        supervisor.spawn(
+            "metrics",
+            crate::metrics::serve(
+                listener,
+                metrics,
+                metrics_member,
+                supervisor.token().cancelled_owned(),
+            ),
+        );
+    }
     let served = supervisor.run(shutdown, SHUTDOWN_GRACE).await;
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not shut down cleanly");

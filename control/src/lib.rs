@@ -9,6 +9,7 @@
 //! - [`convert`]: protobuf <-> domain conversions.
 //! - [`migration`]: the leader's orchestrator of volume moves (copy rounds, handoff, commit).
 //! - [`liveness`]: the leader marks nodes down after missed heartbeats.
+//! - [`metrics`]: the member's Prometheus metrics on `--metrics-listen`.
 //! - [`daemon`]: running one member from a validated [`daemon::Config`].
 //! - [`ca`]: the cluster CA and certificate issuing.
 //!
@@ -20,6 +21,7 @@ pub mod convert;
 pub mod daemon;
 pub mod liveness;
 pub mod member;
+pub mod metrics;
 pub mod migration;
 pub mod proposal;
 pub mod raft;

@@ -37,6 +37,8 @@ pub struct Member {
     pub peers: Peers,
     /// Deadline for one call (write commit, linearizable read, forwarding).
     pub call_timeout: Duration,
+    /// The member's Prometheus metrics.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 fn forward_to<E>(e: &RaftError<u64, E>) -> Option<ExecError>
@@ -183,8 +185,12 @@ impl Member {
     /// [`ExecError::NotLeader`] unless this member leads. For the leader's own writes
     /// (liveness, moves), which are never forwarded.
     pub async fn write_local(&self, command: Command) -> Result<Response, ExecError> {
+        let started = Instant::now();
         match self.raft.client_write(command).await {
-            Ok(resp) => Ok(resp.data?),
+            Ok(resp) => {
+                self.metrics.observe_commit(started.elapsed());
+                Ok(resp.data?)
+            }
             Err(e) => Err(forward_to(&e).unwrap_or_else(|| ExecError::Raft(e.to_string()))),
         }
     }

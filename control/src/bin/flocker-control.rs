@@ -86,6 +86,10 @@ struct Args {
         default_value = "60s"
     )]
     lease_wait: Duration,
+    /// Serve Prometheus metrics (plain HTTP, `GET /metrics`) on this HOST:PORT; off when
+    /// unset. Bind it to loopback or a private network.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// The shortest `--node-timeout`, `--call-timeout` and `--lease-wait` accepted.
@@ -170,6 +174,7 @@ fn validate(args: Args) -> Result<Config, Vec<String>> {
                 lease_wait: args.lease_wait,
                 ..Default::default()
             },
+            metrics_listen: args.metrics_listen,
         }),
         _ => Err(errors),
     }
