@@ -1,0 +1,297 @@
+# The Flocker cluster on hosts reached over SSH (README.md, docs/deploy.md "Terraform"):
+# only terraform_data and the file, remote-exec and local-exec provisioners.
+#
+# Order: the CA and every certificate (local) -> the package on every host -> all control
+# members together -> the agents -> the IP pool. Destroy runs it backwards: the agents stop,
+# the members stop, the package is removed.
+
+locals {
+  # Members get ids 1..N in the order of their names (stable while the map keeps them).
+  member_names = sort([for name, h in var.hosts : name if h.control_member])
+  member_ids   = { for i, name in local.member_names : name => i + 1 }
+
+  # What the agents and clients dial: each member's underlay address.
+  control_endpoints = [
+    for name in local.member_names : "${var.hosts[name].underlay_address}:${var.control_port}"
+  ]
+  # What flockerctl on the operator's machine dials: each member's SSH address.
+  operator_endpoints = [
+    for name in local.member_names : "${var.hosts[name].ssh_host}:${var.control_port}"
+  ]
+
+  sudo = var.use_sudo ? "sudo " : ""
+
+  # Where the file provisioner puts files before they are installed (as the SSH user).
+  stage = "/tmp/flocker-terraform"
+
+  control_settings = {
+    for name in local.member_names : name => templatefile("${path.module}/templates/control.yml.tftpl", {
+      id        = local.member_ids[name]
+      listen    = "0.0.0.0:${var.control_port}"
+      advertise = "${var.hosts[name].underlay_address}:${var.control_port}"
+      peer = [
+        for other in local.member_names :
+        "${local.member_ids[other]}=${var.hosts[other].underlay_address}:${var.control_port}"
+        if other != name
+      ]
+    })
+  }
+
+  agent_settings = {
+    for name, h in var.hosts : name => templatefile("${path.module}/templates/agent.yml.tftpl", {
+      node      = name
+      control   = local.control_endpoints
+      advertise = "${h.underlay_address}:${var.agent_port}"
+      storage   = h.storage
+      underlay  = h.underlay_interface
+    })
+  }
+
+  # The SSH connection of each host, kept in each resource's input so that destroy-time
+  # provisioners (which may only use self) can connect.
+  ssh = {
+    for name, h in var.hosts : name => {
+      host        = h.ssh_host
+      user        = h.ssh_user
+      private_key = var.ssh_private_key
+      sudo        = local.sudo
+    }
+  }
+}
+
+# The cluster CA (kept when it exists: `flockerctl ca init` refuses to overwrite one) and
+# the operator's user certificate.
+resource "terraform_data" "ca" {
+  triggers_replace = [var.ca_dir, var.user_name]
+
+  provisioner "local-exec" {
+    interpreter = ["/bin/sh", "-c"]
+    command     = <<-EOT
+      set -eu
+      mkdir -p "$CA_DIR"
+      [ -f "$CA_DIR/ca.crt" ] || "$FLOCKERCTL" ca init --dir "$CA_DIR"
+      "$FLOCKERCTL" ca issue --dir "$CA_DIR" --role user --name "$USER_NAME" --out "$CA_DIR/user"
+    EOT
+    environment = {
+      CA_DIR     = var.ca_dir
+      FLOCKERCTL = var.flockerctl
+      USER_NAME  = var.user_name
+    }
+  }
+}
+
+# Each host's certificates: node (every host) and control (members), in ca_dir/hosts/NAME.
+resource "terraform_data" "certificates" {
+  for_each = var.hosts
+
+  triggers_replace = [terraform_data.ca.id, each.value.underlay_address, each.value.control_member]
+
+  provisioner "local-exec" {
+    interpreter = ["/bin/sh", "-c"]
+    command     = <<-EOT
+      set -eu
+      "$FLOCKERCTL" ca issue --dir "$CA_DIR" --role node --name "$NAME" --out "$CA_DIR/hosts/$NAME/node"
+      if [ "$MEMBER" = true ]; then
+        "$FLOCKERCTL" ca issue --dir "$CA_DIR" --role control --name "$NAME" --host "$ADDRESS" \
+          --out "$CA_DIR/hosts/$NAME/control"
+      fi
+    EOT
+    environment = {
+      CA_DIR     = var.ca_dir
+      FLOCKERCTL = var.flockerctl
+      NAME       = each.key
+      ADDRESS    = each.value.underlay_address
+      MEMBER     = tostring(each.value.control_member)
+    }
+  }
+}
+
+# Each host, for as long as it is in the map: removing it (or destroying the cluster)
+# stops and disables the units and removes the package (certificates, settings, the Raft
+# log and volumes stay on the host).
+resource "terraform_data" "host" {
+  for_each = var.hosts
+
+  input = local.ssh[each.key]
+
+  provisioner "remote-exec" {
+    when       = destroy
+    on_failure = continue
+    inline = [
+      "${self.input.sudo}systemctl disable --now flocker-agent.service flocker-control.service || true",
+      "${self.input.sudo}dpkg -r flocker",
+    ]
+    connection {
+      type        = "ssh"
+      host        = self.input.host
+      user        = self.input.user
+      private_key = file(self.input.private_key)
+    }
+  }
+}
+
+# The package on each host. A new build (another filesha256) replaces this resource and so
+# the member and agent resources that depend on it: the services stop on every host, the
+# package is upgraded in place (dpkg -i), and they start again (not one host at a time).
+resource "terraform_data" "package" {
+  for_each = var.hosts
+
+  triggers_replace = [terraform_data.host[each.key].id, filesha256(var.package)]
+  input            = local.ssh[each.key]
+
+  connection {
+    type        = "ssh"
+    host        = self.input.host
+    user        = self.input.user
+    private_key = file(self.input.private_key)
+  }
+
+  provisioner "remote-exec" {
+    inline = ["mkdir -p ${local.stage}"]
+  }
+  provisioner "file" {
+    source      = var.package
+    destination = "${local.stage}/flocker.deb"
+  }
+  provisioner "remote-exec" {
+    inline = [
+      # Settings already on the host are kept (--force-confold): the module writes its own.
+      "${local.sudo}env DEBIAN_FRONTEND=noninteractive dpkg -i --force-confdef --force-confold ${local.stage}/flocker.deb",
+      "rm -f ${local.stage}/flocker.deb",
+    ]
+  }
+}
+
+# The control members: certificate and control.yml, then every member starts at once (a
+# member is ready only once a majority of the founders runs, so each is started without
+# waiting and then waited for; terraform creates the instances in parallel).
+resource "terraform_data" "member" {
+  for_each = toset(local.member_names)
+
+  triggers_replace = [
+    terraform_data.package[each.key].id,
+    terraform_data.certificates[each.key].id,
+    local.control_settings[each.key],
+  ]
+  input = merge(local.ssh[each.key], {
+    id       = local.member_ids[each.key]
+    settings = local.control_settings[each.key]
+  })
+
+  connection {
+    type        = "ssh"
+    host        = self.input.host
+    user        = self.input.user
+    private_key = file(self.input.private_key)
+  }
+
+  provisioner "remote-exec" {
+    inline = ["rm -rf ${local.stage}/control-tls && mkdir -p ${local.stage}/control-tls"]
+  }
+  provisioner "file" {
+    source      = "${var.ca_dir}/hosts/${each.key}/control/"
+    destination = "${local.stage}/control-tls"
+  }
+  provisioner "file" {
+    content     = self.input.settings
+    destination = "${local.stage}/control.yml"
+  }
+  provisioner "remote-exec" {
+    inline = [
+      "${local.sudo}install -d -m 0700 /etc/flocker/tls/control",
+      "${local.sudo}install -m 0644 ${local.stage}/control-tls/ca.crt ${local.stage}/control-tls/tls.crt /etc/flocker/tls/control/",
+      "${local.sudo}install -m 0600 ${local.stage}/control-tls/tls.key /etc/flocker/tls/control/",
+      "${local.sudo}install -m 0644 ${local.stage}/control.yml /etc/flocker/control.yml",
+      "rm -rf ${local.stage}/control-tls ${local.stage}/control.yml",
+      "${local.sudo}systemctl enable flocker-control.service",
+      "${local.sudo}systemctl restart --no-block flocker-control.service",
+      "timeout 600 sh -c 'until ${local.sudo}systemctl is-active --quiet flocker-control.service; do sleep 1; done' || { ${local.sudo}journalctl -u flocker-control.service -n 30 --no-pager; exit 1; }",
+    ]
+  }
+
+  provisioner "remote-exec" {
+    when       = destroy
+    on_failure = continue
+    inline     = ["${self.input.sudo}systemctl disable --now flocker-control.service"]
+  }
+}
+
+# The agents, once every member runs: certificate and agent.yml, then the unit.
+resource "terraform_data" "agent" {
+  for_each = var.hosts
+
+  depends_on = [terraform_data.member]
+
+  triggers_replace = [
+    terraform_data.package[each.key].id,
+    terraform_data.certificates[each.key].id,
+    local.agent_settings[each.key],
+  ]
+  input = merge(local.ssh[each.key], {
+    settings = local.agent_settings[each.key]
+  })
+
+  connection {
+    type        = "ssh"
+    host        = self.input.host
+    user        = self.input.user
+    private_key = file(self.input.private_key)
+  }
+
+  provisioner "remote-exec" {
+    inline = ["rm -rf ${local.stage}/node-tls && mkdir -p ${local.stage}/node-tls"]
+  }
+  provisioner "file" {
+    source      = "${var.ca_dir}/hosts/${each.key}/node/"
+    destination = "${local.stage}/node-tls"
+  }
+  provisioner "file" {
+    content     = self.input.settings
+    destination = "${local.stage}/agent.yml"
+  }
+  provisioner "remote-exec" {
+    inline = [
+      "${local.sudo}install -d -m 0700 /etc/flocker/tls/node",
+      "${local.sudo}install -m 0644 ${local.stage}/node-tls/ca.crt ${local.stage}/node-tls/tls.crt /etc/flocker/tls/node/",
+      "${local.sudo}install -m 0600 ${local.stage}/node-tls/tls.key /etc/flocker/tls/node/",
+      "${local.sudo}install -m 0644 ${local.stage}/agent.yml /etc/flocker/agent.yml",
+      "rm -rf ${local.stage}/node-tls ${local.stage}/agent.yml",
+      "${local.sudo}systemctl enable flocker-agent.service",
+      "${local.sudo}systemctl restart flocker-agent.service",
+    ]
+  }
+
+  provisioner "remote-exec" {
+    when       = destroy
+    on_failure = continue
+    inline     = ["${self.input.sudo}systemctl disable --now flocker-agent.service"]
+  }
+}
+
+# The IP pool, added once the agents run, with the operator's user certificate (adding a
+# pool that exists is a no-op). flockerctl dials the members' ssh_host addresses.
+resource "terraform_data" "ip_pool" {
+  depends_on = [terraform_data.agent]
+
+  triggers_replace = [var.ip_pool, terraform_data.ca.id]
+
+  provisioner "local-exec" {
+    interpreter = ["/bin/sh", "-c"]
+    command     = <<-EOT
+      set -eu
+      i=0
+      until out=$("$FLOCKERCTL" --control "$CONTROL" --tls-dir "$CA_DIR/user" ip add-pool "$POOL" 2>&1); do
+        i=$((i + 1))
+        if [ "$i" -ge 60 ]; then echo "$out" >&2; exit 1; fi
+        sleep 1
+      done
+      echo "$out"
+    EOT
+    environment = {
+      CA_DIR     = var.ca_dir
+      FLOCKERCTL = var.flockerctl
+      CONTROL    = join(",", local.operator_endpoints)
+      POOL       = var.ip_pool
+    }
+  }
+}
