@@ -7,6 +7,7 @@
 //! - [`cluster`]: the one session with the control service (a shared connection that fails
 //!   over, one watch stream kept as the cluster view every part follows).
 //! - [`membership`]: register and heartbeat, following the cluster view, reconnecting on failure.
+//! - [`metrics`]: the agent's Prometheus series (`--metrics-listen`).
 //! - [`docker`]: Docker behind [`docker::DockerApi`], exactly what the agent uses (inspect
 //!   containers and images, list running containers, kill, stop, a reconnecting stream of
 //!   container events): [`docker::Docker`] on bollard over dockerd's unix socket, and an
@@ -42,6 +43,7 @@ pub mod docker;
 pub mod flocker;
 pub mod locks;
 pub mod membership;
+pub mod metrics;
 pub mod network;
 pub mod plugin;
 pub mod storage;

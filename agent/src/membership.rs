@@ -96,10 +96,11 @@ async fn heartbeat_session(config: &AgentConfig, control: &Control) -> Status {
         let beat = HeartbeatRequest {
             name: config.node.clone(),
         };
-        if let Err(status) = control
+        let answered = control
             .call(beat, |mut c, beat| async move { c.heartbeat(beat).await })
-            .await
-        {
+            .await;
+        crate::metrics::METRICS.heartbeat(answered.is_ok());
+        if let Err(status) = answered {
             return status;
         }
     }

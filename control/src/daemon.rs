@@ -189,10 +189,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tracing::info!(listen = ?config.metrics_listen, "serving Prometheus metrics on /metrics");
         supervisor.spawn(
             "metrics",
-            crate::metrics::serve(
+            foundation::metrics::serve(
                 listener,
-                metrics,
-                metrics_member,
+                Arc::new(move || metrics.render(&metrics_member)),
                 supervisor.token().cancelled_owned(),
             ),
         );

@@ -8,6 +8,7 @@
 //! - [`yaml`]: YAML configuration files and their errors, naming the file and every problem;
 //! - [`config`]: the daemons' settings from flags, `FLOCKER_*` variables and a YAML file;
 //! - [`notify`]: readiness for systemd (`Type=notify`);
+//! - [`metrics`]: serving a daemon's Prometheus page on `GET /metrics`;
 //! - [`shutdown`]: waiting for SIGTERM or SIGINT, and the supervisor that stops a daemon's
 //!   tasks (cancel, drain within a grace, abandon the rest);
 //! - [`exit`]: the exit codes the binaries share.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod exit;
 pub mod locks;
 pub mod logging;
+pub mod metrics;
 pub mod names;
 pub mod notify;
 pub mod retry;

@@ -1,14 +1,16 @@
 //! A real agent (the agent crate's loops, in this process) registers and heartbeats; when it
 //! stops, the leader marks its node down, as `flockerctl node ls` shows. The agent's
-//! program tells systemd (`Type=notify`) when it is ready and when it stops.
+//! program tells systemd (`Type=notify`) when it is ready and when it stops, and serves its
+//! Prometheus metrics.
 
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::time::Duration;
 
 use control::ca::Role;
 use testkit::cluster::flockerctl;
 use testkit::hosts::Host;
-use testkit::{Cluster, eventually};
+use testkit::{Cluster, eventually, free_port};
 
 /// Whether node `name` is up, and its last heartbeat (ms since the epoch, by the clock of
 /// the member that took it), as `flockerctl node ls` shows them.
@@ -141,4 +143,52 @@ async fn the_agent_tells_systemd_when_it_is_ready_and_when_it_stops() {
     );
     let n = socket.recv(&mut buf).expect("STOPPING=1 after SIGTERM");
     assert_eq!(String::from_utf8_lossy(&buf[..n]), "STOPPING=1");
+}
+
+/// `GET /metrics` on `port`: the body.
+fn metrics_page(port: u16) -> String {
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    );
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+/// `flocker-agent` with `FLOCKER_AGENT_METRICS_LISTEN` (the variable form of
+/// `--metrics-listen`) serves its series; its heartbeats are counted there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_serves_its_metrics_and_counts_its_heartbeats() {
+    let Some(mut host) = Host::new("metrics-a", None) else {
+        return;
+    };
+    let c = Cluster::start(1, &[]);
+    c.leader(1).await;
+    let port = free_port();
+    host.env.push((
+        "FLOCKER_AGENT_METRICS_LISTEN".into(),
+        format!("127.0.0.1:{port}").into(),
+    ));
+    host.start(&c);
+    let counted = |page: &str| {
+        page.lines()
+            .find_map(|l| l.strip_prefix("flocker_agent_heartbeats_total{result=\"ok\"} "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let beats = eventually(
+        Duration::from_secs(30),
+        "three heartbeats counted",
+        || async { counted(&metrics_page(port)).filter(|n| *n >= 3) },
+    )
+    .await;
+    assert!(beats >= 3);
+    let page = metrics_page(port);
+    assert!(
+        page.contains("# TYPE flocker_agent_attach_seconds histogram"),
+        "{page}"
+    );
 }

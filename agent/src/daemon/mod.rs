@@ -44,6 +44,14 @@ pub enum DaemonError {
     /// The Agent API could not be bound or failed.
     #[error(transparent)]
     Transfer(#[from] ServeError),
+    /// `--metrics-listen` could not be bound.
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The control service refused this agent for good (its identity).
     #[error(transparent)]
     Membership(#[from] AgentError),
@@ -62,6 +70,8 @@ pub struct Daemon {
     network: Option<NetworkSide>,
     docker: DockerSide,
     listener: TcpListener,
+    /// `--metrics-listen`, bound.
+    metrics: Option<TcpListener>,
 }
 
 impl Daemon {
@@ -73,6 +83,7 @@ impl Daemon {
             docker,
             network,
             transfer,
+            metrics_listen,
         } = settings;
         let locks = VolumeLocks::default();
         let cluster = Cluster::of(&agent);
@@ -107,6 +118,14 @@ impl Daemon {
         )
         .await?;
         let listener = transfer::bind(transfer.listen).await?;
+        let metrics = match metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| DaemonError::Metrics { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Self {
             agent,
             transfer,
@@ -116,6 +135,7 @@ impl Daemon {
             network,
             docker,
             listener,
+            metrics,
         })
     }
 
@@ -154,6 +174,17 @@ impl Daemon {
                     .map_err(DaemonError::from)
             }
         });
+        if let Some(listener) = self.metrics {
+            tracing::info!(listen = ?listener.local_addr().ok(), "serving Prometheus metrics on /metrics");
+            supervisor.spawn(
+                "metrics",
+                foundation::metrics::serve(
+                    listener,
+                    Arc::new(|| crate::metrics::METRICS.render()),
+                    token.clone().cancelled_owned(),
+                ),
+            );
+        }
         let result = supervisor.run(stop, SHUTDOWN_GRACE).await;
         drop(self.network);
         result

@@ -102,6 +102,10 @@ pub struct Args {
     /// The static wait-for-net on this host, bind-mounted into containers (with --underlay).
     #[arg(long, default_value = DEFAULT_WAIT_FOR_NET)]
     pub wait_for_net: PathBuf,
+    /// Serve Prometheus metrics (plain HTTP, `GET /metrics`) on this HOST:PORT; off when
+    /// unset. Bind it to loopback or a private network.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The shortest `--heartbeat` accepted.
@@ -118,6 +122,8 @@ pub struct Settings {
     pub network: Option<NetworkSideConfig>,
     /// The Agent API and its storage.
     pub transfer: TransferConfig,
+    /// Where to serve Prometheus metrics ([`crate::metrics`]), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The Docker side's settings from the flags; their problems are added to `errors`.
@@ -195,6 +201,7 @@ pub fn validate(args: Args) -> Result<Settings, Vec<String>> {
             },
             docker: side,
             network,
+            metrics_listen: args.metrics_listen,
         }),
         _ => Err(errors),
     }

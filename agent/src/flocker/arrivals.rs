@@ -63,9 +63,12 @@ impl ArrivalWatcher {
         };
         for volume in flocker_volumes(&container.mounts, &self.volume_root) {
             match self.volumes.user_created_here(&volume).await {
-                Ok(true) => tracing::info!(volume.name = %volume, container.id = %event.id,
-                    container.name = %event.name,
-                    "a container using the volume was created here; moving it here ahead of its start"),
+                Ok(true) => {
+                    crate::metrics::METRICS.warmed_up();
+                    tracing::info!(volume.name = %volume, container.id = %event.id,
+                        container.name = %event.name,
+                        "a container using the volume was created here; moving it here ahead of its start");
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(volume.name = %volume, container.id = %event.id,
                     error = %e, "cannot move the volume here ahead of its start; its start will"),

@@ -190,6 +190,7 @@ impl LeaseWatcher {
             .await
             .map_err(|e| super::volumes::control_error(volume, "lease", e))?;
         tracing::info!(volume.name = %volume, container.id = %id, "lease acquired");
+        crate::metrics::METRICS.lease(true);
         Ok(())
     }
 
@@ -212,6 +213,7 @@ impl LeaseWatcher {
         match self.volumes.control().release_lease(lease).await {
             Ok(()) => {
                 tracing::info!(volume.name = %volume, container.id = %id, "lease released");
+                crate::metrics::METRICS.lease(false);
                 Ok(())
             }
             Err(ControlError::Status(s)) if s.code() == tonic::Code::NotFound => Ok(()),

@@ -76,6 +76,7 @@ where
     }
     let bytes = counted.load(Ordering::Relaxed);
     tracing::info!(bytes, full = slot == Slot::Staging, "snapshot received");
+    crate::metrics::METRICS.snapshot_received(bytes);
     Ok(Received {
         volume: header.volume,
         snapshot: header.snapshot,

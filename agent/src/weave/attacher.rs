@@ -116,6 +116,7 @@ impl<N: Network, A: AddressAllocator> Attacher<N, A> {
     /// Gives the running container `id_or_name` its `ethwe` with every `WEAVE_CIDR`
     /// address.
     pub async fn ensure(&self, id_or_name: &str) -> Result<Outcome, AttachError> {
+        let started = std::time::Instant::now();
         let info = self.docker.inspect_container(id_or_name).await?;
         let Some(requests) = cidr::from_env(&info.config.env) else {
             return Ok(Outcome::NotRequested);
@@ -154,6 +155,7 @@ impl<N: Network, A: AddressAllocator> Attacher<N, A> {
             Ok(attachment) => {
                 tracing::info!(container.id = %info.id, container.name = %name,
                     container.pid = info.state.pid, addresses = ?cidrs, "attached ethwe");
+                crate::metrics::METRICS.attached(started.elapsed());
                 Ok(Outcome::Attached(attachment))
             }
             Err(source) if self.exited(&info.id, info.state.pid).await => {
