@@ -71,6 +71,14 @@ impl AgentMetrics {
             "Volume moves started here ahead of a container's start (its create event)",
             m.warm_ups.clone(),
         );
+        // Every label value from the start, at 0, so that a rate is defined before the
+        // first event.
+        for result in ["ok", "failed"] {
+            m.heartbeats.get_or_create(&vec![("result", result)]);
+        }
+        for action in ["taken", "released"] {
+            m.leases.get_or_create(&vec![("action", action)]);
+        }
         AgentMetrics { registry, ..m }
     }
 
