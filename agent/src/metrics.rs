@@ -74,10 +74,10 @@ impl AgentMetrics {
         // Every label value from the start, at 0, so that a rate is defined before the
         // first event.
         for result in ["ok", "failed"] {
-            m.heartbeats.get_or_create(&vec![("result", result)]);
+            let _ = m.heartbeats.get_or_create(&vec![("result", result)]);
         }
         for action in ["taken", "released"] {
-            m.leases.get_or_create(&vec![("action", action)]);
+            let _ = m.leases.get_or_create(&vec![("action", action)]);
         }
         AgentMetrics { registry, ..m }
     }
