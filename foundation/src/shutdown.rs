@@ -1,4 +1,4 @@
-//! How a daemon stops: the signal that asks it to ([`signal_received`]) and the one design
+//! How a daemon stops: the signal that asks it to ([`StopSignals`]) and the one design
 //! for stopping its tasks ([`Supervisor`]).
 
 use std::future::Future;
@@ -18,17 +18,34 @@ pub enum Signal {
     Interrupt,
 }
 
-/// Resolves at the first SIGTERM or SIGINT.
+/// The handlers for SIGTERM and SIGINT, installed by [`StopSignals::install`].
 ///
-/// # Panics
-///
-/// If the handlers cannot be installed (no Tokio runtime with signal support).
-pub async fn signal_received() -> Signal {
-    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed");
-    let mut int = signal(SignalKind::interrupt()).expect("a SIGINT handler can be installed");
-    tokio::select! {
-        _ = term.recv() => Signal::Terminate,
-        _ = int.recv() => Signal::Interrupt,
+/// Install them before the daemon announces itself (binds its sockets, tells systemd it is
+/// ready): until they exist, a SIGTERM kills the process at once, without its shutdown.
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers now; from here on SIGTERM and SIGINT wait for [`Self::received`].
+    ///
+    /// # Panics
+    ///
+    /// If the handlers cannot be installed (no Tokio runtime with signal support).
+    pub fn install() -> Self {
+        Self {
+            term: signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed"),
+            int: signal(SignalKind::interrupt()).expect("a SIGINT handler can be installed"),
+        }
+    }
+
+    /// Resolves at the first SIGTERM or SIGINT since [`Self::install`].
+    pub async fn received(mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Terminate,
+            _ = self.int.recv() => Signal::Interrupt,
+        }
     }
 }
 
@@ -153,6 +170,21 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
+
+    /// The race a daemon has with systemd: SIGTERM right after `READY=1`, before the stop
+    /// future is first polled. Installed handlers keep that signal for `received`.
+    #[tokio::test]
+    async fn a_signal_sent_before_anyone_waits_is_kept() {
+        let signals = StopSignals::install();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let got = tokio::time::timeout(Duration::from_secs(5), signals.received()).await;
+        assert_eq!(got, Ok(Signal::Terminate));
+    }
 
     #[tokio::test]
     async fn a_stop_cancels_every_task_and_waits_for_the_draining_ones() {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use foundation::logging::{self, LogFormat};
+use foundation::shutdown::StopSignals;
 use proxy::adapter::builtin::Builtins;
 use proxy::launch::Options;
 use proxy::limits::DEFAULT_MAX_HOOK_BODY_BYTES;
@@ -44,6 +45,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before any socket is bound: a SIGTERM from then on is a clean shutdown.
+    let signals = StopSignals::install();
     let args = Args::parse();
     logging::init(args.log_format, "info");
     let options = Options {
@@ -75,7 +78,7 @@ async fn main() -> ExitCode {
     }
     bound
         .run(async {
-            let signal = foundation::shutdown::signal_received().await;
+            let signal = signals.received().await;
             tracing::info!(?signal, "shutting down");
         })
         .await;

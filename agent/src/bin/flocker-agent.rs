@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use agent::daemon::{Daemon, DaemonError, settings, validate};
 use agent::flocker::side::StartError;
 use foundation::config::{self, Layered};
+use foundation::shutdown::StopSignals;
 use foundation::{exit, logging, notify};
 
 const NAME: &str = "flocker-agent";
@@ -17,6 +18,8 @@ const NAME: &str = "flocker-agent";
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Before any socket is bound: a SIGTERM from then on is a clean shutdown.
+    let signals = StopSignals::install();
     let Layered { args, report } =
         match settings::load(std::env::args_os(), |k| std::env::var_os(k)) {
             Ok(layered) => layered,
@@ -42,7 +45,7 @@ async fn main() -> ExitCode {
     // Every socket is bound: systemd (Type=notify) may start what comes after the agent.
     notify::ready();
     let stop = async {
-        let signal = foundation::shutdown::signal_received().await;
+        let signal = signals.received().await;
         tracing::info!(?signal, "shutting down");
         notify::stopping();
     };

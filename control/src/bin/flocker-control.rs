@@ -14,6 +14,7 @@ use clap::Parser;
 use control::daemon::{self, Config};
 use foundation::config::{self, FileArgs, Layered, Layers};
 use foundation::logging::{self, LogFormat};
+use foundation::shutdown::StopSignals;
 use proto::tls::TlsDir;
 
 const NAME: &str = "flocker-control";
@@ -180,8 +181,8 @@ fn validate(args: Args) -> Result<Config, Vec<String>> {
     }
 }
 
-async fn shutdown_signal() {
-    let signal = foundation::shutdown::signal_received().await;
+async fn shutdown_signal(signals: StopSignals) {
+    let signal = signals.received().await;
     tracing::info!(?signal, "shutting down");
     foundation::notify::stopping();
 }
@@ -189,6 +190,8 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Before any socket is bound: a SIGTERM from then on is a clean shutdown.
+    let signals = StopSignals::install();
     let loaded = config::load::<Args>(std::env::args_os(), |k| std::env::var_os(k), &LAYERS);
     let Layered { args, report } = match loaded {
         Ok(layered) => layered,
@@ -206,7 +209,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(foundation::exit::CONFIG);
         }
     };
-    match daemon::run(config, shutdown_signal()).await {
+    match daemon::run(config, shutdown_signal(signals)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "control member stopped");
