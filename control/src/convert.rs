@@ -3,7 +3,7 @@
 use proto::control as pb;
 
 use crate::proposal::PoolUsage;
-use crate::state::{Allocation, Lease, Migration, Node, Phase, Response, Volume};
+use crate::state::{Allocation, Lease, Migration, Node, Phase, Replication, Response, Volume};
 
 /// Domain node to wire.
 pub fn node(n: Node) -> pb::Node {
@@ -30,13 +30,31 @@ pub fn volume(v: Volume) -> pb::Volume {
             .map(|r| pb::Replica {
                 node: r.node,
                 snapshot: r.snapshot,
+                taken_ms: r.taken_ms,
             })
             .collect(),
+        replication: v.replication.map(replication),
         state: pb::VolumeState::Unspecified.into(),
         moving: None,
         moves: Vec::new(),
         created_ms: v.created_ms,
         metadata: v.metadata.into_iter().collect(),
+    }
+}
+
+/// Domain replication policy to wire.
+pub fn replication(r: Replication) -> pb::Replication {
+    pb::Replication {
+        copies: r.copies,
+        max_lag_ms: r.max_lag_ms,
+    }
+}
+
+/// Wire replication policy to domain (validated when the command is applied).
+pub fn replication_from(r: pb::Replication) -> Replication {
+    Replication {
+        copies: r.copies,
+        max_lag_ms: r.max_lag_ms,
     }
 }
 

@@ -165,6 +165,9 @@ impl Driver {
         let epoch = self.epoch(&m.volume)?;
         let last = plan::final_snapshot(m.id);
         let handoff = Instant::now();
+        // The source is unmounted before the final snapshot: it holds every write made
+        // before now.
+        let final_ms = now_ms();
         let committed = async {
             self.push(&mut m, &mut source, &mut target, &last, true)
                 .await?;
@@ -186,7 +189,8 @@ impl Driver {
             downtime_ms = handoff.elapsed().as_millis() as u64,
             "volume handed off"
         );
-        self.after_commit(&m, &mut source, &mut target, &last).await;
+        self.after_commit(&m, &mut source, &mut target, (&last, final_ms))
+            .await;
         mounted
     }
 
@@ -199,21 +203,12 @@ impl Driver {
         snapshot: &str,
         last: bool,
     ) -> Result<u64, MoveError> {
-        let source_snaps = source.snapshots(&m.volume).await?;
         let target_snaps = target.snapshots(&m.volume).await?;
         if plan::already_sent(&target_snaps, snapshot, last) {
             tracing::info!(snapshot, "the target already holds this round's snapshot");
             return Ok(0);
         }
-        // With a common snapshot the target's newer ones (divergent) would stop the
-        // increment; with none, the target receives in full beside its copy and swaps.
-        let base = plan::newest_common(&source_snaps, &target_snaps).cloned();
-        let stale = plan::newer_than(&target_snaps, base.as_ref());
-        if !stale.is_empty() {
-            target
-                .clean_up(&m.volume, CleanUp::snapshots(stale))
-                .await?;
-        }
+        let base = super::replicate::increment_base(source, target, &m.volume).await?;
         let sent = Arc::new(AtomicU64::new(0));
         let before = m.bytes_sent;
         let pushing = {
@@ -264,12 +259,13 @@ impl Driver {
         m: &Migration,
         source: &mut AgentLink,
         target: &mut AgentLink,
-        last: &str,
+        (last, taken_ms): (&str, u64),
     ) {
         let replica = Command::SetReplica {
             name: m.volume.clone(),
             node: m.from.clone(),
             snapshot: last.to_owned(),
+            taken_ms: Some(taken_ms),
         };
         let steps = async {
             self.write(replica).await?;
@@ -339,7 +335,11 @@ impl Driver {
 }
 
 /// Destroys the snapshots of `volume` on `link`'s node that the retention rule does not keep.
-async fn retain(link: &mut AgentLink, volume: &str, pinned: &[String]) -> Result<(), MoveError> {
+pub(super) async fn retain(
+    link: &mut AgentLink,
+    volume: &str,
+    pinned: &[String],
+) -> Result<(), MoveError> {
     let held = link.snapshots(volume).await?;
     let extra = plan::not_retained(&held, pinned);
     if !extra.is_empty() {

@@ -1,5 +1,5 @@
-//! While this member leads, drive every unfinished move and finish every failed move's
-//! clean-up and every deletion; when it stops leading, stop driving (dropping a push cancels it on the agents)
+//! While this member leads, drive every unfinished move, finish every failed move's
+//! clean-up and every deletion, and keep replicas fresh; when it stops leading, stop driving (dropping a push cancels it on the agents)
 //! and let the new leader resume from the record.
 
 use std::collections::HashMap;
@@ -8,9 +8,10 @@ use std::time::Duration;
 use proto::tls::TlsDir;
 use tokio::task::JoinHandle;
 
-use super::MoveConfig;
 use super::drive::Driver;
+use super::{MoveConfig, replicate};
 use crate::member::Member;
+use crate::server::node_service::now_ms;
 
 /// How often the leader looks for moves to drive.
 pub const SCAN_EVERY: Duration = Duration::from_millis(200);
@@ -22,6 +23,8 @@ enum Work {
     Move(u64),
     /// A deleted volume's copies.
     Deletion(u64),
+    /// A volume's replicas, by volume id.
+    Replicas(u64),
 }
 
 /// Runs until the Raft handle stops.
@@ -43,23 +46,32 @@ pub async fn run(member: Member, tls: TlsDir, config: MoveConfig) {
             }
             continue;
         }
-        let open: Vec<Work> = member.sm.read(|s| {
+        let now = now_ms();
+        let open: Vec<(Work, String)> = member.sm.read(|s| {
             let moves = s
                 .migrations
                 .values()
                 .filter(|m| !m.phase.is_terminal() || m.cleanup_pending)
-                .map(|m| Work::Move(m.id));
-            moves
-                .chain(s.deletions.keys().map(|id| Work::Deletion(*id)))
-                .collect()
+                .map(|m| (Work::Move(m.id), m.volume.clone()));
+            let deletions = s
+                .deletions
+                .iter()
+                .map(|(id, d)| (Work::Deletion(*id), d.name.clone()));
+            let refreshes = s
+                .volumes
+                .values()
+                .filter(|v| replicate::needs_refresh(v, s, now))
+                .map(|v| (Work::Replicas(v.id), v.name.clone()));
+            moves.chain(deletions).chain(refreshes).collect()
         });
-        for work in open {
+        for (work, volume) in open {
             running.entry(work).or_insert_with(|| {
                 let driver = driver.clone();
                 tokio::spawn(async move {
                     match work {
                         Work::Move(id) => driver.run(id).await,
                         Work::Deletion(id) => driver.finish_deletion(id).await,
+                        Work::Replicas(_) => driver.refresh_replicas(&volume).await,
                     }
                 })
             });

@@ -9,8 +9,9 @@
 //! - [`deletion`]: a deleted volume's copies destroyed on every node that may hold one.
 //! - [`holders`]: the start of the handoff: wait for the containers holding the volume to
 //!   let go, or (`--stop`) have their agents stop them.
+//! - [`replicate`]: keeping a volume's replicas fresh under its replication policy.
 //! - [`leader`]: the loop that, while this member leads, drives every unfinished move,
-//!   failed move's clean-up and deletion.
+//!   failed move's clean-up, deletion and replica refresh.
 //! - [`error`]: [`MoveError`], what a failed step says.
 
 pub mod agents;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod holders;
 pub mod leader;
 pub mod plan;
+pub mod replicate;
 
 use std::time::Duration;
 

@@ -136,6 +136,7 @@ impl NodeApi for NodeService {
             owner: r.owner,
             metadata: r.metadata.into_iter().collect(),
             at_ms: now_ms(),
+            replication: r.replication.map(convert::replication_from),
         };
         Ok(Response::new(convert::volume(self.write(cmd).await?)))
     }

@@ -57,6 +57,15 @@ impl OperatorApi for OperatorService {
         })))
     }
 
+    async fn set_replication(&self, req: Request<pb::SetReplicationRequest>) -> Reply_<pb::Volume> {
+        let r = req.into_inner();
+        let cmd = Command::SetReplication {
+            name: r.name,
+            replication: r.replication.map(convert::replication_from),
+        };
+        Ok(Response::new(convert::volume(self.write(cmd).await?)))
+    }
+
     async fn reclaim_node(&self, req: Request<pb::ReclaimRequest>) -> Reply_<pb::AllocationList> {
         let cmd = Command::ReclaimNode {
             node: req.into_inner().node,

@@ -110,7 +110,8 @@ fn forwardable(cmd: &Command) -> bool {
         | Command::ClaimIp { .. }
         | Command::ContainerStopped { .. }
         | Command::ReleaseIp { .. }
-        | Command::ReclaimNode { .. } => true,
+        | Command::ReclaimNode { .. }
+        | Command::SetReplication { .. } => true,
         Command::MarkNodeDown { .. }
         | Command::SetOwner { .. }
         | Command::SetReplica { .. }

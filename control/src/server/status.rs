@@ -12,6 +12,7 @@ pub fn to_status(e: ExecError) -> Status {
         ExecError::Command(c) if c.is_conflict() => Code::AlreadyExists,
         ExecError::Command(crate::state::CommandError::InvalidVolumeName { .. })
         | ExecError::Command(crate::state::CommandError::InvalidNodeName { .. })
+        | ExecError::Command(crate::state::CommandError::InvalidReplication { .. })
         | ExecError::Command(crate::state::CommandError::InvalidCidr { .. })
         | ExecError::Command(crate::state::CommandError::InvalidAddress { .. })
         | ExecError::Command(crate::state::CommandError::AddressOutsidePools { .. })

@@ -47,7 +47,13 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
             owner,
             metadata,
             at_ms,
-        } => create_volume(state, name, size_limit, owner, metadata, at_ms),
+            replication,
+        } => {
+            if let Some(r) = replication {
+                valid_replication(&name, r)?;
+            }
+            create_volume(state, name, size_limit, owner, metadata, at_ms, replication)
+        }
         Command::DeleteVolume { name } => delete_volume(state, &name),
         Command::SetOwner { name, owner } => {
             known_node(state, &owner)?;
@@ -67,12 +73,25 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
             name,
             node,
             snapshot,
+            taken_ms,
         } => {
             known_node(state, &node)?;
             let v = volume_mut(state, &name)?;
             v.replicas.retain(|r| r.node != node);
-            v.replicas.push(super::Replica { node, snapshot });
+            v.replicas.push(super::Replica {
+                node,
+                snapshot,
+                taken_ms,
+            });
             v.replicas.sort_by(|a, b| a.node.cmp(&b.node));
+            Ok(Response::Volume(v.clone()))
+        }
+        Command::SetReplication { name, replication } => {
+            if let Some(r) = replication {
+                valid_replication(&name, r)?;
+            }
+            let v = volume_mut(state, &name)?;
+            v.replication = replication;
             Ok(Response::Volume(v.clone()))
         }
         Command::SetMetadata { name, key, value } => {
@@ -283,6 +302,7 @@ fn create_volume(
     owner: Option<String>,
     metadata: std::collections::BTreeMap<String, String>,
     at_ms: u64,
+    replication: Option<super::Replication>,
 ) -> Result<Response, CommandError> {
     validate_volume_name(&name)?;
     if state.volumes.contains_key(&name) {
@@ -303,11 +323,25 @@ fn create_volume(
         epoch: u64::from(owner.is_some()),
         owner,
         replicas: Vec::new(),
+        replication,
         created_ms: at_ms,
         metadata,
     };
     state.volumes.insert(name, volume.clone());
     Ok(Response::Volume(volume))
+}
+
+/// A policy the leader can keep: 1 to [`MAX_REPLICAS`](super::MAX_REPLICAS) copies, a lag
+/// of at least [`MIN_MAX_LAG_MS`](super::MIN_MAX_LAG_MS).
+fn valid_replication(volume: &str, r: super::Replication) -> Result<(), CommandError> {
+    if r.copies == 0 || r.copies > super::MAX_REPLICAS || r.max_lag_ms < super::MIN_MAX_LAG_MS {
+        return Err(CommandError::InvalidReplication {
+            volume: volume.to_owned(),
+            copies: r.copies,
+            max_lag_ms: r.max_lag_ms,
+        });
+    }
+    Ok(())
 }
 
 fn delete_volume(state: &mut State, name: &str) -> Result<Response, CommandError> {
@@ -498,6 +532,7 @@ fn advance_migration(
             v.replicas.push(super::Replica {
                 node: from,
                 snapshot: String::new(),
+                taken_ms: at_ms,
             });
         }
         v.replicas.retain(|r| r.node != m.to);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Allocation, Lease, Migration, Node, Phase, Volume};
+use super::{Allocation, Lease, Migration, Node, Phase, Replication, Volume};
 
 /// A change to the cluster state. Times are set by the member that proposes the command, so
 /// applying it is deterministic on every member.
@@ -48,6 +48,9 @@ pub enum Command {
         metadata: BTreeMap<String, String>,
         /// Now.
         at_ms: u64,
+        /// Replicas to keep fresh from the start.
+        #[serde(default)]
+        replication: Option<Replication>,
     },
     /// Delete a volume that no container holds.
     DeleteVolume {
@@ -69,6 +72,17 @@ pub enum Command {
         node: String,
         /// Its newest snapshot.
         snapshot: String,
+        /// When that snapshot was taken (`None` in entries written before times were kept).
+        #[serde(default)]
+        taken_ms: Option<u64>,
+    },
+    /// Set a volume's replication policy, or with `None` stop keeping replicas fresh (the
+    /// copies stay, as stale replicas).
+    SetReplication {
+        /// Volume name.
+        name: String,
+        /// The policy.
+        replication: Option<Replication>,
     },
     /// Set (or with `None` remove) one metadata key.
     SetMetadata {

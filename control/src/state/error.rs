@@ -37,6 +37,18 @@ pub enum CommandError {
         /// The nodes, comma-separated.
         nodes: String,
     },
+    /// A replication policy outside what the leader can keep.
+    #[error(
+        "invalid replication for volume {volume:?}: {copies} replicas with a max lag of {max_lag_ms} ms; ask for 1 to 8 replicas (`--replicas 0` is spelled `volume set NAME --no-replication`) and a max lag of at least 1s"
+    )]
+    InvalidReplication {
+        /// The volume.
+        volume: String,
+        /// Replicas asked for.
+        copies: u32,
+        /// Lag asked for.
+        max_lag_ms: u64,
+    },
     /// No such volume.
     #[error("no volume named {name:?} (list volumes with `flockerctl volume ls`)")]
     NoSuchVolume {

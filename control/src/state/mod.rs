@@ -39,14 +39,36 @@ pub struct Node {
     pub up: bool,
 }
 
-/// A node holding a stale copy of a volume.
+/// A node holding a read-only copy of a volume, as of one snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Replica {
     /// The node holding the copy.
     pub node: String,
     /// The newest snapshot it has.
     pub snapshot: String,
+    /// When that snapshot was taken on the owner, milliseconds since the Unix epoch (the
+    /// leader's clock): the copy holds every write made before then. `None` for replicas
+    /// recorded before times were kept.
+    #[serde(default)]
+    pub taken_ms: Option<u64>,
 }
+
+/// A volume's replication policy: how many other nodes keep a read-only copy, and how old
+/// the newest data on each may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replication {
+    /// Copies on nodes other than the owner (1 to [`MAX_REPLICAS`]).
+    pub copies: u32,
+    /// The oldest a copy's snapshot may get while its node is up, in milliseconds (at least
+    /// [`MIN_MAX_LAG_MS`]): the owner's writes reach it within this bound.
+    pub max_lag_ms: u64,
+}
+
+/// The most replicas a volume's policy may ask for.
+pub const MAX_REPLICAS: u32 = 8;
+/// The smallest `max_lag` a policy may set: one increment takes a snapshot, an inventory on
+/// both sides and a stream, so a tighter bound could not be kept.
+pub const MIN_MAX_LAG_MS: u64 = 1_000;
 
 /// A volume in the global `/flocker` namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,8 +83,11 @@ pub struct Volume {
     pub owner: Option<String>,
     /// Bumped on every owner change; agents mount only at the current epoch.
     pub epoch: u64,
-    /// Stale copies on other nodes.
+    /// Read-only copies on other nodes: those a policy keeps fresh and those moves left.
     pub replicas: Vec<Replica>,
+    /// Kept fresh on other nodes by the leader, or `None` (copies only where moves left them).
+    #[serde(default)]
+    pub replication: Option<Replication>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
     /// Free-form labels.

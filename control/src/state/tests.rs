@@ -26,6 +26,7 @@ fn volume(name: &str, owner: Option<&str>) -> Command {
         owner: owner.map(Into::into),
         metadata: BTreeMap::new(),
         at_ms: 5,
+        replication: None,
     }
 }
 
@@ -869,6 +870,53 @@ proptest! {
     }
 }
 
+/// A policy is set at creation or later, removed with `None`, and refused outside what the
+/// leader can keep (no copies, more than 8, a lag under a second), naming the volume.
+#[test]
+fn a_replication_policy_is_set_changed_and_validated() {
+    let mut s = cluster();
+    let policy = |copies, max_lag_ms| Some(crate::state::Replication { copies, max_lag_ms });
+    let mut create = volume("db", Some("a"));
+    if let Command::CreateVolume { replication, .. } = &mut create {
+        *replication = policy(2, 10_000);
+    }
+    ok(&mut s, create);
+    assert_eq!(s.volumes["db"].replication, policy(2, 10_000));
+    let set = |replication| Command::SetReplication {
+        name: "db".into(),
+        replication,
+    };
+    ok(&mut s, set(policy(1, 1_000)));
+    assert_eq!(s.volumes["db"].replication, policy(1, 1_000));
+    for bad in [policy(0, 10_000), policy(9, 10_000), policy(1, 999)] {
+        let err = apply(&mut s, set(bad)).unwrap_err();
+        assert!(
+            matches!(err, CommandError::InvalidReplication { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("\"db\""), "{err}");
+    }
+    assert_eq!(s.volumes["db"].replication, policy(1, 1_000), "unchanged");
+    let mut bad_create = volume("other", Some("a"));
+    if let Command::CreateVolume { replication, .. } = &mut bad_create {
+        *replication = policy(0, 10_000);
+    }
+    assert!(apply(&mut s, bad_create).is_err());
+    assert!(!s.volumes.contains_key("other"), "nothing created");
+    ok(&mut s, set(None));
+    assert_eq!(s.volumes["db"].replication, None);
+    assert!(matches!(
+        apply(
+            &mut s,
+            Command::SetReplication {
+                name: "nope".into(),
+                replication: policy(1, 5_000)
+            }
+        ),
+        Err(CommandError::NoSuchVolume { .. })
+    ));
+}
+
 #[test]
 fn replicas_metadata_and_size_limit() {
     let mut s = cluster();
@@ -879,6 +927,7 @@ fn replicas_metadata_and_size_limit() {
             name: "db".into(),
             node: "b".into(),
             snapshot: "s1".into(),
+            taken_ms: Some(10),
         },
     );
     ok(
@@ -887,13 +936,15 @@ fn replicas_metadata_and_size_limit() {
             name: "db".into(),
             node: "b".into(),
             snapshot: "s2".into(),
+            taken_ms: Some(20),
         },
     );
     assert_eq!(
         s.volumes["db"].replicas,
         vec![Replica {
             node: "b".into(),
-            snapshot: "s2".into()
+            snapshot: "s2".into(),
+            taken_ms: Some(20),
         }]
     );
     assert!(matches!(
@@ -902,7 +953,8 @@ fn replicas_metadata_and_size_limit() {
             Command::SetReplica {
                 name: "db".into(),
                 node: "zz".into(),
-                snapshot: "s".into()
+                snapshot: "s".into(),
+                taken_ms: None,
             }
         ),
         Err(CommandError::UnknownNode { .. })

@@ -1,4 +1,4 @@
-//! `flockerctl volume ls|create|inspect|move|rm` (`move` lives in [`super::move_cmd`]).
+//! `flockerctl volume ls|create|set|inspect|move|rm` (`move` lives in [`super::move_cmd`]).
 
 use std::collections::BTreeMap;
 
@@ -35,6 +35,18 @@ pub enum Verb {
         /// The node that owns it first.
         #[arg(long)]
         owner: Option<String>,
+        #[command(flatten)]
+        replication: ReplicationArgs,
+    },
+    /// Change a volume's replication policy.
+    Set {
+        /// Volume name.
+        name: String,
+        #[command(flatten)]
+        replication: ReplicationArgs,
+        /// Stop keeping copies fresh (the copies stay, as stale replicas).
+        #[arg(long, conflicts_with_all = ["replicas", "max_lag"])]
+        no_replication: bool,
     },
     /// Show one volume.
     Inspect {
@@ -58,6 +70,31 @@ pub enum Verb {
         /// Volume name.
         name: String,
     },
+}
+
+/// `--replicas N [--max-lag D]`: the leader keeps N read-only copies on other nodes, each at
+/// most D behind the owner's writes.
+#[derive(clap::Args, Debug)]
+pub struct ReplicationArgs {
+    /// Read-only copies to keep on other nodes (1 to 8), refreshed by the leader.
+    #[arg(long)]
+    replicas: Option<u32>,
+    /// How far behind the owner's writes a copy may fall, e.g. 10s, 1m (at least 1s).
+    #[arg(long, value_parser = humantime::parse_duration, requires = "replicas")]
+    max_lag: Option<std::time::Duration>,
+}
+
+/// The lag a policy gets when `--max-lag` is not given.
+const DEFAULT_MAX_LAG: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl ReplicationArgs {
+    /// The policy asked for, `None` without `--replicas`.
+    fn policy(&self) -> Option<pb::Replication> {
+        self.replicas.map(|copies| pb::Replication {
+            copies,
+            max_lag_ms: self.max_lag.unwrap_or(DEFAULT_MAX_LAG).as_millis() as u64,
+        })
+    }
 }
 
 /// Parses `10G`, `512M`, `4K` or a plain number of bytes.
@@ -149,6 +186,45 @@ fn duration(ms: Option<u64>) -> String {
     opt(ms.map(|ms| humantime::format_duration(std::time::Duration::from_millis(ms))))
 }
 
+/// A replica for the `REPLICAS` cell: `NODE(AGE)` with the age of its data by this
+/// machine's clock (`NODE` alone when unknown).
+fn replica_cell(r: &pb::Replica, now_ms: u64) -> String {
+    match r.taken_ms {
+        Some(taken) => format!("{}({})", r.node, age(now_ms.saturating_sub(taken))),
+        None => r.node.clone(),
+    }
+}
+
+/// An age in whole seconds, minutes or hours: `4s`, `12m`, `3h`.
+fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        _ => format!("{}h", s / 3600),
+    }
+}
+
+/// The policy, for people: `2 replicas, max lag 10s`, or `-`.
+fn policy_text(r: Option<&pb::Replication>) -> String {
+    opt(r.map(|r| {
+        let lag = std::time::Duration::from_millis(r.max_lag_ms);
+        format!(
+            "{} replica{}, max lag {}",
+            r.copies,
+            if r.copies == 1 { "" } else { "s" },
+            humantime::format_duration(lag)
+        )
+    }))
+}
+
+/// Now, milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// One row of the MOVES table.
 fn move_row(m: &pb::Migration) -> Vec<String> {
     // A volume's first owner is given by a move from nowhere.
@@ -186,7 +262,8 @@ fn to_json(v: &pb::Volume, usage: &Usage, holders: &Holders) -> Value {
         "name": v.name, "id": v.id, "size_limit": v.size_limit, "owner": v.owner,
         "epoch": v.epoch, "state": output::volume_state(v), "created_ms": v.created_ms, "metadata": v.metadata,
         "used_bytes": usage.get(&v.name),
-        "replicas": v.replicas.iter().map(|r| json!({"node": r.node, "snapshot": r.snapshot})).collect::<Vec<_>>(),
+        "replicas": v.replicas.iter().map(|r| json!({"node": r.node, "snapshot": r.snapshot, "taken_ms": r.taken_ms})).collect::<Vec<_>>(),
+        "replication": v.replication.map(|r| json!({"copies": r.copies, "max_lag_ms": r.max_lag_ms})),
         "held_by": leases.iter().map(lease_json).collect::<Vec<_>>(),
     })
 }
@@ -207,6 +284,7 @@ fn describe(v: &pb::Volume, usage: &Usage, holders: &Holders) {
         ("Held by", held_by(leases)),
         ("Used", opt(usage.get(&v.name).copied().map(human))),
         ("Size limit", opt(v.size_limit.map(human))),
+        ("Replication", policy_text(v.replication.as_ref())),
         (
             "Created",
             humantime::format_rfc3339_seconds(created).to_string(),
@@ -216,12 +294,21 @@ fn describe(v: &pb::Volume, usage: &Usage, holders: &Holders) {
     if v.replicas.is_empty() {
         println!("  (none)");
     } else {
+        let now = now_ms();
         let rows: Vec<Vec<String>> = v
             .replicas
             .iter()
-            .map(|r| vec![format!("  {}", r.node), r.snapshot.clone()])
+            .map(|r| {
+                let age = r.taken_ms.map(|t| age(now.saturating_sub(t)));
+                vec![
+                    format!("  {}", r.node),
+                    r.snapshot.clone(),
+                    utc(r.taken_ms),
+                    opt(age),
+                ]
+            })
             .collect();
-        output::table(&["  NODE", "SNAPSHOT"], &rows);
+        output::table(&["  NODE", "SNAPSHOT", "TAKEN", "AGE"], &rows);
     }
     if !v.metadata.is_empty() {
         println!("Metadata:");
@@ -253,6 +340,7 @@ fn print(vols: &[pb::Volume], usage: &Usage, holders: &Holders, format: Format) 
             vols.iter().map(|v| to_json(v, usage, holders)).collect(),
         )),
         Format::Table => {
+            let now = now_ms();
             let rows: Vec<Vec<String>> = vols
                 .iter()
                 .map(|v| {
@@ -266,7 +354,7 @@ fn print(vols: &[pb::Volume], usage: &Usage, holders: &Holders, format: Format) 
                         opt(v.size_limit.map(human)),
                         v.replicas
                             .iter()
-                            .map(|r| r.node.as_str())
+                            .map(|r| replica_cell(r, now))
                             .collect::<Vec<_>>()
                             .join(","),
                         held_by(holders.get(&v.name).map_or(&[], Vec::as_slice)),
@@ -310,15 +398,41 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
             let usage = usage(channel).await;
             print(&vols, &usage, &holders, ctx.format);
         }
-        Verb::Create { name, size, owner } => {
+        Verb::Create {
+            name,
+            size,
+            owner,
+            replication,
+        } => {
             let req = pb::CreateVolumeRequest {
                 name,
                 size_limit: size,
                 owner,
                 metadata: Default::default(),
+                replication: replication.policy(),
             };
             let v = c
                 .create_volume(req)
+                .await
+                .map_err(call_failed)?
+                .into_inner();
+            print(&[v], &Usage::new(), &Holders::new(), ctx.format);
+        }
+        Verb::Set {
+            name,
+            replication,
+            no_replication,
+        } => {
+            let policy = replication.policy();
+            if policy.is_none() && !no_replication {
+                anyhow::bail!("say what to set: --replicas N [--max-lag D], or --no-replication");
+            }
+            let req = pb::SetReplicationRequest {
+                name,
+                replication: policy,
+            };
+            let v = OperatorApiClient::new(channel)
+                .set_replication(req)
                 .await
                 .map_err(call_failed)?
                 .into_inner();
@@ -360,6 +474,29 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_shows_its_node_and_the_age_of_its_data() {
+        let r = |taken_ms| pb::Replica {
+            node: "node2".into(),
+            snapshot: "rep-1".into(),
+            taken_ms,
+        };
+        let now = 1_800_000_000_000;
+        assert_eq!(replica_cell(&r(Some(now - 4_200)), now), "node2(4s)");
+        assert_eq!(replica_cell(&r(Some(now - 600_000)), now), "node2(10m)");
+        assert_eq!(
+            replica_cell(&r(Some(now - 3 * 3_600_000)), now),
+            "node2(3h)"
+        );
+        assert_eq!(replica_cell(&r(None), now), "node2");
+        let policy = pb::Replication {
+            copies: 2,
+            max_lag_ms: 10_000,
+        };
+        assert_eq!(policy_text(Some(&policy)), "2 replicas, max lag 10s");
+        assert_eq!(policy_text(None), "-");
+    }
 
     #[test]
     fn holders_are_named_by_task_else_container_name_else_short_id() {

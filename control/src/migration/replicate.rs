@@ -1,0 +1,337 @@
+//! Keeping a volume's replicas fresh under its [`Replication`] policy, driven by the leader
+//! like moves are (and serialised with them by the same per-volume lock).
+//!
+//! **Which nodes.** [`chosen`]: the volume's recorded replicas whose nodes are up, then other
+//! nodes that are up, with the owner's kind of storage, holding the fewest copies of any
+//! volume (owned or replicated), by name; `copies` of them at most. A replica whose node goes
+//! down drops out of the choice, so another node is filled in its place; its copy stays
+//! recorded (and its snapshot retained on the owner), so it catches up incrementally if it
+//! is chosen again.
+//!
+//! **When.** [`due`]: a chosen node whose copy is missing, or whose data is at least half the
+//! max lag old: the other half is the time the increment takes, so while the owner and the
+//! replica are up, no replica's data gets older than the max lag unless an increment takes
+//! longer than half of it (it is then as old as that increment takes; `volume ls` shows it).
+//!
+//! **How.** One snapshot on the owner (`rep-<ms>`, its time the replica's `taken_ms`), an
+//! increment from the newest snapshot both hold (a full stream, staged beside any copy, when
+//! they share none) to each due node, [`Command::SetReplica`] for each, then the retention
+//! rule of [`super::plan`] on the owner and those nodes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::agents::{AgentLink, CleanUp};
+use super::drive::{Driver, retain};
+use super::{MoveError, plan};
+use crate::server::node_service::now_ms;
+use crate::state::{Command, Node, Replication, State, Volume};
+
+/// How long a volume whose refresh failed waits before the leader tries again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The nodes that should hold `v`'s fresh copies (see the module's doc), best first.
+pub fn chosen(v: &Volume, policy: Replication, state: &State) -> Vec<String> {
+    let Some(owner) = v.owner.as_deref().and_then(|o| state.nodes.get(o)) else {
+        return Vec::new();
+    };
+    let eligible = |n: &Node| n.up && n.name != owner.name && same_kind(n, owner);
+    let mut picked: Vec<String> = v
+        .replicas
+        .iter()
+        .filter(|r| state.nodes.get(&r.node).is_some_and(eligible))
+        .map(|r| r.node.clone())
+        .collect();
+    let load = copies_held(state);
+    let mut others: Vec<&Node> = state
+        .nodes
+        .values()
+        .filter(|n| eligible(n) && !picked.contains(&n.name))
+        .collect();
+    others.sort_by_key(|n| (load.get(n.name.as_str()).copied().unwrap_or(0), &n.name));
+    picked.extend(others.into_iter().map(|n| n.name.clone()));
+    picked.truncate(policy.copies as usize);
+    picked
+}
+
+/// Of `chosen`, the nodes whose copy of `v` is missing or at least half `policy`'s max lag
+/// old at `now_ms`.
+pub fn due(v: &Volume, policy: Replication, chosen: &[String], now_ms: u64) -> Vec<String> {
+    let refresh_at = policy.max_lag_ms / 2;
+    chosen
+        .iter()
+        .filter(|node| {
+            let taken = v
+                .replicas
+                .iter()
+                .find(|r| r.node == **node && !r.snapshot.is_empty())
+                .and_then(|r| r.taken_ms);
+            taken.is_none_or(|t| now_ms.saturating_sub(t) >= refresh_at)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Whether the leader should refresh `v`'s replicas now: it has a policy and an owner that
+/// is up, no move of it is under way, and a chosen node is [`due`].
+pub fn needs_refresh(v: &Volume, state: &State, now_ms: u64) -> bool {
+    let Some(policy) = v.replication else {
+        return false;
+    };
+    let owner_up = v
+        .owner
+        .as_deref()
+        .and_then(|o| state.nodes.get(o))
+        .is_some_and(|n| n.up);
+    let moving = state
+        .migrations
+        .values()
+        .any(|m| m.volume == v.name && !m.phase.is_terminal());
+    owner_up && !moving && !due(v, policy, &chosen(v, policy, state), now_ms).is_empty()
+}
+
+/// The snapshot a refresh taken at `now_ms` makes on the owner.
+pub fn snapshot_name(now_ms: u64) -> String {
+    format!("rep-{now_ms}")
+}
+
+/// Copies held on each node: volumes it owns and replicas it keeps.
+fn copies_held(state: &State) -> BTreeMap<&str, usize> {
+    let mut load = BTreeMap::new();
+    for v in state.volumes.values() {
+        let holders = v.owner.iter().chain(v.replicas.iter().map(|r| &r.node));
+        for node in holders {
+            *load.entry(node.as_str()).or_insert(0) += 1;
+        }
+    }
+    load
+}
+
+/// Streams go between backends of one kind (`zfs:…` to `zfs:…`).
+fn same_kind(a: &Node, b: &Node) -> bool {
+    let kind = |n: &Node| n.storage.split(':').next().unwrap_or_default().to_owned();
+    kind(a) == kind(b)
+}
+
+impl Driver {
+    /// Brings `name`'s due replicas up to a new snapshot of its owner; a failure is logged
+    /// and retried after [`RETRY_AFTER`].
+    pub async fn refresh_replicas(&self, name: &str) {
+        let span = tracing::info_span!("replicate", volume.name = %name);
+        let _volume = self.lock_volume(name).await;
+        let refreshed = tracing::Instrument::instrument(self.refresh(name), span.clone());
+        if let Err(e) = refreshed.await {
+            span.in_scope(|| tracing::warn!(error = %e, "replicas not refreshed; retried"));
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+    }
+
+    async fn refresh(&self, name: &str) -> Result<(), MoveError> {
+        let now = now_ms();
+        let Some((owner, targets)) = self.member.sm.read(|s| {
+            let v = s.volumes.get(name)?;
+            if !needs_refresh(v, s, now) {
+                return None;
+            }
+            let policy = v.replication?;
+            let owner = s.nodes.get(v.owner.as_deref()?)?.clone();
+            let due = due(v, policy, &chosen(v, policy, s), now);
+            let targets: Vec<Node> = due.iter().filter_map(|n| s.nodes.get(n).cloned()).collect();
+            Some((owner, targets))
+        }) else {
+            return Ok(());
+        };
+        let snapshot = snapshot_name(now);
+        let mut source = AgentLink::connect(&owner, &self.tls).await?;
+        let mut refreshed = Vec::new();
+        let mut failure = None;
+        for node in targets {
+            let sent = async {
+                let mut target = AgentLink::connect(&node, &self.tls).await?;
+                let base = increment_base(&mut source, &mut target, name).await?;
+                let bytes = source
+                    .push(name, &node, base.as_ref(), &snapshot, false, |_| {})
+                    .await?;
+                self.write(Command::SetReplica {
+                    name: name.to_owned(),
+                    node: node.name.clone(),
+                    snapshot: snapshot.clone(),
+                    taken_ms: Some(now),
+                })
+                .await?;
+                tracing::info!(node.name = %node.name, bytes, snapshot, full = base.is_none(), "replica refreshed");
+                Ok::<_, MoveError>(target)
+            };
+            match sent.await {
+                Ok(target) => refreshed.push(target),
+                // The others are still worth refreshing.
+                Err(e) => failure = Some(e),
+            }
+        }
+        let pinned: Vec<String> = self.member.sm.read(|s| {
+            s.volumes.get(name).map_or_else(Vec::new, |v| {
+                v.replicas.iter().map(|r| r.snapshot.clone()).collect()
+            })
+        });
+        for link in std::iter::once(&mut source).chain(refreshed.iter_mut()) {
+            retain(link, name, &pinned).await?;
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+/// The base of an increment from `source` to `target`: the newest snapshot both hold, after
+/// removing the target's snapshots newer than it (they would stop the receive); `None` (a
+/// full stream, received beside the target's copy and swapped in) when they share none.
+pub(super) async fn increment_base(
+    source: &mut AgentLink,
+    target: &mut AgentLink,
+    volume: &str,
+) -> Result<Option<proto::agent::Snapshot>, MoveError> {
+    let source_snaps = source.snapshots(volume).await?;
+    let target_snaps = target.snapshots(volume).await?;
+    let base = plan::newest_common(&source_snaps, &target_snaps).cloned();
+    let stale = plan::newer_than(&target_snaps, base.as_ref());
+    if !stale.is_empty() {
+        target.clean_up(volume, CleanUp::snapshots(stale)).await?;
+    }
+    Ok(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Replica;
+
+    fn node(name: &str, up: bool, storage: &str) -> Node {
+        Node {
+            name: name.into(),
+            address: format!("{name}:4524"),
+            storage: storage.into(),
+            last_heartbeat_ms: 0,
+            up,
+        }
+    }
+
+    fn volume(name: &str, owner: &str, replicas: &[(&str, Option<u64>)]) -> Volume {
+        Volume {
+            name: name.into(),
+            id: 1,
+            size_limit: None,
+            owner: Some(owner.into()),
+            epoch: 1,
+            replicas: replicas
+                .iter()
+                .map(|(n, t)| Replica {
+                    node: (*n).into(),
+                    snapshot: "rep-1".into(),
+                    taken_ms: *t,
+                })
+                .collect(),
+            replication: Some(policy(2)),
+            created_ms: 0,
+            metadata: Default::default(),
+        }
+    }
+
+    fn policy(copies: u32) -> Replication {
+        Replication {
+            copies,
+            max_lag_ms: 10_000,
+        }
+    }
+
+    fn state(nodes: &[Node], volumes: &[Volume]) -> State {
+        let mut s = State::default();
+        for n in nodes {
+            s.nodes.insert(n.name.clone(), n.clone());
+        }
+        for v in volumes {
+            s.volumes.insert(v.name.clone(), v.clone());
+        }
+        s
+    }
+
+    #[test]
+    fn recorded_replicas_that_are_up_come_first_then_the_least_loaded_nodes() {
+        let nodes = [
+            node("a", true, "zfs:p"),
+            node("b", true, "zfs:p"),
+            node("c", true, "zfs:p"),
+            node("d", true, "zfs:p"),
+        ];
+        // b owns another volume: c and d hold nothing, so c (by name) is picked after d,
+        // the recorded replica.
+        let db = volume("db", "a", &[("d", Some(1))]);
+        let other = volume("other", "b", &[]);
+        let s = state(&nodes, &[db.clone(), other]);
+        assert_eq!(chosen(&db, policy(2), &s), ["d", "c"]);
+        assert_eq!(chosen(&db, policy(1), &s), ["d"]);
+        assert_eq!(
+            chosen(&db, policy(8), &s),
+            ["d", "c", "b"],
+            "never the owner"
+        );
+    }
+
+    #[test]
+    fn a_replica_whose_node_is_down_is_replaced_and_other_storage_kinds_are_skipped() {
+        let nodes = [
+            node("a", true, "zfs:p"),
+            node("b", false, "zfs:p"),
+            node("c", true, "dir:/srv"),
+            node("d", true, "zfs:q"),
+        ];
+        let db = volume("db", "a", &[("b", Some(1))]);
+        let s = state(&nodes, std::slice::from_ref(&db));
+        assert_eq!(chosen(&db, policy(2), &s), ["d"]);
+    }
+
+    #[test]
+    fn a_copy_is_due_when_missing_or_half_the_lag_old() {
+        let db = volume("db", "a", &[("b", Some(100_000)), ("c", Some(104_000))]);
+        let chosen = ["b".to_owned(), "c".to_owned(), "d".to_owned()];
+        // max lag 10 s: refreshed from 5 s of age on.
+        assert_eq!(due(&db, policy(3), &chosen, 105_000), ["b", "d"]);
+        assert_eq!(due(&db, policy(3), &chosen, 104_999), ["d"]);
+        let mut left_by_a_move = db.clone();
+        left_by_a_move.replicas[0].snapshot.clear();
+        assert_eq!(
+            due(&left_by_a_move, policy(3), &chosen, 100_001),
+            ["b", "d"]
+        );
+    }
+
+    #[test]
+    fn nothing_is_refreshed_without_a_policy_an_owner_that_is_up_or_during_a_move() {
+        let nodes = [node("a", true, "zfs:p"), node("b", true, "zfs:p")];
+        let db = volume("db", "a", &[]);
+        let mut s = state(&nodes, std::slice::from_ref(&db));
+        assert!(needs_refresh(&db, &s, 1_000));
+        let mut no_policy = db.clone();
+        no_policy.replication = None;
+        assert!(!needs_refresh(&no_policy, &s, 1_000));
+        s.migrations.insert(
+            1,
+            crate::state::Migration {
+                id: 1,
+                volume: "db".into(),
+                from: "a".into(),
+                to: "b".into(),
+                phase: crate::state::Phase::Copying,
+                bytes_sent: 0,
+                rounds: 0,
+                error: None,
+                stop_containers: false,
+                cleanup_pending: false,
+                started_ms: None,
+                handoff_ms: None,
+                ended_ms: None,
+            },
+        );
+        assert!(!needs_refresh(&db, &s, 1_000), "a move is under way");
+        s.migrations.clear();
+        s.nodes.get_mut("a").unwrap().up = false;
+        assert!(!needs_refresh(&db, &s, 1_000), "the owner is down");
+    }
+}
