@@ -51,6 +51,12 @@ async fn a_stale_copy_is_replaced_only_when_the_new_one_is_complete() {
 }
 
 #[tokio::test]
+async fn a_diverged_copy_is_set_aside_and_kept() {
+    let Some(hosts) = two_hosts() else { return };
+    behaviour::a_diverged_copy_is_set_aside_and_kept(&hosts.src, &hosts.dst).await;
+}
+
+#[tokio::test]
 async fn errors_name_the_volume() {
     let Some(hosts) = two_hosts() else { return };
     behaviour::errors_name_the_volume(&hosts.src).await;

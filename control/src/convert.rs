@@ -3,7 +3,9 @@
 use proto::control as pb;
 
 use crate::proposal::PoolUsage;
-use crate::state::{Allocation, Lease, Migration, Node, Phase, Replication, Response, Volume};
+use crate::state::{
+    Allocation, Lease, Migration, Node, Phase, Promotion, Replication, Response, Volume,
+};
 
 /// Domain node to wire.
 pub fn node(n: Node) -> pb::Node {
@@ -31,9 +33,11 @@ pub fn volume(v: Volume) -> pb::Volume {
                 node: r.node,
                 snapshot: r.snapshot,
                 taken_ms: r.taken_ms,
+                diverged: r.diverged,
             })
             .collect(),
         replication: v.replication.map(replication),
+        promotions: v.promotions.into_iter().map(promotion).collect(),
         state: pb::VolumeState::Unspecified.into(),
         moving: None,
         moves: Vec::new(),
@@ -47,6 +51,7 @@ pub fn replication(r: Replication) -> pb::Replication {
     pb::Replication {
         copies: r.copies,
         max_lag_ms: r.max_lag_ms,
+        promote_after_ms: r.promote_after_ms,
     }
 }
 
@@ -55,6 +60,21 @@ pub fn replication_from(r: pb::Replication) -> Replication {
     Replication {
         copies: r.copies,
         max_lag_ms: r.max_lag_ms,
+        promote_after_ms: r.promote_after_ms,
+    }
+}
+
+/// Domain promotion to wire.
+pub fn promotion(p: Promotion) -> pb::Promotion {
+    pb::Promotion {
+        at_ms: p.at_ms,
+        from: p.from,
+        to: p.to,
+        epoch: p.epoch,
+        snapshot: p.snapshot,
+        taken_ms: p.taken_ms,
+        forced: p.forced,
+        automatic: p.automatic,
     }
 }
 

@@ -62,14 +62,9 @@ async fn until_replica_reads(host: &Host, volume: &str, file: &str, want: &[u8])
 /// to a replica is a small increment, not the whole volume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_follow_the_owner_within_the_max_lag_and_are_replaced_when_a_host_dies() {
-    let mut hosts = Vec::new();
-    for name in ["host-a", "host-b", "host-c", "host-d"] {
-        let Some(h) = Host::new(name, None) else {
-            return;
-        };
-        hosts.push(h);
-    }
-    let mut lab = Lab::with_hosts_flags(1, hosts, &["--node-timeout", "5s"]).await;
+    let Some(mut lab) = Lab::start_with_flags(1, 4, &["--node-timeout", "5s"]).await else {
+        return;
+    };
     lab.create("repl", 0).await;
     let big = testkit::random(8 * MIB);
     std::fs::write(lab.hosts[0].path("repl").join("big"), &big).unwrap();
@@ -234,4 +229,191 @@ async fn a_volume_created_with_replicas_gets_them_at_once() {
     .await;
     std::fs::write(a.path("born-repl").join("f"), "hello").unwrap();
     until_replica_reads(&lab.hosts[1], "born-repl", "f", b"hello").await;
+}
+
+/// Reads `file` of the copy `dataset` (unmounted, e.g. one set aside) by mounting it on a
+/// scratch directory for a moment.
+fn read_unmounted(dataset: &str, file: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let at = format!("mountpoint={}", dir.path().display());
+    testkit::sh("zfs", &["set", &at, dataset]);
+    // Setting the mountpoint mounts it, as a rule.
+    if testkit::sh("zfs", &["get", "-H", "-o", "value", "mounted", dataset]).trim() != "yes" {
+        testkit::sh("zfs", &["mount", dataset]);
+    }
+    let data = std::fs::read(dir.path().join(file));
+    testkit::sh("zfs", &["unmount", dataset]);
+    testkit::sh("zfs", &["set", "mountpoint=none", dataset]);
+    data.unwrap_or_else(|e| panic!("{file} in {dataset}: {e}"))
+}
+
+/// The operator's path through a dead host (issue 12, item 2): the owner's agent dies while
+/// its disk stays (a writer there goes on writing into the old copy); promotion is refused
+/// while the owner is up and on a node without a copy, then makes the replica the owner at a
+/// new epoch with the replica's data; the policy fills a new replica; the old owner, back,
+/// never mounts the volume read-write: its copy is read-only, and once something is streamed
+/// to it, set aside whole (with the writes made after the replica's snapshot) beside a fresh
+/// copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_is_promoted_when_the_owner_dies_and_the_old_owner_never_writes_again() {
+    let Some(mut lab) = Lab::start_with_flags(1, 3, &["--node-timeout", "3s"]).await else {
+        return;
+    };
+    lab.ctl(&[
+        "volume",
+        "create",
+        "prom",
+        "--owner",
+        "host-a",
+        "--replicas",
+        "1",
+        "--max-lag",
+        "2s",
+    ]);
+    let a_path = lab.hosts[0].path("prom");
+    eventually(Duration::from_secs(30), "a to mount it", || async {
+        (lab.hosts[0].mounted("prom") == Some(false)).then_some(())
+    })
+    .await;
+    std::fs::write(a_path.join("note"), "v1").unwrap();
+    until_replica_reads(&lab.hosts[1], "prom", "note", b"v1").await;
+
+    // a's agent dies; its disk and the mount stay, and a writer there goes on.
+    lab.hosts[0].kill();
+    std::fs::write(a_path.join("note"), "written on a after its agent died").unwrap();
+    let refused = lab
+        .flockerctl(1, &["volume", "promote", "prom", "--on", "host-c"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("holds no up-to-date replica"), "{err}");
+    eventually(Duration::from_secs(20), "a to be marked down", || async {
+        let nodes = lab.ctl(&["node", "ls"]);
+        let nodes: Value = serde_json::from_slice(&nodes.stdout).unwrap();
+        let a = nodes.as_array()?.iter().find(|n| n["name"] == "host-a")?;
+        (a["up"] == false).then_some(())
+    })
+    .await;
+    let promoted = lab.ctl_table(&["volume", "promote", "prom", "--on", "host-b"]);
+    assert!(
+        promoted.contains("host-b promoted by an operator")
+            && promoted.contains("its data is as of"),
+        "{promoted}"
+    );
+    let v = lab.volume("prom");
+    assert_eq!(
+        (v["owner"].as_str(), v["epoch"].as_u64()),
+        (Some("host-b"), Some(2)),
+        "{v}"
+    );
+    assert_eq!(v["promotions"][0]["from"], "host-a", "{v}");
+    assert!(v["promotions"][0]["taken_ms"].as_u64().is_some(), "{v}");
+
+    let b = &lab.hosts[1];
+    eventually(Duration::from_secs(20), "b to mount read-write", || async {
+        (b.mounted("prom") == Some(false)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        read(b, "prom", "note").as_deref(),
+        Some(&b"v1"[..]),
+        "the replica's data"
+    );
+    std::fs::write(b.path("prom").join("note"), "written on b").unwrap();
+    // The policy's one replica is now c's (a is down).
+    until_replica_reads(&lab.hosts[2], "prom", "note", b"written on b").await;
+
+    // a comes back: read-only at once, never read-write.
+    lab.hosts[0].start(&lab.c);
+    lab.wait_node_up("host-a").await;
+    eventually(
+        Duration::from_secs(20),
+        "a's stale copy to refuse writes",
+        || async { (lab.hosts[0].mounted("prom") == Some(true)).then_some(()) },
+    )
+    .await;
+    assert!(std::fs::write(a_path.join("note"), "stale writer").is_err());
+    let v = lab.volume("prom");
+    let a_replica = v["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["node"] == "host-a")
+        .cloned();
+    assert_eq!(
+        a_replica.map(|r| r["diverged"].clone()),
+        Some(Value::Bool(true)),
+        "{v}"
+    );
+
+    // Two replicas: a is chosen again; its copy is set aside, not overwritten.
+    lab.ctl(&[
+        "volume",
+        "set",
+        "prom",
+        "--replicas",
+        "2",
+        "--max-lag",
+        "2s",
+    ]);
+    until_replica_reads(&lab.hosts[0], "prom", "note", b"written on b").await;
+    let kept = format!("{}/prom:diverged-e1", lab.hosts[0].pool.name());
+    assert_eq!(
+        read_unmounted(&kept, "note"),
+        b"written on a after its agent died",
+        "the old owner's last writes are kept"
+    );
+    let v = lab.volume("prom");
+    let diverged: Vec<&Value> = v["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["diverged"] == true)
+        .collect();
+    assert!(diverged.is_empty(), "{v}");
+}
+
+/// With `--promote-after`, the leader promotes the freshest replica on its own once the
+/// owner has been down that long, and says so in the volume's promotions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_promotes_a_replica_on_its_own_after_the_owner_is_down_long_enough() {
+    let Some(mut lab) = Lab::start_with_flags(1, 2, &["--node-timeout", "2s"]).await else {
+        return;
+    };
+    lab.ctl(&[
+        "volume",
+        "create",
+        "auto",
+        "--owner",
+        "host-a",
+        "--replicas",
+        "1",
+        "--max-lag",
+        "2s",
+        "--promote-after",
+        "3s",
+    ]);
+    eventually(Duration::from_secs(30), "a to mount it", || async {
+        (lab.hosts[0].mounted("auto") == Some(false)).then_some(())
+    })
+    .await;
+    std::fs::write(lab.hosts[0].path("auto").join("f"), "before").unwrap();
+    until_replica_reads(&lab.hosts[1], "auto", "f", b"before").await;
+    lab.hosts[0].kill();
+    let killed = Instant::now();
+    let b = &lab.hosts[1];
+    eventually(
+        Duration::from_secs(30),
+        "b to be promoted and mount read-write",
+        || async { (b.mounted("auto") == Some(false)).then_some(()) },
+    )
+    .await;
+    eprintln!(
+        "promoted and mounted read-write {:?} after the owner's agent died",
+        killed.elapsed()
+    );
+    assert_eq!(read(b, "auto", "f").as_deref(), Some(&b"before"[..]));
+    let v = lab.volume("auto");
+    assert_eq!(v["owner"], "host-b", "{v}");
+    assert_eq!(v["promotions"][0]["automatic"], true, "{v}");
 }

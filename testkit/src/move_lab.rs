@@ -36,6 +36,16 @@ impl Lab {
         Some(Self::with_hosts(members, hosts).await)
     }
 
+    /// As [`Lab::start`] without a send limit, each control member started with `flags`.
+    pub async fn start_with_flags(members: usize, n: usize, flags: &[&str]) -> Option<Lab> {
+        let mut hosts = Vec::new();
+        for i in 0..n {
+            let name = format!("host-{}", (b'a' + i as u8) as char);
+            hosts.push(Host::new(&name, None)?);
+        }
+        Some(Self::with_hosts_flags(members, hosts, flags).await)
+    }
+
     /// `members` control members and the given hosts, started.
     pub async fn with_hosts(members: usize, hosts: Vec<Host>) -> Lab {
         Self::with_hosts_flags(members, hosts, &[]).await

@@ -189,6 +189,11 @@ impl Storage for Backend {
     async fn used(&self, volume: &VolumeName) -> Result<u64> {
         delegate!(self, s => s.used(volume).await)
     }
+
+    async fn set_aside(&self, volume: &VolumeName, label: &str) -> Result<String> {
+        let _one_at_a_time = self.exclusive(volume).await;
+        delegate!(self, s => s.set_aside(volume, label).await)
+    }
 }
 
 #[cfg(test)]

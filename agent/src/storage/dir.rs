@@ -12,6 +12,8 @@
 //! <root>/.staging/                          the staging slot: the same layout for copies
 //!                                           received in full beside a volume, renamed into
 //!                                           place by `commit_staged`
+//! <root>/.set-aside/<name>:<label>/         a copy set aside (`set_aside`): `data/` and
+//!                                           `flocker/` (its snapshots), kept for the operator
 //! ```
 //!
 //! Limits: the quota is recorded, not enforced; hard links are copied as separate files;
@@ -255,6 +257,24 @@ impl Storage for DirStorage {
             save_meta(&paths.meta(), &meta)
         })
         .await
+    }
+
+    async fn set_aside(&self, volume: &VolumeName, label: &str) -> Result<String> {
+        self.load(volume)?;
+        self.unmount(volume).await?;
+        let paths = self.paths(volume);
+        let to = self
+            .root
+            .join(".set-aside")
+            .join(format!("{volume}:{label}"));
+        let dest = to.clone();
+        blocking(volume, "set the copy aside", move || {
+            std::fs::create_dir_all(&dest)?;
+            std::fs::rename(&paths.live, dest.join("data"))?;
+            std::fs::rename(&paths.hidden, dest.join("flocker"))
+        })
+        .await?;
+        Ok(to.display().to_string())
     }
 
     async fn destroy(&self, volume: &VolumeName) -> Result<()> {

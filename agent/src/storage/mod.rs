@@ -175,6 +175,16 @@ pub trait Storage: Send + Sync {
 
     /// Bytes the volume uses on this host (data and snapshots).
     fn used(&self, volume: &VolumeName) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Moves the volume (unmounted first), with its snapshots, out of the way under a name
+    /// no volume can take, `<name>:<label>`, and returns where it is: kept for the operator,
+    /// never mounted or listed as a volume again. For a former owner's copy that may hold
+    /// writes no other copy has (`label` like `diverged-e3`).
+    fn set_aside(
+        &self,
+        volume: &VolumeName,
+        label: &str,
+    ) -> impl Future<Output = Result<String>> + Send;
 }
 
 /// Creates `volume` unless it already exists. Two parts of the agent may create the same new

@@ -237,6 +237,16 @@ impl Storage for ZfsStorage {
         Ok(())
     }
 
+    async fn set_aside(&self, volume: &VolumeName, label: &str) -> Result<String> {
+        self.require(volume).await?;
+        self.unmount(volume).await?;
+        let to = format!("{}/{}:{}", self.parent, volume, label);
+        self.zfs(volume, &["rename", &self.dataset(volume), &to])
+            .await?;
+        remove_empty_dir(&self.mount_path(volume));
+        Ok(to)
+    }
+
     async fn destroy(&self, volume: &VolumeName) -> Result<()> {
         self.require(volume).await?;
         self.unmount(volume).await?;

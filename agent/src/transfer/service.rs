@@ -17,7 +17,7 @@ use super::push::{PushContext, push};
 use super::stop::Stopper;
 use super::{TransferError, receive};
 use crate::locks::VolumeLocks;
-use crate::storage::{Access, Backend, Storage, VolumeName};
+use crate::storage::{Access, Backend, SnapshotName, Storage, VolumeName};
 
 /// Serves the Agent API.
 #[derive(Clone)]
@@ -190,7 +190,8 @@ impl Agent for AgentService {
 }
 
 /// Destroys what `req` names of `volume` here: the listed snapshots that exist, a staged
-/// copy, and (never on the owner) the whole copy. Returns what was destroyed.
+/// copy, and (never on the owner) the whole copy, or sets the whole copy aside. Returns what
+/// was destroyed or set aside.
 async fn clean_up(
     storage: &Backend,
     fence: &Fence,
@@ -206,6 +207,22 @@ async fn clean_up(
         }
     }
     if !storage.volumes().await?.contains(volume) {
+        return Ok(destroyed);
+    }
+    if !req.set_aside_as.is_empty() {
+        fence.check_not_owner(volume.as_str()).await?;
+        let label = SnapshotName::new(&req.set_aside_as).map_err(|_| {
+            TransferError::BadRequest(format!(
+                "cannot set the copy aside as {:?}: use letters, digits, '_', '.', '-'",
+                req.set_aside_as
+            ))
+        })?;
+        let kept = storage.set_aside(volume, label.as_str()).await?;
+        tracing::warn!(
+            kept,
+            "this copy was the owner's before a promotion: set aside, kept for the operator"
+        );
+        destroyed.push(format!("{volume} (set aside as {kept})"));
         return Ok(destroyed);
     }
     if req.copy {

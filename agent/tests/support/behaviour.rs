@@ -242,6 +242,45 @@ pub async fn a_stale_copy_is_replaced_only_when_the_new_one_is_complete<S: Stora
     dst.destroy(&v).await.unwrap();
 }
 
+/// A former owner's copy set aside keeps its data and snapshots under the returned name, is
+/// no longer a volume (not listed, not mounted), and a full stream then makes a fresh copy
+/// of the volume beside it.
+pub async fn a_diverged_copy_is_set_aside_and_kept<S: Storage>(src: &S, dst: &S) {
+    let v = volume();
+    src.create(&v, &CreateOptions::default()).await.unwrap();
+    let live = src.mount(&v, Access::ReadWrite).await.unwrap();
+    write(&live.join("file"), b"promoted data");
+    src.snapshot(&v, &snap("rep-1")).await.unwrap();
+    dst.create(&v, &CreateOptions::default()).await.unwrap();
+    let old = dst.mount(&v, Access::ReadWrite).await.unwrap();
+    write(&old.join("file"), b"written after the last replica");
+    dst.snapshot(&v, &snap("rep-0")).await.unwrap();
+
+    let kept = dst.set_aside(&v, "diverged-e1").await.unwrap();
+    assert!(kept.contains(&format!("{v}:diverged-e1")), "{kept}");
+    assert!(
+        !dst.volumes().await.unwrap().contains(&v),
+        "no longer a volume"
+    );
+    assert!(!old.join("file").exists(), "no longer mounted");
+    assert!(
+        dst.set_aside(&v, "diverged-e1").await.is_err(),
+        "nothing left to set aside"
+    );
+
+    let full = collect(src.send(&v, None, &snap("rep-1")).await.unwrap()).await;
+    dst.receive(&v, Slot::Staging, &full[..]).await.unwrap();
+    dst.commit_staged(&v).await.unwrap();
+    let replica = dst.mount(&v, Access::ReadOnly).await.unwrap();
+    assert_eq!(
+        std::fs::read(replica.join("file")).unwrap(),
+        b"promoted data"
+    );
+    assert_eq!(names(dst.snapshots(&v).await.unwrap()), vec![snap("rep-1")]);
+    src.destroy(&v).await.unwrap();
+    dst.destroy(&v).await.unwrap();
+}
+
 /// The names of `snapshots`, in order.
 fn names(snapshots: Vec<Snapshot>) -> Vec<SnapshotName> {
     snapshots.into_iter().map(|s| s.name).collect()

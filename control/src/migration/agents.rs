@@ -166,6 +166,7 @@ impl AgentLink {
             snapshots: what.snapshots,
             staging: what.staging,
             copy: what.copy,
+            set_aside_as: what.set_aside_as.unwrap_or_default(),
         });
         req.set_timeout(CALL_TIMEOUT);
         let done = self
@@ -186,6 +187,9 @@ pub struct CleanUp {
     pub staging: bool,
     /// The node's whole copy (refused by the owner's agent).
     pub copy: bool,
+    /// Set the node's whole copy aside under this label instead (refused by the owner's
+    /// agent).
+    pub set_aside_as: Option<String>,
 }
 
 impl CleanUp {

@@ -24,6 +24,7 @@ impl Driver {
                     snapshots: Vec::new(),
                     staging: true,
                     copy: true,
+                    set_aside_as: None,
                 };
                 link.clean_up(&deletion.name, what).await
             };

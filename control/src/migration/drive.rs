@@ -208,7 +208,11 @@ impl Driver {
             tracing::info!(snapshot, "the target already holds this round's snapshot");
             return Ok(0);
         }
-        let base = super::replicate::increment_base(source, target, &m.volume).await?;
+        let set_aside = self.member.sm.read(|s| {
+            let v = s.volumes.get(&m.volume)?;
+            super::replicate::set_aside_label(v, &target.node.name)
+        });
+        let base = super::replicate::increment_base(source, target, &m.volume, set_aside).await?;
         let sent = Arc::new(AtomicU64::new(0));
         let before = m.bytes_sent;
         let pushing = {
@@ -316,6 +320,7 @@ impl Driver {
                     snapshots: plan::move_leftovers(&held, m.id),
                     staging: is_target,
                     copy: is_target && !replica_here && owner.as_deref() != Some(node),
+                    set_aside_as: None,
                 };
                 link.clean_up(&m.volume, what).await
             };

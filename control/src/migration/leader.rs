@@ -1,5 +1,5 @@
 //! While this member leads, drive every unfinished move, finish every failed move's
-//! clean-up and every deletion, and keep replicas fresh; when it stops leading, stop driving (dropping a push cancels it on the agents)
+//! clean-up and every deletion, keep replicas fresh and promote one when the policy says; when it stops leading, stop driving (dropping a push cancels it on the agents)
 //! and let the new leader resume from the record.
 
 use std::collections::HashMap;
@@ -25,6 +25,8 @@ enum Work {
     Deletion(u64),
     /// A volume's replicas, by volume id.
     Replicas(u64),
+    /// A volume's automatic promotion, by volume id.
+    Promotion(u64),
 }
 
 /// Runs until the Raft handle stops.
@@ -47,7 +49,7 @@ pub async fn run(member: Member, tls: TlsDir, config: MoveConfig) {
             continue;
         }
         let now = now_ms();
-        let open: Vec<(Work, String)> = member.sm.read(|s| {
+        let open: Vec<(Work, String, Option<String>)> = member.sm.read(|s| {
             let moves = s
                 .migrations
                 .values()
@@ -61,10 +63,19 @@ pub async fn run(member: Member, tls: TlsDir, config: MoveConfig) {
                 .volumes
                 .values()
                 .filter(|v| replicate::needs_refresh(v, s, now))
-                .map(|v| (Work::Replicas(v.id), v.name.clone()));
-            moves.chain(deletions).chain(refreshes).collect()
+                .map(|v| (Work::Replicas(v.id), v.name.clone(), None));
+            let promotions = s.volumes.values().filter_map(|v| {
+                let node = replicate::automatic_promotion(v, s, now)?;
+                Some((Work::Promotion(v.id), v.name.clone(), Some(node)))
+            });
+            moves
+                .map(|(w, v)| (w, v, None))
+                .chain(deletions.map(|(w, v)| (w, v, None)))
+                .chain(refreshes)
+                .chain(promotions)
+                .collect()
         });
-        for (work, volume) in open {
+        for (work, volume, node) in open {
             running.entry(work).or_insert_with(|| {
                 let driver = driver.clone();
                 tokio::spawn(async move {
@@ -72,6 +83,10 @@ pub async fn run(member: Member, tls: TlsDir, config: MoveConfig) {
                         Work::Move(id) => driver.run(id).await,
                         Work::Deletion(id) => driver.finish_deletion(id).await,
                         Work::Replicas(_) => driver.refresh_replicas(&volume).await,
+                        Work::Promotion(_) => {
+                            let node = node.expect("a promotion names its replica");
+                            driver.promote_automatically(&volume, &node).await
+                        }
                     }
                 })
             });

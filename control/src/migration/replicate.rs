@@ -1,7 +1,8 @@
 //! Keeping a volume's replicas fresh under its [`Replication`] policy, driven by the leader
 //! like moves are (and serialised with them by the same per-volume lock).
 //!
-//! **Which nodes.** [`chosen`]: the volume's recorded replicas whose nodes are up, then other
+//! **Which nodes.** [`chosen`]: the volume's recorded replicas whose nodes are up (newest
+//! data first, a diverged former owner's copy last), then other
 //! nodes that are up, with the owner's kind of storage, holding the fewest copies of any
 //! volume (owned or replicated), by name; `copies` of them at most. A replica whose node goes
 //! down drops out of the choice, so another node is filled in its place; its copy stays
@@ -36,12 +37,14 @@ pub fn chosen(v: &Volume, policy: Replication, state: &State) -> Vec<String> {
         return Vec::new();
     };
     let eligible = |n: &Node| n.up && n.name != owner.name && same_kind(n, owner);
-    let mut picked: Vec<String> = v
+    let mut recorded: Vec<&crate::state::Replica> = v
         .replicas
         .iter()
         .filter(|r| state.nodes.get(&r.node).is_some_and(eligible))
-        .map(|r| r.node.clone())
         .collect();
+    // Fresh copies first (newest data first), a diverged old owner's copy last.
+    recorded.sort_by_key(|r| (r.diverged, std::cmp::Reverse(r.taken_ms)));
+    let mut picked: Vec<String> = recorded.iter().map(|r| r.node.clone()).collect();
     let load = copies_held(state);
     let mut others: Vec<&Node> = state
         .nodes
@@ -64,7 +67,7 @@ pub fn due(v: &Volume, policy: Replication, chosen: &[String], now_ms: u64) -> V
             let taken = v
                 .replicas
                 .iter()
-                .find(|r| r.node == **node && !r.snapshot.is_empty())
+                .find(|r| r.node == **node && !r.snapshot.is_empty() && !r.diverged)
                 .and_then(|r| r.taken_ms);
             taken.is_none_or(|t| now_ms.saturating_sub(t) >= refresh_at)
         })
@@ -88,6 +91,27 @@ pub fn needs_refresh(v: &Volume, state: &State, now_ms: u64) -> bool {
         .values()
         .any(|m| m.volume == v.name && !m.phase.is_terminal());
     owner_up && !moving && !due(v, policy, &chosen(v, policy, state), now_ms).is_empty()
+}
+
+/// Under `v`'s policy with `promote_after`: the replica to promote now, if the owner has been
+/// down that long (by its last heartbeat), no move is under way, and a usable replica's node
+/// is up: the one with the newest data.
+pub fn automatic_promotion(v: &Volume, state: &State, now_ms: u64) -> Option<String> {
+    let after = v.replication?.promote_after_ms?;
+    let owner = state.nodes.get(v.owner.as_deref()?)?;
+    let moving = state
+        .migrations
+        .values()
+        .any(|m| m.volume == v.name && !m.phase.is_terminal());
+    if owner.up || moving || now_ms.saturating_sub(owner.last_heartbeat_ms) < after {
+        return None;
+    }
+    v.replicas
+        .iter()
+        .filter(|r| !r.snapshot.is_empty() && !r.diverged)
+        .filter(|r| state.nodes.get(&r.node).is_some_and(|n| n.up))
+        .max_by_key(|r| (r.taken_ms, std::cmp::Reverse(r.node.clone())))
+        .map(|r| r.node.clone())
 }
 
 /// The snapshot a refresh taken at `now_ms` makes on the owner.
@@ -136,7 +160,10 @@ impl Driver {
             let policy = v.replication?;
             let owner = s.nodes.get(v.owner.as_deref()?)?.clone();
             let due = due(v, policy, &chosen(v, policy, s), now);
-            let targets: Vec<Node> = due.iter().filter_map(|n| s.nodes.get(n).cloned()).collect();
+            let targets: Vec<(Node, Option<String>)> = due
+                .iter()
+                .filter_map(|n| Some((s.nodes.get(n)?.clone(), set_aside_label(v, n))))
+                .collect();
             Some((owner, targets))
         }) else {
             return Ok(());
@@ -145,13 +172,18 @@ impl Driver {
         let mut source = AgentLink::connect(&owner, &self.tls).await?;
         let mut refreshed = Vec::new();
         let mut failure = None;
-        for node in targets {
+        for (node, set_aside) in targets {
             let sent = async {
                 let mut target = AgentLink::connect(&node, &self.tls).await?;
-                let base = increment_base(&mut source, &mut target, name).await?;
+                let base = increment_base(&mut source, &mut target, name, set_aside).await?;
                 let bytes = source
                     .push(name, &node, base.as_ref(), &snapshot, false, |_| {})
                     .await?;
+                if base.is_none() {
+                    // A new copy (or one that replaced a diverged or unrelated one) is not
+                    // mounted by its agent until told.
+                    target.mount(name, false, 0).await?;
+                }
                 self.write(Command::SetReplica {
                     name: name.to_owned(),
                     node: node.name.clone(),
@@ -180,14 +212,61 @@ impl Driver {
     }
 }
 
+/// The label a diverged copy of `v` on `node` is set aside under: `diverged-e<E>`, E the
+/// last epoch at which `node` owned the volume; `None` unless that copy is diverged.
+pub fn set_aside_label(v: &Volume, node: &str) -> Option<String> {
+    v.replicas.iter().find(|r| r.node == node && r.diverged)?;
+    let last_owned = v
+        .promotions
+        .iter()
+        .rev()
+        .find(|p| p.from == node)
+        .map_or(v.epoch, |p| p.epoch.saturating_sub(1));
+    Some(format!("diverged-e{last_owned}"))
+}
+
+impl Driver {
+    /// Promotes `node`'s replica of `name` under the policy's `promote_after` (the command
+    /// checks again that the owner is down); a refusal is logged.
+    pub async fn promote_automatically(&self, name: &str, node: &str) {
+        let cmd = Command::PromoteVolume {
+            name: name.to_owned(),
+            node: node.to_owned(),
+            force: false,
+            automatic: true,
+            at_ms: now_ms(),
+        };
+        match self.write(cmd).await {
+            Ok(_) => {
+                tracing::warn!(volume.name = %name, node.name = %node, "owner down past the policy's promote_after: replica promoted")
+            }
+            Err(e) => {
+                tracing::warn!(volume.name = %name, node.name = %node, error = %e, "automatic promotion refused");
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+        }
+    }
+}
+
 /// The base of an increment from `source` to `target`: the newest snapshot both hold, after
 /// removing the target's snapshots newer than it (they would stop the receive); `None` (a
-/// full stream, received beside the target's copy and swapped in) when they share none.
+/// full stream, received beside the target's copy and swapped in) when they share none. A
+/// diverged copy on the target (`set_aside`: its label) is set aside first, never
+/// overwritten: the stream is then a full one.
 pub(super) async fn increment_base(
     source: &mut AgentLink,
     target: &mut AgentLink,
     volume: &str,
+    set_aside: Option<String>,
 ) -> Result<Option<proto::agent::Snapshot>, MoveError> {
+    if let Some(label) = set_aside {
+        let what = CleanUp {
+            set_aside_as: Some(label),
+            ..CleanUp::default()
+        };
+        let kept = target.clean_up(volume, what).await?;
+        tracing::warn!(node.name = %target.node.name, ?kept, "the former owner's copy is set aside");
+    }
     let source_snaps = source.snapshots(volume).await?;
     let target_snaps = target.snapshots(volume).await?;
     let base = plan::newest_common(&source_snaps, &target_snaps).cloned();
@@ -226,9 +305,11 @@ mod tests {
                     node: (*n).into(),
                     snapshot: "rep-1".into(),
                     taken_ms: *t,
+                    diverged: false,
                 })
                 .collect(),
             replication: Some(policy(2)),
+            promotions: Vec::new(),
             created_ms: 0,
             metadata: Default::default(),
         }
@@ -238,6 +319,7 @@ mod tests {
         Replication {
             copies,
             max_lag_ms: 10_000,
+            promote_after_ms: None,
         }
     }
 
@@ -300,6 +382,65 @@ mod tests {
             due(&left_by_a_move, policy(3), &chosen, 100_001),
             ["b", "d"]
         );
+    }
+
+    #[test]
+    fn the_freshest_replica_is_promoted_once_the_owner_is_down_long_enough() {
+        let mut a = node("a", false, "zfs:p");
+        a.last_heartbeat_ms = 100_000;
+        let nodes = [
+            a,
+            node("b", true, "zfs:p"),
+            node("c", true, "zfs:p"),
+            node("d", false, "zfs:p"),
+        ];
+        let mut db = volume(
+            "db",
+            "a",
+            &[("b", Some(1_000)), ("c", Some(2_000)), ("d", Some(3_000))],
+        );
+        let s = state(&nodes, std::slice::from_ref(&db));
+        assert_eq!(
+            automatic_promotion(&db, &s, 200_000),
+            None,
+            "no promote_after"
+        );
+        db.replication = Some(Replication {
+            promote_after_ms: Some(30_000),
+            ..policy(2)
+        });
+        assert_eq!(
+            automatic_promotion(&db, &s, 129_999),
+            None,
+            "not down long enough"
+        );
+        // d is fresher but down; c is the freshest that is up.
+        assert_eq!(automatic_promotion(&db, &s, 130_000).as_deref(), Some("c"));
+        db.replicas[1].diverged = true;
+        assert_eq!(automatic_promotion(&db, &s, 130_000).as_deref(), Some("b"));
+        let mut owner_up = s.clone();
+        owner_up.nodes.get_mut("a").unwrap().up = true;
+        assert_eq!(automatic_promotion(&db, &owner_up, 130_000), None);
+    }
+
+    #[test]
+    fn a_diverged_copy_is_set_aside_under_the_last_epoch_its_node_owned() {
+        let mut db = volume("db", "b", &[("a", None), ("c", Some(1))]);
+        db.epoch = 5;
+        assert_eq!(set_aside_label(&db, "a"), None, "not diverged");
+        db.replicas[0].diverged = true;
+        db.promotions.push(crate::state::Promotion {
+            at_ms: 1,
+            from: "a".into(),
+            to: "b".into(),
+            epoch: 4,
+            snapshot: "rep-1".into(),
+            taken_ms: Some(1),
+            forced: false,
+            automatic: true,
+        });
+        assert_eq!(set_aside_label(&db, "a").as_deref(), Some("diverged-e3"));
+        assert_eq!(set_aside_label(&db, "c"), None);
     }
 
     #[test]

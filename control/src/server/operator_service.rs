@@ -66,6 +66,18 @@ impl OperatorApi for OperatorService {
         Ok(Response::new(convert::volume(self.write(cmd).await?)))
     }
 
+    async fn promote_volume(&self, req: Request<pb::PromoteVolumeRequest>) -> Reply_<pb::Volume> {
+        let r = req.into_inner();
+        let cmd = Command::PromoteVolume {
+            name: r.name,
+            node: r.node,
+            force: r.force,
+            automatic: false,
+            at_ms: crate::server::node_service::now_ms(),
+        };
+        Ok(Response::new(convert::volume(self.write(cmd).await?)))
+    }
+
     async fn reclaim_node(&self, req: Request<pb::ReclaimRequest>) -> Reply_<pb::AllocationList> {
         let cmd = Command::ReclaimNode {
             node: req.into_inner().node,

@@ -111,7 +111,8 @@ fn forwardable(cmd: &Command) -> bool {
         | Command::ContainerStopped { .. }
         | Command::ReleaseIp { .. }
         | Command::ReclaimNode { .. }
-        | Command::SetReplication { .. } => true,
+        | Command::SetReplication { .. }
+        | Command::PromoteVolume { .. } => true,
         Command::MarkNodeDown { .. }
         | Command::SetOwner { .. }
         | Command::SetReplica { .. }

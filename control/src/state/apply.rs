@@ -82,10 +82,18 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
                 node,
                 snapshot,
                 taken_ms,
+                diverged: false,
             });
             v.replicas.sort_by(|a, b| a.node.cmp(&b.node));
             Ok(Response::Volume(v.clone()))
         }
+        Command::PromoteVolume {
+            name,
+            node,
+            force,
+            automatic,
+            at_ms,
+        } => promote(state, name, node, (force, automatic), at_ms),
         Command::SetReplication { name, replication } => {
             if let Some(r) = replication {
                 valid_replication(&name, r)?;
@@ -324,6 +332,7 @@ fn create_volume(
         owner,
         replicas: Vec::new(),
         replication,
+        promotions: Vec::new(),
         created_ms: at_ms,
         metadata,
     };
@@ -331,10 +340,106 @@ fn create_volume(
     Ok(Response::Volume(volume))
 }
 
+/// `PromoteVolume`: `node`'s replica becomes the owner at a new epoch; the old owner stays
+/// recorded as a diverged replica; the promotion is kept in the volume's history.
+fn promote(
+    state: &mut State,
+    name: String,
+    node: String,
+    (force, automatic): (bool, bool),
+    at_ms: u64,
+) -> Result<Response, CommandError> {
+    known_node(state, &node)?;
+    not_moving(state, &name)?;
+    let v = state
+        .volumes
+        .get(&name)
+        .ok_or_else(|| CommandError::NoSuchVolume { name: name.clone() })?;
+    let owner = v.owner.clone().ok_or_else(|| CommandError::NoOwner {
+        volume: name.clone(),
+    })?;
+    if owner == node {
+        return Err(CommandError::AlreadyThere { volume: name, node });
+    }
+    let usable = |r: &&super::Replica| !r.snapshot.is_empty() && !r.diverged;
+    let Some(replica) = v
+        .replicas
+        .iter()
+        .filter(usable)
+        .find(|r| r.node == node)
+        .cloned()
+    else {
+        let usable: Vec<&str> = v
+            .replicas
+            .iter()
+            .filter(usable)
+            .map(|r| r.node.as_str())
+            .collect();
+        return Err(CommandError::NotAReplica {
+            volume: name,
+            node,
+            replicas: if usable.is_empty() {
+                "none".to_owned()
+            } else {
+                usable.join(", ")
+            },
+        });
+    };
+    if !state.nodes.get(&node).is_some_and(|n| n.up) {
+        return Err(CommandError::DestinationDown { node });
+    }
+    if state.nodes.get(&owner).is_some_and(|n| n.up) {
+        if !force {
+            let age = match replica.taken_ms {
+                Some(t) => format!("its data is {} s old", at_ms.saturating_sub(t) / 1000),
+                None => "its age is unknown".to_owned(),
+            };
+            return Err(CommandError::OwnerUp {
+                volume: name,
+                owner,
+                age,
+            });
+        }
+        // A running container on the owner would go on writing to a copy that is no
+        // longer the volume.
+        not_leased(state, &name)?;
+    }
+    let v = volume_mut(state, &name)?;
+    set_owner(v, node.clone());
+    v.replicas.retain(|r| r.node != node && r.node != owner);
+    v.replicas.push(super::Replica {
+        node: owner.clone(),
+        snapshot: replica.snapshot.clone(),
+        taken_ms: None,
+        diverged: true,
+    });
+    v.replicas.sort_by(|a, b| a.node.cmp(&b.node));
+    v.promotions.push(super::Promotion {
+        at_ms,
+        from: owner,
+        to: node,
+        epoch: v.epoch,
+        snapshot: replica.snapshot,
+        taken_ms: replica.taken_ms,
+        forced: force,
+        automatic,
+    });
+    let excess = v.promotions.len().saturating_sub(super::PROMOTION_HISTORY);
+    v.promotions.drain(..excess);
+    Ok(Response::Volume(v.clone()))
+}
+
 /// A policy the leader can keep: 1 to [`MAX_REPLICAS`](super::MAX_REPLICAS) copies, a lag
 /// of at least [`MIN_MAX_LAG_MS`](super::MIN_MAX_LAG_MS).
 fn valid_replication(volume: &str, r: super::Replication) -> Result<(), CommandError> {
-    if r.copies == 0 || r.copies > super::MAX_REPLICAS || r.max_lag_ms < super::MIN_MAX_LAG_MS {
+    let too_soon = r
+        .promote_after_ms
+        .is_some_and(|ms| ms < super::MIN_MAX_LAG_MS);
+    if r.copies == 0
+        || r.copies > super::MAX_REPLICAS
+        || r.max_lag_ms < super::MIN_MAX_LAG_MS
+        || too_soon
+    {
         return Err(CommandError::InvalidReplication {
             volume: volume.to_owned(),
             copies: r.copies,
@@ -533,6 +638,7 @@ fn advance_migration(
                 node: from,
                 snapshot: String::new(),
                 taken_ms: at_ms,
+                diverged: false,
             });
         }
         v.replicas.retain(|r| r.node != m.to);

@@ -76,6 +76,20 @@ pub enum Command {
         #[serde(default)]
         taken_ms: Option<u64>,
     },
+    /// Make `node`'s replica the owner at a new epoch: only while the owner is down, unless
+    /// `force`; the old owner stays as a diverged replica.
+    PromoteVolume {
+        /// Volume name.
+        name: String,
+        /// The replica's node.
+        node: String,
+        /// Even though the owner is up (writes since the replica's snapshot are lost).
+        force: bool,
+        /// Proposed by the leader under the volume's `promote_after` policy.
+        automatic: bool,
+        /// Now.
+        at_ms: u64,
+    },
     /// Set a volume's replication policy, or with `None` stop keeping replicas fresh (the
     /// copies stay, as stale replicas).
     SetReplication {

@@ -39,7 +39,7 @@ pub enum CommandError {
     },
     /// A replication policy outside what the leader can keep.
     #[error(
-        "invalid replication for volume {volume:?}: {copies} replicas with a max lag of {max_lag_ms} ms; ask for 1 to 8 replicas (`--replicas 0` is spelled `volume set NAME --no-replication`) and a max lag of at least 1s"
+        "invalid replication for volume {volume:?}: {copies} replicas with a max lag of {max_lag_ms} ms; ask for 1 to 8 replicas (`--replicas 0` is spelled `volume set NAME --no-replication`), a max lag of at least 1s and no automatic promotion sooner than 1s"
     )]
     InvalidReplication {
         /// The volume.
@@ -48,6 +48,30 @@ pub enum CommandError {
         copies: u32,
         /// Lag asked for.
         max_lag_ms: u64,
+    },
+    /// A promotion while the owner is up, without `--force`.
+    #[error(
+        "volume {volume:?}'s owner {owner:?} is up: move the volume instead (`flockerctl volume move {volume} --to NODE`), or promote with --force, losing the writes made on {owner:?} since the replica's snapshot ({age})"
+    )]
+    OwnerUp {
+        /// The volume.
+        volume: String,
+        /// Its owner.
+        owner: String,
+        /// The replica's data age, for people.
+        age: String,
+    },
+    /// Promoting a node that holds no usable copy.
+    #[error(
+        "node {node:?} holds no up-to-date replica of volume {volume:?} (replicas: {replicas}); promote one of them"
+    )]
+    NotAReplica {
+        /// The volume.
+        volume: String,
+        /// The node.
+        node: String,
+        /// The volume's usable replicas, comma-separated (`none` if none).
+        replicas: String,
     },
     /// No such volume.
     #[error("no volume named {name:?} (list volumes with `flockerctl volume ls`)")]

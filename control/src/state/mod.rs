@@ -51,7 +51,37 @@ pub struct Replica {
     /// recorded before times were kept.
     #[serde(default)]
     pub taken_ms: Option<u64>,
+    /// This node owned the volume until another was promoted while it was down: its copy may
+    /// hold writes made after `snapshot` that no other copy has. Before anything is streamed
+    /// to it, its agent sets that copy aside (renamed, never mounted, kept for the operator).
+    #[serde(default)]
+    pub diverged: bool,
 }
+
+/// A replica made the owner by `volume promote` (or by the policy's automatic promotion)
+/// while the owner was down: what the volume's data is as of, and so what may be lost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promotion {
+    /// When, by the proposing member's clock.
+    pub at_ms: u64,
+    /// The owner that was down (or, forced, up).
+    pub from: String,
+    /// The replica promoted.
+    pub to: String,
+    /// The epoch it got.
+    pub epoch: u64,
+    /// The snapshot it held: the volume's data is that snapshot.
+    pub snapshot: String,
+    /// When that snapshot was taken: writes on the old owner after this are not in it.
+    pub taken_ms: Option<u64>,
+    /// Promoted while the owner was up (`--force`).
+    pub forced: bool,
+    /// Promoted by the policy's `promote_after`, not by an operator.
+    pub automatic: bool,
+}
+
+/// How many promotions of each volume the state keeps.
+pub const PROMOTION_HISTORY: usize = 10;
 
 /// A volume's replication policy: how many other nodes keep a read-only copy, and how old
 /// the newest data on each may be.
@@ -62,6 +92,10 @@ pub struct Replication {
     /// The oldest a copy's snapshot may get while its node is up, in milliseconds (at least
     /// [`MIN_MAX_LAG_MS`]): the owner's writes reach it within this bound.
     pub max_lag_ms: u64,
+    /// Promote the freshest replica on its own once the owner has been down this long, in
+    /// milliseconds; `None`: only an operator promotes.
+    #[serde(default)]
+    pub promote_after_ms: Option<u64>,
 }
 
 /// The most replicas a volume's policy may ask for.
@@ -88,6 +122,9 @@ pub struct Volume {
     /// Kept fresh on other nodes by the leader, or `None` (copies only where moves left them).
     #[serde(default)]
     pub replication: Option<Replication>,
+    /// Its promotions, oldest first (the [`PROMOTION_HISTORY`] newest).
+    #[serde(default)]
+    pub promotions: Vec<Promotion>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
     /// Free-form labels.

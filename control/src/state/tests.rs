@@ -875,7 +875,13 @@ proptest! {
 #[test]
 fn a_replication_policy_is_set_changed_and_validated() {
     let mut s = cluster();
-    let policy = |copies, max_lag_ms| Some(crate::state::Replication { copies, max_lag_ms });
+    let policy = |copies, max_lag_ms| {
+        Some(crate::state::Replication {
+            copies,
+            max_lag_ms,
+            promote_after_ms: None,
+        })
+    };
     let mut create = volume("db", Some("a"));
     if let Command::CreateVolume { replication, .. } = &mut create {
         *replication = policy(2, 10_000);
@@ -917,6 +923,87 @@ fn a_replication_policy_is_set_changed_and_validated() {
     ));
 }
 
+fn replica(s: &mut State, node: &str, snapshot: &str, taken_ms: u64) {
+    ok(
+        s,
+        Command::SetReplica {
+            name: "db".into(),
+            node: node.into(),
+            snapshot: snapshot.into(),
+            taken_ms: Some(taken_ms),
+        },
+    );
+}
+
+fn promote(node: &str, force: bool) -> Command {
+    Command::PromoteVolume {
+        name: "db".into(),
+        node: node.into(),
+        force,
+        automatic: false,
+        at_ms: 50_000,
+    }
+}
+
+fn down(s: &mut State, node: &str) {
+    let last_seen_ms = s.nodes[node].last_heartbeat_ms;
+    ok(
+        s,
+        Command::MarkNodeDown {
+            name: node.into(),
+            last_seen_ms,
+        },
+    );
+}
+
+/// Promotion: only a usable replica on a node that is up, only while the owner is down
+/// unless forced (and then never under a running container); the replica becomes the
+/// owner at a new epoch, the old owner a diverged replica, and the promotion says what the
+/// data is as of.
+#[test]
+fn a_replica_is_promoted_only_while_the_owner_is_down_unless_forced() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    ok(&mut s, node("c"));
+    replica(&mut s, "b", "rep-20000", 20_000);
+    let err = apply(&mut s, promote("b", false)).unwrap_err();
+    assert!(matches!(err, CommandError::OwnerUp { .. }), "{err}");
+    assert!(err.to_string().contains("its data is 30 s old"), "{err}");
+    let err = apply(&mut s, promote("c", false)).unwrap_err();
+    assert!(matches!(err, CommandError::NotAReplica { .. }), "{err}");
+    assert!(err.to_string().contains("(replicas: b)"), "{err}");
+    let held = Lease {
+        volume: "db".into(),
+        node: "a".into(),
+        container_id: "c1".into(),
+        ..Default::default()
+    };
+    ok(&mut s, Command::AcquireLease(held));
+    let err = apply(&mut s, promote("b", true)).unwrap_err();
+    assert!(matches!(err, CommandError::VolumeInUse { .. }), "{err}");
+    assert_eq!(s.volumes["db"].owner.as_deref(), Some("a"), "unchanged");
+
+    down(&mut s, "a");
+    let v = match ok(&mut s, promote("b", false)) {
+        Response::Volume(v) => v,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((v.owner.as_deref(), v.epoch), (Some("b"), 2));
+    assert_eq!(v.replicas.len(), 1, "{v:?}");
+    let old = &v.replicas[0];
+    assert_eq!((old.node.as_str(), old.diverged), ("a", true));
+    let p = v.promotions.last().unwrap();
+    assert_eq!((p.from.as_str(), p.to.as_str(), p.epoch), ("a", "b", 2));
+    assert_eq!(
+        (p.snapshot.as_str(), p.taken_ms),
+        ("rep-20000", Some(20_000))
+    );
+    assert!(!p.forced && !p.automatic);
+    // The diverged copy cannot be promoted back before it received again.
+    let err = apply(&mut s, promote("a", true)).unwrap_err();
+    assert!(matches!(err, CommandError::NotAReplica { .. }), "{err}");
+}
+
 #[test]
 fn replicas_metadata_and_size_limit() {
     let mut s = cluster();
@@ -945,6 +1032,7 @@ fn replicas_metadata_and_size_limit() {
             node: "b".into(),
             snapshot: "s2".into(),
             taken_ms: Some(20),
+            diverged: false,
         }]
     );
     assert!(matches!(

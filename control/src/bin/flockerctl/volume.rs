@@ -1,4 +1,4 @@
-//! `flockerctl volume ls|create|set|inspect|move|rm` (`move` lives in [`super::move_cmd`]).
+//! `flockerctl volume ls|create|set|promote|inspect|move|rm` (`move` lives in [`super::move_cmd`]).
 
 use std::collections::BTreeMap;
 
@@ -48,6 +48,20 @@ pub enum Verb {
         #[arg(long, conflicts_with_all = ["replicas", "max_lag"])]
         no_replication: bool,
     },
+    /// Make a replica the owner while the owner is down (its data is the replica's
+    /// snapshot: `volume ls` shows its age). The old owner, when back, never mounts the
+    /// volume read-write again: its copy is set aside and it becomes a replica.
+    Promote {
+        /// Volume name.
+        name: String,
+        /// The replica's node.
+        #[arg(long)]
+        on: String,
+        /// Promote even though the owner is up: what it wrote since the replica's snapshot
+        /// is not in the volume (its copy is set aside, not destroyed).
+        #[arg(long)]
+        force: bool,
+    },
     /// Show one volume.
     Inspect {
         /// Volume name.
@@ -82,6 +96,10 @@ pub struct ReplicationArgs {
     /// How far behind the owner's writes a copy may fall, e.g. 10s, 1m (at least 1s).
     #[arg(long, value_parser = humantime::parse_duration, requires = "replicas")]
     max_lag: Option<std::time::Duration>,
+    /// Promote the freshest replica on its own once the owner has been down this long,
+    /// e.g. 30s (at least 1s); without it only `volume promote` does.
+    #[arg(long, value_parser = humantime::parse_duration, requires = "replicas")]
+    promote_after: Option<std::time::Duration>,
 }
 
 /// The lag a policy gets when `--max-lag` is not given.
@@ -93,6 +111,7 @@ impl ReplicationArgs {
         self.replicas.map(|copies| pb::Replication {
             copies,
             max_lag_ms: self.max_lag.unwrap_or(DEFAULT_MAX_LAG).as_millis() as u64,
+            promote_after_ms: self.promote_after.map(|d| d.as_millis() as u64),
         })
     }
 }
@@ -187,8 +206,12 @@ fn duration(ms: Option<u64>) -> String {
 }
 
 /// A replica for the `REPLICAS` cell: `NODE(AGE)` with the age of its data by this
-/// machine's clock (`NODE` alone when unknown).
+/// machine's clock (`NODE` alone when unknown, `NODE(diverged)` for an old owner whose copy
+/// is set aside before it receives again).
 fn replica_cell(r: &pb::Replica, now_ms: u64) -> String {
+    if r.diverged {
+        return format!("{}(diverged)", r.node);
+    }
     match r.taken_ms {
         Some(taken) => format!("{}({})", r.node, age(now_ms.saturating_sub(taken))),
         None => r.node.clone(),
@@ -209,13 +232,49 @@ fn age(ms: u64) -> String {
 fn policy_text(r: Option<&pb::Replication>) -> String {
     opt(r.map(|r| {
         let lag = std::time::Duration::from_millis(r.max_lag_ms);
+        let auto = r.promote_after_ms.map_or_else(String::new, |ms| {
+            let after = std::time::Duration::from_millis(ms);
+            format!(
+                ", promoted after {} down",
+                humantime::format_duration(after)
+            )
+        });
         format!(
-            "{} replica{}, max lag {}",
+            "{} replica{}, max lag {}{auto}",
             r.copies,
             if r.copies == 1 { "" } else { "s" },
             humantime::format_duration(lag)
         )
     }))
+}
+
+/// A promotion, for people: who, when, and what the volume's data is as of.
+fn promotion_text(p: &pb::Promotion) -> String {
+    let how = match (p.automatic, p.forced) {
+        (true, _) => "automatically",
+        (false, true) => "by force",
+        (false, false) => "by an operator",
+    };
+    let lost = match p.taken_ms {
+        Some(t) => format!(
+            "its data is as of {} ({} before the promotion): what {} wrote after that is not in it",
+            utc(Some(t)),
+            age(p.at_ms.saturating_sub(t)),
+            p.from
+        ),
+        None => format!(
+            "the age of its data is unknown; what {} wrote after it is not in it",
+            p.from
+        ),
+    };
+    format!(
+        "{} promoted {how} at {} (epoch {}), {} being down: {lost}; {}'s copy is set aside when it is back",
+        p.to,
+        utc(Some(p.at_ms)),
+        p.epoch,
+        p.from,
+        p.from
+    )
 }
 
 /// Now, milliseconds since the Unix epoch.
@@ -262,8 +321,12 @@ fn to_json(v: &pb::Volume, usage: &Usage, holders: &Holders) -> Value {
         "name": v.name, "id": v.id, "size_limit": v.size_limit, "owner": v.owner,
         "epoch": v.epoch, "state": output::volume_state(v), "created_ms": v.created_ms, "metadata": v.metadata,
         "used_bytes": usage.get(&v.name),
-        "replicas": v.replicas.iter().map(|r| json!({"node": r.node, "snapshot": r.snapshot, "taken_ms": r.taken_ms})).collect::<Vec<_>>(),
-        "replication": v.replication.map(|r| json!({"copies": r.copies, "max_lag_ms": r.max_lag_ms})),
+        "replicas": v.replicas.iter().map(|r| json!({"node": r.node, "snapshot": r.snapshot, "taken_ms": r.taken_ms, "diverged": r.diverged})).collect::<Vec<_>>(),
+        "replication": v.replication.map(|r| json!({"copies": r.copies, "max_lag_ms": r.max_lag_ms, "promote_after_ms": r.promote_after_ms})),
+        "promotions": v.promotions.iter().map(|p| json!({
+            "at_ms": p.at_ms, "from": p.from, "to": p.to, "epoch": p.epoch, "snapshot": p.snapshot,
+            "taken_ms": p.taken_ms, "forced": p.forced, "automatic": p.automatic,
+        })).collect::<Vec<_>>(),
         "held_by": leases.iter().map(lease_json).collect::<Vec<_>>(),
     })
 }
@@ -309,6 +372,12 @@ fn describe(v: &pb::Volume, usage: &Usage, holders: &Holders) {
             })
             .collect();
         output::table(&["  NODE", "SNAPSHOT", "TAKEN", "AGE"], &rows);
+    }
+    if !v.promotions.is_empty() {
+        println!("Promotions:");
+        for p in &v.promotions {
+            println!("  {}", promotion_text(p));
+        }
     }
     if !v.metadata.is_empty() {
         println!("Metadata:");
@@ -438,6 +507,22 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 .into_inner();
             print(&[v], &Usage::new(), &Holders::new(), ctx.format);
         }
+        Verb::Promote { name, on, force } => {
+            let req = pb::PromoteVolumeRequest {
+                name,
+                node: on,
+                force,
+            };
+            let v = OperatorApiClient::new(channel)
+                .promote_volume(req)
+                .await
+                .map_err(call_failed)?
+                .into_inner();
+            match (ctx.format, v.promotions.last()) {
+                (Format::Table, Some(p)) => println!("{}", promotion_text(p)),
+                _ => print(&[v], &Usage::new(), &Holders::new(), ctx.format),
+            }
+        }
         Verb::Inspect { name } => {
             let v = c
                 .get_volume(pb::VolumeName { name })
@@ -481,6 +566,7 @@ mod tests {
             node: "node2".into(),
             snapshot: "rep-1".into(),
             taken_ms,
+            diverged: false,
         };
         let now = 1_800_000_000_000;
         assert_eq!(replica_cell(&r(Some(now - 4_200)), now), "node2(4s)");
@@ -493,8 +579,22 @@ mod tests {
         let policy = pb::Replication {
             copies: 2,
             max_lag_ms: 10_000,
+            promote_after_ms: None,
         };
         assert_eq!(policy_text(Some(&policy)), "2 replicas, max lag 10s");
+        let auto = pb::Replication {
+            promote_after_ms: Some(30_000),
+            ..policy
+        };
+        assert_eq!(
+            policy_text(Some(&auto)),
+            "2 replicas, max lag 10s, promoted after 30s down"
+        );
+        let diverged = pb::Replica {
+            diverged: true,
+            ..r(Some(now))
+        };
+        assert_eq!(replica_cell(&diverged, now), "node2(diverged)");
         assert_eq!(policy_text(None), "-");
     }
 
