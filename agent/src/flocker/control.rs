@@ -172,6 +172,9 @@ pub mod fake {
         /// Leases on a volume being moved go once the move was asked for this many times
         /// `list_leases` (`None`: they stay).
         pub leases_go_after: Option<usize>,
+        /// Moves of a volume owned by this node are refused (`FAILED_PRECONDITION`, as the
+        /// control service refuses a move from an owner that is down).
+        pub refuse_moves_from: Option<String>,
     }
 
     /// A volume record `name` owned by `owner`.
@@ -300,6 +303,11 @@ pub mod fake {
 
         async fn move_volume(&self, name: &str, to: &str) -> Result<MoveStream, ControlError> {
             let mut state = self.call(format!("move_volume {name} {to}"))?;
+            let owner = state.volumes.get(name).and_then(|v| v.owner.clone());
+            if let Some(down) = owner.filter(|o| state.refuse_moves_from.as_ref() == Some(o)) {
+                let why = format!("volume {name:?} is on node {down:?}, which is down");
+                return Err(Status::failed_precondition(why).into());
+            }
             let phases = if state.moves.is_empty() {
                 vec![
                     phase(MovePhase::Copying, None),

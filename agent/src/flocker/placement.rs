@@ -7,6 +7,10 @@
 //! rounds while the old task still writes; the leader's handoff waits for its lease to go),
 //! and `Mount` ([`Patience::Handoff`]) follows that move to its end, so the downtime is the
 //! final increment, not the copy.
+//!
+//! A move refused because the owner is down waits, under a policy that promotes a replica
+//! (`promote_after`), for the promotion, then moves from the new owner (nothing to move
+//! when the replica promoted is this node's).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -62,6 +66,10 @@ pub const MOVE_WAIT: Duration = Duration::from_secs(110);
 /// container that just exited there releases its lease when its agent sees the `die` event,
 /// a moment after `docker run` returned.
 pub const LEASE_GRACE: Duration = Duration::from_secs(5);
+
+/// How much longer than the policy's `promote_after` a move here waits for the promotion:
+/// the leader's scan and the time to mark the owner down.
+pub const PROMOTION_SLACK: Duration = Duration::from_secs(15);
 
 /// Placement through the control service: a volume that no container holds on its owner is
 /// moved here with `MoveVolume`; one still in use there after [`LEASE_GRACE`] is refused,
@@ -149,7 +157,23 @@ impl VolumePlacement for ControlMove {
                     holders: holders.iter().map(|l| l.container_id.clone()).collect(),
                 });
             }
-            self.run(volume).await
+            match self.run(volume).await {
+                Err(
+                    refused @ VolumeError::Control {
+                        code: Code::FailedPrecondition,
+                        ..
+                    },
+                ) => {
+                    // The owner may be down: under a policy that promotes a replica, the
+                    // volume gets a new owner soon, and the move can go from there.
+                    match self.wait_for_promotion(volume, owner).await {
+                        Some(new_owner) if new_owner == self.node => Ok(()),
+                        Some(_) => self.run(volume).await,
+                        None => Err(refused),
+                    }
+                }
+                done => done,
+            }
         })
     }
 
@@ -195,6 +219,33 @@ impl ControlMove {
         }
     }
 
+    /// When `volume`'s policy promotes a replica once its owner has been down long enough
+    /// (`promote_after`): waits, up to that time plus [`PROMOTION_SLACK`] and within
+    /// [`MOVE_WAIT`], for an owner other than `owner`, and returns it. `None` at once without
+    /// such a policy, or when no promotion came in time.
+    async fn wait_for_promotion(&self, volume: &VolumeName, owner: &str) -> Option<String> {
+        let record = self.control.get_volume(volume.as_str()).await.ok()?;
+        let after = Duration::from_millis(record.replication?.promote_after_ms?);
+        let wait = (after + PROMOTION_SLACK).min(MOVE_WAIT);
+        tracing::warn!(volume.name = %volume, node.name = %owner, ?wait,
+            "the volume cannot be moved from its owner; its policy promotes a replica when the owner is down: waiting for it");
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let Ok(record) = self.control.get_volume(volume.as_str()).await else {
+                continue;
+            };
+            if let Some(new_owner) = record.owner.filter(|o| o != owner) {
+                let promotion = record.promotions.last();
+                tracing::warn!(volume.name = %volume, node.name = %new_owner,
+                    data_as_of_ms = promotion.and_then(|p| p.taken_ms),
+                    "a replica was promoted; the volume's data is that replica's snapshot");
+                return Some(new_owner);
+            }
+        }
+        None
+    }
+
     /// Whether every lease on `volume` is released within [`LEASE_GRACE`].
     async fn leases_go(&self, volume: &VolumeName) -> bool {
         let deadline = tokio::time::Instant::now() + LEASE_GRACE;
@@ -238,6 +289,80 @@ mod tests {
     fn moves(cluster: &FakeControl) -> Vec<String> {
         let calls = cluster.calls().into_iter();
         calls.filter(|c| c.starts_with("move_volume")).collect()
+    }
+
+    fn demo_on_dead_n2_promoting_after(ms: u64) -> Arc<FakeControl> {
+        let cluster = cluster_with_demo_on_n2();
+        let mut state = cluster.state();
+        state.volumes.get_mut("demo").unwrap().replication = Some(proto::control::Replication {
+            copies: 1,
+            max_lag_ms: 1_000,
+            promote_after_ms: Some(ms),
+        });
+        state.refuse_moves_from = Some("n2".into());
+        drop(state);
+        cluster
+    }
+
+    fn promote(cluster: &Arc<FakeControl>, to: &'static str, after: Duration) {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            cluster.state().volumes.get_mut("demo").unwrap().owner = Some(to.into());
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_owner_under_a_promoting_policy_is_waited_for_then_moved_from_the_new_one() {
+        let cluster = demo_on_dead_n2_promoting_after(10_000);
+        promote(&cluster, "n3", Duration::from_secs(12));
+        mover(&cluster)
+            .bring_here(&demo(), "n2", &[], Patience::Handoff)
+            .await
+            .unwrap();
+        assert_eq!(
+            moves(&cluster),
+            ["move_volume demo n1", "move_volume demo n1"]
+        );
+        assert_eq!(cluster.state().volumes["demo"].owner.as_deref(), Some("n1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_promotion_of_this_nodes_replica_needs_no_move() {
+        let cluster = demo_on_dead_n2_promoting_after(10_000);
+        promote(&cluster, "n1", Duration::from_secs(11));
+        mover(&cluster)
+            .bring_here(&demo(), "n2", &[], Patience::Brief)
+            .await
+            .unwrap();
+        assert_eq!(moves(&cluster), ["move_volume demo n1"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_promoting_policy_a_refused_move_fails_at_once() {
+        let cluster = demo_on_dead_n2_promoting_after(10_000);
+        cluster.state().volumes.get_mut("demo").unwrap().replication = None;
+        let started = tokio::time::Instant::now();
+        let err = mover(&cluster)
+            .bring_here(&demo(), "n2", &[], Patience::Handoff)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("is down"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // With the policy but no promotion in time: refused after the wait.
+        let cluster = demo_on_dead_n2_promoting_after(10_000);
+        let started = tokio::time::Instant::now();
+        assert!(
+            mover(&cluster)
+                .bring_here(&demo(), "n2", &[], Patience::Handoff)
+                .await
+                .is_err()
+        );
+        assert!(
+            started.elapsed() >= Duration::from_secs(25),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
