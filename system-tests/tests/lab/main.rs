@@ -315,6 +315,7 @@ fn swarm_reschedules_take_data_and_addresses_along() {
     lab(&["up", "3"]);
     swarm::a_swarm_of_the_hosts_schedules_flocker_services_at_once();
     swarm::a_rescheduled_task_takes_its_data_and_address_and_a_dead_host_is_named();
+    swarm::with_a_replica_a_task_whose_host_dies_runs_elsewhere();
 }
 
 /// The seeded walk of `walk` on a lab of its own: the fixed seed and a random one, or

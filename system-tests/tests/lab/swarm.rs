@@ -300,6 +300,145 @@ pub fn a_rescheduled_task_takes_its_data_and_address_and_a_dead_host_is_named() 
     docker_ok(1, &["rm", "-f", "lab-sw-client"]);
 }
 
+/// The replicated service of [`with_a_replica_a_task_whose_host_dies_runs_elsewhere`].
+const REPLICATED: &str = "labsr";
+const REPLICATED_VOLUME: &str = "lab-sr-1";
+/// Its policy's max lag, in seconds.
+const MAX_LAG_S: f64 = 2.0;
+
+/// The host's uptime, the clock the tasks stamp their writes with.
+fn uptime() -> f64 {
+    let text = std::fs::read_to_string("/proc/uptime").unwrap();
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// `flockerctl --output json volume inspect NAME`, parsed.
+fn inspect(volume: &str) -> serde_json::Value {
+    let out = lab(&["ctl", "--output", "json", "volume", "inspect", volume]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// Issue 12, item 3: a service's volume with one replica (max lag 2 s) and automatic
+/// promotion after 5 s; its host dies (agent and dockerd killed) while the task writes;
+/// Swarm's new task elsewhere runs with the replica's data: what it lost is the writes of
+/// the last max lag before the death at most, and `volume inspect` records the promotion
+/// and what its data is as of. The dead host, back, only holds a diverged, read-only copy.
+pub fn with_a_replica_a_task_whose_host_dies_runs_elsewhere() {
+    let writer =
+        "trap '' TERM; while true; do cut -d' ' -f1 /proc/uptime >> /data/log; sleep 0.05; done";
+    service(&[
+        "create",
+        "-d",
+        "--name",
+        REPLICATED,
+        "--no-resolve-image",
+        "--constraint",
+        "node.labels.lab==node2",
+        "--stop-grace-period",
+        STOP_GRACE,
+        "--mount",
+        "type=volume,source=lab-sr-{{.Task.Slot}},target=/data,volume-driver=flocker",
+        "busybox",
+        "sh",
+        "-c",
+        writer,
+    ]);
+    let old = wait_for_task_on(2, REPLICATED, Duration::from_secs(60));
+    wait_until(Duration::from_secs(30), "the task writing", || {
+        in_task(2, &old, "cat /data/log 2>/dev/null | wc -l")
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+            > 5
+    });
+    let set = lab(&[
+        "ctl",
+        "volume",
+        "set",
+        REPLICATED_VOLUME,
+        "--replicas",
+        "1",
+        "--max-lag",
+        "2s",
+        "--promote-after",
+        "5s",
+    ]);
+    assert!(set.status.success(), "{}", stderr(&set));
+    wait_until(Duration::from_secs(60), "a fresh replica", || {
+        inspect(REPLICATED_VOLUME)["replicas"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["taken_ms"].is_u64()))
+    });
+    // Run a while under the policy, so the replica has been refreshed several times.
+    std::thread::sleep(Duration::from_secs(6));
+
+    lab(&["kill", "agent", "2"]);
+    lab(&["kill", "dockerd", "2"]);
+    let died = uptime();
+    service(&[
+        "update",
+        "-d",
+        "--no-resolve-image",
+        "--constraint-rm",
+        "node.labels.lab==node2",
+        "--constraint-add",
+        "node.labels.lab==node3",
+        REPLICATED,
+    ]);
+    let new = wait_for_task_on(3, REPLICATED, Duration::from_secs(120));
+    let running = uptime();
+    let written = stamps(3, &new);
+    let before: Vec<f64> = written.iter().copied().filter(|&t| t <= died).collect();
+    let last = before.last().copied().unwrap_or(0.0);
+    let lost = died - last;
+    println!(
+        "swarm: node2 died under a task with one replica (max lag {MAX_LAG_S} s, promote after 5 s): the task ran on node3 {:.1} s later with the writes up to {lost:.2} s before the death",
+        running - died
+    );
+    assert!(
+        before.len() > 100,
+        "the replica's data: {} lines",
+        before.len()
+    );
+    assert!(
+        lost <= MAX_LAG_S + 1.0,
+        "lost the last {lost:.2} s of writes, more than the max lag ({MAX_LAG_S} s) allows"
+    );
+    let v = inspect(REPLICATED_VOLUME);
+    let promotion = &v["promotions"][0];
+    assert_eq!(promotion["from"], "node2", "{v}");
+    assert_eq!(promotion["automatic"], true, "{v}");
+    assert!(promotion["taken_ms"].is_u64(), "{v}");
+    assert_eq!(v["owner"], "node3", "{v}");
+
+    // node2 is back: its copy is a diverged replica, never the owner's.
+    lab(&["start", "dockerd", "2"]);
+    lab(&["start", "agent", "2"]);
+    wait_until(Duration::from_secs(60), "node2 up again", || {
+        stdout(&lab(&["ctl", "node", "ls"]))
+            .lines()
+            .any(|l| l.starts_with("node2") && l.contains(" up "))
+    });
+    let v = inspect(REPLICATED_VOLUME);
+    assert_eq!(v["owner"], "node3", "{v}");
+    let node2 = v["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["node"] == "node2")
+        .cloned();
+    assert_eq!(
+        node2.map(|r| r["diverged"].clone()),
+        Some(serde_json::Value::Bool(true)),
+        "{v}"
+    );
+    assert!(
+        stamps(3, &new).len() > written.len(),
+        "the task goes on writing on node3"
+    );
+    service(&["rm", REPLICATED]);
+}
+
 /// The first answer node1's client got after `stamp`, if any.
 fn stamps_after(stamp: f64) -> Option<f64> {
     let answers = stdout(&docker(
