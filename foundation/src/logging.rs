@@ -176,7 +176,9 @@ fn resource(service: &str) -> Resource {
     if named {
         detected
     } else {
-        Resource::builder().with_service_name(service.to_owned()).build()
+        Resource::builder()
+            .with_service_name(service.to_owned())
+            .build()
     }
 }
 

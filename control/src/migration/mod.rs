@@ -12,6 +12,7 @@
 //! - [`leader`]: the loop that, while this member leads, drives every unfinished move,
 //!   failed move's clean-up and deletion.
 //! - [`error`]: [`MoveError`], what a failed step says.
+//! - [`traces`]: which request's trace each move's span joins.
 
 pub mod agents;
 pub mod deletion;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod holders;
 pub mod leader;
 pub mod plan;
+pub mod traces;
 
 use std::time::Duration;
 
