@@ -156,7 +156,7 @@ impl Driver {
                 .instrument(round)
                 .await?;
                 tracing::info!(
-                    migration.phase = "copying",
+                    move.phase = "copying",
                     round = m.rounds,
                     bytes,
                     "copy round done"
@@ -198,7 +198,7 @@ impl Driver {
             .instrument(tracing::info_span!("move.handoff", node.name = %m.to))
             .await;
         tracing::info!(
-            migration.phase = "handoff",
+            move.phase = "handoff",
             downtime_ms = handoff.elapsed().as_millis() as u64,
             "volume handed off"
         );
