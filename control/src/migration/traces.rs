@@ -7,9 +7,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Trace-context headers (`traceparent`, `tracestate`) by migration id.
+/// Trace-context headers (`traceparent`, `tracestate`), as (name, value).
+type Headers = Vec<(&'static str, String)>;
+
+/// Trace-context headers by migration id.
 #[derive(Clone, Debug, Default)]
-pub struct MoveTraces(Arc<Mutex<HashMap<u64, Vec<(&'static str, String)>>>>);
+pub struct MoveTraces(Arc<Mutex<HashMap<u64, Headers>>>);
 
 impl MoveTraces {
     /// Remembers the current span's context as the parent of move `id`'s span.
@@ -32,7 +35,7 @@ impl MoveTraces {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<(&'static str, String)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Headers>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
