@@ -31,10 +31,21 @@ impl Interceptor for Propagate {
     }
 }
 
+/// Raft's own traffic between members (a heartbeat every few hundred milliseconds): no span.
+pub const UNTRACED: [&str; 3] = [
+    "/flocker.raft.Raft/AppendEntries",
+    "/flocker.raft.Raft/Vote",
+    "/flocker.raft.Raft/InstallSnapshot",
+];
+
 /// The span of one incoming call, named after its method (`grpc /flocker.agent.Agent/Push`)
-/// and the child of the caller's span when the request carries its context.
+/// and the child of the caller's span when the request carries its context; none for the
+/// [`UNTRACED`] methods.
 pub fn server_span(req: &http::Request<()>) -> tracing::Span {
     let path = req.uri().path();
+    if UNTRACED.contains(&path) {
+        return tracing::Span::none();
+    }
     let span = tracing::info_span!(
         "grpc",
         otel.name = %format!("grpc {path}"),
