@@ -96,8 +96,10 @@ async fn heartbeat_session(config: &AgentConfig, control: &Control) -> Status {
         let beat = HeartbeatRequest {
             name: config.node.clone(),
         };
+        // Each beat a trace of its own, not one child more of this endless loop.
         let answered = control
             .call(beat, |mut c, beat| async move { c.heartbeat(beat).await })
+            .instrument(info_span!(parent: None, "agent.beat", node.name = %config.node))
             .await;
         crate::metrics::METRICS.heartbeat(answered.is_ok());
         if let Err(status) = answered {

@@ -4,7 +4,8 @@
 //! - [`locks`]: one async lock per key (per volume), side by side across keys;
 //! - [`retry`]: the pause between attempts, growing with jitter;
 //! - [`logging`]: the daemons' log set-up (`--log-format text|json`, colour only on a
-//!   terminal);
+//!   terminal) and OpenTelemetry trace export (`--otlp-endpoint`);
+//! - [`trace`]: W3C trace context in and out of requests (HTTP headers, gRPC metadata);
 //! - [`yaml`]: YAML configuration files and their errors, naming the file and every problem;
 //! - [`config`]: the daemons' settings from flags, `FLOCKER_*` variables and a YAML file;
 //! - [`notify`]: readiness for systemd (`Type=notify`);
@@ -22,4 +23,5 @@ pub mod names;
 pub mod notify;
 pub mod retry;
 pub mod shutdown;
+pub mod trace;
 pub mod yaml;

@@ -1,8 +1,9 @@
 //! Connecting to the control API with mutual TLS: to one member, or to the first of several
 //! that answers (any member accepts calls and forwards writes to the leader), the way
 //! `etcdctl --endpoints` fails over. Either function makes any client of a channel: a
-//! [`NodeClient`] (agents), an [`OperatorClient`] (`flockerctl`), or the [`Channel`] itself,
-//! to make both.
+//! [`NodeClient`] (agents), an [`OperatorClient`], or the [`Channel`] itself, to make both.
+//! [`NodeClient`] and [`OperatorClient`] carry the calling span's trace context
+//! ([`crate::trace`]).
 
 use std::time::Duration;
 
@@ -11,11 +12,12 @@ use tonic::transport::{Channel, Endpoint};
 use crate::control::node_api_client::NodeApiClient;
 use crate::control::operator_api_client::OperatorApiClient;
 use crate::tls::TlsDir;
+use crate::trace::{Traced, traced};
 
-/// A `NodeApi` client over a channel: what agents use.
-pub type NodeClient = NodeApiClient<Channel>;
-/// An `OperatorApi` client over a channel: what `flockerctl` uses.
-pub type OperatorClient = OperatorApiClient<Channel>;
+/// A `NodeApi` client over a traced channel: what agents use.
+pub type NodeClient = NodeApiClient<Traced>;
+/// An `OperatorApi` client over a traced channel.
+pub type OperatorClient = OperatorApiClient<Traced>;
 
 /// How long one connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -37,6 +39,18 @@ impl From<Channel> for NodeApiClient<Channel> {
 impl From<Channel> for OperatorApiClient<Channel> {
     fn from(channel: Channel) -> Self {
         OperatorApiClient::new(channel)
+    }
+}
+
+impl From<Channel> for NodeApiClient<Traced> {
+    fn from(channel: Channel) -> Self {
+        NodeApiClient::new(traced(channel))
+    }
+}
+
+impl From<Channel> for OperatorApiClient<Traced> {
+    fn from(channel: Channel) -> Self {
+        OperatorApiClient::new(traced(channel))
     }
 }
 

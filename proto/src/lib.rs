@@ -9,6 +9,8 @@
 //! - [`authz`]: deny-by-default authorization of every call from a per-service table of
 //!   rules, and the list of every RPC in the `.proto` files.
 //! - [`connect`]: a control-API client for one member, or the first of several that answers.
+//! - [`trace`]: W3C trace context in gRPC metadata: the client interceptor and the
+//!   servers' per-call span.
 //! - [`tls`]: loading a TLS directory (`ca.crt`, `tls.crt`, `tls.key`) into tonic configs, so
 //!   every gRPC endpoint of the system speaks mutual TLS the same way.
 //!
@@ -19,6 +21,7 @@ pub mod authz;
 pub mod connect;
 pub mod identity;
 pub mod tls;
+pub mod trace;
 
 /// The Raft-internal service (generated from `proto/raft.proto`).
 #[allow(missing_docs, clippy::all)]

@@ -72,6 +72,7 @@ async fn call<T>(
 ) -> Result<T, AdapterError> {
     let span = tracing::info_span!(
         "hook",
+        otel.name = %format!("{} {}", hook.as_str(), adapter.name),
         hook.adapter = %adapter.name,
         hook.type = hook.as_str(),
         hook.duration_ms = field::Empty,

@@ -38,6 +38,10 @@ struct Args {
     /// Log lines as `text` (colour only on a terminal) or `json`; `RUST_LOG` filters.
     #[arg(long, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Export traces over OTLP/gRPC to this endpoint (e.g. `http://127.0.0.1:4317`); when
+    /// unset, `OTEL_EXPORTER_OTLP_ENDPOINT` decides, and without it traces are off.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
     /// Largest request body, in bytes, that pre-hooks may inspect (larger ones get a 413).
     #[arg(long, default_value_t = DEFAULT_MAX_HOOK_BODY_BYTES)]
     max_hook_body: usize,
@@ -48,7 +52,18 @@ async fn main() -> ExitCode {
     // Before any socket is bound: a SIGTERM from then on is a clean shutdown.
     let signals = StopSignals::install();
     let args = Args::parse();
-    logging::init(args.log_format, "info");
+    let telemetry = match logging::init(&logging::Settings {
+        format: args.log_format,
+        default_filter: "info",
+        service: "powerstrip",
+        otlp_endpoint: args.otlp_endpoint.as_deref(),
+    }) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("powerstrip: cannot start:\n--otlp-endpoint: {e}");
+            return ExitCode::from(foundation::exit::CONFIG);
+        }
+    };
     let options = Options {
         config: args.config,
         listen: args.listen,
@@ -82,5 +97,6 @@ async fn main() -> ExitCode {
             tracing::info!(?signal, "shutting down");
         })
         .await;
+    telemetry.shutdown().await;
     ExitCode::SUCCESS
 }

@@ -71,12 +71,16 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let span = tracing::info_span!(
             "request",
+            otel.name = "proxy.request",
+            otel.kind = "server",
             http.method = %request.method(),
             http.path = request.uri().path(),
             http.status = field::Empty,
             hooks.pre = field::Empty,
             hooks.post = field::Empty,
         );
+        // A client that traces (rare for Docker clients) makes this request its child.
+        foundation::trace::set_parent_from_headers(&span, request.headers());
         async move {
             let response = self.route(request, session).await.unwrap_or_else(|error| {
                 tracing::warn!(%error, "request failed");
@@ -102,6 +106,7 @@ impl Proxy {
         if hooks.is_empty() {
             let response = session
                 .send(pass_through(request, upgrade.is_some()))
+                .instrument(upstream_span())
                 .await?;
             return Ok(match upgrade {
                 Some(client) => hijack::splice(client, response),
@@ -125,7 +130,10 @@ impl Proxy {
         let (original, body) = self.read_for_hooks(&parts, body).await?;
         let modified = chain::run_pre(&hooks.pre, original.clone()).await?;
         let upstream_request = rebuild_request(parts, &modified, body, upgrade.is_some());
-        let response = session.send(upstream_request).await?;
+        let response = session
+            .send(upstream_request)
+            .instrument(upstream_span())
+            .await?;
         if let Some(client) = upgrade {
             return Ok(hijack::splice(client, response));
         }
@@ -170,6 +178,15 @@ impl Proxy {
         }
         Ok((request, RequestBody::Visible))
     }
+}
+
+/// The span of the call to Docker (until its response headers; a streamed body is not in it).
+fn upstream_span() -> tracing::Span {
+    tracing::info_span!(
+        "upstream",
+        otel.name = "docker.upstream",
+        otel.kind = "client"
+    )
 }
 
 /// The client's request, unchanged but for hop-by-hop headers.

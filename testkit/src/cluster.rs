@@ -160,9 +160,10 @@ impl Cluster {
     }
 
     /// Registers node `name` at `address` through member 1, with the node's own
-    /// certificate; returns that node's client.
-    pub async fn register_node(&self, name: &str, address: &str) -> NodeApiClient<Channel> {
-        let mut client = self.client_with(1, &self.pki.tls(Role::Node, name)).await;
+    /// certificate; returns that node's client (traced, as an agent's is).
+    pub async fn register_node(&self, name: &str, address: &str) -> proto::connect::NodeClient {
+        let mut client: proto::connect::NodeClient =
+            self.connect(1, &self.pki.tls(Role::Node, name)).await;
         client
             .register_node(pb::RegisterNodeRequest {
                 address: address.into(),

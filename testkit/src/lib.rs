@@ -7,7 +7,8 @@
 //! - Processes and names: [`Proc`], [`free_port`], [`unique`], [`Scratch`], the workspace's
 //!   programs ([`bins`]).
 //! - Real parts: a private dockerd ([`docker::TestDocker`]), zfs-fuse pools
-//!   ([`pool::TestPool`]), network namespaces ([`netns::TestNetns`]).
+//!   ([`pool::TestPool`]), network namespaces ([`netns::TestNetns`]), an OTLP trace
+//!   receiver in Python ([`otlp::OtlpReceiver`]).
 //! - The proxy: a `powerstrip` process ([`powerstrip::Powerstrip`]) and HTTP adapters
 //!   served from the test ([`adapter::AdapterServer`]).
 //! - The cluster: a CA and control members as processes ([`cluster`]), hosts running
@@ -23,6 +24,7 @@ pub mod docker;
 pub mod hosts;
 pub mod move_lab;
 pub mod netns;
+pub mod otlp;
 #[cfg(feature = "agent")]
 pub mod overlay;
 pub mod pool;

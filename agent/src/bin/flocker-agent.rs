@@ -29,7 +29,15 @@ async fn main() -> ExitCode {
         print!("{}", report.to_yaml());
         return ExitCode::SUCCESS;
     }
-    logging::init(args.log_format, "info");
+    let telemetry = match logging::init(&logging::Settings {
+        format: args.log_format,
+        default_filter: "info",
+        service: NAME,
+        otlp_endpoint: args.otlp_endpoint.as_deref(),
+    }) {
+        Ok(t) => t,
+        Err(e) => return config_error(&[format!("--otlp-endpoint: {e}")]),
+    };
     let settings = match validate(args) {
         Ok(s) => s,
         Err(problems) => return config_error(&report.attribute(problems)),
@@ -49,13 +57,15 @@ async fn main() -> ExitCode {
         tracing::info!(?signal, "shutting down");
         notify::stopping();
     };
-    match daemon.run(stop).await {
+    let code = match daemon.run(stop).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "agent stopped");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown().await;
+    code
 }
 
 fn config_error(problems: &[String]) -> ExitCode {

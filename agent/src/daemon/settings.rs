@@ -50,6 +50,10 @@ pub struct Args {
     /// Log lines as `text` (colour only on a terminal) or `json`; `RUST_LOG` filters.
     #[arg(long, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Export traces over OTLP/gRPC to this endpoint (e.g. `http://127.0.0.1:4317`); when
+    /// unset, `OTEL_EXPORTER_OTLP_ENDPOINT` decides, and without it traces are off.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// TLS directory: ca.crt, tls.crt, tls.key (a `node` certificate).
     #[arg(long, default_value = proto::tls::NODE_DIR)]
     pub tls_dir: PathBuf,

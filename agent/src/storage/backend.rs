@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use tokio::io::AsyncRead;
+use tracing::Instrument;
 
 use crate::locks::{VolumeGuard, VolumeLocks};
 
@@ -134,17 +135,31 @@ impl Storage for Backend {
     }
 
     async fn mount(&self, volume: &VolumeName, access: Access) -> Result<PathBuf> {
-        let _one_at_a_time = self.exclusive(volume).await;
-        delegate!(self, s => s.mount(volume, access).await)
+        let span = tracing::info_span!("storage.mount", volume.name = %volume, access = ?access);
+        async {
+            let _one_at_a_time = self.exclusive(volume).await;
+            delegate!(self, s => s.mount(volume, access).await)
+        }
+        .instrument(span)
+        .await
     }
 
     async fn unmount(&self, volume: &VolumeName) -> Result<()> {
-        let _one_at_a_time = self.exclusive(volume).await;
-        delegate!(self, s => s.unmount(volume).await)
+        let span = tracing::info_span!("storage.unmount", volume.name = %volume);
+        async {
+            let _one_at_a_time = self.exclusive(volume).await;
+            delegate!(self, s => s.unmount(volume).await)
+        }
+        .instrument(span)
+        .await
     }
 
     async fn snapshot(&self, volume: &VolumeName, snapshot: &SnapshotName) -> Result<()> {
-        delegate!(self, s => s.snapshot(volume, snapshot).await)
+        let span =
+            tracing::info_span!("storage.snapshot", volume.name = %volume, snapshot = %snapshot);
+        async { delegate!(self, s => s.snapshot(volume, snapshot).await) }
+            .instrument(span)
+            .await
     }
 
     async fn snapshots(&self, volume: &VolumeName) -> Result<Vec<Snapshot>> {
@@ -168,8 +183,14 @@ impl Storage for Backend {
     where
         R: AsyncRead + Send + Unpin,
     {
-        let _one_at_a_time = self.exclusive(volume).await;
-        delegate!(self, s => s.receive(volume, slot, stream).await)
+        // `zfs recv` (or the directory backend's unpacking) of one part, to its end.
+        let span = tracing::info_span!("storage.receive", volume.name = %volume, slot = ?slot);
+        async {
+            let _one_at_a_time = self.exclusive(volume).await;
+            delegate!(self, s => s.receive(volume, slot, stream).await)
+        }
+        .instrument(span)
+        .await
     }
 
     async fn staged_snapshots(&self, volume: &VolumeName) -> Result<Vec<Snapshot>> {

@@ -41,6 +41,7 @@ impl Fence {
     }
 
     /// Succeeds only if the control service names this node owner of `volume` at `epoch`.
+    #[tracing::instrument(name = "fence.check_owner", skip_all, fields(volume.name = %volume, volume.epoch = epoch))]
     pub async fn check_owner(&self, volume: &str, epoch: u64) -> Result<(), TransferError> {
         let (owner, current) = self.owner(volume).await?;
         if owner == self.node && current == epoch {
@@ -61,6 +62,7 @@ impl Fence {
 
     /// Fails if this node owns `volume`: a stream may only replace a replica, never the
     /// owner's live copy.
+    #[tracing::instrument(name = "fence.check_not_owner", skip_all, fields(volume.name = %volume))]
     pub async fn check_not_owner(&self, volume: &str) -> Result<(), TransferError> {
         let (owner, _) = self.owner(volume).await?;
         if owner == self.node {

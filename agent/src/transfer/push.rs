@@ -20,6 +20,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
+use tracing::Instrument;
 
 use super::TransferError;
 use crate::storage::{Backend, Snapshot, SnapshotName, Storage, VolumeName};
@@ -114,30 +115,37 @@ pub async fn push(
                 if tx.send(header).await.is_err() {
                     return Err(SendError::Closed);
                 }
-                let mut source = storage.send(&volume, from.as_ref(), &to).await?;
-                loop {
-                    let data = read_chunk(&mut source).await?;
-                    if data.is_empty() {
-                        break;
-                    }
-                    let n = data.len() as u64;
-                    let total = sent.fetch_add(n, Ordering::Relaxed) + n;
-                    let chunk = Chunk {
-                        part: Some(chunk::Part::Data(data)),
-                    };
-                    if tx.send(chunk).await.is_err() {
-                        return Err(SendError::Closed);
-                    }
-                    if let Some(limit) = limit {
-                        let due = Duration::from_secs_f64(total as f64 / limit.max(1) as f64);
-                        tokio::time::sleep(due.saturating_sub(started.elapsed())).await;
+                // `zfs send` (or the directory backend's packing) of one part, to its end.
+                let span = tracing::info_span!("storage.send", volume.name = %volume,
+                    snapshot = %to, base = from.as_ref().map(|f| f.to_string()));
+                async {
+                    let mut source = storage.send(&volume, from.as_ref(), &to).await?;
+                    loop {
+                        let data = read_chunk(&mut source).await?;
+                        if data.is_empty() {
+                            return Ok(());
+                        }
+                        let n = data.len() as u64;
+                        let total = sent.fetch_add(n, Ordering::Relaxed) + n;
+                        let chunk = Chunk {
+                            part: Some(chunk::Part::Data(data)),
+                        };
+                        if tx.send(chunk).await.is_err() {
+                            return Err(SendError::Closed);
+                        }
+                        if let Some(limit) = limit {
+                            let due = Duration::from_secs_f64(total as f64 / limit.max(1) as f64);
+                            tokio::time::sleep(due.saturating_sub(started.elapsed())).await;
+                        }
                     }
                 }
+                .instrument(span)
+                .await?;
             }
             Ok(())
         }
     };
-    let mut client = AgentClient::new(channel);
+    let mut client = AgentClient::new(proto::trace::traced(channel));
     let call = client.receive(ReceiverStream::new(rx));
     let report = |done: bool| Progress {
         bytes: sent.load(Ordering::Relaxed),

@@ -49,6 +49,7 @@ where
     };
     let volume = VolumeName::new(&header.volume)?;
     let snapshot = SnapshotName::new(&header.snapshot)?;
+    tracing::Span::current().record("volume.name", volume.as_str());
     let _guard = locks.transfer(volume.as_str()).await;
     fence.check_not_owner(volume.as_str()).await?;
     let slot = if header.base.is_empty() {

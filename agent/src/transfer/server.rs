@@ -88,6 +88,7 @@ pub async fn serve(
     );
     tracing::info!(node.name = %config.node, listen = %transfer.listen, "agent API serving");
     tonic::transport::Server::builder()
+        .trace_fn(proto::trace::server_span)
         .initial_stream_window_size(super::STREAM_WINDOW)
         .initial_connection_window_size(super::STREAM_WINDOW)
         .max_frame_size(super::MAX_FRAME)

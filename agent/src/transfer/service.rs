@@ -94,7 +94,10 @@ impl Agent for AgentService {
             &self.fence,
             req.into_inner(),
         )
-        .instrument(tracing::info_span!("receive"))
+        .instrument(tracing::info_span!(
+            "receive",
+            volume.name = tracing::field::Empty
+        ))
         .await;
         match received {
             Ok(r) => Ok(Response::new(r)),

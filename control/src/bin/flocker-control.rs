@@ -53,6 +53,10 @@ struct Args {
     /// Log lines as `text` (colour only on a terminal) or `json`; `RUST_LOG` filters.
     #[arg(long, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Export traces over OTLP/gRPC to this endpoint (e.g. `http://127.0.0.1:4317`); when
+    /// unset, `OTEL_EXPORTER_OTLP_ENDPOINT` decides, and without it traces are off.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
     /// TLS directory: ca.crt, tls.crt, tls.key (a `control` certificate).
     #[arg(long, default_value = proto::tls::CONTROL_DIR)]
     tls_dir: PathBuf,
@@ -201,7 +205,18 @@ async fn main() -> ExitCode {
         print!("{}", report.to_yaml());
         return ExitCode::SUCCESS;
     }
-    logging::init(args.log_format, "info,openraft=warn");
+    let telemetry = match logging::init(&logging::Settings {
+        format: args.log_format,
+        default_filter: "info,openraft=warn",
+        service: NAME,
+        otlp_endpoint: args.otlp_endpoint.as_deref(),
+    }) {
+        Ok(t) => t,
+        Err(e) => {
+            config::report(NAME, &[format!("--otlp-endpoint: {e}")]);
+            return ExitCode::from(foundation::exit::CONFIG);
+        }
+    };
     let config = match validate(args) {
         Ok(c) => c,
         Err(errors) => {
@@ -209,11 +224,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(foundation::exit::CONFIG);
         }
     };
-    match daemon::run(config, shutdown_signal(signals)).await {
+    let code = match daemon::run(config, shutdown_signal(signals)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "control member stopped");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown().await;
+    code
 }

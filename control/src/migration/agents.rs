@@ -6,8 +6,9 @@ use std::time::Duration;
 use proto::agent as pb;
 use proto::agent::agent_client::AgentClient;
 use proto::tls::TlsDir;
+use proto::trace::{Traced, traced};
 use tokio_stream::StreamExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use super::MoveError;
 use crate::state::Node;
@@ -22,7 +23,7 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct AgentLink {
     /// The node.
     pub node: Node,
-    client: AgentClient<Channel>,
+    client: AgentClient<Traced>,
 }
 
 impl AgentLink {
@@ -43,7 +44,7 @@ impl AgentLink {
             .map_err(|e| fail(format!("{e:?}")))?;
         Ok(Self {
             node: node.clone(),
-            client: AgentClient::new(channel),
+            client: AgentClient::new(traced(channel)),
         })
     }
 

@@ -65,8 +65,9 @@ impl Driver {
         let Some(m) = self.member.sm.read(|s| s.migrations.get(&id).cloned()) else {
             return;
         };
-        let span = tracing::info_span!("migration", migration.id = id, volume.name = %m.volume,
-            migration.from = %m.from, migration.to = %m.to);
+        let span = tracing::info_span!("move", move.id = id, volume.name = %m.volume,
+            move.from = %m.from, move.to = %m.to);
+        self.member.move_traces.adopt(id, &span);
         async {
             let _volume = self.lock_volume(&m.volume).await;
             if m.phase.is_terminal() {
@@ -103,7 +104,10 @@ impl Driver {
     async fn finish_clean_up(&self, m: &Migration) {
         let volume_exists = self.member.sm.read(|s| s.volumes.contains_key(&m.volume));
         // A deleted volume's copies are destroyed by each agent's reconcile.
-        if volume_exists && !self.clean_up_failed(m).await {
+        let cleaned = self
+            .clean_up_failed(m)
+            .instrument(tracing::info_span!("move.clean_up"));
+        if volume_exists && !cleaned.await {
             tokio::time::sleep(CLEAN_UP_RETRY).await;
             return;
         }
@@ -140,13 +144,19 @@ impl Driver {
         if m.phase == Phase::Copying {
             loop {
                 let snapshot = plan::round_snapshot(m.id, m.rounds + 1);
-                let bytes = self
-                    .push(&mut m, &mut source, &mut target, &snapshot, false)
-                    .await?;
-                m.rounds += 1;
-                self.advance(&m, Phase::Copying).await?;
+                let round = tracing::info_span!("move.copy_round", round = m.rounds + 1);
+                let bytes = async {
+                    let bytes = self
+                        .push(&mut m, &mut source, &mut target, &snapshot, false)
+                        .await?;
+                    m.rounds += 1;
+                    self.advance(&m, Phase::Copying).await?;
+                    Ok::<_, MoveError>(bytes)
+                }
+                .instrument(round)
+                .await?;
                 tracing::info!(
-                    migration.phase = "copying",
+                    move.phase = "copying",
                     round = m.rounds,
                     bytes,
                     "copy round done"
@@ -159,7 +169,9 @@ impl Driver {
             m.phase = Phase::Handoff;
             self.advance(&m, Phase::Handoff).await?;
         }
-        self.release_holders(&m).await?;
+        self.release_holders(&m)
+            .instrument(tracing::info_span!("move.wait_for_holders"))
+            .await?;
         // No container holds the volume now: recorded as the start of the users' downtime.
         self.advance(&m, Phase::Handoff).await?;
         let epoch = self.epoch(&m.volume)?;
@@ -173,7 +185,8 @@ impl Driver {
                 .await?;
             m.phase = Phase::Done;
             self.advance(&m, Phase::Done).await
-        };
+        }
+        .instrument(tracing::info_span!("move.final_increment"));
         if let Err(e) = committed.await {
             // Not committed: the source stays the owner and gets its read-write mount back
             // (fenced: refused if the commit did happen after all).
@@ -183,13 +196,17 @@ impl Driver {
             return Err(e);
         }
         let epoch = self.epoch(&m.volume)?;
-        let mounted = target.mount(&m.volume, true, epoch).await;
+        let mounted = target
+            .mount(&m.volume, true, epoch)
+            .instrument(tracing::info_span!("move.handoff", node.name = %m.to))
+            .await;
         tracing::info!(
-            migration.phase = "handoff",
+            move.phase = "handoff",
             downtime_ms = handoff.elapsed().as_millis() as u64,
             "volume handed off"
         );
         self.after_commit(&m, &mut source, &mut target, (&last, final_ms))
+            .instrument(tracing::info_span!("move.after_commit"))
             .await;
         mounted
     }

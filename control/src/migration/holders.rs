@@ -90,7 +90,7 @@ impl Driver {
             let mut agent = AgentLink::connect(&self.node(node)?, &self.tls)
                 .await
                 .map_err(|e| failed(e.to_string()))?;
-            tracing::info!(migration.phase = "handoff", node.name = node, containers = ?containers,
+            tracing::info!(move.phase = "handoff", node.name = node, containers = ?containers,
                 "asking the agent to stop the containers holding the volume");
             let stopped = agent
                 .stop_containers(&m.volume, containers.clone(), self.config.stop_grace)

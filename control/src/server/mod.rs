@@ -53,6 +53,7 @@ pub async fn serve(
         Ok::<_, std::io::Error>(conn)
     });
     Server::builder()
+        .trace_fn(proto::trace::server_span)
         .tls_config(tls)?
         .add_service(raft)
         .add_service(node)

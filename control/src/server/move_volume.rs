@@ -30,6 +30,7 @@ pub async fn start(member: &Member, req: pb::MoveVolumeRequest) -> Result<MoveSt
         at_ms: Some(super::node_service::now_ms()),
     };
     let m: Migration = member.write(cmd).await.map_err(to_status)?;
+    member.move_traces.remember(m.id);
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
         let started = Instant::now();

@@ -48,12 +48,14 @@ impl HttpAdapter {
         expected: &'static str,
     ) -> Result<R, AdapterError> {
         let payload = serde_json::to_vec(hook).expect("hook requests always serialize");
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.url.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(payload)))
             .expect("a valid URI and static headers");
+        // W3C trace context: an adapter in any language can join the request's trace.
+        foundation::trace::inject(request.headers_mut());
         let response =
             self.client
                 .request(request)
