@@ -17,12 +17,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use testkit::hosts::Host;
 use testkit::move_lab::Lab;
 use testkit::pool::TestPool;
 
 const MIB: u64 = 1 << 20;
 const MAX_LAG: &str = "10s";
 const MAX_LAG_S: f64 = 10.0;
+/// Each host's pool: room for 30 s at 50 MiB/s and the snapshots a refresh pins.
+const POOL_BYTES: u64 = 4 << 30;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -96,7 +99,10 @@ fn ages(lab: &Lab, volume: &str) -> Vec<f64> {
 
 /// Seconds for raw `zfs send -i | zfs receive` of an increment of `bytes` between two pools.
 fn raw_increment(bytes: u64) -> f64 {
-    let (Some(a), Some(b)) = (TestPool::create(), TestPool::create()) else {
+    let (Some(a), Some(b)) = (
+        TestPool::create_sized(POOL_BYTES),
+        TestPool::create_sized(POOL_BYTES),
+    ) else {
         return f64::NAN;
     };
     let src = format!("{}/raw", a.name());
@@ -150,10 +156,17 @@ fn main() {
         .unwrap_or(30);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let rows = rt.block_on(async {
-        let Some(lab) = Lab::start_with_flags(1, 3, &[]).await else {
-            eprintln!("replication bench skipped: needs root and zfs-fuse");
-            return Vec::new();
-        };
+        let mut hosts = Vec::new();
+        for name in ["host-a", "host-b", "host-c"] {
+            let host =
+                TestPool::create_sized(POOL_BYTES).and_then(|p| Host::with_pool(name, None, p));
+            let Some(host) = host else {
+                eprintln!("replication bench skipped: needs root and zfs-fuse");
+                return Vec::new();
+            };
+            hosts.push(host);
+        }
+        let lab = Lab::with_hosts(1, hosts).await;
         let mut rows = Vec::new();
         for &rate in &rates {
             let name = format!("lag-{rate}-{}", std::process::id());
