@@ -1,7 +1,7 @@
 //! The agent's Prometheus metrics, served on `--metrics-listen` (`GET /metrics`, plain
 //! HTTP, off unless set; [`foundation::metrics::serve`]). One set per process, counted where
 //! the work happens: heartbeats, snapshots received, leases, attaches, volumes moved here
-//! ahead of their container's start.
+//! ahead of their container's start; and its Docker proxy's ([`proxy::metrics`]).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -79,6 +79,8 @@ impl AgentMetrics {
         for action in ["taken", "released"] {
             let _ = m.leases.get_or_create(&vec![("action", action)]);
         }
+        // The Docker proxy's series (`flocker_agent_proxy_*`): requests, hooks.
+        proxy::metrics::METRICS.register(&mut registry);
         AgentMetrics { registry, ..m }
     }
 

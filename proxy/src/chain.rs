@@ -83,8 +83,15 @@ async fn call<T>(
         .instrument(span.clone())
         .await
         .unwrap_or(Err(AdapterError::Timeout(adapter.timeout)));
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
     let outcome = result.as_ref().map_or_else(AdapterError::kind, |_| "ok");
+    let policy = match adapter.on_error {
+        OnError::Fail => "fail",
+        OnError::Ignore => "ignore",
+    };
+    let failed = result.is_err().then_some(policy);
+    crate::metrics::METRICS.hook(&adapter.name, hook.as_str(), elapsed, failed);
     span.record("hook.duration_ms", duration_ms);
     span.record("hook.outcome", outcome);
     span.in_scope(|| tracing::debug!(hook.duration_ms = duration_ms, hook.outcome = %outcome, "hook call finished"));

@@ -32,6 +32,7 @@ pub mod launch;
 pub mod limits;
 pub mod listen;
 pub mod matcher;
+pub mod metrics;
 pub mod protocol;
 pub mod proxy;
 pub mod server;

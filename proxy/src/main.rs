@@ -45,6 +45,9 @@ struct Args {
     /// Largest request body, in bytes, that pre-hooks may inspect (larger ones get a 413).
     #[arg(long, default_value_t = DEFAULT_MAX_HOOK_BODY_BYTES)]
     max_hook_body: usize,
+    /// Serve Prometheus metrics (`GET /metrics`, plain HTTP) on this address; off if unset.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[tokio::main]
@@ -90,6 +93,23 @@ async fn main() -> ExitCode {
     };
     for addr in bound.local_addrs() {
         tracing::info!(%addr, "listening");
+    }
+    if let Some(addr) = args.metrics_listen {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("powerstrip: cannot listen for metrics on {addr}: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(%addr, "serving Prometheus metrics on /metrics");
+        let render = std::sync::Arc::new(|| proxy::metrics::METRICS.render());
+        // Ends with the process.
+        tokio::spawn(foundation::metrics::serve(
+            listener,
+            render,
+            std::future::pending(),
+        ));
     }
     bound
         .run(async {

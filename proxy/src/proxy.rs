@@ -81,12 +81,16 @@ impl Proxy {
         );
         // A client that traces (rare for Docker clients) makes this request its child.
         foundation::trace::set_parent_from_headers(&span, request.headers());
+        let started = std::time::Instant::now();
+        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
         async move {
             let response = self.route(request, session).await.unwrap_or_else(|error| {
                 tracing::warn!(%error, "request failed");
                 error.into_response()
             });
-            tracing::Span::current().record("http.status", response.status().as_u16());
+            let status = response.status().as_u16();
+            tracing::Span::current().record("http.status", status);
+            crate::metrics::METRICS.request(method.as_str(), &path, status, started.elapsed());
             response
         }
         .instrument(span)

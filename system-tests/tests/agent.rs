@@ -191,4 +191,19 @@ async fn the_agent_serves_its_metrics_and_counts_its_heartbeats() {
         page.contains("# TYPE flocker_agent_attach_seconds histogram"),
         "{page}"
     );
+    // A request through the agent's Docker proxy (no dockerd behind it here) is counted.
+    let mut docker = UnixStream::connect(host.proxy_socket()).unwrap();
+    write!(
+        docker,
+        "GET /v1.41/_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = docker.read_to_string(&mut answer);
+    let page = metrics_page(port);
+    assert!(
+        page.lines()
+            .any(|l| l.starts_with("flocker_agent_proxy_requests_total{endpoint=\"GET /_ping\"")),
+        "{answer}\n{page}"
+    );
 }
