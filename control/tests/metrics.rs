@@ -7,7 +7,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use testkit::cluster::flockerctl;
-use testkit::{Cluster, Proc, free_port, have, prerequisite};
+use testkit::prometheus::Prometheus;
+use testkit::{Cluster, free_port};
 
 /// `GET path` on `port`: the status line and the body.
 fn get(port: u16, path: &str) -> (String, String) {
@@ -94,60 +95,20 @@ async fn the_metrics_page_follows_the_cluster() {
 /// member's series (`up` is 1, the member leads).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_a_member() {
-    if !prerequisite(
-        have("prometheus"),
-        "the Prometheus scrape test needs prometheus (deploy/setup-host installs it)",
-    ) {
-        return;
-    }
     let port = free_port();
+    let Some(prometheus) = Prometheus::start(&[("flocker-control", port)]) else {
+        return;
+    };
     let c = Cluster::start(1, &["--metrics-listen", &format!("127.0.0.1:{port}")]);
     c.leader(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: flocker-control\n    \
-             static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
-        ),
-    )
-    .unwrap();
-    let web = free_port();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let _prometheus = Proc::new(
-        std::process::Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{web}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts"),
-    );
-    let query = |q: &str| {
-        std::net::TcpStream::connect(("127.0.0.1", web))
-            .ok()
-            .map(|_| get(web, &format!("/api/v1/query?query={q}")).1)
-            .unwrap_or_default()
-    };
-    let answered = testkit::wait::poll_until(Duration::from_secs(60), || {
-        query("flocker_raft_is_leader").contains(r#""value":["#)
-    });
-    let log = || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
-    assert!(
-        answered,
+    let leading = prometheus.value("flocker_raft_is_leader", Duration::from_secs(60));
+    assert_eq!(
+        leading,
+        Some(1.0),
         "Prometheus has the member's series within 60 s; its log:\n{}",
-        log()
+        prometheus.log()
     );
-    let leader = query("flocker_raft_is_leader");
-    assert!(
-        leader.contains(r#""job":"flocker-control""#) && leader.contains(r#""1"]"#),
-        "{leader}"
-    );
-    let up = query("up");
-    assert!(up.contains(r#""1"]"#), "the scrape succeeds: {up}");
+    let leader = prometheus.query("flocker_raft_is_leader");
+    assert!(leader.contains(r#""job":"flocker-control""#), "{leader}");
+    assert_eq!(prometheus.value("up", Duration::from_secs(10)), Some(1.0));
 }

@@ -30,6 +30,7 @@ pub mod overlay;
 pub mod pool;
 pub mod powerstrip;
 mod proc;
+pub mod prometheus;
 mod scratch;
 pub mod stack;
 pub mod wait;
