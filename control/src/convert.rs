@@ -129,6 +129,57 @@ pub fn phase_word(p: pb::MovePhase) -> &'static str {
     phase_from(p).map_or("unknown", Phase::as_str)
 }
 
+/// Human-readable bytes, as `flockerctl` and the status page print them: `12.3 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+/// A member's state as printed: `leader`, `follower`, `candidate`, `learner`, `shutdown` or
+/// `unreachable`.
+pub fn member_state_word(s: pb::MemberState) -> &'static str {
+    match s {
+        pb::MemberState::Unspecified => "unknown",
+        pb::MemberState::Leader => "leader",
+        pb::MemberState::Follower => "follower",
+        pb::MemberState::Candidate => "candidate",
+        pb::MemberState::Learner => "learner",
+        pb::MemberState::Shutdown => "shutdown",
+        pb::MemberState::Unreachable => "unreachable",
+    }
+}
+
+/// A volume's state as printed: `ready`, `moving to NODE (PHASE)` or `no owner`.
+pub fn volume_state_word(v: &pb::Volume) -> String {
+    match (v.state(), &v.moving) {
+        (pb::VolumeState::Moving, Some(m)) => {
+            format!("moving to {} ({})", m.to, phase_word(m.phase()))
+        }
+        (pb::VolumeState::Moving, None) => "moving".to_owned(),
+        (pb::VolumeState::Ready, _) => "ready".to_owned(),
+        (pb::VolumeState::NoOwner, _) => "no owner".to_owned(),
+        (pb::VolumeState::Unspecified, _) => "unknown".to_owned(),
+    }
+}
+
+/// Who holds a lease, for people: the Swarm task, else the container's name, else its
+/// short id; then `@NODE`.
+pub fn lease_holder(l: &pb::Lease) -> String {
+    let who = l.task.clone().or_else(|| l.container_name.clone());
+    let who = who.unwrap_or_else(|| l.container_id.chars().take(12).collect());
+    format!("{who}@{}", l.node)
+}
+
 /// Domain migration to wire.
 pub fn migration(m: Migration) -> pb::Migration {
     pb::Migration {
@@ -240,5 +291,27 @@ mod tests {
             .map(|p| phase_word(phase(p)))
             .to_vec();
         assert_eq!(words, ["copying", "handoff", "done", "failed"]);
+    }
+
+    #[test]
+    fn states_print_as_words() {
+        let mut v = pb::Volume::default();
+        v.set_state(pb::VolumeState::Ready);
+        assert_eq!(volume_state_word(&v), "ready");
+        v.set_state(pb::VolumeState::NoOwner);
+        assert_eq!(volume_state_word(&v), "no owner");
+        v.set_state(pb::VolumeState::Moving);
+        v.moving = Some(pb::VolumeMove {
+            to: "n2".into(),
+            phase: pb::MovePhase::Handoff.into(),
+        });
+        assert_eq!(volume_state_word(&v), "moving to n2 (handoff)");
+        assert_eq!(member_state_word(pb::MemberState::Leader), "leader");
+        assert_eq!(
+            member_state_word(pb::MemberState::Unreachable),
+            "unreachable"
+        );
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
     }
 }

@@ -9,7 +9,7 @@ use proto::control::operator_api_client::OperatorApiClient;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-use control::convert::phase_word;
+use control::convert::{lease_holder, phase_word};
 
 use super::output::{self, human, opt};
 use super::{Ctx, Format, call_failed};
@@ -168,20 +168,16 @@ async fn holders(c: &mut NodeApiClient<Channel>) -> Result<Holders, tonic::Statu
     Ok(by_volume)
 }
 
-/// Who holds a lease, for people: the Swarm task, else the container's name, else its
-/// short id; then `@NODE`.
-fn holder(l: &pb::Lease) -> String {
-    let who = l.task.clone().or_else(|| l.container_name.clone());
-    let who = who.unwrap_or_else(|| l.container_id.chars().take(12).collect());
-    format!("{who}@{}", l.node)
-}
-
 /// The `HELD BY` cell: each holder, `-` when none.
 fn held_by(leases: &[pb::Lease]) -> String {
     if leases.is_empty() {
         return "-".to_owned();
     }
-    leases.iter().map(holder).collect::<Vec<_>>().join(",")
+    leases
+        .iter()
+        .map(lease_holder)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A move's outcome, as printed: `done`, `failed: ERROR`, or the phase under way.
