@@ -180,6 +180,51 @@ pub fn lease_holder(l: &pb::Lease) -> String {
     format!("{who}@{}", l.node)
 }
 
+/// A replica as printed: `NODE(AGE)` with the age of its data by the clock that gave
+/// `now_ms` (`NODE` alone when unknown, `NODE(diverged)` for an old owner whose copy is set
+/// aside before it receives again).
+pub fn replica_word(r: &pb::Replica, now_ms: u64) -> String {
+    if r.diverged {
+        return format!("{}(diverged)", r.node);
+    }
+    match r.taken_ms {
+        Some(taken) => format!("{}({})", r.node, age_word(now_ms.saturating_sub(taken))),
+        None => r.node.clone(),
+    }
+}
+
+/// An age in whole seconds, minutes or hours: `4s`, `12m`, `3h`.
+pub fn age_word(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        _ => format!("{}h", s / 3600),
+    }
+}
+
+/// A replication policy as printed: `2 replicas, max lag 10s[, promoted after 30s down]`,
+/// or `-` for none.
+pub fn replication_word(r: Option<&pb::Replication>) -> String {
+    let Some(r) = r else {
+        return "-".to_owned();
+    };
+    let lag = std::time::Duration::from_millis(r.max_lag_ms);
+    let auto = r.promote_after_ms.map_or_else(String::new, |ms| {
+        let after = std::time::Duration::from_millis(ms);
+        format!(
+            ", promoted after {} down",
+            humantime::format_duration(after)
+        )
+    });
+    format!(
+        "{} replica{}, max lag {}{auto}",
+        r.copies,
+        if r.copies == 1 { "" } else { "s" },
+        humantime::format_duration(lag)
+    )
+}
+
 /// Domain migration to wire.
 pub fn migration(m: Migration) -> pb::Migration {
     pb::Migration {
@@ -313,5 +358,43 @@ mod tests {
         );
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+    }
+
+    #[test]
+    fn a_replica_shows_its_node_and_the_age_of_its_data() {
+        let r = |taken_ms| pb::Replica {
+            node: "node2".into(),
+            snapshot: "rep-1".into(),
+            taken_ms,
+            diverged: false,
+        };
+        let now = 1_800_000_000_000;
+        assert_eq!(replica_word(&r(Some(now - 4_200)), now), "node2(4s)");
+        assert_eq!(replica_word(&r(Some(now - 600_000)), now), "node2(10m)");
+        assert_eq!(
+            replica_word(&r(Some(now - 3 * 3_600_000)), now),
+            "node2(3h)"
+        );
+        assert_eq!(replica_word(&r(None), now), "node2");
+        let policy = pb::Replication {
+            copies: 2,
+            max_lag_ms: 10_000,
+            promote_after_ms: None,
+        };
+        assert_eq!(replication_word(Some(&policy)), "2 replicas, max lag 10s");
+        let auto = pb::Replication {
+            promote_after_ms: Some(30_000),
+            ..policy
+        };
+        assert_eq!(
+            replication_word(Some(&auto)),
+            "2 replicas, max lag 10s, promoted after 30s down"
+        );
+        let diverged = pb::Replica {
+            diverged: true,
+            ..r(Some(now))
+        };
+        assert_eq!(replica_word(&diverged, now), "node2(diverged)");
+        assert_eq!(replication_word(None), "-");
     }
 }

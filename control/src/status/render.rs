@@ -8,7 +8,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use proto::control as pb;
 
 use super::view::{View, under_way};
-use crate::convert::{human_bytes, lease_holder, member_state_word, phase_word, volume_state_word};
+use crate::convert::{
+    human_bytes, lease_holder, member_state_word, phase_word, replica_word, replication_word,
+    volume_state_word,
+};
 
 /// The page's sections, by element id, in page order.
 pub const SECTIONS: [&str; 5] = ["cluster", "nodes", "moves", "volumes", "addresses"];
@@ -287,7 +290,11 @@ fn volumes(view: &View) -> String {
         .values()
         .map(|v| {
             let holders: Vec<String> = view.holders(&v.name).map(lease_holder).collect();
-            let replicas: Vec<&str> = v.replicas.iter().map(|r| r.node.as_str()).collect();
+            let replicas: Vec<String> = v
+                .replicas
+                .iter()
+                .map(|r| replica_word(r, view.now_ms))
+                .collect();
             (
                 format!(
                     " data-volume=\"{}\" data-owner=\"{}\"",
@@ -306,6 +313,7 @@ fn volumes(view: &View) -> String {
                     } else {
                         replicas.join(", ")
                     }),
+                    escape(&replication_word(v.replication.as_ref())),
                     escape(&if holders.is_empty() {
                         "-".to_owned()
                     } else {
@@ -325,7 +333,8 @@ fn volumes(view: &View) -> String {
                 "State",
                 "Used",
                 "Size limit",
-                "Replicas",
+                "Replicas (age)",
+                "Replication",
                 "Held by"
             ],
             &rows,
@@ -456,7 +465,14 @@ mod tests {
                 replicas: vec![pb::Replica {
                     node: "host-c".into(),
                     snapshot: "s1".into(),
+                    taken_ms: Some(1_800_000_006_000),
+                    diverged: false,
                 }],
+                replication: Some(pb::Replication {
+                    copies: 1,
+                    max_lag_ms: 10_000,
+                    promote_after_ms: None,
+                }),
                 ..Default::default()
             }),
         ));
@@ -509,7 +525,8 @@ mod tests {
         assert!(html.contains("10.0 MiB of 40.0 MiB (25%)"), "{html}");
         assert!(html.contains("host-a → host-b"), "{html}");
         assert!(html.contains("1.5 s ago"), "heartbeat age: {html}");
-        assert!(html.contains("host-c"), "replica: {html}");
+        assert!(html.contains("host-c(4s)"), "replica and its age: {html}");
+        assert!(html.contains("1 replica, max lag 10s"), "policy: {html}");
         assert!(html.contains(r#"data-index="5""#), "{html}");
         assert!(html.contains("new EventSource(\"events\")"));
         assert!(
