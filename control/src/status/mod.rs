@@ -31,7 +31,7 @@ use proto::control::node_api_client::NodeApiClient;
 use proto::control::operator_api_client::OperatorApiClient;
 use proto::tls::TlsDir;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
@@ -46,7 +46,8 @@ pub const RETRY: Duration = Duration::from_secs(2);
 /// How often the members' status (term, leader, applied index) is asked for; heartbeat
 /// ages are re-rendered as often.
 pub const STATUS_EVERY: Duration = Duration::from_secs(2);
-/// How often the owners' agents are asked how many bytes the volumes use (a move's total).
+/// How often the owners' agents are asked how many bytes the volumes use (a move's total);
+/// also at once when a move starts on a volume whose usage is not known yet.
 pub const USAGE_EVERY: Duration = Duration::from_secs(10);
 
 /// Where the page's data comes from: control members, tried in order, and the certificate
@@ -246,9 +247,10 @@ async fn session(
     }
     backoff.reset();
     let (updates, mut incoming) = mpsc::channel(16);
+    let usage_wanted = Arc::new(Notify::new());
     let mut pollers = JoinSet::new();
     pollers.spawn(poll_status(operator.clone(), updates.clone()));
-    pollers.spawn(poll_usage(operator, updates));
+    pollers.spawn(poll_usage(operator, updates, usage_wanted.clone()));
     publish(view, tx);
     loop {
         let update = tokio::select! {
@@ -260,7 +262,14 @@ async fn session(
             Some(update) = incoming.recv() => update,
         };
         match update {
-            Update::Watched(event) => view.apply(*event),
+            Update::Watched(event) => {
+                if let Some(pb::watch_event::Object::Migration(m)) = &event.object
+                    && !view.usage.contains_key(&m.volume)
+                {
+                    usage_wanted.notify_one();
+                }
+                view.apply(*event);
+            }
             Update::Status(status) => view.cluster = Some(status),
             Update::Usage(usage) => view.usage = usage,
         }
@@ -356,10 +365,17 @@ async fn poll_status(mut operator: OperatorApiClient<Channel>, updates: mpsc::Se
     }
 }
 
-async fn poll_usage(mut operator: OperatorApiClient<Channel>, updates: mpsc::Sender<Update>) {
+async fn poll_usage(
+    mut operator: OperatorApiClient<Channel>,
+    updates: mpsc::Sender<Update>,
+    wanted: Arc<Notify>,
+) {
     let mut every = tokio::time::interval(USAGE_EVERY);
     loop {
-        every.tick().await;
+        tokio::select! {
+            _ = every.tick() => {}
+            () = wanted.notified() => every.reset(),
+        }
         match operator.volume_usage(pb::Empty {}).await {
             Ok(list) => {
                 let usage = list
