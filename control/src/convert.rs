@@ -129,6 +129,102 @@ pub fn phase_word(p: pb::MovePhase) -> &'static str {
     phase_from(p).map_or("unknown", Phase::as_str)
 }
 
+/// Human-readable bytes, as `flockerctl` and the status page print them: `12.3 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+/// A member's state as printed: `leader`, `follower`, `candidate`, `learner`, `shutdown` or
+/// `unreachable`.
+pub fn member_state_word(s: pb::MemberState) -> &'static str {
+    match s {
+        pb::MemberState::Unspecified => "unknown",
+        pb::MemberState::Leader => "leader",
+        pb::MemberState::Follower => "follower",
+        pb::MemberState::Candidate => "candidate",
+        pb::MemberState::Learner => "learner",
+        pb::MemberState::Shutdown => "shutdown",
+        pb::MemberState::Unreachable => "unreachable",
+    }
+}
+
+/// A volume's state as printed: `ready`, `moving to NODE (PHASE)` or `no owner`.
+pub fn volume_state_word(v: &pb::Volume) -> String {
+    match (v.state(), &v.moving) {
+        (pb::VolumeState::Moving, Some(m)) => {
+            format!("moving to {} ({})", m.to, phase_word(m.phase()))
+        }
+        (pb::VolumeState::Moving, None) => "moving".to_owned(),
+        (pb::VolumeState::Ready, _) => "ready".to_owned(),
+        (pb::VolumeState::NoOwner, _) => "no owner".to_owned(),
+        (pb::VolumeState::Unspecified, _) => "unknown".to_owned(),
+    }
+}
+
+/// Who holds a lease, for people: the Swarm task, else the container's name, else its
+/// short id; then `@NODE`.
+pub fn lease_holder(l: &pb::Lease) -> String {
+    let who = l.task.clone().or_else(|| l.container_name.clone());
+    let who = who.unwrap_or_else(|| l.container_id.chars().take(12).collect());
+    format!("{who}@{}", l.node)
+}
+
+/// A replica as printed: `NODE(AGE)` with the age of its data by the clock that gave
+/// `now_ms` (`NODE` alone when unknown, `NODE(diverged)` for an old owner whose copy is set
+/// aside before it receives again).
+pub fn replica_word(r: &pb::Replica, now_ms: u64) -> String {
+    if r.diverged {
+        return format!("{}(diverged)", r.node);
+    }
+    match r.taken_ms {
+        Some(taken) => format!("{}({})", r.node, age_word(now_ms.saturating_sub(taken))),
+        None => r.node.clone(),
+    }
+}
+
+/// An age in whole seconds, minutes or hours: `4s`, `12m`, `3h`.
+pub fn age_word(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        _ => format!("{}h", s / 3600),
+    }
+}
+
+/// A replication policy as printed: `2 replicas, max lag 10s[, promoted after 30s down]`,
+/// or `-` for none.
+pub fn replication_word(r: Option<&pb::Replication>) -> String {
+    let Some(r) = r else {
+        return "-".to_owned();
+    };
+    let lag = std::time::Duration::from_millis(r.max_lag_ms);
+    let auto = r.promote_after_ms.map_or_else(String::new, |ms| {
+        let after = std::time::Duration::from_millis(ms);
+        format!(
+            ", promoted after {} down",
+            humantime::format_duration(after)
+        )
+    });
+    format!(
+        "{} replica{}, max lag {}{auto}",
+        r.copies,
+        if r.copies == 1 { "" } else { "s" },
+        humantime::format_duration(lag)
+    )
+}
+
 /// Domain migration to wire.
 pub fn migration(m: Migration) -> pb::Migration {
     pb::Migration {
@@ -240,5 +336,65 @@ mod tests {
             .map(|p| phase_word(phase(p)))
             .to_vec();
         assert_eq!(words, ["copying", "handoff", "done", "failed"]);
+    }
+
+    #[test]
+    fn states_print_as_words() {
+        let mut v = pb::Volume::default();
+        v.set_state(pb::VolumeState::Ready);
+        assert_eq!(volume_state_word(&v), "ready");
+        v.set_state(pb::VolumeState::NoOwner);
+        assert_eq!(volume_state_word(&v), "no owner");
+        v.set_state(pb::VolumeState::Moving);
+        v.moving = Some(pb::VolumeMove {
+            to: "n2".into(),
+            phase: pb::MovePhase::Handoff.into(),
+        });
+        assert_eq!(volume_state_word(&v), "moving to n2 (handoff)");
+        assert_eq!(member_state_word(pb::MemberState::Leader), "leader");
+        assert_eq!(
+            member_state_word(pb::MemberState::Unreachable),
+            "unreachable"
+        );
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+    }
+
+    #[test]
+    fn a_replica_shows_its_node_and_the_age_of_its_data() {
+        let r = |taken_ms| pb::Replica {
+            node: "node2".into(),
+            snapshot: "rep-1".into(),
+            taken_ms,
+            diverged: false,
+        };
+        let now = 1_800_000_000_000;
+        assert_eq!(replica_word(&r(Some(now - 4_200)), now), "node2(4s)");
+        assert_eq!(replica_word(&r(Some(now - 600_000)), now), "node2(10m)");
+        assert_eq!(
+            replica_word(&r(Some(now - 3 * 3_600_000)), now),
+            "node2(3h)"
+        );
+        assert_eq!(replica_word(&r(None), now), "node2");
+        let policy = pb::Replication {
+            copies: 2,
+            max_lag_ms: 10_000,
+            promote_after_ms: None,
+        };
+        assert_eq!(replication_word(Some(&policy)), "2 replicas, max lag 10s");
+        let auto = pb::Replication {
+            promote_after_ms: Some(30_000),
+            ..policy
+        };
+        assert_eq!(
+            replication_word(Some(&auto)),
+            "2 replicas, max lag 10s, promoted after 30s down"
+        );
+        let diverged = pb::Replica {
+            diverged: true,
+            ..r(Some(now))
+        };
+        assert_eq!(replica_word(&diverged, now), "node2(diverged)");
+        assert_eq!(replication_word(None), "-");
     }
 }

@@ -57,6 +57,8 @@ pub struct Config {
     pub moves: crate::migration::MoveConfig,
     /// Where to serve Prometheus metrics (`crate::metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve the status page (`crate::status`), if anywhere: a loopback address.
+    pub status_listen: Option<SocketAddr>,
 }
 
 /// Starting failed.
@@ -152,6 +154,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None => None,
     };
 
+    let status_listener = match config.status_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+
     if fresh && !config.join {
         bootstrap(&config, &raft).await?;
     }
@@ -195,6 +206,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 Arc::new(move || metrics.render(&metrics_member)),
                 supervisor.token().cancelled_owned(),
             ),
+        );
+    }
+    if let Some(listener) = status_listener {
+        tracing::info!(listen = ?config.status_listen, "serving the status page");
+        // The page reads this member through its own gRPC endpoint, as any client does.
+        let source = crate::status::Source {
+            members: vec![config.advertise.clone()],
+            tls: config.tls.clone(),
+        };
+        supervisor.spawn(
+            "status page",
+            crate::status::serve(listener, source, supervisor.token().cancelled_owned()),
         );
     }
     let served = supervisor.run(shutdown, SHUTDOWN_GRACE).await;

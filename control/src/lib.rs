@@ -10,6 +10,7 @@
 //! - [`migration`]: the leader's orchestrator of volume moves (copy rounds, handoff, commit).
 //! - [`liveness`]: the leader marks nodes down after missed heartbeats.
 //! - [`metrics`]: the member's Prometheus metrics on `--metrics-listen`.
+//! - [`status`]: the live status page (`--status-listen`, `flockerctl status --web`).
 //! - [`daemon`]: running one member from a validated [`daemon::Config`].
 //! - [`ca`]: the cluster CA and certificate issuing.
 //!
@@ -27,3 +28,4 @@ pub mod proposal;
 pub mod raft;
 pub mod server;
 pub mod state;
+pub mod status;

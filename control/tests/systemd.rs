@@ -132,7 +132,11 @@ fn settings_come_from_flags_then_variables_then_the_file() {
 fn a_bad_value_stops_the_member_naming_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("control.yml");
-    std::fs::write(&file, "id: 0\ndata_dir: /x\nlisten: nowhere\n").unwrap();
+    std::fs::write(
+        &file,
+        "id: 0\ndata_dir: /x\nlisten: nowhere\nstatus_listen: 0.0.0.0:9520\n",
+    )
+    .unwrap();
     let out = Command::new(binary("flocker-control"))
         .arg("--config")
         .arg(&file)
@@ -145,10 +149,49 @@ fn a_bad_value_stops_the_member_naming_the_file_and_the_key() {
     for want in [
         format!("flocker-control: {file}: id must be a positive integer"),
         format!("flocker-control: {file}: listen \"nowhere\": expected HOST:PORT"),
+        format!(
+            "flocker-control: {file}: status_listen 0.0.0.0:9520: the status page has no \
+             authentication of its own, so it listens on a loopback address only"
+        ),
         "flocker-control: --tls-dir: cannot read /nonexistent/ca.crt".to_owned(),
     ] {
         assert!(said.contains(&want), "{want:?} in\n{said}");
     }
+}
+
+/// The keys (`key:` at the start of a line) of a settings file.
+fn keys(yaml: &str) -> std::collections::BTreeSet<String> {
+    yaml.lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_lowercase()))
+        .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_shipped_settings_file_names_every_setting_and_each_value_parses() {
+    let shipped =
+        std::fs::read_to_string(testkit::bins::workspace().join("deploy/config/control.yml"))
+            .unwrap();
+    // Every `#key:` line turned on.
+    let all: String = shipped
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("control.yml");
+    std::fs::write(&file, &all).unwrap();
+    let out = Command::new(binary("flocker-control"))
+        .arg("--config")
+        .arg(&file)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(keys(&all), keys(&stdout(&out)));
 }
 
 #[test]

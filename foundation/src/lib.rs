@@ -9,6 +9,7 @@
 //! - [`yaml`]: YAML configuration files and their errors, naming the file and every problem;
 //! - [`config`]: the daemons' settings from flags, `FLOCKER_*` variables and a YAML file;
 //! - [`notify`]: readiness for systemd (`Type=notify`);
+//! - [`http`]: the small plain HTTP/1 server of the daemons' local pages;
 //! - [`metrics`]: serving a daemon's Prometheus page on `GET /metrics`;
 //! - [`shutdown`]: waiting for SIGTERM or SIGINT, and the supervisor that stops a daemon's
 //!   tasks (cancel, drain within a grace, abandon the rest);
@@ -16,6 +17,7 @@
 
 pub mod config;
 pub mod exit;
+pub mod http;
 pub mod locks;
 pub mod logging;
 pub mod metrics;

@@ -95,6 +95,10 @@ struct Args {
     /// unset. Bind it to loopback or a private network.
     #[arg(long, value_name = "HOST:PORT")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve the live status page (plain HTTP, read-only, no authentication of its own) on
+    /// this HOST:PORT, a loopback address only; off when unset.
+    #[arg(long, value_name = "HOST:PORT")]
+    status_listen: Option<SocketAddr>,
 }
 
 /// The shortest `--node-timeout`, `--call-timeout` and `--lease-wait` accepted.
@@ -156,6 +160,16 @@ fn validate(args: Args) -> Result<Config, Vec<String>> {
             ));
         }
     }
+    let status_listen = match args.status_listen {
+        Some(addr) => match control::status::loopback_only("--status-listen", addr) {
+            Ok(addr) => Some(addr),
+            Err(e) => {
+                errors.push(e.to_string());
+                None
+            }
+        },
+        None => None,
+    };
     let tls = match TlsDir::load(&args.tls_dir) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -180,6 +194,7 @@ fn validate(args: Args) -> Result<Config, Vec<String>> {
                 ..Default::default()
             },
             metrics_listen: args.metrics_listen,
+            status_listen,
         }),
         _ => Err(errors),
     }

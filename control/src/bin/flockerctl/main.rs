@@ -1,5 +1,6 @@
 //! `flockerctl`: the operator's CLI. One module per noun (`ca`, `cluster`, `node`, `volume`,
-//! `ip`); [`output`] prints aligned tables or JSON.
+//! `ip`) and `status` (the members, or the live status page); [`output`] prints aligned
+//! tables or JSON.
 
 mod ca;
 mod cluster;
@@ -7,6 +8,7 @@ mod ip;
 mod move_cmd;
 mod node;
 mod output;
+mod status;
 mod volume;
 
 use std::path::PathBuf;
@@ -69,6 +71,9 @@ enum Noun {
     /// IP pools and allocations.
     #[command(subcommand)]
     Ip(ip::Verb),
+    /// The members (as `cluster status`), or with `--web` the live status page of the
+    /// whole cluster, served on loopback.
+    Status(status::StatusArgs),
 }
 
 /// What every noun needs to make calls.
@@ -175,6 +180,7 @@ async fn main() -> ExitCode {
         Noun::Node(v) => node::run(v, &ctx).await,
         Noun::Volume(v) => volume::run(v, &ctx).await,
         Noun::Ip(v) => ip::run(v, &ctx).await,
+        Noun::Status(args) => status::run(args, &ctx).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,7 @@ use proto::control::operator_api_client::OperatorApiClient;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-use control::convert::phase_word;
+use control::convert::{age_word, lease_holder, phase_word, replica_word, replication_word};
 
 use super::output::{self, human, opt};
 use super::{Ctx, Format, call_failed};
@@ -168,20 +168,16 @@ async fn holders(c: &mut NodeApiClient<Channel>) -> Result<Holders, tonic::Statu
     Ok(by_volume)
 }
 
-/// Who holds a lease, for people: the Swarm task, else the container's name, else its
-/// short id; then `@NODE`.
-fn holder(l: &pb::Lease) -> String {
-    let who = l.task.clone().or_else(|| l.container_name.clone());
-    let who = who.unwrap_or_else(|| l.container_id.chars().take(12).collect());
-    format!("{who}@{}", l.node)
-}
-
 /// The `HELD BY` cell: each holder, `-` when none.
 fn held_by(leases: &[pb::Lease]) -> String {
     if leases.is_empty() {
         return "-".to_owned();
     }
-    leases.iter().map(holder).collect::<Vec<_>>().join(",")
+    leases
+        .iter()
+        .map(lease_holder)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A move's outcome, as printed: `done`, `failed: ERROR`, or the phase under way.
@@ -205,49 +201,6 @@ fn duration(ms: Option<u64>) -> String {
     opt(ms.map(|ms| humantime::format_duration(std::time::Duration::from_millis(ms))))
 }
 
-/// A replica for the `REPLICAS` cell: `NODE(AGE)` with the age of its data by this
-/// machine's clock (`NODE` alone when unknown, `NODE(diverged)` for an old owner whose copy
-/// is set aside before it receives again).
-fn replica_cell(r: &pb::Replica, now_ms: u64) -> String {
-    if r.diverged {
-        return format!("{}(diverged)", r.node);
-    }
-    match r.taken_ms {
-        Some(taken) => format!("{}({})", r.node, age(now_ms.saturating_sub(taken))),
-        None => r.node.clone(),
-    }
-}
-
-/// An age in whole seconds, minutes or hours: `4s`, `12m`, `3h`.
-fn age(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..120 => format!("{s}s"),
-        120..7200 => format!("{}m", s / 60),
-        _ => format!("{}h", s / 3600),
-    }
-}
-
-/// The policy, for people: `2 replicas, max lag 10s`, or `-`.
-fn policy_text(r: Option<&pb::Replication>) -> String {
-    opt(r.map(|r| {
-        let lag = std::time::Duration::from_millis(r.max_lag_ms);
-        let auto = r.promote_after_ms.map_or_else(String::new, |ms| {
-            let after = std::time::Duration::from_millis(ms);
-            format!(
-                ", promoted after {} down",
-                humantime::format_duration(after)
-            )
-        });
-        format!(
-            "{} replica{}, max lag {}{auto}",
-            r.copies,
-            if r.copies == 1 { "" } else { "s" },
-            humantime::format_duration(lag)
-        )
-    }))
-}
-
 /// A promotion, for people: who, when, and what the volume's data is as of.
 fn promotion_text(p: &pb::Promotion) -> String {
     let how = match (p.automatic, p.forced) {
@@ -259,7 +212,7 @@ fn promotion_text(p: &pb::Promotion) -> String {
         Some(t) => format!(
             "its data is as of {} ({} before the promotion): what {} wrote after that is not in it",
             utc(Some(t)),
-            age(p.at_ms.saturating_sub(t)),
+            age_word(p.at_ms.saturating_sub(t)),
             p.from
         ),
         None => format!(
@@ -347,7 +300,7 @@ fn describe(v: &pb::Volume, usage: &Usage, holders: &Holders) {
         ("Held by", held_by(leases)),
         ("Used", opt(usage.get(&v.name).copied().map(human))),
         ("Size limit", opt(v.size_limit.map(human))),
-        ("Replication", policy_text(v.replication.as_ref())),
+        ("Replication", replication_word(v.replication.as_ref())),
         (
             "Created",
             humantime::format_rfc3339_seconds(created).to_string(),
@@ -362,7 +315,7 @@ fn describe(v: &pb::Volume, usage: &Usage, holders: &Holders) {
             .replicas
             .iter()
             .map(|r| {
-                let age = r.taken_ms.map(|t| age(now.saturating_sub(t)));
+                let age = r.taken_ms.map(|t| age_word(now.saturating_sub(t)));
                 vec![
                     format!("  {}", r.node),
                     r.snapshot.clone(),
@@ -423,7 +376,7 @@ fn print(vols: &[pb::Volume], usage: &Usage, holders: &Holders, format: Format) 
                         opt(v.size_limit.map(human)),
                         v.replicas
                             .iter()
-                            .map(|r| replica_cell(r, now))
+                            .map(|r| replica_word(r, now))
                             .collect::<Vec<_>>()
                             .join(","),
                         held_by(holders.get(&v.name).map_or(&[], Vec::as_slice)),
@@ -559,44 +512,6 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_replica_shows_its_node_and_the_age_of_its_data() {
-        let r = |taken_ms| pb::Replica {
-            node: "node2".into(),
-            snapshot: "rep-1".into(),
-            taken_ms,
-            diverged: false,
-        };
-        let now = 1_800_000_000_000;
-        assert_eq!(replica_cell(&r(Some(now - 4_200)), now), "node2(4s)");
-        assert_eq!(replica_cell(&r(Some(now - 600_000)), now), "node2(10m)");
-        assert_eq!(
-            replica_cell(&r(Some(now - 3 * 3_600_000)), now),
-            "node2(3h)"
-        );
-        assert_eq!(replica_cell(&r(None), now), "node2");
-        let policy = pb::Replication {
-            copies: 2,
-            max_lag_ms: 10_000,
-            promote_after_ms: None,
-        };
-        assert_eq!(policy_text(Some(&policy)), "2 replicas, max lag 10s");
-        let auto = pb::Replication {
-            promote_after_ms: Some(30_000),
-            ..policy
-        };
-        assert_eq!(
-            policy_text(Some(&auto)),
-            "2 replicas, max lag 10s, promoted after 30s down"
-        );
-        let diverged = pb::Replica {
-            diverged: true,
-            ..r(Some(now))
-        };
-        assert_eq!(replica_cell(&diverged, now), "node2(diverged)");
-        assert_eq!(policy_text(None), "-");
-    }
 
     #[test]
     fn holders_are_named_by_task_else_container_name_else_short_id() {
