@@ -225,34 +225,3 @@ fn the_units_pass_systemd_analyze_verify() {
         stderr(&out)
     );
 }
-
-/// The keys of a settings file's `key: value` lines.
-fn keys(yaml: &str) -> std::collections::BTreeSet<String> {
-    yaml.lines()
-        .filter(|l| l.starts_with(|c: char| c.is_ascii_lowercase()))
-        .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_owned()))
-        .collect()
-}
-
-#[test]
-fn the_shipped_settings_file_names_every_setting_and_each_value_parses() {
-    let template: String = include_str!("../../deploy/config/control.yml")
-        .lines()
-        .map(|l| match l.strip_prefix('#') {
-            Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => rest,
-            _ => l,
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("control.yml");
-    std::fs::write(&file, &template).unwrap();
-    let out = Command::new(binary("flocker-control"))
-        .arg("--config")
-        .arg(&file)
-        .arg("--print-config")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(keys(&template), keys(&stdout(&out)));
-}
