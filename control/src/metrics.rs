@@ -39,6 +39,9 @@ pub struct Metrics {
     moves: Family<Labels, Gauge>,
     moved_bytes: Gauge,
     move_downtime_seconds: Gauge<f64, AtomicU64>,
+    move_copy_seconds: Gauge<f64, AtomicU64>,
+    replica_age_max_seconds: Gauge<f64, AtomicU64>,
+    replicas_over_lag: Gauge,
 }
 
 impl Metrics {
@@ -59,6 +62,9 @@ impl Metrics {
             moves: Family::default(),
             moved_bytes: Gauge::default(),
             move_downtime_seconds: Gauge::default(),
+            move_copy_seconds: Gauge::default(),
+            replica_age_max_seconds: Gauge::default(),
+            replicas_over_lag: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -119,6 +125,21 @@ impl Metrics {
             "Sum of the downtime of the finished moves recorded (holders gone to done)",
             m.move_downtime_seconds.clone(),
         );
+        r.register(
+            "move_copy_seconds",
+            "Sum of the copying phase of the moves recorded (start to the handoff: the volume stays in use)",
+            m.move_copy_seconds.clone(),
+        );
+        r.register(
+            "replica_age_max_seconds",
+            "The oldest data among the replicas kept under a replication policy (now minus its snapshot's time)",
+            m.replica_age_max_seconds.clone(),
+        );
+        r.register(
+            "replicas_over_lag",
+            "Replicas kept under a policy whose data is older than the policy's max lag",
+            m.replicas_over_lag.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -171,9 +192,91 @@ impl Metrics {
                 .set(s.migrations.values().map(|m| m.bytes_sent as i64).sum());
             let downtime_ms: u64 = s.migrations.values().filter_map(|m| m.downtime_ms()).sum();
             self.move_downtime_seconds.set(downtime_ms as f64 / 1000.0);
+            let copy_ms: u64 = s
+                .migrations
+                .values()
+                .filter_map(|m| Some(m.handoff_ms?.saturating_sub(m.started_ms?)))
+                .sum();
+            self.move_copy_seconds.set(copy_ms as f64 / 1000.0);
+            let (oldest_ms, over) = replica_ages(s, crate::server::node_service::now_ms());
+            self.replica_age_max_seconds.set(oldest_ms as f64 / 1000.0);
+            self.replicas_over_lag.set(over as i64);
         });
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
+    }
+}
+/// Over the replicas of volumes with a replication policy (not a diverged old owner's): the
+/// age of the oldest data, in milliseconds at `now_ms`, and how many are older than their
+/// policy's max lag.
+fn replica_ages(s: &crate::state::State, now_ms: u64) -> (u64, usize) {
+    let mut oldest = 0;
+    let mut over = 0;
+    for v in s.volumes.values() {
+        let Some(policy) = v.replication else {
+            continue;
+        };
+        for taken in v
+            .replicas
+            .iter()
+            .filter(|r| !r.diverged)
+            .filter_map(|r| r.taken_ms)
+        {
+            let age = now_ms.saturating_sub(taken);
+            oldest = oldest.max(age);
+            over += usize::from(age > policy.max_lag_ms);
+        }
+    }
+    (oldest, over)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Replica, Replication, State, Volume};
+
+    #[test]
+    fn replica_ages_count_only_policy_replicas_that_are_not_diverged() {
+        let replica = |node: &str, taken_ms, diverged| Replica {
+            node: node.into(),
+            snapshot: "rep-1".into(),
+            taken_ms,
+            diverged,
+        };
+        let volume = |name: &str, replication, replicas| Volume {
+            name: name.into(),
+            id: 1,
+            size_limit: None,
+            owner: Some("a".into()),
+            epoch: 1,
+            replicas,
+            replication,
+            promotions: Vec::new(),
+            created_ms: 0,
+            metadata: Default::default(),
+        };
+        let policy = Some(Replication {
+            copies: 2,
+            max_lag_ms: 10_000,
+            promote_after_ms: None,
+        });
+        let mut s = State::default();
+        for v in [
+            volume(
+                "kept",
+                policy,
+                vec![
+                    replica("b", Some(95_000), false),
+                    replica("c", Some(85_000), false),
+                ],
+            ),
+            volume("left-by-a-move", None, vec![replica("b", Some(1), false)]),
+            volume("promoted", policy, vec![replica("a", Some(2), true)]),
+        ] {
+            s.volumes.insert(v.name.clone(), v);
+        }
+        assert_eq!(replica_ages(&s, 100_000), (15_000, 1));
+        assert_eq!(replica_ages(&State::default(), 100_000), (0, 0));
     }
 }
