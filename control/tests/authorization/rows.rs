@@ -122,6 +122,23 @@ pub async fn operator_call(
             OPERATORS,
             ok(c.add_pool(pb::AddPoolRequest { cidr: POOL.into() }).await),
         ),
+        "SetReplication" => {
+            let req = pb::SetReplicationRequest {
+                name: VOLUME.into(),
+                replication: None,
+            };
+            (OPERATORS, ok(c.set_replication(req).await))
+        }
+        // The owner n1 is up and n2 holds no replica: an allowed call is refused by the state
+        // (not a replica), never by authorization, and changes nothing.
+        "PromoteVolume" => {
+            let req = pb::PromoteVolumeRequest {
+                name: VOLUME.into(),
+                node: "n2".into(),
+                force: false,
+            };
+            (OPERATORS, ok(c.promote_volume(req).await))
+        }
         "ReclaimNode" => (
             OPERATORS,
             ok(c.reclaim_node(pb::ReclaimRequest { node: N1.into() }).await),
