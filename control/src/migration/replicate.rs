@@ -45,6 +45,11 @@ pub fn chosen(v: &Volume, policy: Replication, state: &State) -> Vec<String> {
     // Fresh copies first (newest data first), a diverged old owner's copy last.
     recorded.sort_by_key(|r| (r.diverged, std::cmp::Reverse(r.taken_ms)));
     let mut picked: Vec<String> = recorded.iter().map(|r| r.node.clone()).collect();
+    if picked.len() >= policy.copies as usize {
+        // The usual case: the recorded copies fill the policy, no other node is weighed.
+        picked.truncate(policy.copies as usize);
+        return picked;
+    }
     let load = copies_held(state);
     let mut others: Vec<&Node> = state
         .nodes
@@ -86,11 +91,19 @@ pub fn needs_refresh(v: &Volume, state: &State, now_ms: u64) -> bool {
         .as_deref()
         .and_then(|o| state.nodes.get(o))
         .is_some_and(|n| n.up);
-    let moving = state
+    // Cheapest first: the leader asks this of every volume at every scan, and a refresh is
+    // due only every half max lag.
+    owner_up
+        && !due(v, policy, &chosen(v, policy, state), now_ms).is_empty()
+        && !move_under_way(state, &v.name)
+}
+
+/// Whether a move of `volume` is under way.
+fn move_under_way(state: &State, volume: &str) -> bool {
+    state
         .migrations
         .values()
-        .any(|m| m.volume == v.name && !m.phase.is_terminal());
-    owner_up && !moving && !due(v, policy, &chosen(v, policy, state), now_ms).is_empty()
+        .any(|m| m.volume == volume && !m.phase.is_terminal())
 }
 
 /// Under `v`'s policy with `promote_after`: the replica to promote now, if the owner has been
@@ -99,11 +112,10 @@ pub fn needs_refresh(v: &Volume, state: &State, now_ms: u64) -> bool {
 pub fn automatic_promotion(v: &Volume, state: &State, now_ms: u64) -> Option<String> {
     let after = v.replication?.promote_after_ms?;
     let owner = state.nodes.get(v.owner.as_deref()?)?;
-    let moving = state
-        .migrations
-        .values()
-        .any(|m| m.volume == v.name && !m.phase.is_terminal());
-    if owner.up || moving || now_ms.saturating_sub(owner.last_heartbeat_ms) < after {
+    if owner.up
+        || now_ms.saturating_sub(owner.last_heartbeat_ms) < after
+        || move_under_way(state, &v.name)
+    {
         return None;
     }
     v.replicas
