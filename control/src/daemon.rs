@@ -143,7 +143,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         peers,
         call_timeout: config.call_timeout,
         metrics: metrics.clone(),
-        move_traces: Default::default(),
     };
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(

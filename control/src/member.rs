@@ -39,8 +39,6 @@ pub struct Member {
     pub call_timeout: Duration,
     /// The member's Prometheus metrics.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
-    /// The trace each move recorded here belongs to.
-    pub move_traces: crate::migration::traces::MoveTraces,
 }
 
 fn forward_to<E>(e: &RaftError<u64, E>) -> Option<ExecError>

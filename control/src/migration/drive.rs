@@ -67,7 +67,9 @@ impl Driver {
         };
         let span = tracing::info_span!("move", move.id = id, volume.name = %m.volume,
             move.from = %m.from, move.to = %m.to);
-        self.member.move_traces.adopt(id, &span);
+        // The request that asked for the move, recorded with it: any leader, also one that
+        // resumes the move, joins that request's trace.
+        foundation::trace::set_parent(&span, |name| m.trace.get(name).cloned());
         async {
             let _volume = self.lock_volume(&m.volume).await;
             if m.phase.is_terminal() {

@@ -13,7 +13,6 @@
 //! - [`leader`]: the loop that, while this member leads, drives every unfinished move,
 //!   failed move's clean-up, deletion and replica refresh.
 //! - [`error`]: [`MoveError`], what a failed step says.
-//! - [`traces`]: which request's trace each move's span joins.
 
 pub mod agents;
 pub mod deletion;
@@ -23,7 +22,6 @@ pub mod holders;
 pub mod leader;
 pub mod plan;
 pub mod replicate;
-pub mod traces;
 
 use std::time::Duration;
 

@@ -480,6 +480,7 @@ mod tests {
                 started_ms: None,
                 handoff_ms: None,
                 ended_ms: None,
+                trace: Default::default(),
             },
         );
         assert!(!needs_refresh(&db, &s, 1_000), "a move is under way");

@@ -28,9 +28,13 @@ pub async fn start(member: &Member, req: pb::MoveVolumeRequest) -> Result<MoveSt
         to: req.to,
         stop_containers: req.stop_containers,
         at_ms: Some(super::node_service::now_ms()),
+        // This call's span (the child of the caller's): the leader's `move` span joins it.
+        trace: foundation::trace::headers_of(&tracing::Span::current())
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect(),
     };
     let m: Migration = member.write(cmd).await.map_err(to_status)?;
-    member.move_traces.remember(m.id);
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
         let started = Instant::now();

@@ -1,5 +1,7 @@
 //! `apply`: the only code that changes [`State`]. Pure: no I/O, no clock, no randomness.
 
+use std::collections::BTreeMap;
+
 use super::ip::{self, Holder};
 use super::names::{validate_node_name, validate_volume_name};
 use super::{
@@ -132,7 +134,8 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
             to,
             stop_containers,
             at_ms,
-        } => record_migration(state, volume, to, stop_containers, at_ms),
+            trace,
+        } => record_migration(state, volume, to, stop_containers, at_ms, trace),
         Command::AdvanceMigration {
             id,
             phase,
@@ -525,6 +528,7 @@ fn record_migration(
     to: String,
     stop_containers: bool,
     at_ms: Option<u64>,
+    trace: BTreeMap<String, String>,
 ) -> Result<Response, CommandError> {
     known_node(state, &to)?;
     let v = state
@@ -553,6 +557,7 @@ fn record_migration(
             started_ms: at_ms,
             handoff_ms: None,
             ended_ms: at_ms,
+            trace,
         };
         set_owner(volume_mut(state, &volume)?, to);
         state.migrations.insert(m.id, m.clone());
@@ -584,6 +589,7 @@ fn record_migration(
         started_ms: at_ms,
         handoff_ms: None,
         ended_ms: None,
+        trace,
     };
     state.migrations.insert(m.id, m.clone());
     Ok(Response::Migration(m))

@@ -135,6 +135,9 @@ pub enum Command {
         /// Now (`None` in entries written before times were kept).
         #[serde(default)]
         at_ms: Option<u64>,
+        /// The asking request's trace context ([`Migration::trace`](crate::state::Migration)).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        trace: BTreeMap<String, String>,
     },
     /// A move progressed; reaching `done` hands the volume to the destination.
     AdvanceMigration {

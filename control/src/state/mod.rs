@@ -234,6 +234,11 @@ pub struct Migration {
     /// When the move ended, done or failed (the leader's clock).
     #[serde(default)]
     pub ended_ms: Option<u64>,
+    /// The W3C trace context (`traceparent`, `tracestate`) of the request that asked for
+    /// the move, so that whichever member leads makes its `move` span that request's child
+    /// (also a move resumed by a new leader); empty when that request was not traced.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub trace: BTreeMap<String, String>,
 }
 
 impl Migration {

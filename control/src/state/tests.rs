@@ -149,6 +149,7 @@ fn moving_an_ownerless_volume_gives_it_to_the_node_at_once() {
             to: "b".into(),
             stop_containers: false,
             at_ms: None,
+            trace: Default::default(),
         },
     ) else {
         panic!("expected a migration");
@@ -179,6 +180,7 @@ fn migration_done_hands_over_with_new_epoch() {
             to: "b".into(),
             stop_containers: false,
             at_ms: None,
+            trace: Default::default(),
         },
     ) else {
         panic!("expected a migration");
@@ -191,6 +193,7 @@ fn migration_done_hands_over_with_new_epoch() {
                 to: "b".into(),
                 stop_containers: false,
                 at_ms: None,
+                trace: Default::default(),
             }
         ),
         Err(CommandError::VolumeMoving { .. })
@@ -242,6 +245,7 @@ fn a_held_volume_is_not_handed_over() {
             to: "b".into(),
             stop_containers: false,
             at_ms: None,
+            trace: Default::default(),
         },
     ) else {
         panic!("expected a migration");
@@ -280,6 +284,7 @@ fn failed_migration_keeps_owner() {
             to: "b".into(),
             stop_containers: false,
             at_ms: None,
+            trace: Default::default(),
         },
     );
     ok(
@@ -303,6 +308,7 @@ fn a_failed_moves_clean_up_is_recorded_until_done() {
         to: "b".into(),
         stop_containers: false,
         at_ms: None,
+        trace: Default::default(),
     };
     ok(&mut s, record);
     // Only a failed move has a clean-up to record.
@@ -334,6 +340,7 @@ fn the_stop_choice_is_replicated_and_older_entries_mean_wait() {
         to: "b".into(),
         stop_containers: true,
         at_ms: None,
+        trace: Default::default(),
     };
     let Response::Migration(m) = ok(&mut s, record) else {
         panic!("expected a migration");
@@ -361,6 +368,7 @@ fn record(volume: &str, to: &str, at_ms: u64) -> Command {
         to: to.into(),
         stop_containers: false,
         at_ms: Some(at_ms),
+        trace: Default::default(),
     }
 }
 
@@ -630,6 +638,7 @@ fn moves_from_or_to_a_node_that_is_down_are_refused_until_it_is_back() {
         to: to.into(),
         stop_containers: false,
         at_ms: Some(60),
+        trace: Default::default(),
     };
     down(&mut s, "a");
     let err = apply(&mut s, move_to("b")).unwrap_err();
@@ -731,6 +740,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
             to,
             stop_containers: false,
             at_ms: None,
+            trace: Default::default(),
         }),
         (
             1u64..4,
@@ -1116,6 +1126,7 @@ fn leases_block_owner_change_and_handoff() {
             to: "b".into(),
             stop_containers: false,
             at_ms: None,
+            trace: Default::default(),
         },
     );
     let done = Command::AdvanceMigration {
@@ -1150,6 +1161,7 @@ fn a_deletion_lists_every_holder_until_each_destroys_its_copy() {
         to: "b".into(),
         stop_containers: false,
         at_ms: None,
+        trace: Default::default(),
     };
     ok(&mut s, to_b);
     let done = Command::AdvanceMigration {
@@ -1165,6 +1177,7 @@ fn a_deletion_lists_every_holder_until_each_destroys_its_copy() {
         to: "c".into(),
         stop_containers: false,
         at_ms: None,
+        trace: Default::default(),
     };
     ok(&mut s, to_c);
     let fail = Command::FailMigration {
