@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::Value;
+use testkit::docker::TestDocker;
 use testkit::eventually;
 use testkit::hosts::Host;
 use testkit::move_lab::Lab;
@@ -100,20 +101,15 @@ const AGENT_A: &str = "agent-host-a";
 /// Host b's agent, named by default after its binary.
 const AGENT_B: &str = "flocker-agent";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_move_is_one_trace_across_the_member_and_both_agents() {
-    let Some(receiver) = OtlpReceiver::start("traces") else {
-        return;
-    };
-    let endpoint = receiver.endpoint();
+/// Two agent hosts exporting to `receiver`: `host-a` named [`AGENT_A`] by
+/// `OTEL_SERVICE_NAME`, `host-b` by default [`AGENT_B`]; `None` (skip) without ZFS.
+fn traced_hosts(receiver: &OtlpReceiver) -> Option<Vec<Host>> {
     let mut hosts = Vec::new();
     for (name, service) in [("host-a", Some(AGENT_A)), ("host-b", None)] {
-        let Some(mut host) = Host::new(name, None) else {
-            return;
-        };
+        let mut host = Host::new(name, None)?;
         host.env.push((
             "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
-            endpoint.clone().into(),
+            receiver.endpoint().into(),
         ));
         // Export every 100 ms: agents are killed at the end of the test, not stopped.
         host.env
@@ -123,17 +119,25 @@ async fn a_move_is_one_trace_across_the_member_and_both_agents() {
         }
         hosts.push(host);
     }
-    let flag = format!("--otlp-endpoint={endpoint}");
-    let lab = Lab::with_hosts_flags(1, hosts, &[&flag]).await;
-    lab.create("traced", 0).await;
-    std::fs::write(lab.hosts[0].path("traced").join("note"), "on a\n").unwrap();
-    lab.move_ok("traced", 1);
+    Some(hosts)
+}
 
+/// `members` control members exporting to `receiver` (`--otlp-endpoint`), and `hosts`
+/// started.
+async fn traced_lab(receiver: &OtlpReceiver, members: usize, hosts: Vec<Host>) -> Lab {
+    let flag = format!("--otlp-endpoint={}", receiver.endpoint());
+    Lab::with_hosts_flags(members, hosts, &[&flag]).await
+}
+
+/// The trace of the first move received, once it holds the span that asked for the move,
+/// the move's end on the member, the target's receive and mount, and the source's push.
+async fn move_trace(receiver: &OtlpReceiver, source: &str, target: &str) -> Trace {
     // The member exports every 5 s (the SDK's default OTEL_BSP_SCHEDULE_DELAY).
-    let trace = eventually(Duration::from_secs(40), "the move's spans", || async {
+    eventually(Duration::from_secs(40), "the move's spans", || async {
         let spans = receiver.spans();
         let moved = spans.iter().find(|s| s["name"] == "move")?;
         let id = moved["trace_id"].clone();
+        let parent = moved["parent_span_id"].as_str().unwrap_or("").to_owned();
         let trace: HashMap<String, Value> = spans
             .into_iter()
             .filter(|s| s["trace_id"] == id)
@@ -144,17 +148,43 @@ async fn a_move_is_one_trace_across_the_member_and_both_agents() {
                 .values()
                 .any(|s| s["name"] == name && s["service"] == service)
         };
-        (has("move.after_commit", CONTROL)
-            && has("receive", AGENT_B)
-            && has("storage.mount", AGENT_B)
-            && has("push", AGENT_A))
+        // Each process exports on its own schedule: wait for the span that asked for the
+        // move too (a member's export comes every 5 s).
+        let asked = trace.contains_key(&parent);
+        (asked
+            && has("move.after_commit", CONTROL)
+            && has("receive", target)
+            && has("storage.mount", target)
+            && has("push", source))
         .then_some(Trace(trace))
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_is_one_trace_across_the_member_and_both_agents() {
+    let Some(receiver) = OtlpReceiver::start("traces") else {
+        return;
+    };
+    let Some(hosts) = traced_hosts(&receiver) else {
+        return;
+    };
+    let lab = traced_lab(&receiver, 3, hosts).await;
+    lab.create("traced", 0).await;
+    std::fs::write(lab.hosts[0].path("traced").join("note"), "on a\n").unwrap();
+    // Asked of a member that does not lead: the move is recorded with the call's trace
+    // context, and the leader's driver joins it.
+    let leader = lab.c.leader(1).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let mut mover = lab.start_move(follower, "traced", 1);
+    let events = mover.rest();
+    mover.expect_success(&events);
+
+    let trace = move_trace(&receiver, AGENT_A, AGENT_B).await;
     eprintln!("the move's trace:\n{}", trace.tree());
 
-    // The move is the child of the MoveVolume call that asked for it, and its phases are
-    // its children.
+    // The move (on the leader) is the child of the MoveVolume call that asked for it (on
+    // another member), and its phases are its children.
     let moved = trace.one("move", CONTROL);
     trace.assert_parent(
         moved,
@@ -227,5 +257,113 @@ async fn a_move_is_one_trace_across_the_member_and_both_agents() {
             .iter()
             .all(|s| services.contains(s)),
         "one trace across the three processes: {services:?}"
+    );
+}
+
+/// A span's duration in milliseconds.
+fn millis(span: &Value) -> f64 {
+    span["end_ns"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(span["start_ns"].as_u64().unwrap_or(0)) as f64
+        / 1e6
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_docker_run_that_moves_its_volume_is_one_trace_from_the_proxy_to_both_agents() {
+    let test = "a_docker_run_that_moves_its_volume_is_one_trace_from_the_proxy_to_both_agents";
+    let Some(receiver) = OtlpReceiver::start("traces") else {
+        return;
+    };
+    let Some(mut hosts) = traced_hosts(&receiver) else {
+        return;
+    };
+    // Host a runs the container: its agent's proxy is in front of a dockerd of the test's.
+    hosts[0].share_volume_root();
+    let Some(docker) = TestDocker::start(test) else {
+        return;
+    };
+    hosts[0].docker_socket = Some(docker.socket());
+    let lab = traced_lab(&receiver, 1, hosts).await;
+    let name = format!("run{}", std::process::id());
+    lab.create(&name, 1).await;
+    std::fs::write(lab.hosts[1].path(&name).join("note"), "on b\n").unwrap();
+
+    let bind = format!("/flocker/{name}:/data");
+    let out = docker
+        .cli_at(&lab.hosts[0].proxy_socket())
+        .args(["run", "--rm", "-v", &bind, "busybox", "cat", "/data/note"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker run through host-a's agent: {}\nagent log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.hosts[0].log()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "on b\n");
+
+    let trace = move_trace(&receiver, AGENT_B, AGENT_A).await;
+    eprintln!("the docker run's trace:\n{}", trace.tree());
+
+    // The root is the agent's proxy request for the container's create; the flocker hook ran
+    // under it, and Docker was called after it.
+    let request = trace
+        .named("proxy.request")
+        .find(|s| trace.parent(s).is_none())
+        .unwrap_or_else(|| panic!("no proxy request at the root:\n{}", trace.tree()));
+    assert_eq!(request["service"], AGENT_A, "{}", trace.tree());
+    let path = request["attributes"]["http.path"].as_str().unwrap_or("");
+    assert!(path.ends_with("/containers/create"), "{path}");
+    let hook = trace.one("pre-hook flocker", AGENT_A);
+    trace.assert_parent(hook, &["proxy.request"], Some(AGENT_A));
+    let upstream = trace.one("docker.upstream", AGENT_A);
+    trace.assert_parent(upstream, &["proxy.request"], Some(AGENT_A));
+    assert!(
+        upstream["start_ns"].as_u64() >= hook["end_ns"].as_u64(),
+        "Docker is called once the hook is done:\n{}",
+        trace.tree()
+    );
+
+    // The move the hook asked for is in the same trace: its call on the member descends from
+    // the hook, and the source's push and the target's receive are under the move.
+    let moved = trace.one("move", CONTROL);
+    let mut ancestor = trace.parent(moved);
+    while let Some(a) = ancestor {
+        if a["span_id"] == hook["span_id"] {
+            break;
+        }
+        ancestor = trace.parent(a);
+    }
+    assert!(
+        ancestor.is_some(),
+        "the move descends from the flocker hook:\n{}",
+        trace.tree()
+    );
+    trace.assert_parent(
+        trace.one("push", AGENT_B),
+        &["grpc /flocker.agent.Agent/Push"],
+        Some(AGENT_B),
+    );
+
+    // The spans add up to the request's wall time: the hook and the Docker call cover it.
+    // The hook waits for the move's handoff (the volume is read-write here); the move's
+    // clean-up on the source (after_commit) goes on after the request.
+    let (total, hooked, docker_ms) = (millis(request), millis(hook), millis(upstream));
+    let handoff = trace.one("move.handoff", CONTROL);
+    eprintln!(
+        "request {total:.1} ms = hook {hooked:.1} ms (move to its handoff {:.1} ms) + Docker {docker_ms:.1} ms + {:.1} ms",
+        (handoff["end_ns"].as_u64().unwrap() - moved["start_ns"].as_u64().unwrap()) as f64 / 1e6,
+        total - hooked - docker_ms
+    );
+    assert!(
+        hooked + docker_ms >= 0.9 * total,
+        "the hook and the Docker call cover the request:\n{}",
+        trace.tree()
+    );
+    assert!(
+        handoff["end_ns"].as_u64() <= hook["end_ns"].as_u64(),
+        "the move's handoff ends within the hook:\n{}",
+        trace.tree()
     );
 }
