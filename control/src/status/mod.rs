@@ -10,6 +10,7 @@
 //! HTML), which the page's small inline script swaps in. No file, script or style is loaded
 //! from anywhere else.
 
+pub mod changes;
 pub mod render;
 pub mod view;
 
@@ -291,7 +292,7 @@ fn publish(view: &mut View, tx: &watch::Sender<Rendered>) {
 }
 
 /// Nodes, volumes (with each one's moves), leases, pools and allocations, as listed now.
-async fn list(node: &mut NodeApiClient<Channel>) -> Result<View, tonic::Status> {
+pub async fn list(node: &mut NodeApiClient<Channel>) -> Result<View, tonic::Status> {
     let nodes = node.list_nodes(pb::Empty {}).await?.into_inner().nodes;
     let volumes = node.list_volumes(pb::Empty {}).await?.into_inner().volumes;
     let leases = node.list_leases(pb::Empty {}).await?.into_inner().leases;

@@ -1,9 +1,10 @@
 //! `flockerctl`: the operator's CLI. One module per noun (`ca`, `cluster`, `node`, `volume`,
-//! `ip`) and `status` (the members, or the live status page); [`output`] prints aligned
-//! tables or JSON.
+//! `ip`), `status` (the members, or the live status page) and `events` (changes as they
+//! happen); [`output`] prints aligned tables or JSON.
 
 mod ca;
 mod cluster;
+mod events;
 mod ip;
 mod move_cmd;
 mod node;
@@ -74,6 +75,10 @@ enum Noun {
     /// The members (as `cluster status`), or with `--web` the live status page of the
     /// whole cluster, served on loopback.
     Status(status::StatusArgs),
+    /// The cluster's changes as they happen (volumes, moves, nodes, leases, addresses,
+    /// pools), one line each; `--output json` gives one JSON object per line. Runs until
+    /// Ctrl-C.
+    Events(events::EventsArgs),
 }
 
 /// What every noun needs to make calls.
@@ -181,6 +186,7 @@ async fn main() -> ExitCode {
         Noun::Volume(v) => volume::run(v, &ctx).await,
         Noun::Ip(v) => ip::run(v, &ctx).await,
         Noun::Status(args) => status::run(args, &ctx).await,
+        Noun::Events(args) => events::run(args, &ctx).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
