@@ -1,9 +1,10 @@
 //! The Terraform module (deploy/terraform), checked offline: `terraform fmt -check
 //! -recursive` (the module and both examples), `terraform init -backend=false` and
 //! `terraform validate` in the module and the lab example, `terraform test` (plan mode) in
-//! the module, and the agents' dependency on the members in `terraform graph`. Every command
-//! runs with `TF_CLI_CONFIG_FILE=/dev/null` and a temporary `TF_DATA_DIR`; the module uses
-//! only Terraform's built-in provider, so nothing is downloaded.
+//! the module, and in `terraform graph` the agents' dependency on the members and the
+//! rolling upgrade's on the agents. Every command runs with `TF_CLI_CONFIG_FILE=/dev/null`
+//! and a temporary `TF_DATA_DIR`; the module uses only Terraform's built-in provider, so
+//! nothing is downloaded.
 //!
 //! Skipped with a reason when `terraform` is not on the PATH, **also under `CI=true`**:
 //! none of the registries this project's machines reach ships a usable Terraform (Debian has
@@ -104,5 +105,9 @@ fn the_module_passes_its_plan_mode_tests_and_agents_follow_the_members() {
     assert!(
         graph.contains(r#""terraform_data.agent" -> "terraform_data.member""#),
         "the agents start after the members:\n{graph}"
+    );
+    assert!(
+        graph.contains(r#""terraform_data.rollout" -> "terraform_data.agent""#),
+        "the rolling upgrade runs once every host's agent is up:\n{graph}"
     );
 }

@@ -2,8 +2,11 @@
 # only terraform_data and the file, remote-exec and local-exec provisioners.
 #
 # Order: the CA and every certificate (local) -> the package on every host -> all control
-# members together -> the agents -> the IP pool. Destroy runs it backwards: the agents stop,
-# the members stop, the package is removed.
+# members together -> the agents -> the IP pool, and the rollout, which visits the hosts one
+# at a time (members first) and, when the package is new, upgrades it there. Destroy runs it
+# backwards: the agents stop, the members stop, the package is removed.
+#
+# Every step on a host is deploy/install-host, copied there and run as root.
 
 locals {
   # Members get ids 1..N in the order of their names (stable while the map keeps them).
@@ -23,6 +26,12 @@ locals {
 
   # Where the file provisioner puts files before they are installed (as the SSH user).
   stage = "/tmp/flocker-terraform"
+
+  # The one script that installs a host (deploy/install-host).
+  install_host = "${path.module}/../install-host"
+
+  # The order of a rolling upgrade: the members by name, then the other hosts by name.
+  rollout_order = concat(local.member_names, sort([for name, h in var.hosts : name if !h.control_member]))
 
   control_settings = {
     for name in local.member_names : name => templatefile("${path.module}/templates/control.yml.tftpl", {
@@ -130,13 +139,13 @@ resource "terraform_data" "host" {
   }
 }
 
-# The package on each host. A new build (another filesha256) replaces this resource and so
-# the member and agent resources that depend on it: the services stop on every host, the
-# package is upgraded in place (dpkg -i), and they start again (not one host at a time).
+# The package on each host, installed when the host is added. A new build (another
+# filesha256) does not replace this resource: terraform_data.rollout upgrades the hosts one
+# at a time.
 resource "terraform_data" "package" {
   for_each = var.hosts
 
-  triggers_replace = [terraform_data.host[each.key].id, filesha256(var.package)]
+  triggers_replace = [terraform_data.host[each.key].id]
   input            = local.ssh[each.key]
 
   connection {
@@ -150,21 +159,24 @@ resource "terraform_data" "package" {
     inline = ["mkdir -p ${local.stage}"]
   }
   provisioner "file" {
+    source      = local.install_host
+    destination = "${local.stage}/install-host"
+  }
+  provisioner "file" {
     source      = var.package
     destination = "${local.stage}/flocker.deb"
   }
   provisioner "remote-exec" {
     inline = [
-      # Settings already on the host are kept (--force-confold): the module writes its own.
-      "${local.sudo}env DEBIAN_FRONTEND=noninteractive dpkg -i --force-confdef --force-confold ${local.stage}/flocker.deb",
+      "${local.sudo}sh ${local.stage}/install-host --package ${local.stage}/flocker.deb",
       "rm -f ${local.stage}/flocker.deb",
     ]
   }
 }
 
 # The control members: certificate and control.yml, then every member starts at once (a
-# member is ready only once a majority of the founders runs, so each is started without
-# waiting and then waited for; terraform creates the instances in parallel).
+# member is ready only once a majority of the founders runs; install-host starts the unit
+# without blocking and then waits for it).
 resource "terraform_data" "member" {
   for_each = toset(local.member_names)
 
@@ -196,16 +208,16 @@ resource "terraform_data" "member" {
     content     = self.input.settings
     destination = "${local.stage}/control.yml"
   }
+  provisioner "file" {
+    source      = local.install_host
+    destination = "${local.stage}/install-host"
+  }
+  # Waits until this member has joined and every member is up: the members started together
+  # (terraform creates these instances in parallel) wait for each other here.
   provisioner "remote-exec" {
     inline = [
-      "${local.sudo}install -d -m 0700 /etc/flocker/tls/control",
-      "${local.sudo}install -m 0644 ${local.stage}/control-tls/ca.crt ${local.stage}/control-tls/tls.crt /etc/flocker/tls/control/",
-      "${local.sudo}install -m 0600 ${local.stage}/control-tls/tls.key /etc/flocker/tls/control/",
-      "${local.sudo}install -m 0644 ${local.stage}/control.yml /etc/flocker/control.yml",
+      "${local.sudo}sh ${local.stage}/install-host --member --control-tls ${local.stage}/control-tls --control-config ${local.stage}/control.yml",
       "rm -rf ${local.stage}/control-tls ${local.stage}/control.yml",
-      "${local.sudo}systemctl enable flocker-control.service",
-      "${local.sudo}systemctl restart --no-block flocker-control.service",
-      "timeout 600 sh -c 'until ${local.sudo}systemctl is-active --quiet flocker-control.service; do sleep 1; done' || { ${local.sudo}journalctl -u flocker-control.service -n 30 --no-pager; exit 1; }",
     ]
   }
 
@@ -249,15 +261,15 @@ resource "terraform_data" "agent" {
     content     = self.input.settings
     destination = "${local.stage}/agent.yml"
   }
+  provisioner "file" {
+    source      = local.install_host
+    destination = "${local.stage}/install-host"
+  }
+  # Waits until the agent is ready and its node heartbeats.
   provisioner "remote-exec" {
     inline = [
-      "${local.sudo}install -d -m 0700 /etc/flocker/tls/node",
-      "${local.sudo}install -m 0644 ${local.stage}/node-tls/ca.crt ${local.stage}/node-tls/tls.crt /etc/flocker/tls/node/",
-      "${local.sudo}install -m 0600 ${local.stage}/node-tls/tls.key /etc/flocker/tls/node/",
-      "${local.sudo}install -m 0644 ${local.stage}/agent.yml /etc/flocker/agent.yml",
+      "${local.sudo}sh ${local.stage}/install-host --agent --node-tls ${local.stage}/node-tls --agent-config ${local.stage}/agent.yml",
       "rm -rf ${local.stage}/node-tls ${local.stage}/agent.yml",
-      "${local.sudo}systemctl enable flocker-agent.service",
-      "${local.sudo}systemctl restart flocker-agent.service",
     ]
   }
 
@@ -292,6 +304,52 @@ resource "terraform_data" "ip_pool" {
       FLOCKERCTL = var.flockerctl
       CONTROL    = join(",", local.operator_endpoints)
       POOL       = var.ip_pool
+    }
+  }
+}
+
+# The rolling upgrade: a new build (another filesha256 of var.package) replaces this
+# resource, which then visits the hosts ONE AT A TIME, the members first (local.rollout_order):
+# it copies install-host and the package there and runs `install-host --package`, which
+# upgrades the package (its postinst restarts the member, which returns once it has
+# rejoined, then the agent) and waits until the cluster has a leader with every member up
+# and the host's agent heartbeats again, before the next host. So the control service keeps
+# its quorum throughout. On the first apply it runs after everything else, finds the package
+# installed on every host and only checks each host in turn.
+#
+# A local-exec with the operator's ssh, because terraform runs the instances of one
+# resource in parallel and a remote-exec reaches only its own host. Like the module's
+# connections, it does not check the hosts' SSH keys.
+resource "terraform_data" "rollout" {
+  depends_on = [terraform_data.agent]
+
+  triggers_replace = [filesha256(var.package)]
+  input = {
+    order = local.rollout_order
+  }
+
+  provisioner "local-exec" {
+    interpreter = ["/bin/sh", "-c"]
+    command     = <<-EOT
+      set -eu
+      for target in $TARGETS; do
+        name=$${target%%=*}
+        login=$${target#*=}
+        echo "rollout: $name ($login)"
+        set -- -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+          -o LogLevel=ERROR -i "$KEY" "$login"
+        ssh "$@" "mkdir -p $STAGE && cat > $STAGE/install-host" < "$INSTALL_HOST"
+        ssh "$@" "cat > $STAGE/flocker.deb" < "$PACKAGE"
+        ssh "$@" "$${SUDO}sh $STAGE/install-host --package $STAGE/flocker.deb && rm -f $STAGE/flocker.deb" < /dev/null
+      done
+    EOT
+    environment = {
+      TARGETS      = join(" ", [for name in local.rollout_order : "${name}=${var.hosts[name].ssh_user}@${var.hosts[name].ssh_host}"])
+      KEY          = pathexpand(var.ssh_private_key)
+      PACKAGE      = var.package
+      INSTALL_HOST = local.install_host
+      STAGE        = local.stage
+      SUDO         = local.sudo
     }
   }
 }

@@ -113,6 +113,27 @@ run "settings_have_the_keys_of_deploy_config" {
   }
 }
 
+run "a_new_build_rolls_the_hosts_one_at_a_time" {
+  # What plan shows of the rolling upgrade: only the rollout is replaced by a new build
+  # (the per-host package resources are not), and it visits the members first, then the
+  # other hosts. That it depends on every host's agent is checked by the Rust test
+  # (control/tests/terraform.rs) in `terraform graph`.
+  command = plan
+
+  assert {
+    condition     = terraform_data.rollout.triggers_replace[0] == filesha256(var.package) && length(terraform_data.rollout.triggers_replace) == 1
+    error_message = "the rollout is replaced by a new build, and only by that"
+  }
+  assert {
+    condition     = alltrue([for p in values(terraform_data.package) : length(p.triggers_replace) == 1])
+    error_message = "a host's package resource is replaced only with its host (the host id), not by a new build: that would upgrade every host at once"
+  }
+  assert {
+    condition     = terraform_data.rollout.input.order == tolist(["node1", "node2", "node3", "node4"])
+    error_message = "the rollout visits the members by name, then the other hosts"
+  }
+}
+
 run "agents_wait_for_the_members" {
   # A single member: its peer list is empty. Plan mode cannot show depends_on directly;
   # the agent resources' depends_on = [terraform_data.member] is checked by the Rust test
@@ -133,6 +154,10 @@ run "agents_wait_for_the_members" {
   assert {
     condition     = yamldecode(terraform_data.agent["b"].input.settings).control == ["10.0.0.21:4523"]
     error_message = "agents dial the lone member"
+  }
+  assert {
+    condition     = terraform_data.rollout.input.order == tolist(["solo", "b"])
+    error_message = "the rollout visits the member before a host whose name sorts first"
   }
 }
 
