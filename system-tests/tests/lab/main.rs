@@ -8,10 +8,12 @@
 //! and a killed control leader, and `down` leaves nothing behind. Needs root,
 //! dockerd, zfs-fuse and docker-compose; skipped with a reason otherwise, a failure under
 //! CI. Uses the lab's fixed names (node*, labbr, lab*), so it is one test that first tears
-//! down whatever an earlier run left.
+//! down whatever an earlier run left. `ssh` deploys with Terraform onto the lab's SSH mode
+//! (a lab of its own names).
 
 mod moves;
 mod network;
+mod ssh;
 mod swarm;
 mod volumes;
 mod walk;

@@ -1,7 +1,6 @@
-# The lab's three hosts (demos/lab: node1..node3 at 192.168.77.11-13 on the lab bridge,
-# each a member and an agent, pools lab1..lab3) deployed by the module over SSH. Applying
-# needs the lab's SSH mode (each node running sshd in its own network and mount
-# namespaces), which is not built yet: see README.md.
+# The lab's three SSH hosts (`demos/lab up --ssh`: node1..node3 at 192.168.77.11-13 on the
+# lab bridge, each booting its own systemd, with sshd, dockerd and its zfs-fuse pool
+# lab1..lab3) deployed by the module over SSH: each a member and an agent. See README.md.
 
 terraform {
   required_version = ">= 1.5"
@@ -13,8 +12,15 @@ variable "package" {
 }
 
 variable "ssh_private_key" {
-  description = "The key the lab's sshd accepts for root."
+  description = "The key the lab's hosts accept for root ($LAB_DIR/ssh/id_ed25519)."
   type        = string
+  default     = "/var/lib/lab/ssh/id_ed25519"
+}
+
+variable "network" {
+  description = "The lab's /24 without its last part (LAB_NET): host K is at NETWORK.1K."
+  type        = string
+  default     = "192.168.77"
 }
 
 variable "ca_dir" {
@@ -40,8 +46,8 @@ module "flocker" {
 
   hosts = {
     for k in [1, 2, 3] : "node${k}" => {
-      ssh_host           = "192.168.77.1${k}"
-      underlay_address   = "192.168.77.1${k}"
+      ssh_host           = "${var.network}.1${k}"
+      underlay_address   = "${var.network}.1${k}"
       underlay_interface = "eth0"
       control_member     = true
       storage            = "zfs:lab${k}"
