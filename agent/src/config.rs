@@ -22,4 +22,7 @@ pub struct AgentConfig {
     pub storage: String,
     /// Time between heartbeats.
     pub heartbeat: Duration,
+    /// How long unanswered heartbeats make the volumes owned here read-only
+    /// ([`crate::fencing`]).
+    pub fence_after: Duration,
 }

@@ -7,6 +7,8 @@
 //! - [`cluster`]: the one session with the control service (a shared connection that fails
 //!   over, one watch stream kept as the cluster view every part follows).
 //! - [`membership`]: register and heartbeat, following the cluster view, reconnecting on failure.
+//! - [`fencing`]: self-fencing: the volumes owned here go read-only while the control
+//!   service does not answer the heartbeats, before another node may be given them.
 //! - [`metrics`]: the agent's Prometheus series (`--metrics-listen`).
 //! - [`docker`]: Docker behind [`docker::DockerApi`], exactly what the agent uses (inspect
 //!   containers and images, list running containers, kill, stop, a reconnecting stream of
@@ -40,6 +42,7 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod docker;
+pub mod fencing;
 pub mod flocker;
 pub mod locks;
 pub mod membership;

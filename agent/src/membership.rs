@@ -14,6 +14,7 @@ use tracing::{Instrument, info_span};
 
 use crate::cluster::{Cluster, Control};
 use crate::config::AgentConfig;
+use crate::fencing::SelfFence;
 
 /// The agent cannot go on.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,7 @@ pub async fn run(
     cluster: Cluster,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let heartbeat = heartbeat_loop(&config, cluster.control())
+    let heartbeat = heartbeat_loop(&config, cluster.control(), cluster.fence())
         .instrument(info_span!("agent.heartbeat", node.name = %config.node));
     tokio::select! {
         r = heartbeat => r,
@@ -58,12 +59,17 @@ pub async fn run(
     }
 }
 
-/// Registers the node, then heartbeats every `config.heartbeat`.
-async fn heartbeat_loop(config: &AgentConfig, control: &Control) -> Result<(), AgentError> {
+/// Registers the node, then heartbeats every `config.heartbeat`, telling `fence` of every
+/// answer.
+async fn heartbeat_loop(
+    config: &AgentConfig,
+    control: &Control,
+    fence: &SelfFence,
+) -> Result<(), AgentError> {
     let mut backoff = Backoff::reconnect();
     loop {
         let started = Instant::now();
-        let failed = heartbeat_session(config, control).await;
+        let failed = heartbeat_session(config, control, fence).await;
         if let Some(fatal) = refused(&config.node, &failed) {
             return Err(fatal);
         }
@@ -73,7 +79,7 @@ async fn heartbeat_loop(config: &AgentConfig, control: &Control) -> Result<(), A
 }
 
 /// Registers, then heartbeats until a call fails; returns the failure.
-async fn heartbeat_session(config: &AgentConfig, control: &Control) -> Status {
+async fn heartbeat_session(config: &AgentConfig, control: &Control, fence: &SelfFence) -> Status {
     let register = RegisterNodeRequest {
         name: config.node.clone(),
         address: config.address.clone(),
@@ -88,6 +94,7 @@ async fn heartbeat_session(config: &AgentConfig, control: &Control) -> Status {
         Ok(node) => node,
         Err(status) => return status,
     };
+    fence.answered();
     tracing::info!(node.name = %node.name, node.address = %node.address, "registered with the control service");
     let mut tick = tokio::time::interval(config.heartbeat);
     tick.tick().await;
@@ -102,8 +109,9 @@ async fn heartbeat_session(config: &AgentConfig, control: &Control) -> Status {
             .instrument(info_span!(parent: None, "agent.beat", node.name = %config.node))
             .await;
         crate::metrics::METRICS.heartbeat(answered.is_ok());
-        if let Err(status) = answered {
-            return status;
+        match answered {
+            Ok(_) => fence.answered(),
+            Err(status) => return status,
         }
     }
 }

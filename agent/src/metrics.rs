@@ -1,7 +1,8 @@
 //! The agent's Prometheus metrics, served on `--metrics-listen` (`GET /metrics`, plain
 //! HTTP, off unless set; [`foundation::metrics::serve`]). One set per process, counted where
 //! the work happens: heartbeats, snapshots received, leases, attaches, volumes moved here
-//! ahead of their container's start; and its Docker proxy's ([`proxy::metrics`]).
+//! ahead of their container's start, whether it is fenced; and its Docker proxy's
+//! ([`proxy::metrics`]).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -23,6 +25,7 @@ pub struct AgentMetrics {
     leases: Family<Labels, Counter>,
     attach_seconds: Histogram,
     warm_ups: Counter,
+    fenced: Gauge,
 }
 
 /// This process's metrics.
@@ -39,6 +42,7 @@ impl AgentMetrics {
             leases: Family::default(),
             attach_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             warm_ups: Counter::default(),
+            fenced: Gauge::default(),
         };
         let r = &mut registry;
         r.register(
@@ -70,6 +74,11 @@ impl AgentMetrics {
             "warm_ups",
             "Volume moves started here ahead of a container's start (its create event)",
             m.warm_ups.clone(),
+        );
+        r.register(
+            "fenced",
+            "1 while this agent is fenced: the control service has not answered its heartbeats for --fence-after, so the volumes owned here are read-only",
+            m.fenced.clone(),
         );
         // Every label value from the start, at 0, so that a rate is defined before the
         // first event.
@@ -107,6 +116,11 @@ impl AgentMetrics {
     /// A container given its `ethwe` in `elapsed`.
     pub fn attached(&self, elapsed: Duration) {
         self.attach_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// The fence closed (`true`) or lifted ([`crate::fencing`]).
+    pub fn fenced(&self, fenced: bool) {
+        self.fenced.set(i64::from(fenced));
     }
 
     /// A volume move started ahead of a container's start.

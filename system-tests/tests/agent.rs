@@ -40,6 +40,7 @@ async fn node_goes_down_when_its_agent_stops() {
         address: "host-a:4524".into(),
         storage: "dir:/srv".into(),
         heartbeat: Duration::from_millis(200),
+        fence_after: Duration::from_secs(1),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(agent::run(
@@ -88,6 +89,7 @@ async fn agent_with_another_nodes_certificate_stops_with_a_clear_error() {
         address: "host-b:4524".into(),
         storage: "dir:/srv".into(),
         heartbeat: Duration::from_millis(200),
+        fence_after: Duration::from_secs(1),
     };
     let err = tokio::time::timeout(
         Duration::from_secs(20),

@@ -40,7 +40,11 @@ async fn vxlan_peers_follow_the_up_nodes() {
     c.leader(1).await;
     let client = c.register_node("n1", "10.77.0.1:4524").await;
     // The agent's session: its one watch stream keeps the view peer sync follows.
-    let cluster = agent::cluster::Cluster::new("n1", Control::with_client(client));
+    let cluster = agent::cluster::Cluster::new(
+        "n1",
+        Control::with_client(client),
+        agent::fencing::DEFAULT_FENCE_AFTER,
+    );
     let following = tokio::spawn({
         let cluster = cluster.clone();
         async move { cluster.follow().await }

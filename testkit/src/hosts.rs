@@ -32,6 +32,9 @@ pub struct Host {
     pub send_limit: Option<u64>,
     /// Environment variables the agent gets besides `RUST_LOG` (e.g. `NOTIFY_SOCKET`).
     pub env: Vec<(String, std::ffi::OsString)>,
+    /// The control addresses the agent dials instead of the members' own (e.g. a
+    /// [`crate::relay::Relay`] the test can cut).
+    pub controls: Option<Vec<String>>,
 }
 
 impl Host {
@@ -54,13 +57,17 @@ impl Host {
             port: free_port(),
             send_limit,
             env: Vec::new(),
+            controls: None,
         })
     }
 
     /// Starts (or restarts) the agent against the cluster's members.
     pub fn start(&mut self, c: &Cluster) {
         let tls = c.pki.issue(Role::Node, &self.name);
-        let controls: Vec<String> = (1..=c.ports.len() as u64).map(|id| c.addr(id)).collect();
+        let controls: Vec<String> = self
+            .controls
+            .clone()
+            .unwrap_or_else(|| (1..=c.ports.len() as u64).map(|id| c.addr(id)).collect());
         let addr = format!("127.0.0.1:{}", self.port);
         let mut cmd = Command::new(binary("flocker-agent"));
         cmd.args(["--node", &self.name, "--control", &controls.join(",")])

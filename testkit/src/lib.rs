@@ -8,7 +8,8 @@
 //!   programs ([`bins`]).
 //! - Real parts: a private dockerd ([`docker::TestDocker`]), zfs-fuse pools
 //!   ([`pool::TestPool`]), network namespaces ([`netns::TestNetns`]), an OTLP trace
-//!   receiver in Python ([`otlp::OtlpReceiver`]).
+//!   receiver in Python ([`otlp::OtlpReceiver`]), a TCP relay a test can cut (a partition,
+//!   [`relay::Relay`]).
 //! - The proxy: a `powerstrip` process ([`powerstrip::Powerstrip`]) and HTTP adapters
 //!   served from the test ([`adapter::AdapterServer`]).
 //! - The cluster: a CA and control members as processes ([`cluster`]), hosts running
@@ -31,6 +32,7 @@ pub mod pool;
 pub mod powerstrip;
 mod proc;
 pub mod prometheus;
+pub mod relay;
 mod scratch;
 pub mod stack;
 pub mod wait;

@@ -12,27 +12,32 @@ mod view;
 pub use control::{CALL_ATTEMPTS, Control};
 pub use view::{ClusterView, follow};
 
+use std::time::Duration;
+
 use tokio::sync::watch;
 
 use crate::config::AgentConfig;
+use crate::fencing::SelfFence;
 
 /// The session: the shared connection and the view its watch stream keeps.
 #[derive(Clone)]
 pub struct Cluster {
     node: String,
     control: Control,
+    fence: SelfFence,
     view: watch::Receiver<ClusterView>,
     publish: watch::Sender<ClusterView>,
 }
 
 impl Cluster {
-    /// The session of node `node` over `control`; the view stays empty until
-    /// [`Cluster::follow`] runs.
-    pub fn new(node: impl Into<String>, control: Control) -> Self {
+    /// The session of node `node` over `control`, fenced after `fence_after` without an
+    /// answer; the view stays empty until [`Cluster::follow`] runs.
+    pub fn new(node: impl Into<String>, control: Control, fence_after: Duration) -> Self {
         let (publish, view) = watch::channel(ClusterView::default());
         Self {
             node: node.into(),
             control,
+            fence: SelfFence::new(fence_after),
             view,
             publish,
         }
@@ -43,12 +48,18 @@ impl Cluster {
         Self::new(
             config.node.clone(),
             Control::new(config.controls.clone(), config.tls.clone()),
+            config.fence_after,
         )
     }
 
     /// The shared control connection.
     pub fn control(&self) -> &Control {
         &self.control
+    }
+
+    /// Whether the control service answers this agent ([`crate::fencing`]).
+    pub fn fence(&self) -> &SelfFence {
+        &self.fence
     }
 
     /// The cluster as the watch stream last showed it; `changed()` wakes at each change.

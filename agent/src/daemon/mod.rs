@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 
 use crate::cluster::Cluster;
 use crate::config::AgentConfig;
+use crate::docker::Docker;
+use crate::fencing;
 use crate::flocker::side::{self as docker_side, DockerSide, Extensions, StartError};
 use crate::locks::VolumeLocks;
 use crate::membership::{self, AgentError};
@@ -87,8 +89,11 @@ impl Daemon {
         } = settings;
         let locks = VolumeLocks::default();
         let cluster = Cluster::of(&agent);
-        let storage =
-            Arc::new(Backend::open(&transfer.storage, &transfer.volume_root, locks.clone()).await?);
+        let storage = Arc::new(
+            Backend::open(&transfer.storage, &transfer.volume_root, locks.clone())
+                .await?
+                .with_fence(cluster.fence().clone()),
+        );
         let network = match network {
             Some(config) => {
                 Some(network_side::start(&agent, config, transfer.docker.clone(), &cluster).await?)
@@ -143,6 +148,15 @@ impl Daemon {
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<(), DaemonError> {
         let supervisor = Supervisor::<DaemonError>::new();
         let token = supervisor.token();
+        let fencer = fencing::Fencer {
+            fence: self.cluster.fence().clone(),
+            node: self.agent.node.clone(),
+            storage: self.storage.clone(),
+            view: self.cluster.view(),
+            control: self.cluster.control().clone(),
+            docker: Arc::new(Docker::new(&self.transfer.docker)),
+            volume_root: self.transfer.volume_root.clone(),
+        };
         supervisor.spawn_fallible({
             let drained = token.clone().cancelled_owned();
             async move {
@@ -162,6 +176,7 @@ impl Daemon {
             );
             async move { service.await.map_err(DaemonError::from) }
         });
+        supervisor.spawn("self-fencing", fencer.run());
         supervisor.spawn(
             "volume reconciler",
             transfer::reconcile::run(self.agent.clone(), self.storage, self.cluster.view()),

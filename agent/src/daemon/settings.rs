@@ -99,6 +99,16 @@ pub struct Args {
         default_value = "2s"
     )]
     pub heartbeat: Duration,
+    /// Make the volumes owned here read-only once the control service has not answered a
+    /// heartbeat for this long (self-fencing); keep it below the members' --node-timeout, after
+    /// which another node may be given them.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration,
+        default_value = "6s"
+    )]
+    pub fence_after: Duration,
     /// The interface that carries the overlay's VXLAN traffic; turns the network side
     /// (WEAVE_CIDR addresses) on [default: off].
     #[arg(long)]
@@ -183,6 +193,13 @@ pub fn validate(args: Args) -> Result<Settings, Vec<String>> {
             humantime::format_duration(MIN_HEARTBEAT)
         ));
     }
+    if args.fence_after < args.heartbeat * 2 {
+        errors.push(format!(
+            "--fence-after ({}) must be at least two --heartbeat intervals ({}), or one late answer fences the agent",
+            humantime::format_duration(args.fence_after),
+            humantime::format_duration(args.heartbeat * 2)
+        ));
+    }
     let tls = TlsDir::load(&args.tls_dir).map_err(|e| errors.push(format!("--tls-dir: {e}")));
     match (tls, side) {
         (Ok(tls), Some(side)) if errors.is_empty() => Ok(Settings {
@@ -195,6 +212,7 @@ pub fn validate(args: Args) -> Result<Settings, Vec<String>> {
                 tls,
                 storage: args.storage,
                 heartbeat: args.heartbeat,
+                fence_after: args.fence_after,
             },
             transfer: TransferConfig {
                 storage: side.storage.clone(),

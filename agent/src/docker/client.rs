@@ -231,6 +231,19 @@ impl DockerApi for Docker {
             .map_err(|e| self.error(e, &what, Some(("container", id_or_name))))
     }
 
+    async fn pause(&self, id_or_name: &str, paused: bool) -> Result<(), DockerError> {
+        check_name("container", id_or_name)?;
+        let verb = if paused { "pause" } else { "unpause" };
+        let what = format!("POST /{API_VERSION}/containers/{id_or_name}/{verb}");
+        let client = self.client()?;
+        let done = if paused {
+            client.pause_container(id_or_name).await
+        } else {
+            client.unpause_container(id_or_name).await
+        };
+        done.map_err(|e| self.error(e, &what, Some(("container", id_or_name))))
+    }
+
     async fn look_up_volume_driver(&self, driver: &str) -> Result<(), DockerError> {
         let what = format!("GET /{API_VERSION}/volumes?filters={{\"driver\":[\"{driver}\"]}}");
         let options = ListVolumesOptions {

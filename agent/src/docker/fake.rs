@@ -29,6 +29,8 @@ pub enum Call {
     Stop(String, Duration),
     /// `look_up_volume_driver(driver)`.
     LookUpVolumeDriver(String),
+    /// `pause(id_or_name, paused)`.
+    Pause(String, bool),
 }
 
 /// An in-memory Docker.
@@ -266,6 +268,12 @@ impl DockerApi for FakeDocker {
     async fn stop(&self, id_or_name: &str, grace: Duration) -> Result<(), DockerError> {
         let mut state = self.call(Call::Stop(id_or_name.to_owned(), grace))?;
         state.find(id_or_name)?.state = ContainerState::default();
+        Ok(())
+    }
+
+    async fn pause(&self, id_or_name: &str, paused: bool) -> Result<(), DockerError> {
+        let mut state = self.call(Call::Pause(id_or_name.to_owned(), paused))?;
+        state.find(id_or_name)?;
         Ok(())
     }
 

@@ -59,6 +59,10 @@ pub trait DockerApi: Send + Sync {
     /// was not running is fine.
     async fn stop(&self, id_or_name: &str, grace: Duration) -> Result<(), DockerError>;
 
+    /// `docker pause` (`true`: every process of the container frozen in its cgroup, so it
+    /// can neither write nor answer) or `docker unpause` (`false`).
+    async fn pause(&self, id_or_name: &str, paused: bool) -> Result<(), DockerError>;
+
     /// Makes dockerd look up the volume driver `driver` (it lists that driver's volumes),
     /// which registers a legacy plugin socket found in its plugin directory: until then
     /// dockerd does not list the driver (`docker info`), and Swarm, which schedules by that

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use tokio::io::AsyncRead;
 use tracing::Instrument;
 
+use crate::fencing::SelfFence;
 use crate::locks::{VolumeGuard, VolumeLocks};
 
 use super::{
@@ -68,6 +69,8 @@ pub enum Store {
 pub struct Backend {
     store: Store,
     locks: VolumeLocks,
+    /// While it is closed, read-write mounts are refused ([`crate::fencing`]).
+    fence: Option<SelfFence>,
 }
 
 impl Backend {
@@ -82,12 +85,28 @@ impl Backend {
             StorageSpec::Zfs(parent) => Store::Zfs(ZfsStorage::open(parent, volume_root).await?),
             StorageSpec::Dir(root) => Store::Dir(DirStorage::new(root, volume_root)),
         };
-        Ok(Self { store, locks })
+        Ok(Self {
+            store,
+            locks,
+            fence: None,
+        })
     }
 
     /// A backend over `store`, serialising changes to one volume with `locks`.
     pub fn from_store(store: Store, locks: VolumeLocks) -> Self {
-        Self { store, locks }
+        Self {
+            store,
+            locks,
+            fence: None,
+        }
+    }
+
+    /// This backend, refusing read-write mounts while `fence` is closed.
+    pub fn with_fence(self, fence: SelfFence) -> Self {
+        Self {
+            fence: Some(fence),
+            ..self
+        }
     }
 
     /// Which backend this is.
@@ -138,6 +157,14 @@ impl Storage for Backend {
         let span = tracing::info_span!("storage.mount", volume.name = %volume, access = ?access);
         async {
             let _one_at_a_time = self.exclusive(volume).await;
+            // Checked under the volume's lock: the fence closes by mounting read-only under
+            // the same lock, so no read-write mount slips in after it.
+            if access == Access::ReadWrite && self.fence.as_ref().is_some_and(SelfFence::is_fenced)
+            {
+                return Err(StorageError::Fenced {
+                    volume: volume.to_string(),
+                });
+            }
             delegate!(self, s => s.mount(volume, access).await)
         }
         .instrument(span)

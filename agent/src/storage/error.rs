@@ -24,6 +24,14 @@ pub enum StorageError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A read-write mount while this agent is fenced (its heartbeats go unanswered).
+    #[error(
+        "volume {volume}: not mounted read-write: this agent is fenced (the control service has not answered its heartbeats, so another node may own the volume now); it lifts once the control service answers"
+    )]
+    Fenced {
+        /// The volume.
+        volume: String,
+    },
     /// An external command (`zfs`, `mount`, ...) failed for a volume.
     #[error("volume {volume}: `{command}` failed: {stderr}")]
     Command {
