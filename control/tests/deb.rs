@@ -23,6 +23,7 @@ fn the_package_holds_the_binaries_units_and_settings() {
         .arg(&wait_for_net)
         .arg("--out")
         .arg(out_dir.path())
+        .arg("--fast")
         .output()
         .unwrap();
     assert!(build.status.success(), "{}", stderr(&build));

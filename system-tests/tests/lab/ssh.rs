@@ -96,9 +96,18 @@ fn package(work: &Path) -> PathBuf {
     if let Some(deb) = std::env::var_os("LAB_SSH_DEB") {
         return PathBuf::from(deb);
     }
+    build_package(work, None)
+}
+
+/// `deploy/deb/build` of this build's binaries (stripped once) into `work`, as `version`
+/// (default: the workspace's).
+fn build_package(work: &Path, version: Option<&str>) -> PathBuf {
     let bins = work.join("bin");
     std::fs::create_dir_all(&bins).unwrap();
     for name in ["flocker-agent", "flocker-control", "flockerctl"] {
+        if bins.join(name).exists() {
+            continue;
+        }
         let out = Command::new("strip")
             .arg("--strip-debug")
             .arg("-o")
@@ -108,15 +117,19 @@ fn package(work: &Path) -> PathBuf {
             .expect("strip runs");
         assert!(out.status.success(), "strip {name}: {}", stderr(&out));
     }
-    let build = Command::new(testkit::bins::workspace().join("deploy/deb/build"))
+    let mut build = Command::new(testkit::bins::workspace().join("deploy/deb/build"));
+    build
         .arg("--bin-dir")
         .arg(&bins)
         .arg("--wait-for-net")
         .arg(testkit::bins::static_wait_for_net())
         .arg("--out")
         .arg(work)
-        .output()
-        .expect("deploy/deb/build runs");
+        .arg("--fast");
+    if let Some(version) = version {
+        build.args(["--version", version]);
+    }
+    let build = build.output().expect("deploy/deb/build runs");
     assert!(build.status.success(), "{}", stderr(&build));
     PathBuf::from(stdout(&build).lines().last().expect("the package's path"))
 }
@@ -263,6 +276,48 @@ fn terraform_deploys_onto_the_ssh_lab_and_destroy_leaves_nothing() {
     agent_docker(1, "rm -f ssh-srv");
     mark("WEAVE_CIDR ping");
 
+    // A new build, applied again: the rollout upgrades the hosts one at a time, members
+    // first, keeping the control service's quorum, while a client creates a volume every
+    // 200 ms through all three members.
+    let upgrade = build_package(work.path(), Some("0.1.0+rolled"));
+    mark("package (new build)");
+    let creating = VolumeCreator::start(work.path());
+    let reapply = terraform(work.path(), &["apply", "-auto-approve"], &upgrade);
+    let creates = creating.stop();
+    assert!(
+        stdout(&reapply).contains("terraform_data.rollout"),
+        "{}",
+        stdout(&reapply)
+    );
+    mark("terraform apply (rolling)");
+    for node in [1, 2, 3] {
+        let out = on(
+            node,
+            "dpkg-query -W -f='${Version}\\n' flocker; systemctl is-active flocker-control flocker-agent",
+        );
+        assert_eq!(
+            stdout(&out),
+            "0.1.0+rolled\nactive\nactive\n",
+            "node{node}: {}",
+            stderr(&out)
+        );
+    }
+    let outage = creates.longest_outage();
+    eprintln!(
+        "rolling upgrade: {} creates, {} failed, longest time without a successful create {:.1} s",
+        creates.attempts.len(),
+        creates.attempts.iter().filter(|(_, ok)| !ok).count(),
+        outage.as_secs_f64()
+    );
+    assert!(
+        creates.attempts.iter().filter(|(_, ok)| *ok).count() > 10,
+        "creates went through during the rollout"
+    );
+    assert!(
+        outage < std::time::Duration::from_secs(15),
+        "no create failed for longer than a failover: {outage:?}"
+    );
+
     terraform(work.path(), &["destroy", "-auto-approve"], &deb);
     mark("terraform destroy");
     for node in [1, 2, 3] {
@@ -296,4 +351,67 @@ fn terraform_deploys_onto_the_ssh_lab_and_destroy_leaves_nothing() {
         timings.join(", "),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A client that creates a volume every 200 ms through all three members (as `flockerctl`
+/// with the operator's certificate from the module's CA), until stopped.
+struct VolumeCreator {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Creates>,
+}
+
+/// Each create's time and whether it succeeded.
+struct Creates {
+    attempts: Vec<(Instant, bool)>,
+}
+
+impl Creates {
+    /// The longest time between two successful creates (or from the first attempt).
+    fn longest_outage(&self) -> std::time::Duration {
+        let mut longest = std::time::Duration::ZERO;
+        let mut last_ok = self.attempts.first().map(|a| a.0);
+        for (at, ok) in &self.attempts {
+            if let Some(since) = last_ok {
+                longest = longest.max(at.duration_since(since));
+            }
+            if *ok {
+                last_ok = Some(*at);
+            }
+        }
+        longest
+    }
+}
+
+impl VolumeCreator {
+    fn start(work: &Path) -> VolumeCreator {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let members = format!("{NET}.11:4523,{NET}.12:4523,{NET}.13:4523");
+        let tls = work.join("ca/user");
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let mut attempts = Vec::new();
+                for n in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let out = Command::new(bin_dir().join("flockerctl"))
+                        .args(["--control", &members, "--tls-dir"])
+                        .arg(&tls)
+                        .args(["volume", "create", &format!("roll-{n}")])
+                        .output()
+                        .expect("flockerctl runs");
+                    attempts.push((Instant::now(), out.status.success()));
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Creates { attempts }
+            }
+        });
+        VolumeCreator { stop, thread }
+    }
+
+    fn stop(self) -> Creates {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
 }
