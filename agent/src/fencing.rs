@@ -17,7 +17,7 @@
 //! a diverged replica from then on: docs/volumes.md, "When the owner dies") and the
 //! containers that held it are killed without being thawed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -163,7 +163,7 @@ impl Fencer {
             }
         }
         let mut frozen = Vec::new();
-        for (id, volumes) in self.holders(&owned).await {
+        for (id, volumes) in holders(self.docker.as_ref(), &self.volume_root, &owned).await {
             match self.docker.pause(&id, true).await {
                 Ok(()) => {
                     tracing::warn!(container.id = %id, "fenced: container frozen (docker pause)");
@@ -175,27 +175,6 @@ impl Fencer {
             }
         }
         frozen
-    }
-
-    /// The running containers here that hold any of `volumes`, with the ones each holds.
-    async fn holders(&self, volumes: &[VolumeName]) -> Vec<(String, Vec<VolumeName>)> {
-        let running = match self.docker.running_containers().await {
-            Ok(running) => running,
-            Err(e) => {
-                tracing::error!(error = %e, "fenced, but cannot list the containers to freeze");
-                return Vec::new();
-            }
-        };
-        running
-            .into_iter()
-            .filter_map(|c| {
-                let held: Vec<VolumeName> = flocker_volumes(&c.mounts, &self.volume_root)
-                    .into_iter()
-                    .filter(|v| volumes.contains(v))
-                    .collect();
-                (!held.is_empty()).then_some((c.id, held))
-            })
-            .collect()
     }
 
     /// Lifts the fence: the volumes the control service says this node owns, and has, are
@@ -238,6 +217,50 @@ impl Fencer {
         }
         tracing::info!(node.name = %self.node, volumes = ours.len(), thawed_or_stopped = frozen.len(), "fence lifted: the control service answers; the volumes still owned here are writable again");
         Ok(())
+    }
+}
+
+/// The running containers of this host that hold any of `volumes`, with the ones each
+/// holds (none when Docker cannot say: logged).
+pub async fn holders(
+    docker: &dyn DockerApi,
+    volume_root: &Path,
+    volumes: &[VolumeName],
+) -> Vec<(String, Vec<VolumeName>)> {
+    let running = match docker.running_containers().await {
+        Ok(running) => running,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the containers holding volumes");
+            return Vec::new();
+        }
+    };
+    running
+        .into_iter()
+        .filter_map(|c| {
+            let held: Vec<VolumeName> = flocker_volumes(&c.mounts, volume_root)
+                .into_iter()
+                .filter(|v| volumes.contains(v))
+                .collect();
+            (!held.is_empty()).then_some((c.id, held))
+        })
+        .collect()
+}
+
+/// Kills (SIGKILL) the containers of this host that hold `volume`, which another node owns
+/// now: a container a restart policy started on a returning old owner, or one that held it
+/// when it was promoted elsewhere. What they wrote since is in the copy here, set aside
+/// before the volume's data next comes here.
+pub async fn kill_stale_holders(
+    docker: &dyn DockerApi,
+    volume_root: &Path,
+    volume: &VolumeName,
+    owner: &str,
+) {
+    for (id, _) in holders(docker, volume_root, std::slice::from_ref(volume)).await {
+        tracing::warn!(volume.name = %volume, container.id = %id, owner, "a container here holds a volume another node owns: killing it (its copy here is stale)");
+        if let Err(e) = docker.kill(&id, "KILL").await {
+            tracing::error!(container.id = %id, error = %e, "cannot kill the container");
+        }
     }
 }
 

@@ -251,3 +251,101 @@ async fn a_partitioned_owner_fences_itself_before_its_replica_is_promoted() {
     );
     std::fs::write(b.path("fenced").join("after"), "on b").unwrap();
 }
+
+/// The other way a stale owner can write: its agent died (not cut off), so it never fenced;
+/// a container there goes on writing into its copy while the replica is promoted. When the
+/// agent comes back it finds the volume owned elsewhere: the copy goes read-only and the
+/// container still holding it is killed (and not restarted by its restart policy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_old_owner_kills_the_containers_still_holding_the_volume() {
+    let test = "a_returning_old_owner_kills_the_containers_still_holding_the_volume";
+    let (Some(mut a), Some(b)) = (Host::new("host-a", None), Host::new("host-b", None)) else {
+        return;
+    };
+    a.share_volume_root();
+    let Some(docker) = TestDocker::start(test) else {
+        return;
+    };
+    a.docker_socket = Some(docker.socket());
+    let mut lab = Lab::with_hosts_flags(1, vec![a, b], &["--node-timeout", NODE_TIMEOUT]).await;
+    let max_lag = format!("{MAX_LAG_MS}ms");
+    let created = lab.ctl(&[
+        "volume",
+        "create",
+        "stale",
+        "--owner",
+        "host-a",
+        "--replicas",
+        "1",
+        "--max-lag",
+        &max_lag,
+    ]);
+    assert!(created.status.success(), "{created:?}");
+    eventually(
+        Duration::from_secs(30),
+        "a to mount it read-write",
+        || async { (lab.hosts[0].mounted("stale") == Some(false)).then_some(()) },
+    )
+    .await;
+    let script = "i=0; while true; do i=$((i+1)); echo $i >> /data/log && \
+                  echo $i; sleep 0.05; done";
+    let out = docker
+        .cli_at(&lab.hosts[0].proxy_socket())
+        .args([
+            "run",
+            "-d",
+            "--restart",
+            "always",
+            "-v",
+            "/flocker/stale:/data",
+        ])
+        .args(["busybox", "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker run: {out:?}\n{}",
+        lab.hosts[0].log()
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    eventually(Duration::from_secs(30), "b's replica", || async {
+        let v = lab.volume("stale");
+        (v["replicas"][0]["taken_ms"].as_u64().is_some()).then_some(())
+    })
+    .await;
+
+    // a's agent dies: nothing fences its copy, and the container goes on writing.
+    lab.hosts[0].kill();
+    eventually(Duration::from_secs(20), "a to be marked down", || async {
+        (node_up(&lab, "host-a") == Some(false)).then_some(())
+    })
+    .await;
+    let promote = lab.ctl(&["volume", "promote", "stale", "--on", "host-b"]);
+    assert!(promote.status.success(), "{promote:?}");
+    assert_eq!(state(&docker, &id), "running", "nothing stopped it yet");
+
+    // The agent is back: it kills the stale holder, which stays down.
+    let back = std::time::Instant::now();
+    lab.hosts[0].start(&lab.c);
+    eventually(
+        Duration::from_secs(30),
+        "the stale holder to be killed",
+        || async { (state(&docker, &id) == "exited").then_some(()) },
+    )
+    .await;
+    eprintln!(
+        "the stale holder killed {:.1} s after its agent came back",
+        back.elapsed().as_secs_f64()
+    );
+    let log = lab.hosts[0].log();
+    assert!(
+        log.contains("a container here holds a volume another node owns"),
+        "{log}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(state(&docker, &id), "exited", "not restarted by its policy");
+    assert!(
+        std::fs::write(lab.hosts[0].path("stale").join("log"), "x").is_err(),
+        "a's copy is read-only"
+    );
+}

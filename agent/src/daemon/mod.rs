@@ -148,6 +148,10 @@ impl Daemon {
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<(), DaemonError> {
         let supervisor = Supervisor::<DaemonError>::new();
         let token = supervisor.token();
+        let holders = transfer::reconcile::Holders {
+            docker: Arc::new(Docker::new(&self.transfer.docker)),
+            volume_root: self.transfer.volume_root.clone(),
+        };
         let fencer = fencing::Fencer {
             fence: self.cluster.fence().clone(),
             node: self.agent.node.clone(),
@@ -179,7 +183,12 @@ impl Daemon {
         supervisor.spawn("self-fencing", fencer.run());
         supervisor.spawn(
             "volume reconciler",
-            transfer::reconcile::run(self.agent.clone(), self.storage, self.cluster.view()),
+            transfer::reconcile::run(
+                self.agent.clone(),
+                self.storage,
+                self.cluster.view(),
+                holders,
+            ),
         );
         supervisor.spawn_fallible({
             let stopped = token.clone().cancelled_owned();

@@ -5,7 +5,8 @@
 //! - owned here, absent, never moved (epoch 1, no replicas): create it empty, then mount;
 //! - owned here, absent, moved before: refuse to invent an empty volume (Flocker did, and
 //!   lost data) and log an error naming the volume;
-//! - a replica here: mount read-only;
+//! - a replica here: mount read-only; a container of this host that holds it (a restart
+//!   policy started it on a returning old owner) is killed: its copy here is stale;
 //! - deleted (`flockerctl volume rm`, or the plugin's `Remove`): the control leader has this
 //!   agent destroy its copy (`CleanUp`), now or, if the agent is down, when it is back; the
 //!   agent itself never destroys data on the strength of an absence (a copy the cluster
@@ -15,6 +16,7 @@
 //! handoff has just unmounted; the move's orchestrator mounts explicitly as well.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use proto::control::Volume;
@@ -23,13 +25,24 @@ use tracing::Instrument;
 
 use crate::cluster::ClusterView;
 use crate::config::AgentConfig;
+use crate::docker::DockerApi;
 use crate::storage::{Access, Backend, CreateOptions, Storage, VolumeName};
+
+/// What the reconciler acts on besides the storage: this host's Docker, to kill the
+/// containers that hold a volume another node owns ([`crate::fencing::kill_stale_holders`]).
+pub struct Holders {
+    /// This host's dockerd.
+    pub docker: Arc<dyn DockerApi>,
+    /// Where volumes are mounted (`--volume-root`), to recognise their binds.
+    pub volume_root: PathBuf,
+}
 
 /// Follows the volumes of the cluster `view` until the future is dropped.
 pub async fn run(
     config: AgentConfig,
     storage: Arc<Backend>,
     mut view: watch::Receiver<ClusterView>,
+    holders: Holders,
 ) {
     let mut seen: HashMap<String, u64> = HashMap::new();
     let (mut listing, mut handled) = (0, 0);
@@ -48,7 +61,7 @@ pub async fn run(
             // A deleted volume is forgotten: made again under its name, it is acted on anew.
             seen.retain(|name, _| now.volumes.contains_key(name));
             for v in now.volumes.values() {
-                volume_changed(&config, &storage, &mut seen, v).await;
+                volume_changed(&config, &storage, &holders, &mut seen, v).await;
             }
         }
         if view.changed().await.is_err() {
@@ -72,6 +85,7 @@ async fn report_unknown_copies(storage: &Backend, view: &ClusterView) {
 async fn volume_changed(
     config: &AgentConfig,
     storage: &Backend,
+    holders: &Holders,
     seen: &mut HashMap<String, u64>,
     v: &Volume,
 ) {
@@ -88,10 +102,23 @@ async fn volume_changed(
     }
     seen.insert(v.name.clone(), v.epoch);
     let span = tracing::info_span!("reconcile", volume.name = %v.name, volume.epoch = v.epoch);
-    match apply(storage, &name, v, owned).instrument(span).await {
+    match apply(storage, &name, v, owned)
+        .instrument(span.clone())
+        .await
+    {
         Ok(Some(what)) => tracing::info!("{what}"),
         Ok(None) => {}
         Err(e) => tracing::error!(error = %e, "cannot bring the volume to its recorded state"),
+    }
+    if let (false, Some(owner)) = (owned, v.owner.as_deref()) {
+        crate::fencing::kill_stale_holders(
+            holders.docker.as_ref(),
+            &holders.volume_root,
+            &name,
+            owner,
+        )
+        .instrument(span)
+        .await;
     }
 }
 
