@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::proposal::{
     Applied, CheckAllocation, CheckClaim, ExecError, Ips, Leases, Nodes, Proposal, Query, Read,
-    VolumeNamed, Volumes, applied,
+    SnapshotSite, VolumeNamed, Volumes, applied,
 };
 use crate::raft::network::Peers;
 use crate::raft::{Raft, StateMachineStore};
@@ -177,6 +177,7 @@ impl Member {
                 Query::CheckAllocation { pool, node } => {
                     encode(self.read_local(CheckAllocation { pool, node }).await)
                 }
+                Query::SnapshotSite(volume) => encode(self.read_local(SnapshotSite(volume)).await),
             },
             Proposal::AddMember { id, address } => encode(self.add_member_local(id, address).await),
             Proposal::RemoveMember { id } => encode(self.remove_member_local(id).await),

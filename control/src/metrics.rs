@@ -253,6 +253,7 @@ mod tests {
             replicas,
             replication,
             promotions: Vec::new(),
+            snapshots: Vec::new(),
             created_ms: 0,
             metadata: Default::default(),
         };

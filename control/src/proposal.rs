@@ -63,6 +63,8 @@ pub enum Query {
         /// The container's node.
         node: String,
     },
+    /// Where a user snapshot of a volume would be taken now, or why not.
+    SnapshotSite(String),
 }
 
 /// A pool and how many of its addresses are held.
@@ -99,6 +101,11 @@ pub struct VolumeNamed(pub String);
 /// Every lease ([`Query::Leases`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Leases;
+
+/// A volume and its owner's node, if a user snapshot of it may be taken now
+/// ([`Query::SnapshotSite`]; the rule is [`crate::state::apply::may_snapshot`]).
+#[derive(Clone, Debug)]
+pub struct SnapshotSite(pub String);
 
 /// Pools and allocations ([`Query::Ips`]).
 #[derive(Clone, Copy, Debug)]
@@ -152,6 +159,23 @@ impl Read for VolumeNamed {
             .get(&self.0)
             .cloned()
             .ok_or(CommandError::NoSuchVolume { name: self.0 })
+    }
+}
+
+impl Read for SnapshotSite {
+    type Reply = (Volume, Node);
+    fn read(self, s: &State) -> Result<(Volume, Node), CommandError> {
+        crate::state::apply::may_snapshot(s, &self.0, None)?;
+        let v = s.volumes.get(&self.0).cloned();
+        let owner = v
+            .as_ref()
+            .and_then(|v| s.nodes.get(v.owner.as_deref()?).cloned());
+        match (v, owner) {
+            (Some(v), Some(owner)) => Ok((v, owner)),
+            _ => Err(CommandError::UnknownNode {
+                name: String::new(),
+            }),
+        }
     }
 }
 
@@ -209,6 +233,12 @@ impl From<Volumes> for Query {
 impl From<VolumeNamed> for Query {
     fn from(v: VolumeNamed) -> Self {
         Query::Volume(v.0)
+    }
+}
+
+impl From<SnapshotSite> for Query {
+    fn from(v: SnapshotSite) -> Self {
+        Query::SnapshotSite(v.0)
     }
 }
 

@@ -24,7 +24,7 @@ pub fn rules(method: &str) -> Option<Rule> {
         })
     };
     match method {
-        "Push" | "Mount" | "Unmount" | "CleanUp" | "Inventory" | "StopContainers" => {
+        "Push" | "Mount" | "Unmount" | "CleanUp" | "Inventory" | "StopContainers" | "Snapshot" => {
             rule(&[Role::Control], "orders from control members")
         }
         "Receive" => rule(&[Role::Node], "a snapshot stream from another agent"),

@@ -190,6 +190,37 @@ impl Agent for AgentService {
             .await?;
         Ok(Response::new(stopped))
     }
+
+    async fn snapshot(&self, req: Request<pb::SnapshotRequest>) -> Reply<pb::Snapshot> {
+        let req = req.into_inner();
+        let volume = VolumeName::new(&req.volume).map_err(TransferError::from)?;
+        let name = SnapshotName::new(&req.snapshot).map_err(TransferError::from)?;
+        let _guard = self.locks.transfer(volume.as_str()).await;
+        let storage = self.storage();
+        let span = tracing::info_span!("user_snapshot", volume.name = %volume, snapshot = %name);
+        let taken = async {
+            let held =
+                |all: Vec<crate::storage::Snapshot>| all.into_iter().find(|s| s.name == name);
+            if let Some(s) = held(storage.snapshots(&volume).await?) {
+                return Ok(s);
+            }
+            storage.snapshot(&volume, &name).await?;
+            tracing::info!("user snapshot taken");
+            held(storage.snapshots(&volume).await?).ok_or_else(|| {
+                crate::storage::StorageError::NoSuchSnapshot {
+                    volume: volume.to_string(),
+                    snapshot: name.to_string(),
+                }
+            })
+        }
+        .instrument(span)
+        .await
+        .map_err(TransferError::from)?;
+        Ok(Response::new(pb::Snapshot {
+            name: taken.name.to_string(),
+            guid: taken.guid,
+        }))
+    }
 }
 
 /// Destroys what `req` names of `volume` here: the listed snapshots that exist, a staged

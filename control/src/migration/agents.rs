@@ -156,6 +156,26 @@ impl AgentLink {
         Ok(())
     }
 
+    /// Takes snapshot `snapshot` of `volume` here (one that exists already is answered as it
+    /// is) and returns it with its GUID.
+    pub async fn snapshot(
+        &mut self,
+        volume: &str,
+        snapshot: &str,
+    ) -> Result<pb::Snapshot, MoveError> {
+        let mut req = tonic::Request::new(pb::SnapshotRequest {
+            volume: volume.to_owned(),
+            snapshot: snapshot.to_owned(),
+        });
+        req.set_timeout(CALL_TIMEOUT);
+        let taken = self
+            .client
+            .snapshot(req)
+            .await
+            .map_err(|s| self.failed(s))?;
+        Ok(taken.into_inner())
+    }
+
     /// Removes what `what` names of `volume` here (idempotent); returns what was destroyed.
     pub async fn clean_up(
         &mut self,

@@ -322,6 +322,7 @@ mod tests {
                 .collect(),
             replication: Some(policy(2)),
             promotions: Vec::new(),
+            snapshots: Vec::new(),
             created_ms: 0,
             metadata: Default::default(),
         }

@@ -20,6 +20,7 @@ pub mod node_service;
 pub mod operator_service;
 pub mod ownership;
 pub mod raft_service;
+pub mod snapshots;
 pub mod status;
 pub mod usage;
 

@@ -78,6 +78,21 @@ impl OperatorApi for OperatorService {
         Ok(Response::new(convert::volume(self.write(cmd).await?)))
     }
 
+    async fn snapshot_volume(
+        &self,
+        req: Request<pb::SnapshotVolumeRequest>,
+    ) -> Reply_<pb::UserSnapshot> {
+        let r = req.into_inner();
+        let taken = super::snapshots::take(&self.member, &self.agent_tls, r.name, r.label).await?;
+        Ok(Response::new(convert::user_snapshot(taken)))
+    }
+
+    async fn delete_snapshot(&self, req: Request<pb::DeleteSnapshotRequest>) -> Reply_<pb::Volume> {
+        let r = req.into_inner();
+        let v = super::snapshots::delete(&self.member, &self.agent_tls, r.name, r.snapshot).await?;
+        Ok(Response::new(convert::volume(v)))
+    }
+
     async fn reclaim_node(&self, req: Request<pb::ReclaimRequest>) -> Reply_<pb::AllocationList> {
         let cmd = Command::ReclaimNode {
             node: req.into_inner().node,

@@ -139,6 +139,22 @@ pub async fn operator_call(
             };
             (OPERATORS, ok(c.promote_volume(req).await))
         }
+        // An unknown volume, an unknown snapshot: an allowed call is refused by the state
+        // (not found), never by authorization, and reaches no agent.
+        "SnapshotVolume" => {
+            let req = pb::SnapshotVolumeRequest {
+                name: "nope".into(),
+                label: Some("x".into()),
+            };
+            (OPERATORS, ok(c.snapshot_volume(req).await))
+        }
+        "DeleteSnapshot" => {
+            let req = pb::DeleteSnapshotRequest {
+                name: VOLUME.into(),
+                snapshot: "nope".into(),
+            };
+            (OPERATORS, ok(c.delete_snapshot(req).await))
+        }
         "ReclaimNode" => (
             OPERATORS,
             ok(c.reclaim_node(pb::ReclaimRequest { node: N1.into() }).await),
@@ -224,6 +240,12 @@ pub async fn agent_call(
                 volume: nope(),
                 container_ids: Vec::new(),
                 grace_seconds: 1,
+            })
+            .await),
+        "Snapshot" => ok(c
+            .snapshot(apb::SnapshotRequest {
+                volume: nope(),
+                snapshot: "u-x".into(),
             })
             .await),
         other => panic!(

@@ -1,4 +1,4 @@
-//! `flockerctl volume ls|create|set|promote|inspect|move|rm` (`move` lives in [`super::move_cmd`]).
+//! `flockerctl volume ls|create|set|promote|snapshot|snapshots|inspect|move|rm` (`move` lives in [`super::move_cmd`]).
 
 use std::collections::BTreeMap;
 
@@ -61,6 +61,24 @@ pub enum Verb {
         /// is not in the volume (its copy is set aside, not destroyed).
         #[arg(long)]
         force: bool,
+    },
+    /// Take a snapshot on the volume's owner (kept on every copy, moves included, until
+    /// deleted), or with --delete destroy one.
+    Snapshot {
+        /// Volume name.
+        name: String,
+        /// Name the snapshot (a-z, 0-9, '_', '.', '-', up to 61 characters); without it the
+        /// snapshot is named by the time it was taken.
+        #[arg(long)]
+        label: Option<String>,
+        /// Destroy this snapshot (its name or label) on every copy instead.
+        #[arg(long, value_name = "SNAP", conflicts_with = "label")]
+        delete: Option<String>,
+    },
+    /// List a volume's snapshots (those `volume snapshot` took).
+    Snapshots {
+        /// Volume name.
+        name: String,
     },
     /// Show one volume.
     Inspect {
@@ -281,8 +299,33 @@ fn to_json(v: &pb::Volume, usage: &Usage, holders: &Holders) -> Value {
             "taken_ms": p.taken_ms, "forced": p.forced, "automatic": p.automatic,
         })).collect::<Vec<_>>(),
         "held_by": leases.iter().map(lease_json).collect::<Vec<_>>(),
+        "snapshots": v.snapshots.iter().map(snapshot_json).collect::<Vec<_>>(),
     })
 }
+
+fn snapshot_json(s: &pb::UserSnapshot) -> Value {
+    json!({
+        "name": s.name, "label": s.label, "taken_ms": s.taken_ms, "epoch": s.epoch, "node": s.node,
+    })
+}
+
+/// The rows of a volume's snapshots table: name, label, when, epoch and owner then.
+fn snapshot_rows(snapshots: &[pb::UserSnapshot], indent: &str) -> Vec<Vec<String>> {
+    snapshots
+        .iter()
+        .map(|s| {
+            vec![
+                format!("{indent}{}", s.name),
+                opt(s.label.clone()),
+                utc(Some(s.taken_ms)),
+                s.epoch.to_string(),
+                s.node.clone(),
+            ]
+        })
+        .collect()
+}
+
+const SNAPSHOT_HEADERS: [&str; 5] = ["NAME", "LABEL", "TAKEN", "EPOCH", "NODE"];
 
 /// One volume in detail, for people (`volume inspect` without `-o json`).
 fn describe(v: &pb::Volume, usage: &Usage, holders: &Holders) {
@@ -325,6 +368,14 @@ fn describe(v: &pb::Volume, usage: &Usage, holders: &Holders) {
             })
             .collect();
         output::table(&["  NODE", "SNAPSHOT", "TAKEN", "AGE"], &rows);
+    }
+    println!("Snapshots:");
+    if v.snapshots.is_empty() {
+        println!("  (none)");
+    } else {
+        let mut headers = SNAPSHOT_HEADERS;
+        headers[0] = "  NAME";
+        output::table(&headers, &snapshot_rows(&v.snapshots, "  "));
     }
     if !v.promotions.is_empty() {
         println!("Promotions:");
@@ -474,6 +525,59 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
             match (ctx.format, v.promotions.last()) {
                 (Format::Table, Some(p)) => println!("{}", promotion_text(p)),
                 _ => print(&[v], &Usage::new(), &Holders::new(), ctx.format),
+            }
+        }
+        Verb::Snapshot {
+            name,
+            label,
+            delete: None,
+        } => {
+            let s = OperatorApiClient::new(channel)
+                .snapshot_volume(pb::SnapshotVolumeRequest { name, label })
+                .await
+                .map_err(call_failed)?
+                .into_inner();
+            match ctx.format {
+                Format::Json => output::json(&snapshot_json(&s)),
+                Format::Table => println!(
+                    "snapshot {} taken on {} at {} (epoch {})",
+                    s.name,
+                    s.node,
+                    utc(Some(s.taken_ms)),
+                    s.epoch
+                ),
+            }
+        }
+        Verb::Snapshot {
+            name,
+            delete: Some(snapshot),
+            ..
+        } => {
+            let req = pb::DeleteSnapshotRequest {
+                name: name.clone(),
+                snapshot: snapshot.clone(),
+            };
+            let v = OperatorApiClient::new(channel)
+                .delete_snapshot(req)
+                .await
+                .map_err(call_failed)?
+                .into_inner();
+            match ctx.format {
+                Format::Json => output::json(&to_json(&v, &Usage::new(), &Holders::new())),
+                Format::Table => println!("deleted snapshot {snapshot} of volume {name}"),
+            }
+        }
+        Verb::Snapshots { name } => {
+            let v = c
+                .get_volume(pb::VolumeName { name })
+                .await
+                .map_err(call_failed)?
+                .into_inner();
+            match ctx.format {
+                Format::Json => output::json(&Value::Array(
+                    v.snapshots.iter().map(snapshot_json).collect(),
+                )),
+                Format::Table => output::table(&SNAPSHOT_HEADERS, &snapshot_rows(&v.snapshots, "")),
             }
         }
         Verb::Inspect { name } => {

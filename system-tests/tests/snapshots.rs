@@ -1,0 +1,238 @@
+//! User snapshots, clones and backups (issue 12, item 4): real control members and
+//! `flocker-agent`s on loopback, each agent with its own zfs-fuse pool, driven with the real
+//! `flockerctl`. Needs root and zfs-fuse: skipped with a reason otherwise, failing under
+//! `CI=true`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use testkit::eventually;
+use testkit::hosts::Host;
+use testkit::move_lab::Lab;
+
+/// The snapshots of `volume` on `host`'s pool, by name, sorted.
+fn snapshots_on(host: &Host, volume: &str) -> Vec<String> {
+    let prefix = format!("{}/{volume}@", host.pool.name());
+    let mut found: Vec<String> = host
+        .pool
+        .datasets()
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+        .collect();
+    found.sort();
+    found
+}
+
+/// The user snapshots (`u-…`) of `volume` on `host`.
+fn user_snapshots_on(host: &Host, volume: &str) -> Vec<String> {
+    snapshots_on(host, volume)
+        .into_iter()
+        .filter(|s| s.starts_with("u-"))
+        .collect()
+}
+
+/// `flockerctl --output json ARGS` expected to fail: its exit code and stderr.
+fn refused(lab: &Lab, args: &[&str]) -> (i32, String) {
+    let out = lab.flockerctl(1, args).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "flockerctl {args:?} should fail: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The user snapshots `volume snapshots NAME` lists, by name.
+fn listed(lab: &Lab, volume: &str) -> Vec<Value> {
+    json(&lab.ctl(&["volume", "snapshots", volume]))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn names(snapshots: &[Value]) -> Vec<String> {
+    let mut n: Vec<String> = snapshots
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    n.sort();
+    n
+}
+
+/// The walk a user relies on: snapshots taken (labelled and not) on the owner, listed
+/// cluster-wide and in `inspect`; bad input refused with what to do and nothing taken; a move
+/// carries them to the new owner and the old owner keeps them as a replica (the retention rule
+/// no longer destroys them); a replica filled by a policy gets them and keeps them through its
+/// refreshes; a snapshot on the new owner at the new epoch; one deleted by label is gone from
+/// every pool; and with the owner's agent down a snapshot is refused naming the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_snapshots_survive_moves_and_refreshes_until_deleted() {
+    let Some(mut lab) = Lab::start_with_flags(1, 3, &["--node-timeout", "3s"]).await else {
+        return;
+    };
+    let (a, b, c) = (0, 1, 2);
+    lab.create("snap", a).await;
+    let path = |h: usize| lab.hosts[h].path("snap").join("note");
+    std::fs::write(path(a), "v1").unwrap();
+    let before = json(&lab.ctl(&["volume", "snapshot", "snap", "--label", "before"]));
+    assert_eq!(before["name"], "u-before", "{before}");
+    assert_eq!(before["label"], "before");
+    assert_eq!(
+        (&before["node"], &before["epoch"]),
+        (&"host-a".into(), &1.into())
+    );
+    std::fs::write(path(a), "v2").unwrap();
+    let plain = json(&lab.ctl(&["volume", "snapshot", "snap"]));
+    let plain_name = plain["name"].as_str().unwrap().to_owned();
+    assert_eq!(plain_name, format!("u-{}", plain["taken_ms"]), "{plain}");
+    assert!(plain["label"].is_null());
+    let both = {
+        let mut n = vec!["u-before".to_owned(), plain_name.clone()];
+        n.sort();
+        n
+    };
+    assert_eq!(names(&listed(&lab, "snap")), both);
+    assert_eq!(user_snapshots_on(&lab.hosts[a], "snap"), both);
+    let inspected = lab.volume("snap");
+    assert_eq!(names(inspected["snapshots"].as_array().unwrap()), both);
+    let table = lab.ctl_table(&["volume", "snapshots", "snap"]);
+    assert!(
+        table.contains("u-before") && table.contains("before") && table.contains("host-a"),
+        "{table}"
+    );
+    assert!(
+        lab.ctl_table(&["volume", "inspect", "snap"])
+            .contains("Snapshots:"),
+        "inspect shows the snapshots"
+    );
+
+    // Bad input: refused with what to do, nothing taken.
+    let (code, err) = refused(&lab, &["volume", "snapshot", "nope"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("no volume named \"nope\""), "{err}");
+    let (code, err) = refused(
+        &lab,
+        &["volume", "snapshot", "snap", "--label", "Bad/Label"],
+    );
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("invalid snapshot label"), "{err}");
+    let (code, err) = refused(&lab, &["volume", "snapshot", "snap", "--label", "before"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("already has a snapshot \"u-before\""), "{err}");
+    lab.ctl(&["volume", "create", "loose"]);
+    let (code, err) = refused(&lab, &["volume", "snapshot", "loose"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("volume move loose --to NODE"), "{err}");
+    let (code, err) = refused(&lab, &["volume", "snapshot", "snap", "--delete", "nope"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("no snapshot \"nope\"") && err.contains("before"),
+        "{err}"
+    );
+    assert_eq!(user_snapshots_on(&lab.hosts[a], "snap"), both);
+    assert_eq!(names(&listed(&lab, "snap")), both);
+
+    // A move carries them along; the old owner, now a replica, keeps them.
+    lab.move_ok("snap", b);
+    eventually(
+        Duration::from_secs(30),
+        "b to mount the volume read-write",
+        || async { (lab.hosts[b].mounted("snap") == Some(false)).then_some(()) },
+    )
+    .await;
+    assert_eq!(std::fs::read_to_string(path(b)).unwrap(), "v2");
+    assert_eq!(user_snapshots_on(&lab.hosts[b], "snap"), both);
+    assert_eq!(user_snapshots_on(&lab.hosts[a], "snap"), both);
+    // Round snapshots are still pruned (after the commit, so soon rather than at once).
+    eventually(
+        Duration::from_secs(20),
+        "the move's round snapshots to go",
+        || async {
+            snapshots_on(&lab.hosts[b], "snap")
+                .iter()
+                .all(|s| s.starts_with("u-") || s.ends_with("-final"))
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(user_snapshots_on(&lab.hosts[b], "snap"), both);
+    assert_eq!(user_snapshots_on(&lab.hosts[a], "snap"), both);
+
+    // A snapshot on the new owner, at the new epoch.
+    std::fs::write(path(b), "v3").unwrap();
+    let after = json(&lab.ctl(&["volume", "snapshot", "snap", "--label", "after"]));
+    assert_eq!(
+        (&after["node"], &after["epoch"]),
+        (&"host-b".into(), &2.into())
+    );
+
+    // Two replicas kept fresh: c gets every user snapshot, and refreshes keep them.
+    lab.ctl(&[
+        "volume",
+        "set",
+        "snap",
+        "--replicas",
+        "2",
+        "--max-lag",
+        "2s",
+    ]);
+    let all = {
+        let mut n = both.clone();
+        n.push("u-after".into());
+        n.sort();
+        n
+    };
+    eventually(
+        Duration::from_secs(30),
+        "c's replica to hold every user snapshot",
+        || async { (user_snapshots_on(&lab.hosts[c], "snap") == all).then_some(()) },
+    )
+    .await;
+    // Several refreshes later, every copy still holds them.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for h in [a, b, c] {
+        assert_eq!(
+            user_snapshots_on(&lab.hosts[h], "snap"),
+            all,
+            "{}",
+            lab.hosts[h].name
+        );
+    }
+
+    // Deleted by its label: gone from every copy and from the record.
+    lab.ctl(&["volume", "snapshot", "snap", "--delete", "before"]);
+    let rest: Vec<String> = all.iter().filter(|s| *s != "u-before").cloned().collect();
+    assert_eq!(names(&listed(&lab, "snap")), rest);
+    for h in [a, b, c] {
+        assert_eq!(
+            user_snapshots_on(&lab.hosts[h], "snap"),
+            rest,
+            "{}",
+            lab.hosts[h].name
+        );
+    }
+
+    // The owner's agent down: refused, naming the node; nothing recorded.
+    lab.ctl(&["volume", "set", "snap", "--no-replication"]);
+    lab.hosts[b].kill();
+    eventually(Duration::from_secs(20), "b to be marked down", || async {
+        let nodes = json(&lab.ctl(&["node", "ls"]));
+        nodes
+            .as_array()?
+            .iter()
+            .any(|n| n["name"] == "host-b" && n["up"] == false)
+            .then_some(())
+    })
+    .await;
+    let (code, err) = refused(&lab, &["volume", "snapshot", "snap", "--label", "down"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("\"host-b\", which is down"), "{err}");
+    assert_eq!(names(&listed(&lab, "snap")), rest);
+}
