@@ -40,6 +40,10 @@ pub fn volume(v: Volume) -> pb::Volume {
         replication: v.replication.map(replication),
         promotions: v.promotions.into_iter().map(promotion).collect(),
         snapshots: v.snapshots.into_iter().map(user_snapshot).collect(),
+        origin: v.origin.map(|o| pb::Origin {
+            volume: o.volume,
+            snapshot: o.snapshot,
+        }),
         state: pb::VolumeState::Unspecified.into(),
         moving: None,
         moves: Vec::new(),

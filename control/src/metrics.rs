@@ -254,6 +254,7 @@ mod tests {
             replication,
             promotions: Vec::new(),
             snapshots: Vec::new(),
+            origin: None,
             created_ms: 0,
             metadata: Default::default(),
         };

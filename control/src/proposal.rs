@@ -65,6 +65,8 @@ pub enum Query {
     },
     /// Where a user snapshot of a volume would be taken now, or why not.
     SnapshotSite(String),
+    /// What a command would answer if it were applied now; nothing is written.
+    DryRun(Command),
 }
 
 /// A pool and how many of its addresses are held.
@@ -106,6 +108,11 @@ pub struct Leases;
 /// ([`Query::SnapshotSite`]; the rule is [`crate::state::apply::may_snapshot`]).
 #[derive(Clone, Debug)]
 pub struct SnapshotSite(pub String);
+
+/// A command applied to a copy of the state ([`Query::DryRun`]): its refusal, if it would be
+/// refused now, before work outside the state (an agent's) that it is to record.
+#[derive(Clone, Debug)]
+pub struct DryRun(pub Command);
 
 /// Pools and allocations ([`Query::Ips`]).
 #[derive(Clone, Copy, Debug)]
@@ -179,6 +186,13 @@ impl Read for SnapshotSite {
     }
 }
 
+impl Read for DryRun {
+    type Reply = ();
+    fn read(self, s: &State) -> Result<(), CommandError> {
+        crate::state::apply(&mut s.clone(), self.0).map(drop)
+    }
+}
+
 impl Read for Leases {
     type Reply = Vec<Lease>;
     fn read(self, s: &State) -> Result<Vec<Lease>, CommandError> {
@@ -239,6 +253,12 @@ impl From<VolumeNamed> for Query {
 impl From<SnapshotSite> for Query {
     fn from(v: SnapshotSite) -> Self {
         Query::SnapshotSite(v.0)
+    }
+}
+
+impl From<DryRun> for Query {
+    fn from(d: DryRun) -> Self {
+        Query::DryRun(d.0)
     }
 }
 

@@ -236,3 +236,103 @@ async fn user_snapshots_survive_moves_and_refreshes_until_deleted() {
     assert!(err.contains("\"host-b\", which is down"), "{err}");
     assert_eq!(names(&listed(&lab, "snap")), rest);
 }
+
+/// Snapshot, move, clone on the new owner: the clone is a volume of its own on that node
+/// (mounted read-write by its agent, holding the snapshot's data), refusals name what to do,
+/// its origin snapshot and the source volume cannot be deleted while it exists (a clear
+/// refusal, not a ZFS error), it moves like any volume, and once it is deleted the snapshot
+/// can go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_of_a_snapshot_is_a_volume_of_its_own_and_keeps_its_origin() {
+    let Some(lab) = Lab::start(1, 3, None).await else {
+        return;
+    };
+    let (a, b, c) = (0, 1, 2);
+    lab.create("orig", a).await;
+    let note = |h: usize, v: &str| lab.hosts[h].path(v).join("note");
+    std::fs::write(note(a, "orig"), "v1").unwrap();
+    lab.ctl(&["volume", "snapshot", "orig", "--label", "v1"]);
+    std::fs::write(note(a, "orig"), "v2").unwrap();
+    lab.move_ok("orig", b);
+
+    let made = json(&lab.ctl(&["volume", "clone", "orig@v1", "copy"]));
+    assert_eq!(made[0]["owner"], "host-b", "{made}");
+    assert_eq!(made[0]["origin"]["snapshot"], "u-v1", "{made}");
+    eventually(
+        Duration::from_secs(30),
+        "b to mount the clone read-write",
+        || async { (lab.hosts[b].mounted("copy") == Some(false)).then_some(()) },
+    )
+    .await;
+    assert_eq!(std::fs::read_to_string(note(b, "copy")).unwrap(), "v1");
+    std::fs::write(note(b, "copy"), "mine").unwrap();
+    assert_eq!(std::fs::read_to_string(note(b, "orig")).unwrap(), "v2");
+    assert!(
+        lab.ctl_table(&["volume", "inspect", "copy"])
+            .contains("orig@u-v1"),
+        "inspect names the origin"
+    );
+
+    // Bad input, each refused with what to do.
+    let (code, err) = refused(&lab, &["volume", "clone", "orig@nope", "x"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("no snapshot \"nope\"") && err.contains("v1"),
+        "{err}"
+    );
+    let (code, err) = refused(&lab, &["volume", "clone", "orig@v1", "copy"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("\"copy\" already exists"), "{err}");
+    let (code, err) = refused(&lab, &["volume", "clone", "orig@v1", "Bad"]);
+    assert_eq!(code, 6, "{err}");
+    let (code, err) = refused(&lab, &["volume", "clone", "orig", "x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("NAME@SNAP"), "{err}");
+    let (code, err) = refused(&lab, &["volume", "clone", "nope@v1", "x"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        !lab.hosts[b].pool.datasets().contains("/x\n"),
+        "no stray clone"
+    );
+
+    // The origin snapshot and the source are kept while the clone exists.
+    let (code, err) = refused(&lab, &["volume", "snapshot", "orig", "--delete", "v1"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("origin of clone(s) copy") && err.contains("delete them first"),
+        "{err}"
+    );
+    assert_eq!(user_snapshots_on(&lab.hosts[b], "orig"), ["u-v1"]);
+    let (code, err) = refused(&lab, &["volume", "rm", "orig"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("has clone(s) copy"), "{err}");
+
+    // The clone moves like any volume.
+    lab.move_ok("copy", c);
+    eventually(
+        Duration::from_secs(30),
+        "c to mount the clone read-write",
+        || async { (lab.hosts[c].mounted("copy") == Some(false)).then_some(()) },
+    )
+    .await;
+    assert_eq!(std::fs::read_to_string(note(c, "copy")).unwrap(), "mine");
+
+    // Deleted, it frees its origin.
+    lab.ctl(&["volume", "rm", "copy"]);
+    eventually(
+        Duration::from_secs(30),
+        "every copy of the clone to go",
+        || async {
+            [b, c]
+                .iter()
+                .all(|h| !lab.hosts[*h].pool.datasets().contains("/copy"))
+                .then_some(())
+        },
+    )
+    .await;
+    lab.ctl(&["volume", "snapshot", "orig", "--delete", "v1"]);
+    for h in [a, b] {
+        assert!(user_snapshots_on(&lab.hosts[h], "orig").is_empty());
+    }
+    assert!(listed(&lab, "orig").is_empty());
+}

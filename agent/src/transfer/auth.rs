@@ -24,9 +24,8 @@ pub fn rules(method: &str) -> Option<Rule> {
         })
     };
     match method {
-        "Push" | "Mount" | "Unmount" | "CleanUp" | "Inventory" | "StopContainers" | "Snapshot" => {
-            rule(&[Role::Control], "orders from control members")
-        }
+        "Push" | "Mount" | "Unmount" | "CleanUp" | "Inventory" | "StopContainers" | "Snapshot"
+        | "CloneSnapshot" => rule(&[Role::Control], "orders from control members"),
         "Receive" => rule(&[Role::Node], "a snapshot stream from another agent"),
         _ => None,
     }

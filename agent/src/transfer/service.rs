@@ -191,6 +191,22 @@ impl Agent for AgentService {
         Ok(Response::new(stopped))
     }
 
+    async fn clone_snapshot(&self, req: Request<pb::CloneRequest>) -> Reply<pb::Cloned> {
+        let req = req.into_inner();
+        let volume = VolumeName::new(&req.volume).map_err(TransferError::from)?;
+        let snapshot = SnapshotName::new(&req.snapshot).map_err(TransferError::from)?;
+        let clone = VolumeName::new(&req.clone).map_err(TransferError::from)?;
+        let _guard = self.locks.transfer(clone.as_str()).await;
+        let span = tracing::info_span!("clone", volume.name = %volume, snapshot = %snapshot, clone = %clone);
+        self.storage()
+            .clone_snapshot(&volume, &snapshot, &clone)
+            .instrument(span.clone())
+            .await
+            .map_err(TransferError::from)?;
+        span.in_scope(|| tracing::info!("clone made"));
+        Ok(Response::new(pb::Cloned {}))
+    }
+
     async fn snapshot(&self, req: Request<pb::SnapshotRequest>) -> Reply<pb::Snapshot> {
         let req = req.into_inner();
         let volume = VolumeName::new(&req.volume).map_err(TransferError::from)?;

@@ -176,6 +176,26 @@ impl AgentLink {
         Ok(taken.into_inner())
     }
 
+    /// Makes volume `clone` here from snapshot `snapshot` of `volume`.
+    pub async fn clone_volume(
+        &mut self,
+        volume: &str,
+        snapshot: &str,
+        clone: &str,
+    ) -> Result<(), MoveError> {
+        let mut req = tonic::Request::new(pb::CloneRequest {
+            volume: volume.to_owned(),
+            snapshot: snapshot.to_owned(),
+            clone: clone.to_owned(),
+        });
+        req.set_timeout(CALL_TIMEOUT);
+        self.client
+            .clone_snapshot(req)
+            .await
+            .map_err(|s| self.failed(s))?;
+        Ok(())
+    }
+
     /// Removes what `what` names of `volume` here (idempotent); returns what was destroyed.
     pub async fn clean_up(
         &mut self,

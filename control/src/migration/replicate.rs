@@ -323,6 +323,7 @@ mod tests {
             replication: Some(policy(2)),
             promotions: Vec::new(),
             snapshots: Vec::new(),
+            origin: None,
             created_ms: 0,
             metadata: Default::default(),
         }

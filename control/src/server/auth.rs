@@ -76,7 +76,7 @@ pub fn node(method: &str) -> Option<Rule> {
 pub fn operator(method: &str) -> Option<Rule> {
     match method {
         "VolumeUsage" | "AddPool" | "SetReplication" | "PromoteVolume" | "SnapshotVolume"
-        | "DeleteSnapshot" | "ReclaimNode" | "AddMember" | "RemoveMember" => {
+        | "CloneVolume" | "DeleteSnapshot" | "ReclaimNode" | "AddMember" | "RemoveMember" => {
             rule(OPERATORS, Scope::Any, "operators only")
         }
         "Status" => rule(EVERYONE, Scope::Any, "read only"),

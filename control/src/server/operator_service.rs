@@ -87,6 +87,13 @@ impl OperatorApi for OperatorService {
         Ok(Response::new(convert::user_snapshot(taken)))
     }
 
+    async fn clone_volume(&self, req: Request<pb::CloneVolumeRequest>) -> Reply_<pb::Volume> {
+        let r = req.into_inner();
+        let v = super::snapshots::clone(&self.member, &self.agent_tls, r.name, r.snapshot, r.clone)
+            .await?;
+        Ok(Response::new(convert::volume(v)))
+    }
+
     async fn delete_snapshot(&self, req: Request<pb::DeleteSnapshotRequest>) -> Reply_<pb::Volume> {
         let r = req.into_inner();
         let v = super::snapshots::delete(&self.member, &self.agent_tls, r.name, r.snapshot).await?;

@@ -114,7 +114,8 @@ fn forwardable(cmd: &Command) -> bool {
         | Command::SetReplication { .. }
         | Command::PromoteVolume { .. }
         | Command::RecordSnapshot { .. }
-        | Command::ForgetSnapshot { .. } => true,
+        | Command::ForgetSnapshot { .. }
+        | Command::CloneVolume { .. } => true,
         Command::MarkNodeDown { .. }
         | Command::SetOwner { .. }
         | Command::SetReplica { .. }

@@ -1,6 +1,7 @@
 //! User snapshots (`flockerctl volume snapshot`): taken on the volume's owner through its
 //! agent, then recorded through Raft; deleted on the owner first, then forgotten, then
-//! destroyed on the replicas.
+//! destroyed on the replicas. Clones of them (`volume clone`): made by the owner's agent, then
+//! recorded as a new volume on that node.
 //!
 //! The order keeps the record true: a snapshot is recorded only once its owner's agent has
 //! taken it (and destroyed again if the record is refused, e.g. because the volume changed
@@ -16,9 +17,9 @@ use super::status::to_status;
 use crate::member::Member;
 use crate::migration::MoveError;
 use crate::migration::agents::{AgentLink, CleanUp};
-use crate::proposal::{ExecError, Nodes, SnapshotSite, VolumeNamed};
+use crate::proposal::{DryRun, ExecError, Nodes, SnapshotSite, VolumeNamed};
 use crate::state::apply::{user_snapshot, validate_snapshot_label};
-use crate::state::{Command, CommandError, UserSnapshot, Volume, user_snapshot_name};
+use crate::state::{Command, CommandError, UserSnapshot, Volume, clones_of, user_snapshot_name};
 
 fn refused(e: CommandError) -> Status {
     to_status(ExecError::Command(e))
@@ -96,6 +97,71 @@ pub async fn take(
     }
 }
 
+/// Makes `clone` on `volume`'s owner from its user snapshot `snapshot` (name or label) and
+/// records it; a clone the record refuses is destroyed again.
+pub async fn clone(
+    member: &Member,
+    tls: &TlsDir,
+    volume: String,
+    snapshot: String,
+    clone: String,
+) -> Result<Volume, Status> {
+    let (_, owner) = member
+        .read(SnapshotSite(volume.clone()))
+        .await
+        .map_err(to_status)?;
+    let record = Command::CloneVolume {
+        name: clone.clone(),
+        source: volume.clone(),
+        snapshot,
+        owner: owner.name.clone(),
+        at_ms: now_ms(),
+    };
+    // Every refusal the record would meet (a bad or taken name, an unknown snapshot) comes
+    // before the agent makes anything.
+    member
+        .read(DryRun(record.clone()))
+        .await
+        .map_err(to_status)?;
+    let Command::CloneVolume { snapshot, .. } = &record else {
+        unreachable!()
+    };
+    let name = {
+        let v = member
+            .read(VolumeNamed(volume.clone()))
+            .await
+            .map_err(to_status)?;
+        user_snapshot(&v, snapshot).map_err(refused)?.name.clone()
+    };
+    let what = format!("cannot make the clone on {}", owner.name);
+    let mut link = AgentLink::connect(&owner, tls)
+        .await
+        .map_err(|e| agent_failed(e, &what))?;
+    link.clone_volume(&volume, &name, &clone)
+        .await
+        .map_err(|e| agent_failed(e, &what))?;
+    match member.write::<Volume>(record).await {
+        Ok(v) => {
+            tracing::info!(volume.name = %volume, snapshot = %name, clone = %clone, node.name = %owner.name, "clone made");
+            Ok(v)
+        }
+        Err(e) => {
+            if matches!(e, ExecError::Command(_)) {
+                // Refused: nothing names the clone (the agent refuses to destroy a copy the
+                // control service says it owns, so a volume of that name made meanwhile is safe).
+                let gone = CleanUp {
+                    copy: true,
+                    ..CleanUp::default()
+                };
+                if let Err(gone) = link.clean_up(&clone, gone).await {
+                    tracing::warn!(clone = %clone, error = %gone, "an unrecorded clone is left on the owner");
+                }
+            }
+            Err(to_status(e))
+        }
+    }
+}
+
 /// Destroys user snapshot `snapshot` (name or label) of `volume` on its owner, forgets it,
 /// then destroys it on every replica whose node is up (one that is down keeps its copy of
 /// the snapshot: see docs/volumes.md).
@@ -110,6 +176,19 @@ pub async fn delete(
         .await
         .map_err(to_status)?;
     let name = user_snapshot(&v, &snapshot).map_err(refused)?.name.clone();
+    // Checked before the owner is asked (it could not destroy a ZFS clone's origin anyway).
+    let volumes = member
+        .read(crate::proposal::Volumes)
+        .await
+        .map_err(to_status)?;
+    let clones = clones_of(&volumes, &volume, Some(&name));
+    if !clones.is_empty() {
+        return Err(refused(CommandError::SnapshotHasClones {
+            volume,
+            snapshot: name,
+            clones: clones.join(", "),
+        }));
+    }
     let (_, owner) = member
         .read(SnapshotSite(volume.clone()))
         .await

@@ -103,9 +103,30 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
             Ok(Response::Volume(v.clone()))
         }
         Command::RecordSnapshot { volume, snapshot } => record_snapshot(state, &volume, snapshot),
+        Command::CloneVolume {
+            name,
+            source,
+            snapshot,
+            owner,
+            at_ms,
+        } => clone_volume(state, name, &source, &snapshot, owner, at_ms),
         Command::ForgetSnapshot { volume, snapshot } => {
-            let v = volume_mut(state, &volume)?;
+            let v = state
+                .volumes
+                .get(&volume)
+                .ok_or_else(|| CommandError::NoSuchVolume {
+                    name: volume.clone(),
+                })?;
             let name = user_snapshot(v, &snapshot)?.name.clone();
+            let clones = super::clones_of(state.volumes.values(), &volume, Some(&name));
+            if !clones.is_empty() {
+                return Err(CommandError::SnapshotHasClones {
+                    volume,
+                    snapshot: name,
+                    clones: clones.join(", "),
+                });
+            }
+            let v = volume_mut(state, &volume)?;
             v.snapshots.retain(|s| s.name != name);
             Ok(Response::Volume(v.clone()))
         }
@@ -341,6 +362,7 @@ fn create_volume(
         replication,
         promotions: Vec::new(),
         snapshots: Vec::new(),
+        origin: None,
         created_ms: at_ms,
         metadata,
     };
@@ -511,6 +533,41 @@ pub fn may_snapshot(
     Ok(())
 }
 
+/// `CloneVolume`: a volume like `CreateVolume`'s, owned by the source's owner, that records
+/// its origin.
+fn clone_volume(
+    state: &mut State,
+    name: String,
+    source: &str,
+    snapshot: &str,
+    owner: String,
+    at_ms: u64,
+) -> Result<Response, CommandError> {
+    may_snapshot(state, source, None)?;
+    let v = &state.volumes[source];
+    let origin = super::Origin {
+        volume: source.to_owned(),
+        snapshot: user_snapshot(v, snapshot)?.name.clone(),
+    };
+    let current = v.owner.clone().unwrap_or_default();
+    if current != owner {
+        return Err(CommandError::OwnerChanged {
+            volume: source.to_owned(),
+            owner: current,
+            epoch: v.epoch,
+        });
+    }
+    let size_limit = v.size_limit;
+    let metadata = std::collections::BTreeMap::new();
+    let created = create_volume(state, name, size_limit, Some(owner), metadata, at_ms, None)?;
+    let Response::Volume(mut clone) = created else {
+        unreachable!("create_volume answers the volume")
+    };
+    clone.origin = Some(origin);
+    state.volumes.insert(clone.name.clone(), clone.clone());
+    Ok(Response::Volume(clone))
+}
+
 fn record_snapshot(
     state: &mut State,
     volume: &str,
@@ -569,6 +626,13 @@ fn delete_volume(state: &mut State, name: &str) -> Result<Response, CommandError
     }
     not_leased(state, name)?;
     not_moving(state, name)?;
+    let clones = super::clones_of(state.volumes.values(), name, None);
+    if !clones.is_empty() {
+        return Err(CommandError::VolumeHasClones {
+            volume: name.to_owned(),
+            clones: clones.join(", "),
+        });
+    }
     let v = state.volumes.remove(name).expect("checked above");
     let mut nodes: std::collections::BTreeSet<String> = v.owner.iter().cloned().collect();
     nodes.extend(v.replicas.iter().map(|r| r.node.clone()));

@@ -107,6 +107,21 @@ pub enum Command {
         /// The snapshot.
         snapshot: UserSnapshot,
     },
+    /// Record volume `name`, a clone of user snapshot `snapshot` of `source` that `owner` (the
+    /// source's owner) has just made: refused as `CreateVolume` is, and unless the snapshot
+    /// is recorded and `owner` still owns `source`.
+    CloneVolume {
+        /// The new volume.
+        name: String,
+        /// The volume cloned.
+        source: String,
+        /// Its user snapshot, by name or label.
+        snapshot: String,
+        /// The node holding the clone.
+        owner: String,
+        /// Now.
+        at_ms: u64,
+    },
     /// Forget a user snapshot (by name or label), once its owner destroyed it.
     ForgetSnapshot {
         /// Volume name.

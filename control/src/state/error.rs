@@ -262,9 +262,9 @@ pub enum CommandError {
         /// The volume's snapshots, comma-separated (`none` if none).
         known: String,
     },
-    /// The volume changed owner (a move or promotion) while its snapshot was being taken.
+    /// The volume changed owner (a move or promotion) while a snapshot or clone was made.
     #[error(
-        "volume {volume:?} changed owner while the snapshot was taken (it is now on {owner:?} at epoch {epoch}): take it again"
+        "volume {volume:?} changed owner meanwhile (it is now on {owner:?} at epoch {epoch}): take the snapshot, or make the clone, again"
     )]
     OwnerChanged {
         /// The volume.
@@ -273,6 +273,28 @@ pub enum CommandError {
         owner: String,
         /// Its epoch now.
         epoch: u64,
+    },
+    /// A snapshot that clones were made from.
+    #[error(
+        "snapshot {snapshot:?} of volume {volume:?} is the origin of clone(s) {clones}, which depend on it: delete them first (`flockerctl volume rm CLONE`)"
+    )]
+    SnapshotHasClones {
+        /// The volume.
+        volume: String,
+        /// The snapshot.
+        snapshot: String,
+        /// The clones, comma-separated.
+        clones: String,
+    },
+    /// A volume whose snapshots clones were made from.
+    #[error(
+        "volume {volume:?} has clone(s) {clones} made from its snapshots, which depend on it: delete them first (`flockerctl volume rm CLONE`)"
+    )]
+    VolumeHasClones {
+        /// The volume.
+        volume: String,
+        /// The clones, comma-separated.
+        clones: String,
     },
     /// A container id that is empty.
     #[error("container id must not be empty")]

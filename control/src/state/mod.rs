@@ -119,6 +119,15 @@ pub fn user_snapshot_name(label: Option<&str>, taken_ms: u64) -> String {
     }
 }
 
+/// What a clone was made from (`flockerctl volume clone`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The volume cloned.
+    pub volume: String,
+    /// Its user snapshot (by name), which stays while the clone exists: ZFS keeps it busy.
+    pub snapshot: String,
+}
+
 /// How many promotions of each volume the state keeps.
 pub const PROMOTION_HISTORY: usize = 10;
 
@@ -167,6 +176,9 @@ pub struct Volume {
     /// Its user snapshots, oldest first.
     #[serde(default)]
     pub snapshots: Vec<UserSnapshot>,
+    /// Set for a clone: the snapshot it was made from.
+    #[serde(default)]
+    pub origin: Option<Origin>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
     /// Free-form labels.
@@ -180,6 +192,23 @@ impl Volume {
             .iter()
             .find(|s| s.name == snapshot || s.label.as_deref() == Some(snapshot))
     }
+}
+
+/// The clones made from `volume`'s snapshots (only from `snapshot`, if given), by name.
+pub fn clones_of<'a>(
+    volumes: impl IntoIterator<Item = &'a Volume>,
+    volume: &str,
+    snapshot: Option<&str>,
+) -> Vec<String> {
+    volumes
+        .into_iter()
+        .filter(|v| {
+            v.origin
+                .as_ref()
+                .is_some_and(|o| o.volume == volume && snapshot.is_none_or(|s| o.snapshot == s))
+        })
+        .map(|v| v.name.clone())
+        .collect()
 }
 
 /// A running container holding a volume on its owner node.

@@ -1254,7 +1254,11 @@ fn user_snapshots_are_recorded_for_the_owner_at_its_epoch_and_forgotten_by_name_
     // Not the owner, or an old epoch: the volume changed hands while it was taken.
     let err = apply(&mut s, user_snap(Some("x"), 12, "b", 1)).unwrap_err();
     assert!(matches!(err, CommandError::OwnerChanged { .. }), "{err}");
-    assert!(err.to_string().contains("take it again"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("take the snapshot, or make the clone, again"),
+        "{err}"
+    );
     let err = apply(&mut s, user_snap(Some("x"), 12, "a", 2)).unwrap_err();
     assert!(matches!(err, CommandError::OwnerChanged { .. }), "{err}");
     // Unknown volume, no owner.
@@ -1344,4 +1348,77 @@ fn user_snapshots_written_before_they_existed_load_as_none() {
         .remove("snapshots");
     let back: State = serde_json::from_value(json).unwrap();
     assert!(back.volumes["db"].snapshots.is_empty());
+}
+
+fn clone_cmd(name: &str, snapshot: &str, owner: &str) -> Command {
+    Command::CloneVolume {
+        name: name.into(),
+        source: "db".into(),
+        snapshot: snapshot.into(),
+        owner: owner.into(),
+        at_ms: 30,
+    }
+}
+
+/// A clone is a volume of the source's owner that records its origin; while it exists, its
+/// origin snapshot cannot be forgotten and the source cannot be deleted; once it is gone,
+/// both can. Refusals name what to do and change nothing.
+#[test]
+fn a_clone_is_a_volume_on_the_owner_that_keeps_its_origin_snapshot() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    ok(&mut s, user_snap(Some("v1"), 10, "a", 1));
+    let Response::Volume(c) = ok(&mut s, clone_cmd("db-v1", "v1", "a")) else {
+        panic!("a volume")
+    };
+    assert_eq!((c.owner.as_deref(), c.epoch), (Some("a"), 1));
+    assert_eq!(
+        c.origin,
+        Some(Origin {
+            volume: "db".into(),
+            snapshot: "u-v1".into()
+        })
+    );
+    assert!(c.snapshots.is_empty() && c.replicas.is_empty());
+    let before = s.clone();
+    for (cmd, what) in [
+        (clone_cmd("db-v1", "v1", "a"), "exists"),
+        (clone_cmd("Bad", "v1", "a"), "invalid volume name"),
+        (clone_cmd("x", "nope", "a"), "no snapshot \"nope\""),
+        (clone_cmd("x", "v1", "b"), "changed owner"),
+    ] {
+        let err = apply(&mut s, cmd).unwrap_err();
+        assert!(err.to_string().contains(what), "{what}: {err}");
+    }
+    let err = apply(
+        &mut s,
+        Command::ForgetSnapshot {
+            volume: "db".into(),
+            snapshot: "v1".into(),
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, CommandError::SnapshotHasClones { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("db-v1"), "{err}");
+    let err = apply(&mut s, Command::DeleteVolume { name: "db".into() }).unwrap_err();
+    assert!(matches!(err, CommandError::VolumeHasClones { .. }), "{err}");
+    assert_eq!(s, before);
+    // The clone can move like any volume, and be deleted; then the origin can go.
+    ok(
+        &mut s,
+        Command::DeleteVolume {
+            name: "db-v1".into(),
+        },
+    );
+    ok(
+        &mut s,
+        Command::ForgetSnapshot {
+            volume: "db".into(),
+            snapshot: "v1".into(),
+        },
+    );
+    ok(&mut s, Command::DeleteVolume { name: "db".into() });
 }

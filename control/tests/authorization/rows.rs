@@ -148,6 +148,14 @@ pub async fn operator_call(
             };
             (OPERATORS, ok(c.snapshot_volume(req).await))
         }
+        "CloneVolume" => {
+            let req = pb::CloneVolumeRequest {
+                name: "nope".into(),
+                snapshot: "x".into(),
+                clone: "nope-x".into(),
+            };
+            (OPERATORS, ok(c.clone_volume(req).await))
+        }
         "DeleteSnapshot" => {
             let req = pb::DeleteSnapshotRequest {
                 name: VOLUME.into(),
@@ -246,6 +254,13 @@ pub async fn agent_call(
             .snapshot(apb::SnapshotRequest {
                 volume: nope(),
                 snapshot: "u-x".into(),
+            })
+            .await),
+        "CloneSnapshot" => ok(c
+            .clone_snapshot(apb::CloneRequest {
+                volume: nope(),
+                snapshot: "u-x".into(),
+                clone: "nope-x".into(),
             })
             .await),
         other => panic!(

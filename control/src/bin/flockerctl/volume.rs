@@ -1,4 +1,4 @@
-//! `flockerctl volume ls|create|set|promote|snapshot|snapshots|inspect|move|rm` (`move` lives in [`super::move_cmd`]).
+//! `flockerctl volume ls|create|set|promote|snapshot|snapshots|clone|inspect|move|rm` (`move` lives in [`super::move_cmd`]).
 
 use std::collections::BTreeMap;
 
@@ -80,6 +80,15 @@ pub enum Verb {
         /// Volume name.
         name: String,
     },
+    /// Make a new volume on the owner from one of a volume's snapshots (a ZFS clone, a copy
+    /// on the directory backend); the snapshot cannot be deleted while the clone exists.
+    Clone {
+        /// The volume and its snapshot (name or label), as NAME@SNAP.
+        #[arg(value_parser = parse_at)]
+        source: (String, String),
+        /// The new volume's name.
+        new: String,
+    },
     /// Show one volume.
     Inspect {
         /// Volume name.
@@ -131,6 +140,18 @@ impl ReplicationArgs {
             max_lag_ms: self.max_lag.unwrap_or(DEFAULT_MAX_LAG).as_millis() as u64,
             promote_after_ms: self.promote_after.map(|d| d.as_millis() as u64),
         })
+    }
+}
+
+/// Parses `NAME@SNAP`.
+fn parse_at(s: &str) -> Result<(String, String), String> {
+    match s.split_once('@') {
+        Some((name, snap)) if !name.is_empty() && !snap.is_empty() => {
+            Ok((name.to_owned(), snap.to_owned()))
+        }
+        _ => Err(format!(
+            "{s:?}: name the volume and its snapshot as NAME@SNAP (list them with `flockerctl volume snapshots NAME`)"
+        )),
     }
 }
 
@@ -300,6 +321,7 @@ fn to_json(v: &pb::Volume, usage: &Usage, holders: &Holders) -> Value {
         })).collect::<Vec<_>>(),
         "held_by": leases.iter().map(lease_json).collect::<Vec<_>>(),
         "snapshots": v.snapshots.iter().map(snapshot_json).collect::<Vec<_>>(),
+        "origin": v.origin.as_ref().map(|o| json!({"volume": o.volume, "snapshot": o.snapshot})),
     })
 }
 
@@ -344,6 +366,13 @@ fn describe(v: &pb::Volume, usage: &Usage, holders: &Holders) {
         ("Used", opt(usage.get(&v.name).copied().map(human))),
         ("Size limit", opt(v.size_limit.map(human))),
         ("Replication", replication_word(v.replication.as_ref())),
+        (
+            "Clone of",
+            opt(v
+                .origin
+                .as_ref()
+                .map(|o| format!("{}@{}", o.volume, o.snapshot))),
+        ),
         (
             "Created",
             humantime::format_rfc3339_seconds(created).to_string(),
@@ -567,6 +596,22 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 Format::Table => println!("deleted snapshot {snapshot} of volume {name}"),
             }
         }
+        Verb::Clone {
+            source: (name, snapshot),
+            new,
+        } => {
+            let req = pb::CloneVolumeRequest {
+                name,
+                snapshot,
+                clone: new,
+            };
+            let v = OperatorApiClient::new(channel)
+                .clone_volume(req)
+                .await
+                .map_err(call_failed)?
+                .into_inner();
+            print(&[v], &Usage::new(), &Holders::new(), ctx.format);
+        }
         Verb::Snapshots { name } => {
             let v = c
                 .get_volume(pb::VolumeName { name })
@@ -678,6 +723,15 @@ mod tests {
             (&*row[1], &*row[2], &*row[5], &*row[6]),
             ("- -> b", "-", "-", "copying")
         );
+    }
+
+    #[test]
+    fn a_clone_names_its_source_as_name_at_snap() {
+        assert_eq!(parse_at("db@v1"), Ok(("db".into(), "v1".into())));
+        assert_eq!(parse_at("db@u-17"), Ok(("db".into(), "u-17".into())));
+        for bad in ["db", "@v1", "db@", ""] {
+            assert!(parse_at(bad).unwrap_err().contains("NAME@SNAP"), "{bad}");
+        }
     }
 
     #[test]
