@@ -336,3 +336,161 @@ async fn a_clone_of_a_snapshot_is_a_volume_of_its_own_and_keeps_its_origin() {
     }
     assert!(listed(&lab, "orig").is_empty());
 }
+
+/// The manifests in a backup directory, oldest first.
+fn manifests_in(dir: &std::path::Path) -> Vec<Value> {
+    let mut all: Vec<Value> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "json")
+                .then(|| serde_json::from_slice(&std::fs::read(p).ok()?).ok())?
+        })
+        .collect();
+    all.sort_by_key(|m| m["created_ms"].as_u64());
+    all
+}
+
+/// Backup and restore across clusters: a full backup, more writes, an incremental one (only
+/// what changed), a full one refused into the same directory, a restore over the live volume
+/// refused; the first cluster torn down; on a fresh cluster a corrupted copy of the directory
+/// restores nothing and names the file, the chain restores on the node named with identical
+/// data and its snapshots recorded, restoring it again under the same name is refused, and a
+/// restore under another name goes to a node the control service chooses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_chain_restores_on_a_fresh_cluster_and_a_corrupt_file_restores_nothing() {
+    let dir = testkit::Scratch::new("backup");
+    let backups = dir.path().join("data");
+    let to = backups.to_str().unwrap();
+    let big = testkit::random(4 << 20);
+    let more = testkit::random(256 << 10);
+    {
+        let Some(lab) = Lab::start(1, 1, None).await else {
+            return;
+        };
+        lab.create("data", 0).await;
+        let root = lab.hosts[0].path("data");
+        std::fs::write(root.join("big"), &big).unwrap();
+        std::fs::write(root.join("note"), "v1").unwrap();
+        let full = json(&lab.ctl(&["volume", "backup", "data", "--to", to]));
+        assert!(full["base"].is_null(), "{full}");
+        assert!(full["size"].as_u64().unwrap() > 4 << 20, "{full}");
+        assert_eq!(full["storage"], "zfs");
+        let (code, err) = refused(&lab, &["volume", "backup", "data", "--to", to]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("add to it with --incremental"), "{err}");
+
+        std::fs::write(root.join("note"), "v2").unwrap();
+        std::fs::write(root.join("more"), &more).unwrap();
+        let inc = json(&lab.ctl(&["volume", "backup", "data", "--to", to, "--incremental"]));
+        assert_eq!(inc["base"], full["snapshot"], "{inc}");
+        let size = inc["size"].as_u64().unwrap();
+        assert!(
+            size > 256 << 10 && size < 2 << 20,
+            "the increment carries what changed: {size} bytes"
+        );
+        assert_eq!(manifests_in(&backups).len(), 2);
+        assert_eq!(listed(&lab, "data").len(), 2, "backups are user snapshots");
+        let (code, err) = refused(&lab, &["volume", "restore", "data", "--from", to]);
+        assert_eq!(code, 5, "{err}");
+        assert!(err.contains("\"data\" already exists"), "{err}");
+    }
+
+    // A fresh cluster.
+    let Some(lab) = Lab::start(1, 2, None).await else {
+        return;
+    };
+    // A corrupted copy of the chain: nothing restored, the file named.
+    let bad_dir = dir.path().join("bad");
+    std::fs::create_dir(&bad_dir).unwrap();
+    for e in std::fs::read_dir(&backups).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, bad_dir.join(p.file_name().unwrap())).unwrap();
+    }
+    let second = manifests_in(&bad_dir)[1]["file"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut bytes = std::fs::read(bad_dir.join(&second)).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(bad_dir.join(&second), bytes).unwrap();
+    let (code, err) = refused(
+        &lab,
+        &[
+            "volume",
+            "restore",
+            "data",
+            "--from",
+            bad_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains(&second) && err.contains("corrupted") && err.contains("nothing was restored"),
+        "{err}"
+    );
+    let (code, _) = refused(&lab, &["volume", "inspect", "data"]);
+    assert_eq!(code, 4, "no volume was made");
+    for h in &lab.hosts {
+        assert!(
+            !h.pool.datasets().contains("/data"),
+            "{}",
+            h.pool.datasets()
+        );
+    }
+
+    // The chain, on the node named.
+    let restored = json(&lab.ctl(&["volume", "restore", "data", "--from", to, "--on", "host-b"]));
+    assert_eq!(restored["owner"], "host-b", "{restored}");
+    let b = &lab.hosts[1];
+    eventually(
+        Duration::from_secs(30),
+        "host-b to mount the restored volume read-write",
+        || async { (b.mounted("data") == Some(false)).then_some(()) },
+    )
+    .await;
+    assert_eq!(std::fs::read(b.path("data").join("big")).unwrap(), big);
+    assert_eq!(std::fs::read(b.path("data").join("more")).unwrap(), more);
+    assert_eq!(
+        std::fs::read_to_string(b.path("data").join("note")).unwrap(),
+        "v2"
+    );
+    let names_there = names(&listed(&lab, "data"));
+    let chain: Vec<String> = manifests_in(&backups)
+        .iter()
+        .map(|m| m["snapshot"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names_there, {
+        let mut c = chain.clone();
+        c.sort();
+        c
+    });
+    assert_eq!(user_snapshots_on(b, "data").len(), 2);
+    // Restoring it again: refused, nothing touched.
+    let (code, err) = refused(&lab, &["volume", "restore", "data", "--from", to]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(b.path("data").join("note")).unwrap(),
+        "v2"
+    );
+    // Under another name, where the control service chooses: host-a holds nothing.
+    let copy = json(&lab.ctl(&["volume", "restore", "data2", "--from", to]));
+    assert_eq!(copy["owner"], "host-a", "{copy}");
+    let a = &lab.hosts[0];
+    eventually(
+        Duration::from_secs(30),
+        "host-a to mount the second restore",
+        || async { (a.mounted("data2") == Some(false)).then_some(()) },
+    )
+    .await;
+    assert_eq!(std::fs::read(a.path("data2").join("big")).unwrap(), big);
+    // And it goes on: an incremental backup of the restored volume into its own chain.
+    let again = dir.path().join("again");
+    let again = again.to_str().unwrap();
+    lab.ctl(&["volume", "backup", "data", "--to", again]);
+    std::fs::write(b.path("data").join("note"), "v3").unwrap();
+    let inc = json(&lab.ctl(&["volume", "backup", "data", "--to", again, "--incremental"]));
+    assert!(inc["size"].as_u64().unwrap() < 1 << 20, "{inc}");
+}

@@ -191,6 +191,58 @@ impl Agent for AgentService {
         Ok(Response::new(stopped))
     }
 
+    type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportChunk, Status>> + Send>>;
+
+    async fn export(&self, req: Request<pb::ExportRequest>) -> Reply<Self::ExportStream> {
+        let req = req.into_inner();
+        let volume = VolumeName::new(&req.volume).map_err(TransferError::from)?;
+        let snapshot = SnapshotName::new(&req.snapshot).map_err(TransferError::from)?;
+        let base = (!req.base.is_empty())
+            .then(|| SnapshotName::new(&req.base))
+            .transpose()
+            .map_err(TransferError::from)?;
+        let span = tracing::info_span!("export", volume.name = %volume, snapshot = %snapshot,
+            base = req.base);
+        let guard = self.locks.transfer(volume.as_str()).await;
+        let mut source = self
+            .storage()
+            .send(&volume, base.as_ref(), &snapshot)
+            .instrument(span.clone())
+            .await
+            .map_err(TransferError::from)?;
+        let (tx, rx) = mpsc::channel(super::CHUNKS_AHEAD);
+        tokio::spawn(
+            async move {
+                let _guard = guard;
+                let mut bytes = 0u64;
+                loop {
+                    match super::push::read_chunk(&mut source).await {
+                        Ok(chunk) if chunk.is_empty() => break,
+                        Ok(chunk) => {
+                            bytes += chunk.len() as u64;
+                            let data = pb::ExportChunk { data: chunk };
+                            if tx.send(Ok(data)).await.is_err() {
+                                tracing::warn!("export abandoned by the caller");
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "export failed");
+                            let failed = Status::internal(format!(
+                                "the stream of volume {volume} failed: {e}"
+                            ));
+                            let _ = tx.send(Err(failed)).await;
+                            return;
+                        }
+                    }
+                }
+                tracing::info!(bytes, "exported");
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
     async fn clone_snapshot(&self, req: Request<pb::CloneRequest>) -> Reply<pb::Cloned> {
         let req = req.into_inner();
         let volume = VolumeName::new(&req.volume).map_err(TransferError::from)?;

@@ -76,9 +76,8 @@ pub fn node(method: &str) -> Option<Rule> {
 pub fn operator(method: &str) -> Option<Rule> {
     match method {
         "VolumeUsage" | "AddPool" | "SetReplication" | "PromoteVolume" | "SnapshotVolume"
-        | "CloneVolume" | "DeleteSnapshot" | "ReclaimNode" | "AddMember" | "RemoveMember" => {
-            rule(OPERATORS, Scope::Any, "operators only")
-        }
+        | "CloneVolume" | "DeleteSnapshot" | "BackupVolume" | "RestoreVolume" | "ReclaimNode"
+        | "AddMember" | "RemoveMember" => rule(OPERATORS, Scope::Any, "operators only"),
         "Status" => rule(EVERYONE, Scope::Any, "read only"),
         _ => None,
     }

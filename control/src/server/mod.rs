@@ -14,6 +14,7 @@
 //! - [`status`]: execution errors to gRPC statuses, in one place.
 
 pub mod auth;
+pub mod backup;
 pub mod cluster_status;
 pub mod move_volume;
 pub mod node_service;

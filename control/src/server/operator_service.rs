@@ -39,6 +39,24 @@ type Reply_<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl OperatorApi for OperatorService {
+    type BackupVolumeStream = super::backup::BackupStream;
+
+    async fn backup_volume(
+        &self,
+        req: Request<pb::BackupRequest>,
+    ) -> Reply_<Self::BackupVolumeStream> {
+        let stream = super::backup::backup(&self.member, &self.agent_tls, req.into_inner()).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn restore_volume(
+        &self,
+        req: Request<tonic::Streaming<pb::RestoreChunk>>,
+    ) -> Reply_<pb::Volume> {
+        let v = super::backup::restore(&self.member, &self.agent_tls, req.into_inner()).await?;
+        Ok(Response::new(convert::volume(v)))
+    }
+
     async fn volume_usage(&self, _req: Request<pb::Empty>) -> Reply_<pb::VolumeUsageList> {
         Ok(Response::new(
             super::usage::volume_usage(&self.member, &self.agent_tls).await,

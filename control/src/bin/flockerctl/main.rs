@@ -2,6 +2,7 @@
 //! `ip`) and `status` (the members, or the live status page); [`output`] prints aligned
 //! tables or JSON.
 
+mod backup;
 mod ca;
 mod cluster;
 mod ip;

@@ -1,4 +1,5 @@
-//! `flockerctl volume ls|create|set|promote|snapshot|snapshots|clone|inspect|move|rm` (`move` lives in [`super::move_cmd`]).
+//! `flockerctl volume ls|create|set|promote|snapshot|snapshots|clone|backup|restore|inspect|move|rm`
+//! (`move` lives in [`super::move_cmd`], `backup` and `restore` in [`super::backup`]).
 
 use std::collections::BTreeMap;
 
@@ -88,6 +89,31 @@ pub enum Verb {
         source: (String, String),
         /// The new volume's name.
         new: String,
+    },
+    /// Write a backup of a volume into a directory on this machine: a new snapshot streamed
+    /// from its owner, in full, or with --incremental since the directory's newest backup.
+    Backup {
+        /// Volume name.
+        name: String,
+        /// The directory (created if missing); it holds one volume's chain.
+        #[arg(long)]
+        to: std::path::PathBuf,
+        /// Only what changed since the newest backup in the directory.
+        #[arg(long)]
+        incremental: bool,
+    },
+    /// Make a volume from the chain of backups in a directory (checksums checked first);
+    /// refused if the volume exists.
+    Restore {
+        /// The new volume's name.
+        name: String,
+        /// The backup directory.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// The node that gets it; by default the control service chooses one that is up
+        /// with the backup's kind of storage.
+        #[arg(long)]
+        on: Option<String>,
     },
     /// Show one volume.
     Inspect {
@@ -483,9 +509,18 @@ fn print(vols: &[pb::Volume], usage: &Usage, holders: &Holders, format: Format) 
 
 /// Runs a volume verb.
 pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
-    if let Verb::Move { name, to, stop } = verb {
-        return super::move_cmd::run(ctx, name, to, stop).await;
-    }
+    let verb = match verb {
+        Verb::Move { name, to, stop } => return super::move_cmd::run(ctx, name, to, stop).await,
+        Verb::Backup {
+            name,
+            to,
+            incremental,
+        } => return super::backup::backup(ctx, name, to, incremental).await,
+        Verb::Restore { name, from, on } => {
+            return super::backup::restore(ctx, name, from, on).await;
+        }
+        other => other,
+    };
     let channel: Channel = ctx.client().await?;
     let mut c = NodeApiClient::new(channel.clone());
     match verb {
@@ -642,7 +677,9 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 Format::Table => describe(&v, &usage, &holders),
             }
         }
-        Verb::Move { .. } => unreachable!("handled above"),
+        Verb::Move { .. } | Verb::Backup { .. } | Verb::Restore { .. } => {
+            unreachable!("handled above")
+        }
         Verb::Rm { name } => {
             let v = c
                 .delete_volume(pb::VolumeName { name })
