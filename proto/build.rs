@@ -33,6 +33,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Snapshot data as `Bytes`: a chunk goes from the sender's read buffer to the wire,
         // and from the receiver's frame buffer to `zfs receive`, without a copy into a Vec.
         .bytes(".flocker.agent.Chunk.data")
+        .bytes(".flocker.agent.ExportChunk.data")
+        .bytes(".flocker.control.BackupChunk.data")
+        .bytes(".flocker.control.RestoreChunk.data")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())

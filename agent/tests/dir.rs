@@ -57,6 +57,13 @@ async fn a_diverged_copy_is_set_aside_and_kept() {
 }
 
 #[tokio::test]
+async fn a_clone_holds_its_snapshot_and_is_a_volume_of_its_own() {
+    let Some(hosts) = two_hosts() else { return };
+    behaviour::a_clone_holds_its_snapshot_and_is_a_volume_of_its_own(&hosts.src, &hosts.dst, false)
+        .await;
+}
+
+#[tokio::test]
 async fn errors_name_the_volume() {
     let Some(hosts) = two_hosts() else { return };
     behaviour::errors_name_the_volume(&hosts.src).await;

@@ -70,6 +70,15 @@ async fn a_diverged_copy_is_set_aside_and_kept() {
 }
 
 #[tokio::test]
+async fn a_clone_holds_its_snapshot_and_is_a_volume_of_its_own() {
+    let Some(hosts) = two_hosts().await else {
+        return;
+    };
+    behaviour::a_clone_holds_its_snapshot_and_is_a_volume_of_its_own(&hosts.src, &hosts.dst, true)
+        .await;
+}
+
+#[tokio::test]
 async fn errors_name_the_volume() {
     let Some(hosts) = two_hosts().await else {
         return;

@@ -4,7 +4,8 @@ use proto::control as pb;
 
 use crate::proposal::PoolUsage;
 use crate::state::{
-    Allocation, Lease, Migration, Node, Phase, Promotion, Replication, Response, Volume,
+    Allocation, Lease, Migration, Node, Phase, Promotion, Replication, Response, UserSnapshot,
+    Volume,
 };
 
 /// Domain node to wire.
@@ -38,6 +39,11 @@ pub fn volume(v: Volume) -> pb::Volume {
             .collect(),
         replication: v.replication.map(replication),
         promotions: v.promotions.into_iter().map(promotion).collect(),
+        snapshots: v.snapshots.into_iter().map(user_snapshot).collect(),
+        origin: v.origin.map(|o| pb::Origin {
+            volume: o.volume,
+            snapshot: o.snapshot,
+        }),
         state: pb::VolumeState::Unspecified.into(),
         moving: None,
         moves: Vec::new(),
@@ -61,6 +67,17 @@ pub fn replication_from(r: pb::Replication) -> Replication {
         copies: r.copies,
         max_lag_ms: r.max_lag_ms,
         promote_after_ms: r.promote_after_ms,
+    }
+}
+
+/// Domain user snapshot to wire.
+pub fn user_snapshot(s: UserSnapshot) -> pb::UserSnapshot {
+    pb::UserSnapshot {
+        name: s.name,
+        label: s.label,
+        taken_ms: s.taken_ms,
+        epoch: s.epoch,
+        node: s.node,
     }
 }
 

@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::proposal::{
-    Applied, CheckAllocation, CheckClaim, ExecError, Ips, Leases, Nodes, Proposal, Query, Read,
-    VolumeNamed, Volumes, applied,
+    Applied, CheckAllocation, CheckClaim, DryRun, ExecError, Ips, Leases, Nodes, Proposal, Query,
+    Read, SnapshotSite, VolumeNamed, Volumes, applied,
 };
 use crate::raft::network::Peers;
 use crate::raft::{Raft, StateMachineStore};
@@ -175,6 +175,8 @@ impl Member {
                 Query::CheckAllocation { pool, node } => {
                     encode(self.read_local(CheckAllocation { pool, node }).await)
                 }
+                Query::SnapshotSite(volume) => encode(self.read_local(SnapshotSite(volume)).await),
+                Query::DryRun(command) => encode(self.read_local(DryRun(command)).await),
             },
             Proposal::AddMember { id, address } => encode(self.add_member_local(id, address).await),
             Proposal::RemoveMember { id } => encode(self.remove_member_local(id).await),

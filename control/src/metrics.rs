@@ -253,6 +253,8 @@ mod tests {
             replicas,
             replication,
             promotions: Vec::new(),
+            snapshots: Vec::new(),
+            origin: None,
             created_ms: 0,
             metadata: Default::default(),
         };

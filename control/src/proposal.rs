@@ -63,6 +63,10 @@ pub enum Query {
         /// The container's node.
         node: String,
     },
+    /// Where a user snapshot of a volume would be taken now, or why not.
+    SnapshotSite(String),
+    /// What a command would answer if it were applied now; nothing is written.
+    DryRun(Command),
 }
 
 /// A pool and how many of its addresses are held.
@@ -99,6 +103,16 @@ pub struct VolumeNamed(pub String);
 /// Every lease ([`Query::Leases`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Leases;
+
+/// A volume and its owner's node, if a user snapshot of it may be taken now
+/// ([`Query::SnapshotSite`]; the rule is [`crate::state::apply::may_snapshot`]).
+#[derive(Clone, Debug)]
+pub struct SnapshotSite(pub String);
+
+/// A command applied to a copy of the state ([`Query::DryRun`]): its refusal, if it would be
+/// refused now, before work outside the state (an agent's) that it is to record.
+#[derive(Clone, Debug)]
+pub struct DryRun(pub Command);
 
 /// Pools and allocations ([`Query::Ips`]).
 #[derive(Clone, Copy, Debug)]
@@ -152,6 +166,30 @@ impl Read for VolumeNamed {
             .get(&self.0)
             .cloned()
             .ok_or(CommandError::NoSuchVolume { name: self.0 })
+    }
+}
+
+impl Read for SnapshotSite {
+    type Reply = (Volume, Node);
+    fn read(self, s: &State) -> Result<(Volume, Node), CommandError> {
+        crate::state::apply::may_snapshot(s, &self.0, None)?;
+        let v = s.volumes.get(&self.0).cloned();
+        let owner = v
+            .as_ref()
+            .and_then(|v| s.nodes.get(v.owner.as_deref()?).cloned());
+        match (v, owner) {
+            (Some(v), Some(owner)) => Ok((v, owner)),
+            _ => Err(CommandError::UnknownNode {
+                name: String::new(),
+            }),
+        }
+    }
+}
+
+impl Read for DryRun {
+    type Reply = ();
+    fn read(self, s: &State) -> Result<(), CommandError> {
+        crate::state::apply(&mut s.clone(), self.0).map(drop)
     }
 }
 
@@ -209,6 +247,18 @@ impl From<Volumes> for Query {
 impl From<VolumeNamed> for Query {
     fn from(v: VolumeNamed) -> Self {
         Query::Volume(v.0)
+    }
+}
+
+impl From<SnapshotSite> for Query {
+    fn from(v: SnapshotSite) -> Self {
+        Query::SnapshotSite(v.0)
+    }
+}
+
+impl From<DryRun> for Query {
+    fn from(d: DryRun) -> Self {
+        Query::DryRun(d.0)
     }
 }
 

@@ -238,6 +238,21 @@ impl Storage for Backend {
         delegate!(self, s => s.used(volume).await)
     }
 
+    async fn clone_snapshot(
+        &self,
+        volume: &VolumeName,
+        snapshot: &SnapshotName,
+        clone: &VolumeName,
+    ) -> Result<()> {
+        let span = tracing::info_span!("storage.clone", volume.name = %volume, snapshot = %snapshot, clone = %clone);
+        async {
+            let _one_at_a_time = self.exclusive(clone).await;
+            delegate!(self, s => s.clone_snapshot(volume, snapshot, clone).await)
+        }
+        .instrument(span)
+        .await
+    }
+
     async fn set_aside(&self, volume: &VolumeName, label: &str) -> Result<String> {
         let _one_at_a_time = self.exclusive(volume).await;
         delegate!(self, s => s.set_aside(volume, label).await)

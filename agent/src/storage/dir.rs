@@ -259,6 +259,39 @@ impl Storage for DirStorage {
         .await
     }
 
+    async fn clone_snapshot(
+        &self,
+        volume: &VolumeName,
+        snapshot: &SnapshotName,
+        clone: &VolumeName,
+    ) -> Result<()> {
+        let meta = self.load(volume)?;
+        Self::require_snapshot(&meta, volume, snapshot)?;
+        if self.load(clone).is_ok() {
+            return Err(StorageError::VolumeExists {
+                volume: clone.to_string(),
+            });
+        }
+        let from = self.paths(volume).snapshot(snapshot.as_str());
+        let paths = self.paths(clone);
+        let fresh = VolumeMeta {
+            quota: meta.quota,
+            snapshots: Vec::new(),
+        };
+        // The copy is made beside the live path and renamed into place; meta.json, written
+        // last, is what makes it a volume.
+        blocking(clone, "copy the snapshot into the clone", move || {
+            let partial = paths.hidden.join("cloning");
+            std::fs::create_dir_all(paths.hidden.join("snapshots"))?;
+            tree::delete(&partial)?;
+            tree::delete(&paths.live)?;
+            tree::copy_tree(&from, &partial)?;
+            std::fs::rename(&partial, &paths.live)?;
+            save_meta(&paths.meta(), &fresh)
+        })
+        .await
+    }
+
     async fn set_aside(&self, volume: &VolumeName, label: &str) -> Result<String> {
         self.load(volume)?;
         self.unmount(volume).await?;

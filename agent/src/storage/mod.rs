@@ -176,6 +176,15 @@ pub trait Storage: Send + Sync {
     /// Bytes the volume uses on this host (data and snapshots).
     fn used(&self, volume: &VolumeName) -> impl Future<Output = Result<u64>> + Send;
 
+    /// Makes `clone`, a new unmounted volume with no snapshots whose contents are snapshot
+    /// `snapshot` of `volume`: a ZFS clone (which keeps that snapshot busy: it cannot be
+    /// destroyed while the clone exists), or a copy on the directory backend.
+    fn clone_snapshot(
+        &self,
+        volume: &VolumeName,
+        snapshot: &SnapshotName,
+        clone: &VolumeName,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Moves the volume (unmounted first), with its snapshots, out of the way under a name
     /// no volume can take, `<name>:<label>`, and returns where it is: kept for the operator,
     /// never mounted or listed as a volume again. For a former owner's copy that may hold

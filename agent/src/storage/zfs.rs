@@ -237,6 +237,28 @@ impl Storage for ZfsStorage {
         Ok(())
     }
 
+    async fn clone_snapshot(
+        &self,
+        volume: &VolumeName,
+        snapshot: &SnapshotName,
+        clone: &VolumeName,
+    ) -> Result<()> {
+        self.require_snapshot(volume, snapshot).await?;
+        let dataset = self.dataset(clone);
+        if dataset_exists(Some(clone.as_str()), &dataset).await? {
+            return Err(StorageError::VolumeExists {
+                volume: clone.to_string(),
+            });
+        }
+        let origin = format!("{}@{}", self.dataset(volume), snapshot);
+        self.zfs(
+            clone,
+            &["clone", "-o", "mountpoint=none", &origin, &dataset],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn set_aside(&self, volume: &VolumeName, label: &str) -> Result<String> {
         self.require(volume).await?;
         self.unmount(volume).await?;

@@ -1,6 +1,7 @@
 //! Who may call the agent: the authorization table of the `Agent` service, the one place
-//! that says so. Control members (role `control`) give orders; other agents (role `node`) may
-//! only stream a snapshot in (`Receive`); users may call nothing. [`authorized`] wraps the
+//! that says so. Control members (role `control`) give orders and relay a restore in
+//! (`Receive`); other agents (role `node`) may only stream a snapshot in (`Receive`); users may
+//! call nothing. [`authorized`] wraps the
 //! service so the table applies to every call before any handler runs, and a method without
 //! a rule is refused. The TLS layer has already checked that the certificate comes from the
 //! cluster CA.
@@ -24,10 +25,12 @@ pub fn rules(method: &str) -> Option<Rule> {
         })
     };
     match method {
-        "Push" | "Mount" | "Unmount" | "CleanUp" | "Inventory" | "StopContainers" => {
-            rule(&[Role::Control], "orders from control members")
-        }
-        "Receive" => rule(&[Role::Node], "a snapshot stream from another agent"),
+        "Push" | "Mount" | "Unmount" | "CleanUp" | "Inventory" | "StopContainers" | "Snapshot"
+        | "CloneSnapshot" | "Export" => rule(&[Role::Control], "orders from control members"),
+        "Receive" => rule(
+            &[Role::Node, Role::Control],
+            "a snapshot stream from another agent, or a restore relayed by a member",
+        ),
         _ => None,
     }
 }

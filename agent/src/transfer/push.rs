@@ -249,7 +249,7 @@ pub fn parts(
 
 /// Reads up to [`super::CHUNK_BYTES`] from `source`, as many as it has before its end: an
 /// empty chunk means the end.
-async fn read_chunk<R>(source: &mut R) -> std::io::Result<bytes::Bytes>
+pub(super) async fn read_chunk<R>(source: &mut R) -> std::io::Result<bytes::Bytes>
 where
     R: tokio::io::AsyncRead + Unpin,
 {

@@ -190,6 +190,105 @@ impl Agent for AgentService {
             .await?;
         Ok(Response::new(stopped))
     }
+
+    type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportChunk, Status>> + Send>>;
+
+    async fn export(&self, req: Request<pb::ExportRequest>) -> Reply<Self::ExportStream> {
+        let req = req.into_inner();
+        let volume = VolumeName::new(&req.volume).map_err(TransferError::from)?;
+        let snapshot = SnapshotName::new(&req.snapshot).map_err(TransferError::from)?;
+        let base = (!req.base.is_empty())
+            .then(|| SnapshotName::new(&req.base))
+            .transpose()
+            .map_err(TransferError::from)?;
+        let span = tracing::info_span!("export", volume.name = %volume, snapshot = %snapshot,
+            base = req.base);
+        let guard = self.locks.transfer(volume.as_str()).await;
+        let mut source = self
+            .storage()
+            .send(&volume, base.as_ref(), &snapshot)
+            .instrument(span.clone())
+            .await
+            .map_err(TransferError::from)?;
+        let (tx, rx) = mpsc::channel(super::CHUNKS_AHEAD);
+        tokio::spawn(
+            async move {
+                let _guard = guard;
+                let mut bytes = 0u64;
+                loop {
+                    match super::push::read_chunk(&mut source).await {
+                        Ok(chunk) if chunk.is_empty() => break,
+                        Ok(chunk) => {
+                            bytes += chunk.len() as u64;
+                            let data = pb::ExportChunk { data: chunk };
+                            if tx.send(Ok(data)).await.is_err() {
+                                tracing::warn!("export abandoned by the caller");
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "export failed");
+                            let failed = Status::internal(format!(
+                                "the stream of volume {volume} failed: {e}"
+                            ));
+                            let _ = tx.send(Err(failed)).await;
+                            return;
+                        }
+                    }
+                }
+                tracing::info!(bytes, "exported");
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn clone_snapshot(&self, req: Request<pb::CloneRequest>) -> Reply<pb::Cloned> {
+        let req = req.into_inner();
+        let volume = VolumeName::new(&req.volume).map_err(TransferError::from)?;
+        let snapshot = SnapshotName::new(&req.snapshot).map_err(TransferError::from)?;
+        let clone = VolumeName::new(&req.clone).map_err(TransferError::from)?;
+        let _guard = self.locks.transfer(clone.as_str()).await;
+        let span = tracing::info_span!("clone", volume.name = %volume, snapshot = %snapshot, clone = %clone);
+        self.storage()
+            .clone_snapshot(&volume, &snapshot, &clone)
+            .instrument(span.clone())
+            .await
+            .map_err(TransferError::from)?;
+        span.in_scope(|| tracing::info!("clone made"));
+        Ok(Response::new(pb::Cloned {}))
+    }
+
+    async fn snapshot(&self, req: Request<pb::SnapshotRequest>) -> Reply<pb::Snapshot> {
+        let req = req.into_inner();
+        let volume = VolumeName::new(&req.volume).map_err(TransferError::from)?;
+        let name = SnapshotName::new(&req.snapshot).map_err(TransferError::from)?;
+        let _guard = self.locks.transfer(volume.as_str()).await;
+        let storage = self.storage();
+        let span = tracing::info_span!("user_snapshot", volume.name = %volume, snapshot = %name);
+        let taken = async {
+            let held =
+                |all: Vec<crate::storage::Snapshot>| all.into_iter().find(|s| s.name == name);
+            if let Some(s) = held(storage.snapshots(&volume).await?) {
+                return Ok(s);
+            }
+            storage.snapshot(&volume, &name).await?;
+            tracing::info!("user snapshot taken");
+            held(storage.snapshots(&volume).await?).ok_or_else(|| {
+                crate::storage::StorageError::NoSuchSnapshot {
+                    volume: volume.to_string(),
+                    snapshot: name.to_string(),
+                }
+            })
+        }
+        .instrument(span)
+        .await
+        .map_err(TransferError::from)?;
+        Ok(Response::new(pb::Snapshot {
+            name: taken.name.to_string(),
+            guid: taken.guid,
+        }))
+    }
 }
 
 /// Destroys what `req` names of `volume` here: the listed snapshots that exist, a staged

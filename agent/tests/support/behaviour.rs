@@ -328,3 +328,79 @@ pub async fn bad_names_are_refused<S: Storage>(storage: &S, listing: impl Fn() -
     }
     assert_eq!((storage.volumes().await.unwrap(), listing()), before);
 }
+
+/// A clone of a snapshot is a volume of its own: it holds the snapshot's contents (not what
+/// was written after it), has no snapshots, mounts read-write without touching the origin,
+/// can be snapshotted and sent in full to another host (a move) and destroyed. A clone over
+/// an existing volume, or of a missing snapshot, is refused. `keeps_origin_busy`: the backend
+/// refuses to destroy the origin snapshot while the clone exists (ZFS); the directory backend
+/// copies, so the snapshot may go.
+pub async fn a_clone_holds_its_snapshot_and_is_a_volume_of_its_own<S: Storage>(
+    src: &S,
+    dst: &S,
+    keeps_origin_busy: bool,
+) {
+    let v = volume();
+    src.create(&v, &CreateOptions::default()).await.unwrap();
+    let live = src.mount(&v, Access::ReadWrite).await.unwrap();
+    let big = random(MIB);
+    write(&live.join("big"), &big);
+    write(&live.join("dir/note"), b"before");
+    src.snapshot(&v, &snap("u-before")).await.unwrap();
+    write(&live.join("dir/note"), b"after");
+    write(&live.join("later"), b"x");
+
+    let c = volume();
+    src.clone_snapshot(&v, &snap("u-before"), &c).await.unwrap();
+    assert!(src.volumes().await.unwrap().contains(&c));
+    assert!(src.snapshots(&c).await.unwrap().is_empty());
+    let cl = src.mount(&c, Access::ReadWrite).await.unwrap();
+    assert_eq!(std::fs::read(cl.join("big")).unwrap(), big);
+    assert_eq!(std::fs::read(cl.join("dir/note")).unwrap(), b"before");
+    assert!(!cl.join("later").exists(), "written after the snapshot");
+    write(&cl.join("dir/note"), b"changed in the clone");
+    assert_eq!(std::fs::read(live.join("dir/note")).unwrap(), b"after");
+
+    // Refused: the name is taken, the snapshot is missing.
+    let err = src
+        .clone_snapshot(&v, &snap("u-before"), &c)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::VolumeExists { .. }), "{err}");
+    let other = volume();
+    let err = src
+        .clone_snapshot(&v, &snap("nope"), &other)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NoSuchSnapshot { .. }), "{err}");
+    assert!(!src.volumes().await.unwrap().contains(&other));
+
+    // The origin snapshot while the clone exists.
+    let destroyed = src.destroy_snapshot(&v, &snap("u-before")).await;
+    assert_eq!(destroyed.is_err(), keeps_origin_busy, "{destroyed:?}");
+    if let Err(err) = destroyed {
+        assert!(err.to_string().contains("dependent clones"), "{err}");
+        assert!(names(src.snapshots(&v).await.unwrap()).contains(&snap("u-before")));
+    }
+
+    // Moved: a full stream of the clone's own snapshot.
+    src.snapshot(&c, &snap("m1-r1")).await.unwrap();
+    let stream = src.send(&c, None, &snap("m1-r1")).await.unwrap();
+    dst.receive(&c, Slot::Staging, stream).await.unwrap();
+    dst.commit_staged(&c).await.unwrap();
+    let there = dst.mount(&c, Access::ReadOnly).await.unwrap();
+    assert_eq!(std::fs::read(there.join("big")).unwrap(), big);
+    assert_eq!(
+        std::fs::read(there.join("dir/note")).unwrap(),
+        b"changed in the clone"
+    );
+    dst.destroy(&c).await.unwrap();
+
+    // Deleted: the clone first, then the origin snapshot may go.
+    src.destroy(&c).await.unwrap();
+    assert!(!src.volumes().await.unwrap().contains(&c));
+    if keeps_origin_busy {
+        src.destroy_snapshot(&v, &snap("u-before")).await.unwrap();
+    }
+    src.destroy(&v).await.unwrap();
+}

@@ -156,6 +156,76 @@ impl AgentLink {
         Ok(())
     }
 
+    /// Takes snapshot `snapshot` of `volume` here (one that exists already is answered as it
+    /// is) and returns it with its GUID.
+    pub async fn snapshot(
+        &mut self,
+        volume: &str,
+        snapshot: &str,
+    ) -> Result<pb::Snapshot, MoveError> {
+        let mut req = tonic::Request::new(pb::SnapshotRequest {
+            volume: volume.to_owned(),
+            snapshot: snapshot.to_owned(),
+        });
+        req.set_timeout(CALL_TIMEOUT);
+        let taken = self
+            .client
+            .snapshot(req)
+            .await
+            .map_err(|s| self.failed(s))?;
+        Ok(taken.into_inner())
+    }
+
+    /// Makes volume `clone` here from snapshot `snapshot` of `volume`.
+    pub async fn clone_volume(
+        &mut self,
+        volume: &str,
+        snapshot: &str,
+        clone: &str,
+    ) -> Result<(), MoveError> {
+        let mut req = tonic::Request::new(pb::CloneRequest {
+            volume: volume.to_owned(),
+            snapshot: snapshot.to_owned(),
+            clone: clone.to_owned(),
+        });
+        req.set_timeout(CALL_TIMEOUT);
+        self.client
+            .clone_snapshot(req)
+            .await
+            .map_err(|s| self.failed(s))?;
+        Ok(())
+    }
+
+    /// One backend stream of `snapshot` of `volume` here, in full or since `base`, as it is
+    /// read (no deadline: a backup takes as long as the volume takes to read).
+    pub async fn export(
+        &mut self,
+        volume: &str,
+        snapshot: &str,
+        base: Option<&str>,
+    ) -> Result<tonic::Streaming<pb::ExportChunk>, MoveError> {
+        let req = pb::ExportRequest {
+            volume: volume.to_owned(),
+            snapshot: snapshot.to_owned(),
+            base: base.unwrap_or_default().to_owned(),
+        };
+        let stream = self.client.export(req).await.map_err(|s| self.failed(s))?;
+        Ok(stream.into_inner())
+    }
+
+    /// Streams `chunks` (a header, then parts) into this node's `Receive`.
+    pub async fn receive(
+        &mut self,
+        chunks: impl tokio_stream::Stream<Item = pb::Chunk> + Send + 'static,
+    ) -> Result<pb::Received, MoveError> {
+        let received = self
+            .client
+            .receive(chunks)
+            .await
+            .map_err(|s| self.failed(s))?;
+        Ok(received.into_inner())
+    }
+
     /// Removes what `what` names of `volume` here (idempotent); returns what was destroyed.
     pub async fn clean_up(
         &mut self,

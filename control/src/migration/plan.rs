@@ -10,6 +10,8 @@
 
 use proto::agent::Snapshot;
 
+use crate::state::is_user_snapshot;
+
 /// The newest snapshot of `source` (oldest first) that `target` also holds, matched by GUID:
 /// a snapshot of the same name with another GUID is another snapshot.
 pub fn newest_common<'a>(source: &'a [Snapshot], target: &[Snapshot]) -> Option<&'a Snapshot> {
@@ -29,10 +31,11 @@ pub fn newer_than(target: &[Snapshot], base: Option<&Snapshot>) -> Vec<String> {
 
 /// Of `held` (a copy's snapshots, on the owner or a replica), the ones the retention rule
 /// does not keep: all but those named in `pinned` (the snapshots the volume's replicas were
-/// last brought up to). Returns the ones to destroy.
+/// last brought up to) and the user snapshots, which are never destroyed here (by their
+/// name, so also one taken but not yet recorded). Returns the ones to destroy.
 pub fn not_retained(held: &[Snapshot], pinned: &[String]) -> Vec<String> {
     held.iter()
-        .filter(|s| !pinned.contains(&s.name))
+        .filter(|s| !pinned.contains(&s.name) && !is_user_snapshot(&s.name))
         .map(|s| s.name.clone())
         .collect()
 }
@@ -84,7 +87,9 @@ mod tests {
         xs.iter()
             .map(|s| Snapshot {
                 name: s.to_string(),
-                guid: s.bytes().fold(7u64, |h, b| h * 31 + u64::from(b)),
+                guid: s
+                    .bytes()
+                    .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
             })
             .collect()
     }
@@ -136,6 +141,26 @@ mod tests {
         );
         // A replica keeps another replica's snapshot it holds, for when it becomes owner.
         assert!(not_retained(&v(&["m2-final", "m3-final"]), &pinned).is_empty());
+    }
+
+    /// The retention rule used to destroy every snapshot no replica was pinned to, user
+    /// snapshots included: they must survive every move and refresh, recorded or not yet.
+    #[test]
+    fn the_retention_rule_never_destroys_a_user_snapshot() {
+        let held = v(&[
+            "u-before-upgrade",
+            "m1-final",
+            "u-1765000000000",
+            "rep-5",
+            "m2-r1",
+        ]);
+        assert_eq!(
+            not_retained(&held, &["rep-5".into()]),
+            ["m1-final", "m2-r1"]
+        );
+        assert!(not_retained(&v(&["u-x"]), &[]).is_empty());
+        // A move's own leftovers never include one either.
+        assert_eq!(move_leftovers(&held, 2), ["m2-r1"]);
     }
 
     #[test]

@@ -145,8 +145,25 @@ fn copies_held(state: &State) -> BTreeMap<&str, usize> {
 
 /// Streams go between backends of one kind (`zfs:…` to `zfs:…`).
 fn same_kind(a: &Node, b: &Node) -> bool {
-    let kind = |n: &Node| n.storage.split(':').next().unwrap_or_default().to_owned();
-    kind(a) == kind(b)
+    storage_kind(&a.storage) == storage_kind(&b.storage)
+}
+
+/// The kind of a node's storage (`zfs` of `zfs:tank/flocker`): only that kind can receive its
+/// streams.
+pub fn storage_kind(storage: &str) -> &str {
+    storage.split(':').next().unwrap_or_default()
+}
+
+/// Where a new volume made from streams of storage `kind` goes when no node is named: the up
+/// node of that kind holding the fewest copies of any volume, by name.
+pub fn least_loaded(state: &State, kind: &str) -> Option<String> {
+    let load = copies_held(state);
+    state
+        .nodes
+        .values()
+        .filter(|n| n.up && storage_kind(&n.storage) == kind)
+        .min_by_key(|n| (load.get(n.name.as_str()).copied().unwrap_or(0), &n.name))
+        .map(|n| n.name.clone())
 }
 
 impl Driver {
@@ -322,6 +339,8 @@ mod tests {
                 .collect(),
             replication: Some(policy(2)),
             promotions: Vec::new(),
+            snapshots: Vec::new(),
+            origin: None,
             created_ms: 0,
             metadata: Default::default(),
         }

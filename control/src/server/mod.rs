@@ -14,12 +14,14 @@
 //! - [`status`]: execution errors to gRPC statuses, in one place.
 
 pub mod auth;
+pub mod backup;
 pub mod cluster_status;
 pub mod move_volume;
 pub mod node_service;
 pub mod operator_service;
 pub mod ownership;
 pub mod raft_service;
+pub mod snapshots;
 pub mod status;
 pub mod usage;
 

@@ -39,6 +39,24 @@ type Reply_<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl OperatorApi for OperatorService {
+    type BackupVolumeStream = super::backup::BackupStream;
+
+    async fn backup_volume(
+        &self,
+        req: Request<pb::BackupRequest>,
+    ) -> Reply_<Self::BackupVolumeStream> {
+        let stream = super::backup::backup(&self.member, &self.agent_tls, req.into_inner()).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn restore_volume(
+        &self,
+        req: Request<tonic::Streaming<pb::RestoreChunk>>,
+    ) -> Reply_<pb::Volume> {
+        let v = super::backup::restore(&self.member, &self.agent_tls, req.into_inner()).await?;
+        Ok(Response::new(convert::volume(v)))
+    }
+
     async fn volume_usage(&self, _req: Request<pb::Empty>) -> Reply_<pb::VolumeUsageList> {
         Ok(Response::new(
             super::usage::volume_usage(&self.member, &self.agent_tls).await,
@@ -76,6 +94,28 @@ impl OperatorApi for OperatorService {
             at_ms: crate::server::node_service::now_ms(),
         };
         Ok(Response::new(convert::volume(self.write(cmd).await?)))
+    }
+
+    async fn snapshot_volume(
+        &self,
+        req: Request<pb::SnapshotVolumeRequest>,
+    ) -> Reply_<pb::UserSnapshot> {
+        let r = req.into_inner();
+        let taken = super::snapshots::take(&self.member, &self.agent_tls, r.name, r.label).await?;
+        Ok(Response::new(convert::user_snapshot(taken)))
+    }
+
+    async fn clone_volume(&self, req: Request<pb::CloneVolumeRequest>) -> Reply_<pb::Volume> {
+        let r = req.into_inner();
+        let v = super::snapshots::clone(&self.member, &self.agent_tls, r.name, r.snapshot, r.clone)
+            .await?;
+        Ok(Response::new(convert::volume(v)))
+    }
+
+    async fn delete_snapshot(&self, req: Request<pb::DeleteSnapshotRequest>) -> Reply_<pb::Volume> {
+        let r = req.into_inner();
+        let v = super::snapshots::delete(&self.member, &self.agent_tls, r.name, r.snapshot).await?;
+        Ok(Response::new(convert::volume(v)))
     }
 
     async fn reclaim_node(&self, req: Request<pb::ReclaimRequest>) -> Reply_<pb::AllocationList> {

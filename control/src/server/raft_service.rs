@@ -112,7 +112,10 @@ fn forwardable(cmd: &Command) -> bool {
         | Command::ReleaseIp { .. }
         | Command::ReclaimNode { .. }
         | Command::SetReplication { .. }
-        | Command::PromoteVolume { .. } => true,
+        | Command::PromoteVolume { .. }
+        | Command::RecordSnapshot { .. }
+        | Command::ForgetSnapshot { .. }
+        | Command::CloneVolume { .. } => true,
         Command::MarkNodeDown { .. }
         | Command::SetOwner { .. }
         | Command::SetReplica { .. }

@@ -104,6 +104,34 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
             v.replication = replication;
             Ok(Response::Volume(v.clone()))
         }
+        Command::RecordSnapshot { volume, snapshot } => record_snapshot(state, &volume, snapshot),
+        Command::CloneVolume {
+            name,
+            source,
+            snapshot,
+            owner,
+            at_ms,
+        } => clone_volume(state, name, &source, &snapshot, owner, at_ms),
+        Command::ForgetSnapshot { volume, snapshot } => {
+            let v = state
+                .volumes
+                .get(&volume)
+                .ok_or_else(|| CommandError::NoSuchVolume {
+                    name: volume.clone(),
+                })?;
+            let name = user_snapshot(v, &snapshot)?.name.clone();
+            let clones = super::clones_of(state.volumes.values(), &volume, Some(&name));
+            if !clones.is_empty() {
+                return Err(CommandError::SnapshotHasClones {
+                    volume,
+                    snapshot: name,
+                    clones: clones.join(", "),
+                });
+            }
+            let v = volume_mut(state, &volume)?;
+            v.snapshots.retain(|s| s.name != name);
+            Ok(Response::Volume(v.clone()))
+        }
         Command::SetMetadata { name, key, value } => {
             let v = volume_mut(state, &name)?;
             match value {
@@ -336,6 +364,8 @@ fn create_volume(
         replicas: Vec::new(),
         replication,
         promotions: Vec::new(),
+        snapshots: Vec::new(),
+        origin: None,
         created_ms: at_ms,
         metadata,
     };
@@ -432,6 +462,145 @@ fn promote(
     Ok(Response::Volume(v.clone()))
 }
 
+/// A snapshot label follows the snapshot naming rule and leaves room for the
+/// [`USER_SNAPSHOT_PREFIX`](super::USER_SNAPSHOT_PREFIX) within 63 characters.
+pub fn validate_snapshot_label(label: &str) -> Result<(), CommandError> {
+    let name = super::user_snapshot_name(Some(label), 0);
+    let fits = foundation::names::check(foundation::names::NameKind::Snapshot, label).is_ok()
+        && foundation::names::check(foundation::names::NameKind::Snapshot, &name).is_ok();
+    if fits {
+        Ok(())
+    } else {
+        Err(CommandError::InvalidSnapshotLabel {
+            label: label.to_owned(),
+        })
+    }
+}
+
+/// The user snapshot of `v` called `snapshot` (name or label), or an error listing those
+/// there are.
+pub fn user_snapshot<'a>(
+    v: &'a Volume,
+    snapshot: &str,
+) -> Result<&'a super::UserSnapshot, CommandError> {
+    v.user_snapshot(snapshot).ok_or_else(|| {
+        let known: Vec<&str> = v
+            .snapshots
+            .iter()
+            .map(|s| s.label.as_deref().unwrap_or(&s.name))
+            .collect();
+        CommandError::NoSuchSnapshot {
+            volume: v.name.clone(),
+            snapshot: snapshot.to_owned(),
+            known: if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            },
+        }
+    })
+}
+
+/// Whether `node` may take a user snapshot of `volume` now: the volume exists and `node`
+/// owns it at `epoch` (`None`: at any epoch), it is up, and no move of it is under way.
+pub fn may_snapshot(
+    state: &State,
+    volume: &str,
+    node: Option<(&str, u64)>,
+) -> Result<(), CommandError> {
+    let v = state
+        .volumes
+        .get(volume)
+        .ok_or_else(|| CommandError::NoSuchVolume {
+            name: volume.to_owned(),
+        })?;
+    let owner = v.owner.clone().ok_or_else(|| CommandError::NoOwner {
+        volume: volume.to_owned(),
+    })?;
+    if let Some((node, epoch)) = node
+        && (node != owner || epoch != v.epoch)
+    {
+        return Err(CommandError::OwnerChanged {
+            volume: volume.to_owned(),
+            owner,
+            epoch: v.epoch,
+        });
+    }
+    not_moving(state, volume)?;
+    if state.nodes.get(&owner).is_some_and(|n| !n.up) {
+        return Err(CommandError::OwnerDown {
+            volume: volume.to_owned(),
+            node: owner,
+        });
+    }
+    Ok(())
+}
+
+/// `CloneVolume`: a volume like `CreateVolume`'s, owned by the source's owner, that records
+/// its origin.
+fn clone_volume(
+    state: &mut State,
+    name: String,
+    source: &str,
+    snapshot: &str,
+    owner: String,
+    at_ms: u64,
+) -> Result<Response, CommandError> {
+    may_snapshot(state, source, None)?;
+    let v = &state.volumes[source];
+    let origin = super::Origin {
+        volume: source.to_owned(),
+        snapshot: user_snapshot(v, snapshot)?.name.clone(),
+    };
+    let current = v.owner.clone().unwrap_or_default();
+    if current != owner {
+        return Err(CommandError::OwnerChanged {
+            volume: source.to_owned(),
+            owner: current,
+            epoch: v.epoch,
+        });
+    }
+    let size_limit = v.size_limit;
+    let metadata = std::collections::BTreeMap::new();
+    let created = create_volume(state, name, size_limit, Some(owner), metadata, at_ms, None)?;
+    let Response::Volume(mut clone) = created else {
+        unreachable!("create_volume answers the volume")
+    };
+    clone.origin = Some(origin);
+    state.volumes.insert(clone.name.clone(), clone.clone());
+    Ok(Response::Volume(clone))
+}
+
+fn record_snapshot(
+    state: &mut State,
+    volume: &str,
+    snapshot: super::UserSnapshot,
+) -> Result<Response, CommandError> {
+    if let Some(label) = &snapshot.label {
+        validate_snapshot_label(label)?;
+    }
+    if snapshot.name != super::user_snapshot_name(snapshot.label.as_deref(), snapshot.taken_ms) {
+        return Err(CommandError::InvalidSnapshotLabel {
+            label: snapshot.name,
+        });
+    }
+    may_snapshot(state, volume, Some((&snapshot.node, snapshot.epoch)))?;
+    let v = volume_mut(state, volume)?;
+    let taken = |s: &str| v.user_snapshot(s).is_some();
+    if let Some(clash) = [Some(&snapshot.name), snapshot.label.as_ref()]
+        .into_iter()
+        .flatten()
+        .find(|s| taken(s))
+    {
+        return Err(CommandError::SnapshotExists {
+            volume: volume.to_owned(),
+            snapshot: clash.clone(),
+        });
+    }
+    v.snapshots.push(snapshot);
+    Ok(Response::Volume(v.clone()))
+}
+
 /// A policy the leader can keep: 1 to [`MAX_REPLICAS`](super::MAX_REPLICAS) copies, a lag
 /// of at least [`MIN_MAX_LAG_MS`](super::MIN_MAX_LAG_MS).
 fn valid_replication(volume: &str, r: super::Replication) -> Result<(), CommandError> {
@@ -460,6 +629,13 @@ fn delete_volume(state: &mut State, name: &str) -> Result<Response, CommandError
     }
     not_leased(state, name)?;
     not_moving(state, name)?;
+    let clones = super::clones_of(state.volumes.values(), name, None);
+    if !clones.is_empty() {
+        return Err(CommandError::VolumeHasClones {
+            volume: name.to_owned(),
+            clones: clones.join(", "),
+        });
+    }
     let v = state.volumes.remove(name).expect("checked above");
     let mut nodes: std::collections::BTreeSet<String> = v.owner.iter().cloned().collect();
     nodes.extend(v.replicas.iter().map(|r| r.node.clone()));

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Allocation, Lease, Migration, Node, Phase, Replication, Volume};
+use super::{Allocation, Lease, Migration, Node, Phase, Replication, UserSnapshot, Volume};
 
 /// A change to the cluster state. Times are set by the member that proposes the command, so
 /// applying it is deterministic on every member.
@@ -97,6 +97,37 @@ pub enum Command {
         name: String,
         /// The policy.
         replication: Option<Replication>,
+    },
+    /// Record a user snapshot its owner's agent has just taken: refused unless `snapshot.node`
+    /// still owns the volume at `snapshot.epoch` and no move of it is under way, and unless
+    /// its name and label are new for the volume.
+    RecordSnapshot {
+        /// Volume name.
+        volume: String,
+        /// The snapshot.
+        snapshot: UserSnapshot,
+    },
+    /// Record volume `name`, a clone of user snapshot `snapshot` of `source` that `owner` (the
+    /// source's owner) has just made: refused as `CreateVolume` is, and unless the snapshot
+    /// is recorded and `owner` still owns `source`.
+    CloneVolume {
+        /// The new volume.
+        name: String,
+        /// The volume cloned.
+        source: String,
+        /// Its user snapshot, by name or label.
+        snapshot: String,
+        /// The node holding the clone.
+        owner: String,
+        /// Now.
+        at_ms: u64,
+    },
+    /// Forget a user snapshot (by name or label), once its owner destroyed it.
+    ForgetSnapshot {
+        /// Volume name.
+        volume: String,
+        /// The snapshot's name or label.
+        snapshot: String,
     },
     /// Set (or with `None` remove) one metadata key.
     SetMetadata {

@@ -104,7 +104,9 @@ pub enum CommandError {
         migration: u64,
     },
     /// The volume has no owner, so it cannot be leased or moved.
-    #[error("volume {volume:?} has no owner node: set one first")]
+    #[error(
+        "volume {volume:?} has no owner node: give it one with `flockerctl volume move {volume} --to NODE`"
+    )]
     NoOwner {
         /// The volume.
         volume: String,
@@ -230,6 +232,70 @@ pub enum CommandError {
         /// The node.
         name: String,
     },
+    /// A snapshot label that breaks the naming rule.
+    #[error(
+        "invalid snapshot label {label:?}: use 1 to 61 characters from a-z, 0-9, '_', '.', '-', starting with a letter or digit"
+    )]
+    InvalidSnapshotLabel {
+        /// The label given.
+        label: String,
+    },
+    /// The volume has a snapshot of that name or label already.
+    #[error(
+        "volume {volume:?} already has a snapshot {snapshot:?} (list them with `flockerctl volume snapshots {volume}`); choose another label"
+    )]
+    SnapshotExists {
+        /// The volume.
+        volume: String,
+        /// The name or label.
+        snapshot: String,
+    },
+    /// No user snapshot of that name or label.
+    #[error(
+        "volume {volume:?} has no snapshot {snapshot:?} (its snapshots: {known}; list them with `flockerctl volume snapshots {volume}`)"
+    )]
+    NoSuchSnapshot {
+        /// The volume.
+        volume: String,
+        /// The name or label asked for.
+        snapshot: String,
+        /// The volume's snapshots, comma-separated (`none` if none).
+        known: String,
+    },
+    /// The volume changed owner (a move or promotion) while a snapshot or clone was made.
+    #[error(
+        "volume {volume:?} changed owner meanwhile (it is now on {owner:?} at epoch {epoch}): take the snapshot, or make the clone, again"
+    )]
+    OwnerChanged {
+        /// The volume.
+        volume: String,
+        /// Its owner now (empty if none).
+        owner: String,
+        /// Its epoch now.
+        epoch: u64,
+    },
+    /// A snapshot that clones were made from.
+    #[error(
+        "snapshot {snapshot:?} of volume {volume:?} is the origin of clone(s) {clones}, which depend on it: delete them first (`flockerctl volume rm CLONE`)"
+    )]
+    SnapshotHasClones {
+        /// The volume.
+        volume: String,
+        /// The snapshot.
+        snapshot: String,
+        /// The clones, comma-separated.
+        clones: String,
+    },
+    /// A volume whose snapshots clones were made from.
+    #[error(
+        "volume {volume:?} has clone(s) {clones} made from its snapshots, which depend on it: delete them first (`flockerctl volume rm CLONE`)"
+    )]
+    VolumeHasClones {
+        /// The volume.
+        volume: String,
+        /// The clones, comma-separated.
+        clones: String,
+    },
     /// A container id that is empty.
     #[error("container id must not be empty")]
     EmptyContainerId,
@@ -245,6 +311,7 @@ impl CommandError {
                 | CommandError::NoSuchLease { .. }
                 | CommandError::NoSuchMigration { .. }
                 | CommandError::NoSuchPool { .. }
+                | CommandError::NoSuchSnapshot { .. }
         )
     }
 
@@ -258,6 +325,7 @@ impl CommandError {
                 | CommandError::VolumeMoving { .. }
                 | CommandError::AddressHeld { .. }
                 | CommandError::PoolOverlap { .. }
+                | CommandError::SnapshotExists { .. }
         )
     }
 }

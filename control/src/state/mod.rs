@@ -80,6 +80,54 @@ pub struct Promotion {
     pub automatic: bool,
 }
 
+/// A snapshot an operator took (`flockerctl volume snapshot`): kept on every copy of the
+/// volume (moves and replica refreshes carry it along) until the operator deletes it; the
+/// retention rule never destroys one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSnapshot {
+    /// Its name on every copy: [`USER_SNAPSHOT_PREFIX`] and the label, or the time taken
+    /// when it has no label.
+    pub name: String,
+    /// The operator's label, if given.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// When it was taken, milliseconds since the Unix epoch (the clock of the member that
+    /// took the call).
+    pub taken_ms: u64,
+    /// The volume's epoch then.
+    pub epoch: u64,
+    /// The owner it was taken on.
+    pub node: String,
+}
+
+/// What every user snapshot's name starts with; no other snapshot (a move's `m<ID>-…`, a
+/// replica refresh's `rep-<ms>`) does, so the retention rule can tell them apart even before
+/// one is recorded.
+pub const USER_SNAPSHOT_PREFIX: &str = "u-";
+
+/// Whether `name` is a user snapshot's (see [`USER_SNAPSHOT_PREFIX`]).
+pub fn is_user_snapshot(name: &str) -> bool {
+    name.starts_with(USER_SNAPSHOT_PREFIX)
+}
+
+/// The name a user snapshot labelled `label` (or, unlabelled, taken at `taken_ms`) has on
+/// every copy.
+pub fn user_snapshot_name(label: Option<&str>, taken_ms: u64) -> String {
+    match label {
+        Some(label) => format!("{USER_SNAPSHOT_PREFIX}{label}"),
+        None => format!("{USER_SNAPSHOT_PREFIX}{taken_ms}"),
+    }
+}
+
+/// What a clone was made from (`flockerctl volume clone`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The volume cloned.
+    pub volume: String,
+    /// Its user snapshot (by name), which stays while the clone exists: ZFS keeps it busy.
+    pub snapshot: String,
+}
+
 /// How many promotions of each volume the state keeps.
 pub const PROMOTION_HISTORY: usize = 10;
 
@@ -125,10 +173,42 @@ pub struct Volume {
     /// Its promotions, oldest first (the [`PROMOTION_HISTORY`] newest).
     #[serde(default)]
     pub promotions: Vec<Promotion>,
+    /// Its user snapshots, oldest first.
+    #[serde(default)]
+    pub snapshots: Vec<UserSnapshot>,
+    /// Set for a clone: the snapshot it was made from.
+    #[serde(default)]
+    pub origin: Option<Origin>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
     /// Free-form labels.
     pub metadata: BTreeMap<String, String>,
+}
+
+impl Volume {
+    /// The user snapshot called `snapshot`: by its name or by its label.
+    pub fn user_snapshot(&self, snapshot: &str) -> Option<&UserSnapshot> {
+        self.snapshots
+            .iter()
+            .find(|s| s.name == snapshot || s.label.as_deref() == Some(snapshot))
+    }
+}
+
+/// The clones made from `volume`'s snapshots (only from `snapshot`, if given), by name.
+pub fn clones_of<'a>(
+    volumes: impl IntoIterator<Item = &'a Volume>,
+    volume: &str,
+    snapshot: Option<&str>,
+) -> Vec<String> {
+    volumes
+        .into_iter()
+        .filter(|v| {
+            v.origin
+                .as_ref()
+                .is_some_and(|o| o.volume == volume && snapshot.is_none_or(|s| o.snapshot == s))
+        })
+        .map(|v| v.name.clone())
+        .collect()
 }
 
 /// A running container holding a volume on its owner node.

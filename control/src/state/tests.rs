@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::state::apply::{may_snapshot, validate_snapshot_label};
 
 fn ok(state: &mut State, c: Command) -> Response {
     apply(state, c).expect("command should apply")
@@ -1209,4 +1210,228 @@ fn a_deletion_lists_every_holder_until_each_destroys_its_copy() {
     // A volume nobody held leaves nothing to do.
     ok(&mut s, Command::DeleteVolume { name: "db".into() });
     assert!(s.deletions.is_empty());
+}
+
+fn user_snap(label: Option<&str>, taken_ms: u64, node: &str, epoch: u64) -> Command {
+    Command::RecordSnapshot {
+        volume: "db".into(),
+        snapshot: UserSnapshot {
+            name: user_snapshot_name(label, taken_ms),
+            label: label.map(Into::into),
+            taken_ms,
+            epoch,
+            node: node.into(),
+        },
+    }
+}
+
+/// User snapshots: recorded only for the owner at its epoch, with no move under way and the
+/// owner up; names and labels unique; found by name or label; forgotten by either; a refusal
+/// changes nothing and says what to do.
+#[test]
+fn user_snapshots_are_recorded_for_the_owner_at_its_epoch_and_forgotten_by_name_or_label() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    ok(&mut s, volume("loose", None));
+    ok(&mut s, user_snap(Some("before-upgrade"), 10, "a", 1));
+    ok(&mut s, user_snap(None, 11, "a", 1));
+    let v = &s.volumes["db"];
+    assert_eq!(
+        v.snapshots
+            .iter()
+            .map(|x| x.name.as_str())
+            .collect::<Vec<_>>(),
+        ["u-before-upgrade", "u-11"]
+    );
+    assert_eq!(
+        v.user_snapshot("before-upgrade").unwrap().name,
+        "u-before-upgrade"
+    );
+    assert_eq!(v.user_snapshot("u-11").unwrap().taken_ms, 11);
+    let before = s.clone();
+    // The same label again, or a label naming an existing snapshot.
+    let err = apply(&mut s, user_snap(Some("before-upgrade"), 12, "a", 1)).unwrap_err();
+    assert!(matches!(err, CommandError::SnapshotExists { .. }), "{err}");
+    assert!(err.is_conflict());
+    let err = apply(&mut s, user_snap(Some("11"), 12, "a", 1)).unwrap_err();
+    assert!(matches!(err, CommandError::SnapshotExists { .. }), "{err}");
+    // A label that is not a name, or too long to carry the `u-` prefix.
+    for bad in ["Bad", "../x", "", &"a".repeat(62)] {
+        let err = apply(&mut s, user_snap(Some(bad), 12, "a", 1)).unwrap_err();
+        assert!(
+            matches!(err, CommandError::InvalidSnapshotLabel { .. }),
+            "{bad}: {err}"
+        );
+    }
+    assert!(validate_snapshot_label(&"a".repeat(61)).is_ok());
+    // Not the owner, or an old epoch: the volume changed hands while it was taken.
+    let err = apply(&mut s, user_snap(Some("x"), 12, "b", 1)).unwrap_err();
+    assert!(matches!(err, CommandError::OwnerChanged { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("take the snapshot, or make the clone, again"),
+        "{err}"
+    );
+    let err = apply(&mut s, user_snap(Some("x"), 12, "a", 2)).unwrap_err();
+    assert!(matches!(err, CommandError::OwnerChanged { .. }), "{err}");
+    // Unknown volume, no owner.
+    let mut unknown = user_snap(Some("x"), 12, "a", 1);
+    if let Command::RecordSnapshot { volume, .. } = &mut unknown {
+        *volume = "nope".into();
+    }
+    assert!(apply(&mut s, unknown).unwrap_err().is_not_found());
+    let err = may_snapshot(&s, "loose", None).unwrap_err();
+    assert!(
+        err.to_string().contains("volume move loose --to NODE"),
+        "{err}"
+    );
+    // Under a move, or with the owner down.
+    ok(
+        &mut s,
+        Command::RecordMigration {
+            volume: "db".into(),
+            to: "b".into(),
+            stop_containers: false,
+            at_ms: None,
+        },
+    );
+    let err = apply(&mut s, user_snap(Some("x"), 12, "a", 1)).unwrap_err();
+    assert!(matches!(err, CommandError::VolumeMoving { .. }), "{err}");
+    let mut down_owner = before.clone();
+    down(&mut down_owner, "a");
+    let err = apply(&mut down_owner, user_snap(Some("x"), 12, "a", 1)).unwrap_err();
+    assert!(matches!(err, CommandError::OwnerDown { .. }), "{err}");
+    // Forgotten by label; an unknown one names those there are.
+    let mut s = before;
+    let forget = |snapshot: &str| Command::ForgetSnapshot {
+        volume: "db".into(),
+        snapshot: snapshot.into(),
+    };
+    ok(&mut s, forget("before-upgrade"));
+    let err = apply(&mut s, forget("before-upgrade")).unwrap_err();
+    assert!(err.is_not_found());
+    assert!(err.to_string().contains("(its snapshots: u-11;"), "{err}");
+    ok(&mut s, forget("u-11"));
+    let err = apply(&mut s, forget("u-11")).unwrap_err();
+    assert!(err.to_string().contains("(its snapshots: none;"), "{err}");
+}
+
+/// A move keeps the volume's user snapshots recorded (the transfer carries them along).
+#[test]
+fn user_snapshots_stay_recorded_across_a_move() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    ok(&mut s, user_snap(Some("keep"), 10, "a", 1));
+    let Response::Migration(m) = ok(
+        &mut s,
+        Command::RecordMigration {
+            volume: "db".into(),
+            to: "b".into(),
+            stop_containers: false,
+            at_ms: None,
+        },
+    ) else {
+        panic!("a migration")
+    };
+    ok(
+        &mut s,
+        Command::AdvanceMigration {
+            id: m.id,
+            phase: Phase::Done,
+            bytes_sent: 1,
+            rounds: 1,
+            at_ms: None,
+        },
+    );
+    let v = &s.volumes["db"];
+    assert_eq!((v.owner.as_deref(), v.epoch), (Some("b"), 2));
+    assert_eq!(v.user_snapshot("keep").unwrap().node, "a");
+    // A snapshot on the new owner at the new epoch.
+    ok(&mut s, user_snap(Some("after"), 20, "b", 2));
+}
+
+#[test]
+fn user_snapshots_written_before_they_existed_load_as_none() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    let mut json = serde_json::to_value(&s).unwrap();
+    json["volumes"]["db"]
+        .as_object_mut()
+        .unwrap()
+        .remove("snapshots");
+    let back: State = serde_json::from_value(json).unwrap();
+    assert!(back.volumes["db"].snapshots.is_empty());
+}
+
+fn clone_cmd(name: &str, snapshot: &str, owner: &str) -> Command {
+    Command::CloneVolume {
+        name: name.into(),
+        source: "db".into(),
+        snapshot: snapshot.into(),
+        owner: owner.into(),
+        at_ms: 30,
+    }
+}
+
+/// A clone is a volume of the source's owner that records its origin; while it exists, its
+/// origin snapshot cannot be forgotten and the source cannot be deleted; once it is gone,
+/// both can. Refusals name what to do and change nothing.
+#[test]
+fn a_clone_is_a_volume_on_the_owner_that_keeps_its_origin_snapshot() {
+    let mut s = cluster();
+    ok(&mut s, volume("db", Some("a")));
+    ok(&mut s, user_snap(Some("v1"), 10, "a", 1));
+    let Response::Volume(c) = ok(&mut s, clone_cmd("db-v1", "v1", "a")) else {
+        panic!("a volume")
+    };
+    assert_eq!((c.owner.as_deref(), c.epoch), (Some("a"), 1));
+    assert_eq!(
+        c.origin,
+        Some(Origin {
+            volume: "db".into(),
+            snapshot: "u-v1".into()
+        })
+    );
+    assert!(c.snapshots.is_empty() && c.replicas.is_empty());
+    let before = s.clone();
+    for (cmd, what) in [
+        (clone_cmd("db-v1", "v1", "a"), "exists"),
+        (clone_cmd("Bad", "v1", "a"), "invalid volume name"),
+        (clone_cmd("x", "nope", "a"), "no snapshot \"nope\""),
+        (clone_cmd("x", "v1", "b"), "changed owner"),
+    ] {
+        let err = apply(&mut s, cmd).unwrap_err();
+        assert!(err.to_string().contains(what), "{what}: {err}");
+    }
+    let err = apply(
+        &mut s,
+        Command::ForgetSnapshot {
+            volume: "db".into(),
+            snapshot: "v1".into(),
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, CommandError::SnapshotHasClones { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("db-v1"), "{err}");
+    let err = apply(&mut s, Command::DeleteVolume { name: "db".into() }).unwrap_err();
+    assert!(matches!(err, CommandError::VolumeHasClones { .. }), "{err}");
+    assert_eq!(s, before);
+    // The clone can move like any volume, and be deleted; then the origin can go.
+    ok(
+        &mut s,
+        Command::DeleteVolume {
+            name: "db-v1".into(),
+        },
+    );
+    ok(
+        &mut s,
+        Command::ForgetSnapshot {
+            volume: "db".into(),
+            snapshot: "v1".into(),
+        },
+    );
+    ok(&mut s, Command::DeleteVolume { name: "db".into() });
 }

@@ -38,6 +38,7 @@ pub const OWN: &[Who] = &[NodeSelf, User, Member];
 pub const OPERATORS: &[Who] = &[User, Member];
 pub const MEMBERS: &[Who] = &[Member];
 pub const NODES: &[Who] = &[NodeOther, NodeSelf];
+pub const NODES_AND_MEMBERS: &[Who] = &[NodeOther, NodeSelf, Member];
 
 /// The node the Control calls are about, the other node, and the agent's node.
 pub const N1: &str = "n1";
@@ -139,6 +140,44 @@ pub async fn operator_call(
             };
             (OPERATORS, ok(c.promote_volume(req).await))
         }
+        // An unknown volume, an unknown snapshot: an allowed call is refused by the state
+        // (not found), never by authorization, and reaches no agent.
+        "SnapshotVolume" => {
+            let req = pb::SnapshotVolumeRequest {
+                name: "nope".into(),
+                label: Some("x".into()),
+            };
+            (OPERATORS, ok(c.snapshot_volume(req).await))
+        }
+        "CloneVolume" => {
+            let req = pb::CloneVolumeRequest {
+                name: "nope".into(),
+                snapshot: "x".into(),
+                clone: "nope-x".into(),
+            };
+            (OPERATORS, ok(c.clone_volume(req).await))
+        }
+        // An unknown volume: refused by the state before any agent is asked.
+        "BackupVolume" => {
+            let req = pb::BackupRequest {
+                name: "nope".into(),
+                base: None,
+                base_guid: 0,
+            };
+            (OPERATORS, ok(c.backup_volume(req).await))
+        }
+        // An empty stream: an allowed call is refused for want of a header.
+        "RestoreVolume" => (
+            OPERATORS,
+            ok(c.restore_volume(tokio_stream::iter(Vec::new())).await),
+        ),
+        "DeleteSnapshot" => {
+            let req = pb::DeleteSnapshotRequest {
+                name: VOLUME.into(),
+                snapshot: "nope".into(),
+            };
+            (OPERATORS, ok(c.delete_snapshot(req).await))
+        }
         "ReclaimNode" => (
             OPERATORS,
             ok(c.reclaim_node(pb::ReclaimRequest { node: N1.into() }).await),
@@ -202,8 +241,12 @@ pub async fn agent_call(
                 base_guid: 0,
             })
             .await),
-        // An empty stream: an allowed call is refused for want of a header.
-        "Receive" => return (NODES, ok(c.receive(tokio_stream::iter(Vec::new())).await)),
+        // An empty stream: an allowed call is refused for want of a header. Members relay a
+        // restore into it.
+        "Receive" => {
+            let r = ok(c.receive(tokio_stream::iter(Vec::new())).await);
+            return (NODES_AND_MEMBERS, r);
+        }
         "Mount" => ok(c
             .mount(apb::MountRequest {
                 volume: nope(),
@@ -224,6 +267,26 @@ pub async fn agent_call(
                 volume: nope(),
                 container_ids: Vec::new(),
                 grace_seconds: 1,
+            })
+            .await),
+        "Snapshot" => ok(c
+            .snapshot(apb::SnapshotRequest {
+                volume: nope(),
+                snapshot: "u-x".into(),
+            })
+            .await),
+        "Export" => ok(c
+            .export(apb::ExportRequest {
+                volume: nope(),
+                snapshot: "u-x".into(),
+                base: String::new(),
+            })
+            .await),
+        "CloneSnapshot" => ok(c
+            .clone_snapshot(apb::CloneRequest {
+                volume: nope(),
+                snapshot: "u-x".into(),
+                clone: "nope-x".into(),
             })
             .await),
         other => panic!(

@@ -2,6 +2,7 @@
 //! `ip`), `status` (the members, or the live status page) and `events` (changes as they
 //! happen); [`output`] prints aligned tables or JSON.
 
+mod backup;
 mod ca;
 mod cluster;
 mod events;

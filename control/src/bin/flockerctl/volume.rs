@@ -1,4 +1,5 @@
-//! `flockerctl volume ls|create|set|promote|inspect|move|rm` (`move` lives in [`super::move_cmd`]).
+//! `flockerctl volume ls|create|set|promote|snapshot|snapshots|clone|backup|restore|inspect|move|rm`
+//! (`move` lives in [`super::move_cmd`], `backup` and `restore` in [`super::backup`]).
 
 use std::collections::BTreeMap;
 
@@ -62,6 +63,58 @@ pub enum Verb {
         #[arg(long)]
         force: bool,
     },
+    /// Take a snapshot on the volume's owner (kept on every copy, moves included, until
+    /// deleted), or with --delete destroy one.
+    Snapshot {
+        /// Volume name.
+        name: String,
+        /// Name the snapshot (a-z, 0-9, '_', '.', '-', up to 61 characters); without it the
+        /// snapshot is named by the time it was taken.
+        #[arg(long)]
+        label: Option<String>,
+        /// Destroy this snapshot (its name or label) on every copy instead.
+        #[arg(long, value_name = "SNAP", conflicts_with = "label")]
+        delete: Option<String>,
+    },
+    /// List a volume's snapshots (those `volume snapshot` took).
+    Snapshots {
+        /// Volume name.
+        name: String,
+    },
+    /// Make a new volume on the owner from one of a volume's snapshots (a ZFS clone, a copy
+    /// on the directory backend); the snapshot cannot be deleted while the clone exists.
+    Clone {
+        /// The volume and its snapshot (name or label), as NAME@SNAP.
+        #[arg(value_parser = parse_at)]
+        source: (String, String),
+        /// The new volume's name.
+        new: String,
+    },
+    /// Write a backup of a volume into a directory on this machine: a new snapshot streamed
+    /// from its owner, in full, or with --incremental since the directory's newest backup.
+    Backup {
+        /// Volume name.
+        name: String,
+        /// The directory (created if missing); it holds one volume's chain.
+        #[arg(long)]
+        to: std::path::PathBuf,
+        /// Only what changed since the newest backup in the directory.
+        #[arg(long)]
+        incremental: bool,
+    },
+    /// Make a volume from the chain of backups in a directory (checksums checked first);
+    /// refused if the volume exists.
+    Restore {
+        /// The new volume's name.
+        name: String,
+        /// The backup directory.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// The node that gets it; by default the control service chooses one that is up
+        /// with the backup's kind of storage.
+        #[arg(long)]
+        on: Option<String>,
+    },
     /// Show one volume.
     Inspect {
         /// Volume name.
@@ -113,6 +166,18 @@ impl ReplicationArgs {
             max_lag_ms: self.max_lag.unwrap_or(DEFAULT_MAX_LAG).as_millis() as u64,
             promote_after_ms: self.promote_after.map(|d| d.as_millis() as u64),
         })
+    }
+}
+
+/// Parses `NAME@SNAP`.
+fn parse_at(s: &str) -> Result<(String, String), String> {
+    match s.split_once('@') {
+        Some((name, snap)) if !name.is_empty() && !snap.is_empty() => {
+            Ok((name.to_owned(), snap.to_owned()))
+        }
+        _ => Err(format!(
+            "{s:?}: name the volume and its snapshot as NAME@SNAP (list them with `flockerctl volume snapshots NAME`)"
+        )),
     }
 }
 
@@ -281,8 +346,34 @@ fn to_json(v: &pb::Volume, usage: &Usage, holders: &Holders) -> Value {
             "taken_ms": p.taken_ms, "forced": p.forced, "automatic": p.automatic,
         })).collect::<Vec<_>>(),
         "held_by": leases.iter().map(lease_json).collect::<Vec<_>>(),
+        "snapshots": v.snapshots.iter().map(snapshot_json).collect::<Vec<_>>(),
+        "origin": v.origin.as_ref().map(|o| json!({"volume": o.volume, "snapshot": o.snapshot})),
     })
 }
+
+fn snapshot_json(s: &pb::UserSnapshot) -> Value {
+    json!({
+        "name": s.name, "label": s.label, "taken_ms": s.taken_ms, "epoch": s.epoch, "node": s.node,
+    })
+}
+
+/// The rows of a volume's snapshots table: name, label, when, epoch and owner then.
+fn snapshot_rows(snapshots: &[pb::UserSnapshot], indent: &str) -> Vec<Vec<String>> {
+    snapshots
+        .iter()
+        .map(|s| {
+            vec![
+                format!("{indent}{}", s.name),
+                opt(s.label.clone()),
+                utc(Some(s.taken_ms)),
+                s.epoch.to_string(),
+                s.node.clone(),
+            ]
+        })
+        .collect()
+}
+
+const SNAPSHOT_HEADERS: [&str; 5] = ["NAME", "LABEL", "TAKEN", "EPOCH", "NODE"];
 
 /// One volume in detail, for people (`volume inspect` without `-o json`).
 fn describe(v: &pb::Volume, usage: &Usage, holders: &Holders) {
@@ -301,6 +392,13 @@ fn describe(v: &pb::Volume, usage: &Usage, holders: &Holders) {
         ("Used", opt(usage.get(&v.name).copied().map(human))),
         ("Size limit", opt(v.size_limit.map(human))),
         ("Replication", replication_word(v.replication.as_ref())),
+        (
+            "Clone of",
+            opt(v
+                .origin
+                .as_ref()
+                .map(|o| format!("{}@{}", o.volume, o.snapshot))),
+        ),
         (
             "Created",
             humantime::format_rfc3339_seconds(created).to_string(),
@@ -325,6 +423,14 @@ fn describe(v: &pb::Volume, usage: &Usage, holders: &Holders) {
             })
             .collect();
         output::table(&["  NODE", "SNAPSHOT", "TAKEN", "AGE"], &rows);
+    }
+    println!("Snapshots:");
+    if v.snapshots.is_empty() {
+        println!("  (none)");
+    } else {
+        let mut headers = SNAPSHOT_HEADERS;
+        headers[0] = "  NAME";
+        output::table(&headers, &snapshot_rows(&v.snapshots, "  "));
     }
     if !v.promotions.is_empty() {
         println!("Promotions:");
@@ -403,9 +509,18 @@ fn print(vols: &[pb::Volume], usage: &Usage, holders: &Holders, format: Format) 
 
 /// Runs a volume verb.
 pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
-    if let Verb::Move { name, to, stop } = verb {
-        return super::move_cmd::run(ctx, name, to, stop).await;
-    }
+    let verb = match verb {
+        Verb::Move { name, to, stop } => return super::move_cmd::run(ctx, name, to, stop).await,
+        Verb::Backup {
+            name,
+            to,
+            incremental,
+        } => return super::backup::backup(ctx, name, to, incremental).await,
+        Verb::Restore { name, from, on } => {
+            return super::backup::restore(ctx, name, from, on).await;
+        }
+        other => other,
+    };
     let channel: Channel = ctx.client().await?;
     let mut c = NodeApiClient::new(channel.clone());
     match verb {
@@ -476,6 +591,75 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 _ => print(&[v], &Usage::new(), &Holders::new(), ctx.format),
             }
         }
+        Verb::Snapshot {
+            name,
+            label,
+            delete: None,
+        } => {
+            let s = OperatorApiClient::new(channel)
+                .snapshot_volume(pb::SnapshotVolumeRequest { name, label })
+                .await
+                .map_err(call_failed)?
+                .into_inner();
+            match ctx.format {
+                Format::Json => output::json(&snapshot_json(&s)),
+                Format::Table => println!(
+                    "snapshot {} taken on {} at {} (epoch {})",
+                    s.name,
+                    s.node,
+                    utc(Some(s.taken_ms)),
+                    s.epoch
+                ),
+            }
+        }
+        Verb::Snapshot {
+            name,
+            delete: Some(snapshot),
+            ..
+        } => {
+            let req = pb::DeleteSnapshotRequest {
+                name: name.clone(),
+                snapshot: snapshot.clone(),
+            };
+            let v = OperatorApiClient::new(channel)
+                .delete_snapshot(req)
+                .await
+                .map_err(call_failed)?
+                .into_inner();
+            match ctx.format {
+                Format::Json => output::json(&to_json(&v, &Usage::new(), &Holders::new())),
+                Format::Table => println!("deleted snapshot {snapshot} of volume {name}"),
+            }
+        }
+        Verb::Clone {
+            source: (name, snapshot),
+            new,
+        } => {
+            let req = pb::CloneVolumeRequest {
+                name,
+                snapshot,
+                clone: new,
+            };
+            let v = OperatorApiClient::new(channel)
+                .clone_volume(req)
+                .await
+                .map_err(call_failed)?
+                .into_inner();
+            print(&[v], &Usage::new(), &Holders::new(), ctx.format);
+        }
+        Verb::Snapshots { name } => {
+            let v = c
+                .get_volume(pb::VolumeName { name })
+                .await
+                .map_err(call_failed)?
+                .into_inner();
+            match ctx.format {
+                Format::Json => output::json(&Value::Array(
+                    v.snapshots.iter().map(snapshot_json).collect(),
+                )),
+                Format::Table => output::table(&SNAPSHOT_HEADERS, &snapshot_rows(&v.snapshots, "")),
+            }
+        }
         Verb::Inspect { name } => {
             let v = c
                 .get_volume(pb::VolumeName { name })
@@ -493,7 +677,9 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
                 Format::Table => describe(&v, &usage, &holders),
             }
         }
-        Verb::Move { .. } => unreachable!("handled above"),
+        Verb::Move { .. } | Verb::Backup { .. } | Verb::Restore { .. } => {
+            unreachable!("handled above")
+        }
         Verb::Rm { name } => {
             let v = c
                 .delete_volume(pb::VolumeName { name })
@@ -574,6 +760,15 @@ mod tests {
             (&*row[1], &*row[2], &*row[5], &*row[6]),
             ("- -> b", "-", "-", "copying")
         );
+    }
+
+    #[test]
+    fn a_clone_names_its_source_as_name_at_snap() {
+        assert_eq!(parse_at("db@v1"), Ok(("db".into(), "v1".into())));
+        assert_eq!(parse_at("db@u-17"), Ok(("db".into(), "u-17".into())));
+        for bad in ["db", "@v1", "db@", ""] {
+            assert!(parse_at(bad).unwrap_err().contains("NAME@SNAP"), "{bad}");
+        }
     }
 
     #[test]
