@@ -36,6 +36,7 @@ pub struct Metrics {
     volumes: Gauge,
     leases: Gauge,
     addresses: Gauge,
+    pool_addresses: Family<Vec<(&'static str, String)>, Gauge>,
     moves: Family<Labels, Gauge>,
     moved_bytes: Gauge,
     move_downtime_seconds: Gauge<f64, AtomicU64>,
@@ -59,6 +60,7 @@ impl Metrics {
             volumes: Gauge::default(),
             leases: Gauge::default(),
             addresses: Gauge::default(),
+            pool_addresses: Family::default(),
             moves: Family::default(),
             moved_bytes: Gauge::default(),
             move_downtime_seconds: Gauge::default(),
@@ -109,6 +111,11 @@ impl Metrics {
             "addresses",
             "Overlay addresses allocated",
             m.addresses.clone(),
+        );
+        r.register(
+            "pool_addresses",
+            "Host addresses of each IP pool, by state (allocated, free)",
+            m.pool_addresses.clone(),
         );
         r.register(
             "moves",
@@ -182,6 +189,18 @@ impl Metrics {
             self.volumes.set(s.volumes.len() as i64);
             self.leases.set(s.leases.len() as i64);
             self.addresses.set(s.allocations.len() as i64);
+            self.pool_addresses.clear();
+            for pool in &s.pools {
+                let allocated = s.allocations.values().filter(|a| a.pool == *pool).count();
+                let label = |state| vec![("pool", pool.to_string()), ("state", state)];
+                let free = pool.host_count().saturating_sub(allocated as u64);
+                self.pool_addresses
+                    .get_or_create(&label("allocated".into()))
+                    .set(allocated as i64);
+                self.pool_addresses
+                    .get_or_create(&label("free".into()))
+                    .set(free as i64);
+            }
             for phase in [Phase::Copying, Phase::Handoff, Phase::Done, Phase::Failed] {
                 let n = s.migrations.values().filter(|m| m.phase == phase).count();
                 self.moves

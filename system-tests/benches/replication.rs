@@ -8,8 +8,13 @@
 //! ages, the agents' CPU (owner and both replicas, user + system) per MiB written, and the
 //! baseline: raw `zfs send -i | zfs receive` between two pools of one increment of the same
 //! size as half a max lag of writes (what one refresh has to carry at that rate).
+//! The bytes the owner's agent pushed per MiB written (both replicas) are a column too.
+//! Then a reschedule: a 1 GiB volume moved from host-a, once to a node without a copy and
+//! once to the node holding its warm replica (`--replicas 1 --max-lag 10s`): the move's whole
+//! time, its downtime and the bytes it sent.
 //! Needs root and zfs-fuse. Run with `cargo bench -p system-tests --bench replication`
-//! (`REPLICATION_BENCH_RATES=1,10` to choose the rates, `REPLICATION_BENCH_SECS` the time).
+//! (`REPLICATION_BENCH_RATES=1,10` to choose the rates, `REPLICATION_BENCH_SECS` the time,
+//! `REPLICATION_BENCH_RESCHEDULE_MIB` the reschedule's size, 0 for none).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -141,7 +146,105 @@ struct Row {
     p99: f64,
     max: f64,
     cpu_per_mib: f64,
+    sent_per_mib: f64,
     raw: f64,
+}
+
+/// Bytes the owner's agent pushed for `volume` since `since_ms` (its log's `push finished
+/// bytes=N` lines: the snapshot streams sent, before TLS and gRPC framing).
+fn pushed_bytes(owner: &Host, volume: &str, since_ms: u64) -> u64 {
+    let tag = format!("volume.name={volume} ");
+    owner
+        .log()
+        .lines()
+        .filter(|l| l.contains("push finished") && l.contains(&tag))
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .is_some_and(|t| t.as_millis() as u64 >= since_ms)
+        })
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("bytes=")?;
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// One reschedule of a `mib` MiB volume owned by host-a to `to`: the move's whole time,
+/// its downtime (`volume inspect`) and the bytes it sent.
+struct Reschedule {
+    to: String,
+    warm: bool,
+    total_s: f64,
+    downtime_s: f64,
+    sent_mib: f64,
+}
+
+/// Creates `name` on host-a with `mib` MiB of random data and, with `warm`, one replica kept
+/// with a 10 s max lag; waits until the replica holds it all; then moves it (what a Swarm
+/// reschedule does) to the replica's node, or to host-b without one.
+async fn reschedule(lab: &Lab, name: &str, mib: u64, warm: bool) -> Reschedule {
+    let mut args = vec!["volume", "create", name, "--owner", "host-a"];
+    if warm {
+        args.extend(["--replicas", "1", "--max-lag", MAX_LAG]);
+    }
+    lab.ctl(&args);
+    let a = &lab.hosts[0];
+    testkit::eventually(Duration::from_secs(30), "the owner to mount it", || async {
+        (a.mounted(name) == Some(false)).then_some(())
+    })
+    .await;
+    let data = testkit::random(MIB as usize);
+    for i in 0..mib {
+        std::fs::write(a.path(name).join(format!("f{i}")), &data).unwrap();
+    }
+    let written_ms = now_ms();
+    let to = if warm {
+        testkit::eventually(
+            Duration::from_secs(600),
+            "the replica to hold every write",
+            || async {
+                let out = lab
+                    .flockerctl(1, &["volume", "inspect", name])
+                    .output()
+                    .ok()?;
+                let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+                let r = &v["replicas"][0];
+                (r["taken_ms"].as_u64()? > written_ms)
+                    .then(|| r["node"].as_str().map(str::to_owned))?
+            },
+        )
+        .await
+    } else {
+        "host-b".to_owned()
+    };
+    let to_index = lab.hosts.iter().position(|h| h.name == to).unwrap();
+    let started = Instant::now();
+    let events = lab.move_ok(name, to_index);
+    let total_s = started.elapsed().as_secs_f64();
+    let sent = events
+        .last()
+        .and_then(|e| e["bytes_sent"].as_u64())
+        .unwrap_or(0);
+    let out = lab
+        .flockerctl(1, &["volume", "inspect", name])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let downtime_ms = v["moves"][0]["downtime_ms"].as_u64().unwrap_or(0);
+    lab.ctl(&["volume", "set", name, "--no-replication"]);
+    Reschedule {
+        to,
+        warm,
+        total_s,
+        downtime_s: downtime_ms as f64 / 1000.0,
+        sent_mib: sent as f64 / MIB as f64,
+    }
 }
 
 fn main() {
@@ -154,15 +257,19 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
+    let reschedule_mib: u64 = std::env::var("REPLICATION_BENCH_RESCHEDULE_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let rows = rt.block_on(async {
+    let (rows, moves) = rt.block_on(async {
         let mut hosts = Vec::new();
         for name in ["host-a", "host-b", "host-c"] {
             let host =
                 TestPool::create_sized(POOL_BYTES).and_then(|p| Host::with_pool(name, None, p));
             let Some(host) = host else {
                 eprintln!("replication bench skipped: needs root and zfs-fuse");
-                return Vec::new();
+                return (Vec::new(), Vec::new());
             };
             hosts.push(host);
         }
@@ -205,6 +312,7 @@ fn main() {
                 std::thread::spawn(move || writer(dir, rate * MIB, stop, written))
             };
             let started = Instant::now();
+            let started_ms = now_ms();
             let mut samples = Vec::new();
             while started.elapsed() < Duration::from_secs(secs) {
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -223,20 +331,34 @@ fn main() {
                 p99: percentile(&samples, 0.99),
                 max: samples.last().copied().unwrap_or(f64::NAN),
                 cpu_per_mib: cpu / written_mib.max(1e-9),
+                sent_per_mib: pushed_bytes(a, &name, started_ms) as f64
+                    / MIB as f64
+                    / written_mib.max(1e-9),
                 raw: raw_increment((rate * MIB) * (MAX_LAG_S as u64) / 2),
             });
             lab.ctl(&["volume", "set", &name, "--no-replication"]);
         }
-        rows
+        let mut moves = Vec::new();
+        if reschedule_mib > 0 {
+            for warm in [false, true] {
+                let name = format!(
+                    "resched-{}-{}",
+                    if warm { "warm" } else { "cold" },
+                    std::process::id()
+                );
+                moves.push(reschedule(&lab, &name, reschedule_mib, warm).await);
+            }
+        }
+        (rows, moves)
     });
-    if rows.is_empty() {
+    if rows.is_empty() && moves.is_empty() {
         return;
     }
     println!(
         "\nreplica lag, 2 replicas, max lag {MAX_LAG}, {secs} s per rate (zfs-fuse, loopback, debug or release as built)"
     );
     println!(
-        "{:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>14} {:>22}",
+        "{:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>14} {:>16} {:>22}",
         "rate MiB/s",
         "achieved",
         "max lag",
@@ -244,12 +366,44 @@ fn main() {
         "p99 s",
         "max s",
         "agent CPU s/MiB",
+        "sent MiB/MiB",
         "raw send|recv 5 s, s"
     );
     for r in rows {
         println!(
-            "{:>10} {:>10.1} {:>8.1} {:>8.2} {:>8.2} {:>8.2} {:>14.3} {:>22.2}",
-            r.rate, r.achieved, MAX_LAG_S, r.p50, r.p99, r.max, r.cpu_per_mib, r.raw
+            "{:>10} {:>10.1} {:>8.1} {:>8.2} {:>8.2} {:>8.2} {:>14.3} {:>16.2} {:>22.2}",
+            r.rate,
+            r.achieved,
+            MAX_LAG_S,
+            r.p50,
+            r.p99,
+            r.max,
+            r.cpu_per_mib,
+            r.sent_per_mib,
+            r.raw
         );
+    }
+    if !moves.is_empty() {
+        println!(
+            "\nreschedule (a move, as Swarm's does) of a {reschedule_mib} MiB volume from host-a"
+        );
+        println!(
+            "{:>22} {:>8} {:>12} {:>12} {:>10}",
+            "", "to", "move s", "downtime s", "sent MiB"
+        );
+        for m in moves {
+            println!(
+                "{:>22} {:>8} {:>12.2} {:>12.2} {:>10.1}",
+                if m.warm {
+                    "to a warm replica"
+                } else {
+                    "without a replica"
+                },
+                m.to,
+                m.total_s,
+                m.downtime_s,
+                m.sent_mib
+            );
+        }
     }
 }

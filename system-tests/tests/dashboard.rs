@@ -54,6 +54,9 @@ async fn the_dashboard_queries_only_series_the_daemons_serve() {
     let port = free_port();
     let c = Cluster::start(1, &["--metrics-listen", &format!("127.0.0.1:{port}")]);
     c.leader(1).await;
+    // Per-pool series exist once there is a pool.
+    let pool = testkit::cluster::flockerctl(&c, &["ip", "add-pool", "10.99.0.0/24"]);
+    assert!(pool.status.success(), "{pool:?}");
     let mut served = sample_names(&scrape(port));
     // The proxy's families have no series until a request and a hook call are counted.
     let proxy = &proxy::metrics::METRICS;

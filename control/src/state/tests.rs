@@ -1293,6 +1293,7 @@ fn user_snapshots_are_recorded_for_the_owner_at_its_epoch_and_forgotten_by_name_
             to: "b".into(),
             stop_containers: false,
             at_ms: None,
+            trace: Default::default(),
         },
     );
     let err = apply(&mut s, user_snap(Some("x"), 12, "a", 1)).unwrap_err();
@@ -1329,6 +1330,7 @@ fn user_snapshots_stay_recorded_across_a_move() {
             to: "b".into(),
             stop_containers: false,
             at_ms: None,
+            trace: Default::default(),
         },
     ) else {
         panic!("a migration")
