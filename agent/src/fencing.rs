@@ -37,7 +37,7 @@ pub const DEFAULT_FENCE_AFTER: Duration = Duration::from_secs(6);
 
 /// Whether this agent is fenced, and when the control service last answered it. Shared by
 /// the heartbeat loop (which reports answers), the storage (which refuses read-write mounts
-/// while fenced) and [`run`] (which fences and lifts the fence).
+/// while fenced) and [`Fencer::run`] (which fences and lifts the fence).
 #[derive(Clone, Debug)]
 pub struct SelfFence(Arc<Inner>);
 

@@ -53,6 +53,42 @@ fn state(docker: &TestDocker, id: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// host-a (whose agent's proxy is in front of a dockerd of the test's, for the writer) and
+/// host-b, one control member with the test's node timeout; `None` (skip) without ZFS or
+/// dockerd.
+async fn docker_lab(test: &str) -> Option<(Lab, TestDocker)> {
+    let mut a = Host::new("host-a", None)?;
+    let b = Host::new("host-b", None)?;
+    a.share_volume_root();
+    let docker = TestDocker::start(test)?;
+    a.docker_socket = Some(docker.socket());
+    let lab = Lab::with_hosts_flags(1, vec![a, b], &["--node-timeout", NODE_TIMEOUT]).await;
+    Some((lab, docker))
+}
+
+/// Volume `name` owned by host-a with one replica kept within [`MAX_LAG_MS`], mounted.
+async fn create_replicated(lab: &Lab, name: &str) {
+    let max_lag = format!("{MAX_LAG_MS}ms");
+    let created = lab.ctl(&[
+        "volume",
+        "create",
+        name,
+        "--owner",
+        "host-a",
+        "--replicas",
+        "1",
+        "--max-lag",
+        &max_lag,
+    ]);
+    assert!(created.status.success(), "{created:?}");
+    eventually(
+        Duration::from_secs(30),
+        "a to mount it read-write",
+        || async { (lab.hosts[0].mounted(name) == Some(false)).then_some(()) },
+    )
+    .await;
+}
+
 fn node_up(lab: &Lab, name: &str) -> Option<bool> {
     let nodes: Value = serde_json::from_slice(&lab.ctl(&["node", "ls"]).stdout).ok()?;
     nodes
@@ -65,16 +101,9 @@ fn node_up(lab: &Lab, name: &str) -> Option<bool> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_owner_fences_itself_before_its_replica_is_promoted() {
     let test = "a_partitioned_owner_fences_itself_before_its_replica_is_promoted";
-    let (Some(mut a), Some(b)) = (Host::new("host-a", None), Host::new("host-b", None)) else {
+    let Some((mut lab, docker)) = docker_lab(test).await else {
         return;
     };
-    // host-a runs the writer: its agent's proxy is in front of a dockerd of the test's.
-    a.share_volume_root();
-    let Some(docker) = TestDocker::start(test) else {
-        return;
-    };
-    a.docker_socket = Some(docker.socket());
-    let mut lab = Lab::with_hosts_flags(1, vec![a, b], &["--node-timeout", NODE_TIMEOUT]).await;
     // host-a's agent dials the control service through a relay the test can cut.
     let relay = Relay::start(&lab.c.addr(1)).await;
     let a = &mut lab.hosts[0];
@@ -87,25 +116,7 @@ async fn a_partitioned_owner_fences_itself_before_its_replica_is_promoted() {
     a.start(&lab.c);
     lab.wait_node_up("host-a").await;
 
-    let max_lag = format!("{MAX_LAG_MS}ms");
-    let created = lab.ctl(&[
-        "volume",
-        "create",
-        "fenced",
-        "--owner",
-        "host-a",
-        "--replicas",
-        "1",
-        "--max-lag",
-        &max_lag,
-    ]);
-    assert!(created.status.success(), "{created:?}");
-    eventually(
-        Duration::from_secs(30),
-        "a to mount it read-write",
-        || async { (lab.hosts[0].mounted("fenced") == Some(false)).then_some(()) },
-    )
-    .await;
+    create_replicated(&lab, "fenced").await;
     let script = "i=0; while true; do i=$((i+1)); echo $i >> /data/log && /bin/busybox sync && \
                   echo $i; sleep 0.05; done";
     let out = docker
@@ -259,34 +270,10 @@ async fn a_partitioned_owner_fences_itself_before_its_replica_is_promoted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returning_old_owner_kills_the_containers_still_holding_the_volume() {
     let test = "a_returning_old_owner_kills_the_containers_still_holding_the_volume";
-    let (Some(mut a), Some(b)) = (Host::new("host-a", None), Host::new("host-b", None)) else {
+    let Some((mut lab, docker)) = docker_lab(test).await else {
         return;
     };
-    a.share_volume_root();
-    let Some(docker) = TestDocker::start(test) else {
-        return;
-    };
-    a.docker_socket = Some(docker.socket());
-    let mut lab = Lab::with_hosts_flags(1, vec![a, b], &["--node-timeout", NODE_TIMEOUT]).await;
-    let max_lag = format!("{MAX_LAG_MS}ms");
-    let created = lab.ctl(&[
-        "volume",
-        "create",
-        "stale",
-        "--owner",
-        "host-a",
-        "--replicas",
-        "1",
-        "--max-lag",
-        &max_lag,
-    ]);
-    assert!(created.status.success(), "{created:?}");
-    eventually(
-        Duration::from_secs(30),
-        "a to mount it read-write",
-        || async { (lab.hosts[0].mounted("stale") == Some(false)).then_some(()) },
-    )
-    .await;
+    create_replicated(&lab, "stale").await;
     let script = "i=0; while true; do i=$((i+1)); echo $i >> /data/log && \
                   echo $i; sleep 0.05; done";
     let out = docker
