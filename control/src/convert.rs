@@ -44,6 +44,10 @@ pub fn volume(v: Volume) -> pb::Volume {
             volume: o.volume,
             snapshot: o.snapshot,
         }),
+        snapshot_schedule: v.snapshot_schedule.map(|s| pb::SnapshotSchedule {
+            every_ms: s.every_ms,
+            keep: s.keep,
+        }),
         state: pb::VolumeState::Unspecified.into(),
         moving: None,
         moves: Vec::new(),
@@ -78,6 +82,7 @@ pub fn user_snapshot(s: UserSnapshot) -> pb::UserSnapshot {
         taken_ms: s.taken_ms,
         epoch: s.epoch,
         node: s.node,
+        scheduled: s.scheduled,
     }
 }
 

@@ -274,6 +274,7 @@ mod tests {
             promotions: Vec::new(),
             snapshots: Vec::new(),
             origin: None,
+            snapshot_schedule: None,
             created_ms: 0,
             metadata: Default::default(),
         };

@@ -494,3 +494,90 @@ async fn a_backup_chain_restores_on_a_fresh_cluster_and_a_corrupt_file_restores_
     let inc = json(&lab.ctl(&["volume", "backup", "data", "--to", again, "--incremental"]));
     assert!(inc["size"].as_u64().unwrap() < 1 << 20, "{inc}");
 }
+
+/// A schedule of one snapshot a second keeping two: the leader takes them on the owner and
+/// deletes the oldest past two, on the owner's pool and in the record, while a snapshot taken
+/// by hand stays; a bad schedule is refused; removed, no more are taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_schedule_takes_and_prunes_its_own_snapshots_only() {
+    let Some(lab) = Lab::start(1, 1, None).await else {
+        return;
+    };
+    lab.create("sched", 0).await;
+    let by_hand = json(&lab.ctl(&["volume", "snapshot", "sched", "--label", "keepme"]));
+    assert_eq!(by_hand["name"], "u-keepme");
+
+    let (code, err) = refused(
+        &lab,
+        &[
+            "volume",
+            "set",
+            "sched",
+            "--snapshot-every",
+            "100ms",
+            "--keep",
+            "2",
+        ],
+    );
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("at most every 1s"), "{err}");
+
+    let set = lab.ctl(&[
+        "volume",
+        "set",
+        "sched",
+        "--snapshot-every",
+        "1s",
+        "--keep",
+        "2",
+    ]);
+    assert!(set.status.success(), "{set:?}");
+    assert_eq!(
+        json(&set)[0]["snapshot_schedule"],
+        serde_json::json!({"every_ms": 1000, "keep": 2})
+    );
+    // After a few seconds: two scheduled ones (the newest), the one by hand, on the pool too;
+    // every scheduled one seen was taken a second or more after the one before.
+    let mut seen = std::collections::BTreeSet::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        for s in listed(&lab, "sched") {
+            if s["scheduled"] == true {
+                seen.insert(s["taken_ms"].as_u64().unwrap());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(seen.len() >= 4, "a snapshot about every second: {seen:?}");
+    let times: Vec<u64> = seen.iter().copied().collect();
+    assert!(
+        times.windows(2).all(|w| w[1] - w[0] >= 1000),
+        "no sooner than every second: {times:?}"
+    );
+    let listing = eventually(Duration::from_secs(10), "two scheduled kept", || async {
+        let now = listed(&lab, "sched");
+        (now.iter().filter(|s| s["scheduled"] == true).count() == 2).then_some(now)
+    })
+    .await;
+    let recorded = names(&listing);
+    assert!(recorded.contains(&"u-keepme".to_owned()), "{recorded:?}");
+    eventually(
+        Duration::from_secs(10),
+        "the pool to match the record",
+        || async {
+            let now = names(&listed(&lab, "sched"));
+            (user_snapshots_on(&lab.hosts[0], "sched") == now).then_some(())
+        },
+    )
+    .await;
+
+    let off = lab.ctl(&["volume", "set", "sched", "--no-snapshot-schedule"]);
+    assert!(off.status.success(), "{off:?}");
+    let after = names(&listed(&lab, "sched"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        names(&listed(&lab, "sched")),
+        after,
+        "no more scheduled snapshots"
+    );
+}

@@ -1,5 +1,7 @@
 //! While this member leads, drive every unfinished move, finish every failed move's
-//! clean-up and every deletion, keep replicas fresh and promote one when the policy says; when it stops leading, stop driving (dropping a push cancels it on the agents)
+//! clean-up and every deletion, keep replicas fresh and promote one when the policy says,
+//! take and prune scheduled snapshots; when it stops leading, stop driving (dropping a push
+//! cancels it on the agents)
 //! and let the new leader resume from the record.
 
 use std::collections::HashMap;
@@ -9,7 +11,7 @@ use proto::tls::TlsDir;
 use tokio::task::JoinHandle;
 
 use super::drive::Driver;
-use super::{MoveConfig, replicate};
+use super::{MoveConfig, replicate, schedule};
 use crate::member::Member;
 use crate::server::node_service::now_ms;
 
@@ -27,6 +29,8 @@ enum Work {
     Replicas(u64),
     /// A volume's automatic promotion, by volume id.
     Promotion(u64),
+    /// A volume's snapshot schedule, by volume id.
+    Schedule(u64),
 }
 
 /// Runs until the Raft handle stops.
@@ -68,11 +72,17 @@ pub async fn run(member: Member, tls: TlsDir, config: MoveConfig) {
                 let node = replicate::automatic_promotion(v, s, now)?;
                 Some((Work::Promotion(v.id), v.name.clone(), Some(node)))
             });
+            let schedules = s
+                .volumes
+                .values()
+                .filter(|v| schedule::due(v, s, now))
+                .map(|v| (Work::Schedule(v.id), v.name.clone(), None));
             moves
                 .map(|(w, v)| (w, v, None))
                 .chain(deletions.map(|(w, v)| (w, v, None)))
                 .chain(refreshes)
                 .chain(promotions)
+                .chain(schedules)
                 .collect()
         });
         for (work, volume, node) in open {
@@ -83,6 +93,7 @@ pub async fn run(member: Member, tls: TlsDir, config: MoveConfig) {
                         Work::Move(id) => driver.run(id).await,
                         Work::Deletion(id) => driver.finish_deletion(id).await,
                         Work::Replicas(_) => driver.refresh_replicas(&volume).await,
+                        Work::Schedule(_) => driver.keep_schedule(&volume).await,
                         Work::Promotion(_) => {
                             let node = node.expect("a promotion names its replica");
                             driver.promote_automatically(&volume, &node).await

@@ -10,6 +10,7 @@
 //! - [`holders`]: the start of the handoff: wait for the containers holding the volume to
 //!   let go, or (`--stop`) have their agents stop them.
 //! - [`replicate`]: keeping a volume's replicas fresh under its replication policy.
+//! - [`schedule`]: taking and pruning a volume's scheduled snapshots.
 //! - [`leader`]: the loop that, while this member leads, drives every unfinished move,
 //!   failed move's clean-up, deletion and replica refresh.
 //! - [`error`]: [`MoveError`], what a failed step says.
@@ -22,6 +23,7 @@ pub mod holders;
 pub mod leader;
 pub mod plan;
 pub mod replicate;
+pub mod schedule;
 
 use std::time::Duration;
 

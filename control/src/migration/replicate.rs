@@ -99,7 +99,7 @@ pub fn needs_refresh(v: &Volume, state: &State, now_ms: u64) -> bool {
 }
 
 /// Whether a move of `volume` is under way.
-fn move_under_way(state: &State, volume: &str) -> bool {
+pub fn move_under_way(state: &State, volume: &str) -> bool {
     state
         .migrations
         .values()
@@ -341,6 +341,7 @@ mod tests {
             promotions: Vec::new(),
             snapshots: Vec::new(),
             origin: None,
+            snapshot_schedule: None,
             created_ms: 0,
             metadata: Default::default(),
         }

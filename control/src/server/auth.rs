@@ -75,9 +75,19 @@ pub fn node(method: &str) -> Option<Rule> {
 /// The `OperatorApi` service's table: operators only, but for the `Status` read.
 pub fn operator(method: &str) -> Option<Rule> {
     match method {
-        "VolumeUsage" | "AddPool" | "SetReplication" | "PromoteVolume" | "SnapshotVolume"
-        | "CloneVolume" | "DeleteSnapshot" | "BackupVolume" | "RestoreVolume" | "ReclaimNode"
-        | "AddMember" | "RemoveMember" => rule(OPERATORS, Scope::Any, "operators only"),
+        "VolumeUsage"
+        | "AddPool"
+        | "SetReplication"
+        | "SetSnapshotSchedule"
+        | "PromoteVolume"
+        | "SnapshotVolume"
+        | "CloneVolume"
+        | "DeleteSnapshot"
+        | "BackupVolume"
+        | "RestoreVolume"
+        | "ReclaimNode"
+        | "AddMember"
+        | "RemoveMember" => rule(OPERATORS, Scope::Any, "operators only"),
         "Status" => rule(EVERYONE, Scope::Any, "read only"),
         _ => None,
     }

@@ -72,7 +72,7 @@ pub async fn backup(
         }
     }
     let label = format!("backup-{}", now_ms());
-    let snapshot = super::snapshots::take(member, tls, name.clone(), Some(label)).await?;
+    let snapshot = super::snapshots::take(member, tls, name.clone(), Some(label), false).await?;
     let guid = link
         .snapshots(&name)
         .await
@@ -247,6 +247,7 @@ pub async fn restore(
             taken_ms: s.taken_ms,
             epoch: 1,
             node: node.clone(),
+            scheduled: false,
         };
         let record = Command::RecordSnapshot {
             volume: name.clone(),

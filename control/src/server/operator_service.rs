@@ -12,7 +12,7 @@ use super::status::to_status;
 use crate::convert;
 use crate::member::Member;
 use crate::proposal::{Applied, PoolUsage};
-use crate::state::Command;
+use crate::state::{Command, SnapshotSchedule};
 
 /// Serves the `OperatorApi` service for one member.
 pub struct OperatorService {
@@ -84,6 +84,21 @@ impl OperatorApi for OperatorService {
         Ok(Response::new(convert::volume(self.write(cmd).await?)))
     }
 
+    async fn set_snapshot_schedule(
+        &self,
+        req: Request<pb::SetSnapshotScheduleRequest>,
+    ) -> Reply_<pb::Volume> {
+        let r = req.into_inner();
+        let cmd = Command::SetSnapshotSchedule {
+            name: r.name,
+            schedule: r.schedule.map(|s| SnapshotSchedule {
+                every_ms: s.every_ms,
+                keep: s.keep,
+            }),
+        };
+        Ok(Response::new(convert::volume(self.write(cmd).await?)))
+    }
+
     async fn promote_volume(&self, req: Request<pb::PromoteVolumeRequest>) -> Reply_<pb::Volume> {
         let r = req.into_inner();
         let cmd = Command::PromoteVolume {
@@ -101,7 +116,8 @@ impl OperatorApi for OperatorService {
         req: Request<pb::SnapshotVolumeRequest>,
     ) -> Reply_<pb::UserSnapshot> {
         let r = req.into_inner();
-        let taken = super::snapshots::take(&self.member, &self.agent_tls, r.name, r.label).await?;
+        let taken =
+            super::snapshots::take(&self.member, &self.agent_tls, r.name, r.label, false).await?;
         Ok(Response::new(convert::user_snapshot(taken)))
     }
 

@@ -112,6 +112,7 @@ fn forwardable(cmd: &Command) -> bool {
         | Command::ReleaseIp { .. }
         | Command::ReclaimNode { .. }
         | Command::SetReplication { .. }
+        | Command::SetSnapshotSchedule { .. }
         | Command::PromoteVolume { .. }
         | Command::RecordSnapshot { .. }
         | Command::ForgetSnapshot { .. }

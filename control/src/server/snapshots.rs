@@ -31,12 +31,14 @@ fn agent_failed(e: MoveError, what: &str) -> Status {
     ))
 }
 
-/// Takes a user snapshot of `volume` on its owner and records it.
+/// Takes a user snapshot of `volume` on its owner and records it (`scheduled`: by the
+/// volume's snapshot schedule).
 pub async fn take(
     member: &Member,
     tls: &TlsDir,
     volume: String,
     label: Option<String>,
+    scheduled: bool,
 ) -> Result<UserSnapshot, Status> {
     if let Some(label) = &label {
         validate_snapshot_label(label).map_err(refused)?;
@@ -52,6 +54,7 @@ pub async fn take(
         taken_ms,
         epoch: v.epoch,
         node: owner.name.clone(),
+        scheduled,
     };
     if let Some(clash) = [Some(&snapshot.name), snapshot.label.as_ref()]
         .into_iter()

@@ -13,6 +13,7 @@ pub fn to_status(e: ExecError) -> Status {
         ExecError::Command(crate::state::CommandError::InvalidVolumeName { .. })
         | ExecError::Command(crate::state::CommandError::InvalidNodeName { .. })
         | ExecError::Command(crate::state::CommandError::InvalidReplication { .. })
+        | ExecError::Command(crate::state::CommandError::InvalidSnapshotSchedule { .. })
         | ExecError::Command(crate::state::CommandError::InvalidSnapshotLabel { .. })
         | ExecError::Command(crate::state::CommandError::InvalidCidr { .. })
         | ExecError::Command(crate::state::CommandError::InvalidAddress { .. })

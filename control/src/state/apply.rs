@@ -104,6 +104,14 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
             v.replication = replication;
             Ok(Response::Volume(v.clone()))
         }
+        Command::SetSnapshotSchedule { name, schedule } => {
+            if let Some(s) = schedule {
+                valid_schedule(&name, s)?;
+            }
+            let v = volume_mut(state, &name)?;
+            v.snapshot_schedule = schedule;
+            Ok(Response::Volume(v.clone()))
+        }
         Command::RecordSnapshot { volume, snapshot } => record_snapshot(state, &volume, snapshot),
         Command::CloneVolume {
             name,
@@ -366,6 +374,7 @@ fn create_volume(
         promotions: Vec::new(),
         snapshots: Vec::new(),
         origin: None,
+        snapshot_schedule: None,
         created_ms: at_ms,
         metadata,
     };
@@ -616,6 +625,20 @@ fn valid_replication(volume: &str, r: super::Replication) -> Result<(), CommandE
             volume: volume.to_owned(),
             copies: r.copies,
             max_lag_ms: r.max_lag_ms,
+        });
+    }
+    Ok(())
+}
+
+fn valid_schedule(volume: &str, s: super::SnapshotSchedule) -> Result<(), CommandError> {
+    if s.every_ms < super::MIN_SNAPSHOT_EVERY_MS
+        || s.keep == 0
+        || s.keep > super::MAX_SCHEDULED_KEPT
+    {
+        return Err(CommandError::InvalidSnapshotSchedule {
+            volume: volume.to_owned(),
+            every_ms: s.every_ms,
+            keep: s.keep,
         });
     }
     Ok(())

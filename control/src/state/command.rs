@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Allocation, Lease, Migration, Node, Phase, Replication, UserSnapshot, Volume};
+use super::{
+    Allocation, Lease, Migration, Node, Phase, Replication, SnapshotSchedule, UserSnapshot, Volume,
+};
 
 /// A change to the cluster state. Times are set by the member that proposes the command, so
 /// applying it is deterministic on every member.
@@ -97,6 +99,13 @@ pub enum Command {
         name: String,
         /// The policy.
         replication: Option<Replication>,
+    },
+    /// Set or remove a volume's snapshot schedule.
+    SetSnapshotSchedule {
+        /// Volume name.
+        name: String,
+        /// The schedule.
+        schedule: Option<SnapshotSchedule>,
     },
     /// Record a user snapshot its owner's agent has just taken: refused unless `snapshot.node`
     /// still owns the volume at `snapshot.epoch` and no move of it is under way, and unless

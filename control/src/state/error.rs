@@ -49,6 +49,18 @@ pub enum CommandError {
         /// Lag asked for.
         max_lag_ms: u64,
     },
+    /// A snapshot schedule outside what the leader keeps.
+    #[error(
+        "invalid snapshot schedule for volume {volume:?}: every {every_ms} ms keeping {keep}; ask for a snapshot at most every 1s and to keep 1 to 1000 of them (`volume set NAME --no-snapshot-schedule` removes the schedule)"
+    )]
+    InvalidSnapshotSchedule {
+        /// The volume.
+        volume: String,
+        /// Interval asked for.
+        every_ms: u64,
+        /// How many to keep, asked for.
+        keep: u32,
+    },
     /// A promotion while the owner is up, without `--force`.
     #[error(
         "volume {volume:?}'s owner {owner:?} is up: move the volume instead (`flockerctl volume move {volume} --to NODE`), or promote with --force, losing the writes made on {owner:?} since the replica's snapshot ({age})"

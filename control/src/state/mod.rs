@@ -98,6 +98,9 @@ pub struct UserSnapshot {
     pub epoch: u64,
     /// The owner it was taken on.
     pub node: String,
+    /// Taken by the volume's [`SnapshotSchedule`] (which prunes it), not by hand.
+    #[serde(default)]
+    pub scheduled: bool,
 }
 
 /// What every user snapshot's name starts with; no other snapshot (a move's `m<ID>-…`, a
@@ -146,6 +149,21 @@ pub struct Replication {
     pub promote_after_ms: Option<u64>,
 }
 
+/// A volume's snapshot schedule: the leader takes a user snapshot every `every_ms` and keeps
+/// the `keep` newest of those it took (never one taken by hand).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSchedule {
+    /// Milliseconds between scheduled snapshots (at least [`MIN_SNAPSHOT_EVERY_MS`]).
+    pub every_ms: u64,
+    /// How many scheduled snapshots are kept (1 to [`MAX_SCHEDULED_KEPT`]).
+    pub keep: u32,
+}
+
+/// The shortest time between scheduled snapshots.
+pub const MIN_SNAPSHOT_EVERY_MS: u64 = 1000;
+/// The most scheduled snapshots a schedule may keep.
+pub const MAX_SCHEDULED_KEPT: u32 = 1000;
+
 /// The most replicas a volume's policy may ask for.
 pub const MAX_REPLICAS: u32 = 8;
 /// The smallest `max_lag` a policy may set: one increment takes a snapshot, an inventory on
@@ -179,6 +197,9 @@ pub struct Volume {
     /// Set for a clone: the snapshot it was made from.
     #[serde(default)]
     pub origin: Option<Origin>,
+    /// Snapshots taken on a schedule, or `None` (by hand only).
+    #[serde(default)]
+    pub snapshot_schedule: Option<SnapshotSchedule>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
     /// Free-form labels.

@@ -1221,6 +1221,7 @@ fn user_snap(label: Option<&str>, taken_ms: u64, node: &str, epoch: u64) -> Comm
             taken_ms,
             epoch,
             node: node.into(),
+            scheduled: false,
         },
     }
 }

@@ -130,6 +130,13 @@ pub async fn operator_call(
             };
             (OPERATORS, ok(c.set_replication(req).await))
         }
+        "SetSnapshotSchedule" => {
+            let req = pb::SetSnapshotScheduleRequest {
+                name: VOLUME.into(),
+                schedule: None,
+            };
+            (OPERATORS, ok(c.set_snapshot_schedule(req).await))
+        }
         // The owner n1 is up and n2 holds no replica: an allowed call is refused by the state
         // (not a replica), never by authorization, and changes nothing.
         "PromoteVolume" => {

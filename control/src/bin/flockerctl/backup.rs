@@ -309,6 +309,7 @@ pub async fn restore(
                 taken_ms: m.created_ms,
                 epoch: 0,
                 node: String::new(),
+                scheduled: false,
             })
             .collect(),
     };

@@ -48,6 +48,16 @@ pub enum Verb {
         /// Stop keeping copies fresh (the copies stay, as stale replicas).
         #[arg(long, conflicts_with_all = ["replicas", "max_lag"])]
         no_replication: bool,
+        /// Take a snapshot on the owner this often, e.g. 1h, 15m (at least 1s); the leader
+        /// deletes the oldest scheduled ones past --keep (never those taken by hand).
+        #[arg(long, value_parser = humantime::parse_duration, requires = "keep")]
+        snapshot_every: Option<std::time::Duration>,
+        /// How many scheduled snapshots to keep (1 to 1000).
+        #[arg(long, requires = "snapshot_every")]
+        keep: Option<u32>,
+        /// Take no more scheduled snapshots (those taken stay until deleted).
+        #[arg(long, conflicts_with = "snapshot_every")]
+        no_snapshot_schedule: bool,
     },
     /// Make a replica the owner while the owner is down (its data is the replica's
     /// snapshot: `volume ls` shows its age). The old owner, when back, never mounts the
@@ -348,12 +358,14 @@ fn to_json(v: &pb::Volume, usage: &Usage, holders: &Holders) -> Value {
         "held_by": leases.iter().map(lease_json).collect::<Vec<_>>(),
         "snapshots": v.snapshots.iter().map(snapshot_json).collect::<Vec<_>>(),
         "origin": v.origin.as_ref().map(|o| json!({"volume": o.volume, "snapshot": o.snapshot})),
+        "snapshot_schedule": v.snapshot_schedule.map(|s| json!({"every_ms": s.every_ms, "keep": s.keep})),
     })
 }
 
 fn snapshot_json(s: &pb::UserSnapshot) -> Value {
     json!({
         "name": s.name, "label": s.label, "taken_ms": s.taken_ms, "epoch": s.epoch, "node": s.node,
+        "scheduled": s.scheduled,
     })
 }
 
@@ -364,7 +376,11 @@ fn snapshot_rows(snapshots: &[pb::UserSnapshot], indent: &str) -> Vec<Vec<String
         .map(|s| {
             vec![
                 format!("{indent}{}", s.name),
-                opt(s.label.clone()),
+                if s.scheduled {
+                    "(scheduled)".to_owned()
+                } else {
+                    opt(s.label.clone())
+                },
                 utc(Some(s.taken_ms)),
                 s.epoch.to_string(),
                 s.node.clone(),
@@ -392,6 +408,16 @@ fn describe(v: &pb::Volume, usage: &Usage, holders: &Holders) {
         ("Used", opt(usage.get(&v.name).copied().map(human))),
         ("Size limit", opt(v.size_limit.map(human))),
         ("Replication", replication_word(v.replication.as_ref())),
+        (
+            "Snapshots every",
+            opt(v.snapshot_schedule.map(|s| {
+                format!(
+                    "{}, keeping {}",
+                    humantime::format_duration(std::time::Duration::from_millis(s.every_ms)),
+                    s.keep
+                )
+            })),
+        ),
         (
             "Clone of",
             opt(v
@@ -559,20 +585,44 @@ pub async fn run(verb: Verb, ctx: &Ctx) -> anyhow::Result<()> {
             name,
             replication,
             no_replication,
+            snapshot_every,
+            keep,
+            no_snapshot_schedule,
         } => {
             let policy = replication.policy();
-            if policy.is_none() && !no_replication {
-                anyhow::bail!("say what to set: --replicas N [--max-lag D], or --no-replication");
+            let schedule = snapshot_every
+                .zip(keep)
+                .map(|(every, keep)| pb::SnapshotSchedule {
+                    every_ms: every.as_millis() as u64,
+                    keep,
+                });
+            let replication_set = policy.is_some() || no_replication;
+            let schedule_set = schedule.is_some() || no_snapshot_schedule;
+            if !replication_set && !schedule_set {
+                anyhow::bail!(
+                    "say what to set: --replicas N [--max-lag D] or --no-replication, \
+                     --snapshot-every D --keep N or --no-snapshot-schedule"
+                );
             }
-            let req = pb::SetReplicationRequest {
-                name,
-                replication: policy,
-            };
-            let v = OperatorApiClient::new(channel)
-                .set_replication(req)
-                .await
-                .map_err(call_failed)?
-                .into_inner();
+            let mut operator = OperatorApiClient::new(channel);
+            let mut v = None;
+            if replication_set {
+                let req = pb::SetReplicationRequest {
+                    name: name.clone(),
+                    replication: policy,
+                };
+                v = Some(operator.set_replication(req).await.map_err(call_failed)?);
+            }
+            if schedule_set {
+                let req = pb::SetSnapshotScheduleRequest { name, schedule };
+                v = Some(
+                    operator
+                        .set_snapshot_schedule(req)
+                        .await
+                        .map_err(call_failed)?,
+                );
+            }
+            let v = v.expect("one of them was set").into_inner();
             print(&[v], &Usage::new(), &Holders::new(), ctx.format);
         }
         Verb::Promote { name, on, force } => {
