@@ -146,7 +146,14 @@ impl Fencer {
     async fn close(&self) -> Vec<(String, Vec<VolumeName>)> {
         self.fence.0.fenced.store(true, Ordering::SeqCst);
         crate::metrics::METRICS.fenced(true);
-        let owned = owned_here(&self.view.borrow(), &self.node);
+        // An agent that has not listed the cluster yet (restarted while the control service
+        // is unreachable) cannot tell which copies here it owns: it fences all of them.
+        let listed = self.view.borrow().listing > 0;
+        let owned = if listed {
+            owned_here(&self.view.borrow(), &self.node)
+        } else {
+            self.storage.volumes().await.unwrap_or_default()
+        };
         tracing::warn!(
             node.name = %self.node,
             volumes = owned.len(),
