@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use testkit::http::read_request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tracing_subscriber::layer::SubscriberExt;
@@ -21,30 +22,6 @@ impl SpanExporter for Kept {
         self.0.lock().unwrap().extend(batch);
         Ok(())
     }
-}
-
-/// Reads a request head and its Content-Length body.
-async fn read_request<S: AsyncReadExt + Unpin>(stream: &mut S) -> (String, Vec<u8>) {
-    let mut data = Vec::new();
-    let mut byte = [0u8; 1];
-    while !data.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
-            break;
-        }
-        data.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&data).into_owned();
-    let length = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse::<usize>().unwrap())
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).await.unwrap();
-    (head, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use testkit::adapter::{AdapterServer, Reply, rewrite_response};
+use testkit::http::read_request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -29,7 +30,7 @@ impl CannedDocker {
             while let Ok((mut stream, _)) = listener.accept().await {
                 let reply = reply.clone();
                 tokio::spawn(async move {
-                    let head = read_head(&mut stream).await;
+                    let (head, _) = read_request(&mut stream).await;
                     reply(head, stream).await;
                 });
             }
@@ -46,30 +47,6 @@ impl Drop for CannedDocker {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Reads a request head and its Content-Length body; returns the head.
-async fn read_head(stream: &mut UnixStream) -> String {
-    let mut data = Vec::new();
-    let mut byte = [0u8; 1];
-    while !data.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
-            break;
-        }
-        data.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&data).into_owned();
-    let length = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse::<usize>().unwrap())
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).await.unwrap();
-    head
 }
 
 /// A proxy (the library, in this process) on a unix socket in front of `docker`.

@@ -10,8 +10,9 @@
 //!   ([`pool::TestPool`]), network namespaces ([`netns::TestNetns`]), an OTLP trace
 //!   receiver in Python ([`otlp::OtlpReceiver`]), a TCP relay a test can cut (a partition,
 //!   [`relay::Relay`]).
-//! - The proxy: a `powerstrip` process ([`powerstrip::Powerstrip`]) and HTTP adapters
-//!   served from the test ([`adapter::AdapterServer`]).
+//! - The proxy: a `powerstrip` process ([`powerstrip::Powerstrip`]), HTTP adapters
+//!   served from the test ([`adapter::AdapterServer`]), one request read off a raw stream
+//!   ([`http::read_request`]).
 //! - The cluster: a CA and control members as processes ([`cluster`]), hosts running
 //!   `flocker-agent` ([`hosts`], [`weave_agent`]), the move lab ([`move_lab`]), one host's
 //!   whole stack for the Docker side ([`stack`]).
@@ -23,6 +24,7 @@ pub mod bins;
 pub mod cluster;
 pub mod docker;
 pub mod hosts;
+pub mod http;
 pub mod move_lab;
 pub mod netns;
 pub mod otlp;
