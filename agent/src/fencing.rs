@@ -17,7 +17,7 @@
 //! a diverged replica from then on: docs/volumes.md, "When the owner dies") and the
 //! containers that held it are killed without being thawed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -116,15 +116,15 @@ pub struct Fencer {
     pub view: watch::Receiver<ClusterView>,
     /// The control service, asked which volumes are still ours when it answers again.
     pub control: Control,
-    /// This host's dockerd, to freeze and thaw the containers holding the volumes.
-    pub docker: Arc<dyn DockerApi>,
-    /// Where volumes are mounted (`--volume-root`), to recognise their binds.
-    pub volume_root: PathBuf,
+    /// This host's containers holding volumes, to freeze, thaw or kill.
+    pub holders: Holders,
 }
 
 impl Fencer {
     /// Closes the fence after each silence and lifts it at the next answer, until dropped.
     pub async fn run(self) {
+        // The silence is counted from now, not from when the agent began to start up.
+        self.fence.answered();
         loop {
             self.fence.silence().await;
             let closed = Instant::now();
@@ -170,8 +170,8 @@ impl Fencer {
             }
         }
         let mut frozen = Vec::new();
-        for (id, volumes) in holders(self.docker.as_ref(), &self.volume_root, &owned).await {
-            match self.docker.pause(&id, true).await {
+        for (id, volumes) in self.holders.of(&owned).await {
+            match self.holders.docker.pause(&id, true).await {
                 Ok(()) => {
                     tracing::warn!(container.id = %id, "fenced: container frozen (docker pause)");
                     frozen.push((id, volumes));
@@ -209,7 +209,7 @@ impl Fencer {
         for (id, held) in frozen {
             let lost: Vec<&VolumeName> = held.iter().filter(|v| !ours.contains(v)).collect();
             if lost.is_empty() {
-                if let Err(e) = self.docker.pause(id, false).await {
+                if let Err(e) = self.holders.docker.pause(id, false).await {
                     tracing::error!(container.id = %id, error = %e, "cannot thaw the container");
                 }
                 continue;
@@ -218,7 +218,7 @@ impl Fencer {
             // would write into the stale copy until the grace ran out. A frozen process
             // handles the pending SIGKILL before it runs another instruction.
             tracing::warn!(container.id = %id, volumes = ?lost, "its volume was given to another node while this one was fenced: killing the container, still frozen (the copy here is stale: set aside when the volume next comes here)");
-            if let Err(e) = self.docker.kill(id, "KILL").await {
+            if let Err(e) = self.holders.docker.kill(id, "KILL").await {
                 tracing::error!(container.id = %id, error = %e, "cannot kill the container");
             }
         }
@@ -227,46 +227,48 @@ impl Fencer {
     }
 }
 
-/// The running containers of this host that hold any of `volumes`, with the ones each
-/// holds (none when Docker cannot say: logged).
-pub async fn holders(
-    docker: &dyn DockerApi,
-    volume_root: &Path,
-    volumes: &[VolumeName],
-) -> Vec<(String, Vec<VolumeName>)> {
-    let running = match docker.running_containers().await {
-        Ok(running) => running,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list the containers holding volumes");
-            return Vec::new();
-        }
-    };
-    running
-        .into_iter()
-        .filter_map(|c| {
-            let held: Vec<VolumeName> = flocker_volumes(&c.mounts, volume_root)
-                .into_iter()
-                .filter(|v| volumes.contains(v))
-                .collect();
-            (!held.is_empty()).then_some((c.id, held))
-        })
-        .collect()
+/// This host's containers that hold volumes: found through its dockerd by their binds.
+#[derive(Clone)]
+pub struct Holders {
+    /// This host's dockerd.
+    pub docker: Arc<dyn DockerApi>,
+    /// Where volumes are mounted (`--volume-root`), to recognise their binds.
+    pub volume_root: PathBuf,
 }
 
-/// Kills (SIGKILL) the containers of this host that hold `volume`, which another node owns
-/// now: a container a restart policy started on a returning old owner, or one that held it
-/// when it was promoted elsewhere. What they wrote since is in the copy here, set aside
-/// before the volume's data next comes here.
-pub async fn kill_stale_holders(
-    docker: &dyn DockerApi,
-    volume_root: &Path,
-    volume: &VolumeName,
-    owner: &str,
-) {
-    for (id, _) in holders(docker, volume_root, std::slice::from_ref(volume)).await {
-        tracing::warn!(volume.name = %volume, container.id = %id, owner, "a container here holds a volume another node owns: killing it (its copy here is stale)");
-        if let Err(e) = docker.kill(&id, "KILL").await {
-            tracing::error!(container.id = %id, error = %e, "cannot kill the container");
+impl Holders {
+    /// The running containers that hold any of `volumes`, with the ones each holds (none
+    /// when Docker cannot say: logged).
+    pub async fn of(&self, volumes: &[VolumeName]) -> Vec<(String, Vec<VolumeName>)> {
+        let running = match self.docker.running_containers().await {
+            Ok(running) => running,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the containers holding volumes");
+                return Vec::new();
+            }
+        };
+        running
+            .into_iter()
+            .filter_map(|c| {
+                let held: Vec<VolumeName> = flocker_volumes(&c.mounts, &self.volume_root)
+                    .into_iter()
+                    .filter(|v| volumes.contains(v))
+                    .collect();
+                (!held.is_empty()).then_some((c.id, held))
+            })
+            .collect()
+    }
+
+    /// Kills (SIGKILL) the containers that hold `volume`, which `owner` owns now: one a
+    /// restart policy started on a returning old owner, or one that held it when it was
+    /// promoted elsewhere. What they wrote since is in the copy here, set aside before the
+    /// volume's data next comes here.
+    pub async fn kill_stale(&self, volume: &VolumeName, owner: &str) {
+        for (id, _) in self.of(std::slice::from_ref(volume)).await {
+            tracing::warn!(volume.name = %volume, container.id = %id, owner, "a container here holds a volume another node owns: killing it (its copy here is stale)");
+            if let Err(e) = self.docker.kill(&id, "KILL").await {
+                tracing::error!(container.id = %id, error = %e, "cannot kill the container");
+            }
         }
     }
 }

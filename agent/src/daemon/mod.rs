@@ -148,7 +148,8 @@ impl Daemon {
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<(), DaemonError> {
         let supervisor = Supervisor::<DaemonError>::new();
         let token = supervisor.token();
-        let holders = transfer::reconcile::Holders {
+        // One client of this host's dockerd for both: they look for the same containers.
+        let holders = fencing::Holders {
             docker: Arc::new(Docker::new(&self.transfer.docker)),
             volume_root: self.transfer.volume_root.clone(),
         };
@@ -158,8 +159,7 @@ impl Daemon {
             storage: self.storage.clone(),
             view: self.cluster.view(),
             control: self.cluster.control().clone(),
-            docker: Arc::new(Docker::new(&self.transfer.docker)),
-            volume_root: self.transfer.volume_root.clone(),
+            holders: holders.clone(),
         };
         supervisor.spawn_fallible({
             let drained = token.clone().cancelled_owned();

@@ -16,7 +16,6 @@
 //! handoff has just unmounted; the move's orchestrator mounts explicitly as well.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use proto::control::Volume;
@@ -25,17 +24,8 @@ use tracing::Instrument;
 
 use crate::cluster::ClusterView;
 use crate::config::AgentConfig;
-use crate::docker::DockerApi;
+use crate::fencing::Holders;
 use crate::storage::{Access, Backend, CreateOptions, Storage, VolumeName};
-
-/// What the reconciler acts on besides the storage: this host's Docker, to kill the
-/// containers that hold a volume another node owns ([`crate::fencing::kill_stale_holders`]).
-pub struct Holders {
-    /// This host's dockerd.
-    pub docker: Arc<dyn DockerApi>,
-    /// Where volumes are mounted (`--volume-root`), to recognise their binds.
-    pub volume_root: PathBuf,
-}
 
 /// Follows the volumes of the cluster `view` until the future is dropped.
 pub async fn run(
@@ -111,14 +101,7 @@ async fn volume_changed(
         Err(e) => tracing::error!(error = %e, "cannot bring the volume to its recorded state"),
     }
     if let (false, Some(owner)) = (owned, v.owner.as_deref()) {
-        crate::fencing::kill_stale_holders(
-            holders.docker.as_ref(),
-            &holders.volume_root,
-            &name,
-            owner,
-        )
-        .instrument(span)
-        .await;
+        holders.kill_stale(&name, owner).instrument(span).await;
     }
 }
 
