@@ -13,6 +13,7 @@
 
 mod moves;
 mod network;
+mod promote;
 mod ssh;
 mod swarm;
 mod volumes;
@@ -318,6 +319,20 @@ fn swarm_reschedules_take_data_and_addresses_along() {
     swarm::a_swarm_of_the_hosts_schedules_flocker_services_at_once();
     swarm::a_rescheduled_task_takes_its_data_and_address_and_a_dead_host_is_named();
     swarm::with_a_replica_a_task_whose_host_dies_runs_elsewhere();
+}
+
+/// A host cut off the network with its agent and dockerd killed, its volume promoted on
+/// another host, then back (`promote`), on a lab of its own.
+#[test]
+fn a_dead_host_is_promoted_past_and_comes_back_fenced() {
+    if !lab_possible() {
+        return;
+    }
+    let _held = hold_the_lab();
+    lab(&["down"]);
+    let _guard = Lab;
+    lab(&["up", "3"]);
+    promote::a_host_cut_off_and_killed_is_promoted_past_and_comes_back_fenced();
 }
 
 /// The seeded walk of `walk` on a lab of its own: the fixed seed and a random one, or
