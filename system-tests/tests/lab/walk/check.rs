@@ -199,9 +199,21 @@ impl Walk {
     }
 
     /// No dataset but the owner's can be written: a probe file in every other mounted copy
-    /// must fail with a read-only error.
+    /// (a replica's, a copy set aside after a promotion) must fail with a read-only error.
     fn check_single_writer(&mut self, recorded: &[Value]) {
         let mounts = rw_mounts();
+        for (k, dataset, target) in &mounts {
+            if !retention::is_set_aside(dataset) {
+                continue;
+            }
+            let probe = format!("{target}/.walk-probe");
+            if std::fs::write(&probe, b"x").is_ok() {
+                let _ = std::fs::remove_file(&probe);
+                self.fail(&format!(
+                    "node{k}'s copy {dataset}, set aside, can be written"
+                ));
+            }
+        }
         for v in recorded {
             let name = v["name"].as_str().unwrap_or_default();
             for (k, volume, target) in &mounts {

@@ -70,12 +70,23 @@ impl Walk {
         self.say(format!("kill -9 and restart node{k}'s dockerd"));
         lab(&["kill", "dockerd", &k.to_string()]);
         lab(&["start", "dockerd", &k.to_string()]);
+        self.dockerd_restarted(k, None);
+        wait_until_whole();
+        self.deep = true;
+    }
+
+    /// The model after node k's dockerd was killed and started again: its containers stopped
+    /// but those with `--restart always`, and each writer that stopped acknowledged what its
+    /// log says. Containers holding `lost` (a volume promoted elsewhere meanwhile) stop
+    /// whatever their policy (k's agent kills them), their acknowledged lines not counted.
+    pub(super) fn dockerd_restarted(&mut self, k: u32, lost: Option<&str>) {
         let on_k: Vec<usize> = (0..self.model.containers.len())
             .filter(|i| self.model.containers[*i].node == k)
             .collect();
         for i in on_k {
             let c = self.model.containers[i].clone();
-            if c.running && c.writer && !c.restart {
+            let holds_lost = lost.is_some() && c.volume.as_deref() == lost;
+            if c.running && c.writer && !c.restart && !holds_lost {
                 let n = acked(k, &c.name);
                 let v = self
                     .model
@@ -84,9 +95,7 @@ impl Walk {
                     .unwrap();
                 v.acked.insert(c.name.clone(), n);
             }
-            self.model.containers[i].running = c.restart;
+            self.model.containers[i].running = c.restart && !holds_lost;
         }
-        wait_until_whole();
-        self.deep = true;
     }
 }

@@ -10,7 +10,7 @@ use crate::{run, stderr, stdout};
 use testkit::wait_until;
 
 /// Prints the log, a `--` line and the line count of every writer's file.
-const READ: &str = "cat /data/log 2>/dev/null; echo --; \
+pub(super) const READ: &str = "cat /data/log 2>/dev/null; echo --; \
                     for f in /data/wc*; do [ -e \"$f\" ] && echo \"$f $(wc -l < \"$f\")\"; done; true";
 
 impl Walk {
@@ -55,7 +55,23 @@ impl Walk {
         self.check();
         // With `LAB_WALK_KNOWN_BUGS=report` a removed volume's datasets may be left: they
         // go, so that the next walk's volumes of the same names start empty.
+        // Copies set aside by promotions (`V:diverged-eN`) are the operator's to destroy:
+        // the walk is that operator, so that the next walk's promotions start afresh.
         for k in NODES {
+            let pool = format!("lab{k}");
+            let listing = stdout(&run("zfs", &["list", "-H", "-o", "name", "-r", &pool]));
+            let set_aside = listing.lines().filter(|d| {
+                d.strip_prefix(&format!("{pool}/"))
+                    .is_some_and(super::retention::is_set_aside)
+            });
+            for dataset in set_aside {
+                let out = run("zfs", &["destroy", "-r", dataset]);
+                assert!(
+                    out.status.success(),
+                    "zfs destroy {dataset}: {}",
+                    stderr(&out)
+                );
+            }
             for name in VOLUMES {
                 let dataset = format!("lab{k}/{name}");
                 if run("zfs", &["list", "-H", &dataset]).status.success() {

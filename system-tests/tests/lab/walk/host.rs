@@ -156,6 +156,13 @@ pub fn wait_until_whole() {
     );
 }
 
+/// Now, in wall-clock milliseconds (the clock the control service's times are in).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The control leader's member id.
 pub fn leader() -> u64 {
     ctl_json(&["cluster", "status"])["leader"]

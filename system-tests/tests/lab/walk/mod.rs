@@ -3,15 +3,17 @@
 //! record, a `volume move` (with and without `--stop`, sometimes to the owner, sometimes
 //! while a writer holds the volume), long-lived and short-lived containers with
 //! `WEAVE_CIDR` addresses, their removal, SIGKILL and restart of an agent, a control member
-//! (the leader included) or a dockerd, volume create and rm. After every step the
+//! (the leader included) or a dockerd, a volume's owner dying (cut off the network, agent and
+//! dockerd killed) and its replica promoted, volume create and rm. After every step the
 //! invariants of [`check`] hold. A failure names the seed, the step and what broke;
-//! `LAB_WALK_SEED=S LAB_WALK_STEPS=N` replays it.
+//! `LAB_WALK_SEED=S LAB_WALK_STEPS=N` replays it (`LAB_WALK_KINDS` keeps the same kinds).
 //!
 //! Bugs that are known and being fixed elsewhere fail the walk with a message naming them;
 //! `LAB_WALK_KNOWN_BUGS=report` prints them instead and walks on (to look for others).
 
 mod check;
 mod containers;
+mod death;
 mod faults;
 mod finish;
 mod host;
@@ -48,7 +50,7 @@ const KNOWN: [(&str, &str); 3] = [
 ];
 
 /// The kinds of step and their weights.
-const STEPS: [(&str, u32); 10] = [
+const STEPS: [(&str, u32); 11] = [
     ("write", 6),
     ("move", 4),
     ("run", 3),
@@ -57,6 +59,7 @@ const STEPS: [(&str, u32); 10] = [
     ("kill agent", 1),
     ("kill member", 1),
     ("restart dockerd", 1),
+    ("host dies", 1),
     ("volume create", 1),
     ("volume rm", 1),
 ];
@@ -89,8 +92,11 @@ struct Replay {
 impl Drop for Replay {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            let kinds = std::env::var("LAB_WALK_KINDS")
+                .map(|k| format!("LAB_WALK_KINDS='{k}' "))
+                .unwrap_or_default();
             eprintln!(
-                "walk failed; replay with: LAB_WALK_SEED={} LAB_WALK_STEPS={} CI=true cargo test -p system-tests --test lab walk -- --nocapture",
+                "walk failed; replay with: {kinds}LAB_WALK_SEED={} LAB_WALK_STEPS={} CI=true cargo test -p system-tests --test lab walk -- --nocapture",
                 self.seed, self.steps
             );
         }
@@ -123,6 +129,28 @@ pub fn steps() -> u32 {
     })
 }
 
+/// The steps' weights; with `LAB_WALK_KINDS=K1,K2,...` only those kinds are drawn (to
+/// look at one kind of step, e.g. `LAB_WALK_KINDS='write,host dies'`).
+fn weights() -> [u32; STEPS.len()] {
+    let only = std::env::var("LAB_WALK_KINDS").ok();
+    let kinds: Option<Vec<&str>> = only
+        .as_deref()
+        .map(|o| o.split(',').map(str::trim).collect());
+    if let Some(kinds) = &kinds {
+        for k in kinds {
+            assert!(
+                STEPS.iter().any(|(s, _)| s == k),
+                "LAB_WALK_KINDS: no step {k:?} (steps: {:?})",
+                STEPS.map(|(s, _)| s)
+            );
+        }
+    }
+    STEPS.map(|(kind, w)| match &kinds {
+        Some(kinds) if !kinds.contains(&kind) => 0,
+        _ => w,
+    })
+}
+
 impl Walk {
     /// Walks `steps` steps from `seed` over a lab that holds none of the walk's volumes and
     /// containers, then checks every volume's data and removes what it made.
@@ -142,9 +170,10 @@ impl Walk {
             deep: false,
         };
         walk.check();
+        let weights = weights();
         for step in 1..=steps {
             walk.step = step;
-            let kind = STEPS[walk.rng.weighted(&STEPS.map(|(_, w)| w))].0;
+            let kind = STEPS[walk.rng.weighted(&weights)].0;
             let started = Instant::now();
             walk.take(kind, true);
             let took = started.elapsed();
@@ -175,6 +204,7 @@ impl Walk {
             "kill agent" if faults => self.kill_agent(),
             "kill member" if faults => self.kill_member(),
             "restart dockerd" if faults => self.restart_dockerd(),
+            "host dies" if faults => self.host_dies(),
             "volume create" => self.create_volume(),
             "volume rm" => self.remove_volume(),
             _ => self.write(),

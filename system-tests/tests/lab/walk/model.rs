@@ -125,6 +125,9 @@ pub struct Model {
     pub gone: BTreeMap<String, String>,
     /// The next number for a name or a record.
     pub counter: u32,
+    /// When each record's write was acknowledged (its `docker run` returned), in wall-clock
+    /// milliseconds: what a promotion may lose is told by these times.
+    pub written_ms: BTreeMap<String, u64>,
 }
 
 impl Model {

@@ -8,7 +8,11 @@
 //!   no snapshot of an ended move (`m<ID>-r<N>`, `m<ID>-final` not recorded for a replica)
 //!   remains anywhere;
 //! - each replica holds the snapshot recorded for it, and the owner every replica's (so a
-//!   move to any replica holder is incremental).
+//!   move to any replica holder is incremental);
+//! - a **diverged** replica (the copy of an owner that was promoted past: it may hold writes
+//!   no other copy has) is exempt from the snapshot rules, though its recorded snapshot is
+//!   kept like any replica's, and a copy **set aside**
+//!   (`V:diverged-eN`, kept for the operator, docs/volumes.md) is allowed on any host.
 //!
 //! Only meaningful once no move is in progress.
 
@@ -21,28 +25,31 @@ pub struct Recorded {
     pub name: String,
     /// Its owner node, if it has one.
     pub owner: Option<String>,
-    /// (node, snapshot) of each replica.
+    /// (node, snapshot) of each replica that is not diverged.
     pub replicas: Vec<(String, String)>,
+    /// (node, snapshot) of each diverged replica.
+    pub diverged: Vec<(String, String)>,
 }
 
 impl Recorded {
     /// Reads one volume of `volume ls --output json` / `volume inspect --output json`.
     pub fn from_json(v: &serde_json::Value) -> Self {
-        let replicas = v["replicas"]
-            .as_array()
-            .map(|rs| {
-                rs.iter()
-                    .map(|r| {
-                        let text = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
-                        (text("node"), text("snapshot"))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let all: Vec<&serde_json::Value> = v["replicas"].as_array().into_iter().flatten().collect();
+        let copies = |diverged: bool| {
+            all.iter()
+                .filter(|r| (r["diverged"] == true) == diverged)
+                .map(|r| {
+                    let text = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+                    (text("node"), text("snapshot"))
+                })
+                .collect()
+        };
+        let (replicas, diverged) = (copies(false), copies(true));
         Self {
             name: v["name"].as_str().unwrap_or_default().to_owned(),
             owner: v["owner"].as_str().map(str::to_owned),
             replicas,
+            diverged,
         }
     }
 }
@@ -81,6 +88,13 @@ pub fn is_volume_name(name: &str) -> bool {
         && name.chars().all(|c| ok(c) || "_.-".contains(c))
 }
 
+/// Whether `dataset` is a copy set aside after a promotion: `V:diverged-eN`.
+pub fn is_set_aside(dataset: &str) -> bool {
+    dataset.split_once(":diverged-e").is_some_and(|(v, e)| {
+        is_volume_name(v) && !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())
+    })
+}
+
 /// Every breach of the retention rule, one message each naming the host, the volume, what
 /// was found and what the rule allows; empty when the rule holds. `pools` maps each
 /// node's name to its pool.
@@ -90,6 +104,9 @@ pub fn violations(recorded: &[Recorded], pools: &BTreeMap<String, Pool>) -> Vec<
         recorded.iter().map(|v| (v.name.as_str(), v)).collect();
     for (node, pool) in pools {
         for (dataset, snapshots) in pool {
+            if is_set_aside(dataset) {
+                continue;
+            }
             let Some(v) = by_name.get(dataset.as_str()) else {
                 let what = if is_volume_name(dataset) {
                     "no such volume is recorded"
@@ -123,7 +140,15 @@ pub fn violations(recorded: &[Recorded], pools: &BTreeMap<String, Pool>) -> Vec<
 /// The breaches of one volume's copy on `node` holding `snapshots`.
 fn check_copy(node: &str, v: &Recorded, snapshots: &BTreeSet<String>) -> Option<String> {
     let name = &v.name;
-    let pinned: BTreeSet<String> = v.replicas.iter().map(|(_, s)| s.clone()).collect();
+    if v.diverged.iter().any(|(n, _)| n == node) {
+        return None;
+    }
+    let pinned: BTreeSet<String> = v
+        .replicas
+        .iter()
+        .chain(&v.diverged)
+        .map(|(_, s)| s.clone())
+        .collect();
     let extra: BTreeSet<&String> = snapshots.difference(&pinned).collect();
     let role = if v.owner.as_deref() == Some(node) {
         let missing: BTreeSet<&String> = pinned.difference(snapshots).collect();
@@ -166,6 +191,7 @@ mod tests {
                 .iter()
                 .map(|(n, s)| (n.to_string(), s.to_string()))
                 .collect(),
+            diverged: Vec::new(),
         }
     }
 
@@ -181,6 +207,29 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_diverged_replica_and_a_copy_set_aside_are_allowed_but_nothing_else_of_theirs() {
+        let mut v = recorded("v", "node2", &[("node3", "rep-2")]);
+        v.diverged.push(("node1".into(), "rep-1".into()));
+        let p = pools(&[
+            ("node1", "P/v\nP/v@rep-1\nP/v@rep-x\nP/w:diverged-e3\n"),
+            ("node2", "P/v\nP/v@rep-1\nP/v@rep-2\n"),
+            (
+                "node3",
+                "P/v\nP/v@rep-1\nP/v@rep-2\nP/v:diverged-e\nP/v:diverged-e2x\n",
+            ),
+        ]);
+        let found = violations(&[v], &p);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found
+                .iter()
+                .all(|f| f.starts_with("node3: dataset v:diverged-e")),
+            "{found:#?}"
+        );
+        assert!(is_set_aside("v:diverged-e12") && !is_set_aside("v:recv"));
     }
 
     #[test]

@@ -18,6 +18,11 @@ impl Walk {
     pub(super) fn write(&mut self) {
         let name = self.rng.pick(&VOLUMES);
         let node = self.rng.node();
+        self.write_to(name, node);
+    }
+
+    /// [`Walk::write`] of a record to `name` on `node`.
+    pub(super) fn write_to(&mut self, name: &str, node: u32) {
         let record = format!("r{}-{}", self.seed % 10_000, self.model.next());
         self.say(format!("write {record} to {name} on node{node}"));
         let bind = format!("/flocker/{name}:/data");
@@ -52,6 +57,9 @@ impl Walk {
         if !ok {
             return self.unexpected_error(&format!("the write to {name} on node{node}"), &err);
         }
+        self.model
+            .written_ms
+            .insert(record.clone(), super::host::now_ms());
         let v = self.model.volumes.entry(name.to_owned()).or_default();
         v.records.push(record);
         if v.owner != Some(node) {
