@@ -65,13 +65,13 @@ async fn follow(
         view.volumes.len(),
         view.allocations.len()
     );
-    *watched = true;
     if format == Format::Table && !*watched {
         println!(
             "{:<24}  {:>7}  {:<7}  {:<20}  WHAT",
             "TIME", "INDEX", "KIND", "NAME"
         );
     }
+    *watched = true;
     while let Some(event) = stream.message().await? {
         if let Some(change) = changes::describe(&view, &event)
             && (args.all || !change.routine)
