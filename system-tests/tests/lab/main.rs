@@ -137,6 +137,20 @@ fn hold_the_lab() -> std::sync::MutexGuard<'static, ()> {
     LAB_HELD.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The lab, held by this test, brought up afresh with three hosts and taken down when the
+/// guard drops (before the hold is let go: a tuple drops its fields in order); `None` when
+/// the lab cannot run here (a failure under CI).
+fn three_fresh_hosts() -> Option<(Lab, std::sync::MutexGuard<'static, ()>)> {
+    if !lab_possible() {
+        return None;
+    }
+    let held = hold_the_lab();
+    lab(&["down"]);
+    let guard = Lab;
+    lab(&["up", "3"]);
+    Some((guard, held))
+}
+
 /// Whether the lab can run here: root and the tools (a failure under CI when not).
 fn lab_possible() -> bool {
     let tools = [
@@ -309,13 +323,9 @@ fn three_hosts_come_up_share_volumes_and_addresses_and_go_away() {
 /// and a dead host is named by the rescheduled task's error.
 #[test]
 fn swarm_reschedules_take_data_and_addresses_along() {
-    if !lab_possible() {
+    let Some(_lab) = three_fresh_hosts() else {
         return;
-    }
-    let _held = hold_the_lab();
-    lab(&["down"]);
-    let _guard = Lab;
-    lab(&["up", "3"]);
+    };
     swarm::a_swarm_of_the_hosts_schedules_flocker_services_at_once();
     swarm::a_rescheduled_task_takes_its_data_and_address_and_a_dead_host_is_named();
     swarm::with_a_replica_a_task_whose_host_dies_runs_elsewhere();
@@ -325,13 +335,9 @@ fn swarm_reschedules_take_data_and_addresses_along() {
 /// another host, then back (`promote`), on a lab of its own.
 #[test]
 fn a_dead_host_is_promoted_past_and_comes_back_fenced() {
-    if !lab_possible() {
+    let Some(_lab) = three_fresh_hosts() else {
         return;
-    }
-    let _held = hold_the_lab();
-    lab(&["down"]);
-    let _guard = Lab;
-    lab(&["up", "3"]);
+    };
     promote::a_host_cut_off_and_killed_is_promoted_past_and_comes_back_fenced();
 }
 
