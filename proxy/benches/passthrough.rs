@@ -2,16 +2,23 @@
 //! socket and plain proxies, from one run on one machine (so the ratios mean something).
 //!
 //! `cargo bench -p proxy --bench passthrough` (root: it starts its own dockerd). Targets:
-//! the direct Docker socket; powerstrip with no hooks; with a built-in hook (`debug`); with
-//! an HTTP hook (an echo adapter on loopback); haproxy and socat as plain-proxy baselines.
+//! the direct Docker socket; powerstrip with no hooks; with a built-in hook (`debug`) on
+//! endpoints the requests do not match; with it on the requests' own endpoints; with an
+//! HTTP hook (an echo adapter on loopback); haproxy and socat as plain-proxy baselines.
 //! Workloads: `GET /_ping`, `GET /containers/json`, and a create + remove cycle, each at
-//! concurrency 1 and 32 over keep-alive connections.
+//! concurrency 1, 8 and 32 over keep-alive connections.
 //!
 //! Each cell runs `BENCH_ROUNDS` times (default 3), the targets interleaved round by round
 //! so that drift on a shared machine hits them alike; `BENCH_SECONDS` is the time per round
-//! (default 2). Besides throughput and latency it reports the CPU time the proxy process
-//! (with its children) spent per request, read from /proc: the figure least disturbed by
-//! whatever else the machine is doing.
+//! (default 2). Besides throughput and latency it reports the p50 latency the target adds
+//! to the direct socket's, and the CPU time the proxy process (with its children) spent per
+//! request, read from /proc: the figure least disturbed by whatever else the machine is
+//! doing.
+//!
+//! A shorter run: `BENCH_WORKLOADS` (a comma-separated subset of `ping,list,create`),
+//! `BENCH_CONCURRENCY` (e.g. `8,32`), `BENCH_TARGETS` (comma-separated pieces of target
+//! names, e.g. `no hooks,haproxy`; the direct socket is always measured). The proxies'
+//! process ids are printed first, for `perf record -p`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,6 +39,15 @@ const HOOKED_ENDPOINTS: [&str; 3] = [
     "POST /*/containers/create",
 ];
 
+/// Endpoints no benchmarked request matches (as an agent hooks volumes and starts), so
+/// that every request is matched against them and passes through.
+const UNMATCHED_ENDPOINTS: [&str; 4] = [
+    "POST /*/containers/*/start",
+    "POST /*/volumes/create",
+    "DELETE /*/volumes/*",
+    "POST /*/networks/*/connect",
+];
+
 #[derive(Clone, Copy)]
 enum Workload {
     Ping,
@@ -40,6 +56,14 @@ enum Workload {
 }
 
 impl Workload {
+    fn key(self) -> &'static str {
+        match self {
+            Workload::Ping => "ping",
+            Workload::List => "list",
+            Workload::CreateRemove => "create",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Workload::Ping => "GET /_ping",
@@ -99,14 +123,39 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(default)
     };
+    let list = |name: &str| std::env::var(name).ok().filter(|s| !s.trim().is_empty());
     let seconds = env("BENCH_SECONDS", 2);
     let rounds = env("BENCH_ROUNDS", 3);
     let round = Duration::from_secs(seconds);
+    let workloads: Vec<Workload> = [Workload::Ping, Workload::List, Workload::CreateRemove]
+        .into_iter()
+        .filter(|w| {
+            list("BENCH_WORKLOADS").is_none_or(|l| l.split(',').any(|k| k.trim() == w.key()))
+        })
+        .collect();
+    let concurrencies: Vec<usize> = list("BENCH_CONCURRENCY").map_or(vec![1, 8, 32], |l| {
+        l.split(',')
+            .map(|c| c.trim().parse().expect("BENCH_CONCURRENCY: numbers"))
+            .collect()
+    });
+    let wanted = |name: &str| {
+        list("BENCH_TARGETS").is_none_or(|l| l.split(',').any(|piece| name.contains(piece.trim())))
+    };
 
     let no_hooks = Powerstrip::start_quiet("endpoints: {}\nadapters: {}\n", &docker.socket());
-    let builtin = Powerstrip::start_quiet(&hooked_config("builtin:debug"), &docker.socket());
+    let unmatched = Powerstrip::start_quiet(
+        &config_hooking(&UNMATCHED_ENDPOINTS, "builtin:debug"),
+        &docker.socket(),
+    );
+    let builtin = Powerstrip::start_quiet(
+        &config_hooking(&HOOKED_ENDPOINTS, "builtin:debug"),
+        &docker.socket(),
+    );
     let echo = AdapterServer::start(|hook| Reply::Json(echo_pre(hook)));
-    let http = Powerstrip::start_quiet(&hooked_config(&echo.url()), &docker.socket());
+    let http = Powerstrip::start_quiet(
+        &config_hooking(&HOOKED_ENDPOINTS, &echo.url()),
+        &docker.socket(),
+    );
     let haproxy = Baseline::haproxy(&docker);
     let socat = Baseline::socat(&docker);
 
@@ -120,6 +169,11 @@ fn main() {
             name: "powerstrip, no hooks",
             socket: no_hooks.socket(),
             pid: Some(no_hooks.pid()),
+        },
+        Target {
+            name: "powerstrip, built-in, unmatched",
+            socket: unmatched.socket(),
+            pid: Some(unmatched.pid()),
         },
         Target {
             name: "powerstrip, built-in hook",
@@ -142,6 +196,13 @@ fn main() {
         }
     }
 
+    targets.retain(|t| t.pid.is_none() || wanted(t.name));
+    for target in &targets {
+        if let Some(pid) = target.pid {
+            eprintln!("{}: pid {pid}", target.name);
+        }
+    }
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -152,11 +213,19 @@ fn main() {
         docker_version(&docker)
     );
     println!(
-        "{:<22} {:>4}  {:<26} {:>8} {:>8} {:>8} {:>10} {:>13}",
-        "workload", "conc", "target", "req/s", "p50 ms", "p99 ms", "vs direct", "proxy cpu/req"
+        "{:<22} {:>4}  {:<32} {:>8} {:>8} {:>8} {:>10} {:>12} {:>13}",
+        "workload",
+        "conc",
+        "target",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "vs direct",
+        "p50 added",
+        "proxy cpu/req"
     );
-    for workload in [Workload::Ping, Workload::List, Workload::CreateRemove] {
-        for concurrency in [1usize, 32] {
+    for &workload in &workloads {
+        for &concurrency in &concurrencies {
             let mut cells: Vec<Figures> = targets.iter().map(|_| Figures::new()).collect();
             for _ in 0..rounds {
                 for (target, cell) in targets.iter().zip(cells.iter_mut()) {
@@ -176,6 +245,7 @@ fn main() {
                 }
             }
             let direct = cells[0].per_second();
+            let direct_p50 = cells[0].percentile(0.50);
             for (target, cell) in targets.iter().zip(cells.iter_mut()) {
                 let cpu = match cell.cpu {
                     Some(cpu) if cell.requests > 0 => {
@@ -184,8 +254,15 @@ fn main() {
                     _ => "-".into(),
                 };
                 let (p50, p99) = (cell.percentile(0.50), cell.percentile(0.99));
+                let added = match target.pid {
+                    Some(_) => format!(
+                        "{:.0} us",
+                        (p50.as_secs_f64() - direct_p50.as_secs_f64()) * 1e6
+                    ),
+                    None => "-".into(),
+                };
                 println!(
-                    "{:<22} {:>4}  {:<26} {:>8.0} {:>8.2} {:>8.2} {:>9.0}% {:>13}{}",
+                    "{:<22} {:>4}  {:<32} {:>8.0} {:>8.2} {:>8.2} {:>9.0}% {:>12} {:>13}{}",
                     workload.name(),
                     concurrency,
                     target.name,
@@ -193,6 +270,7 @@ fn main() {
                     p50.as_secs_f64() * 1e3,
                     p99.as_secs_f64() * 1e3,
                     100.0 * cell.per_second() / direct,
+                    added,
                     cpu,
                     if cell.errors > 0 {
                         format!("  ({} errors)", cell.errors)
@@ -257,9 +335,9 @@ fn cpu_time(pid: u32) -> Duration {
     total
 }
 
-/// adapters.yml hooking `adapter` onto every benchmarked endpoint.
-fn hooked_config(adapter: &str) -> String {
-    let endpoints: String = HOOKED_ENDPOINTS
+/// adapters.yml hooking `adapter` onto `endpoints` as a pre-hook.
+fn config_hooking(endpoints: &[&str], adapter: &str) -> String {
+    let endpoints: String = endpoints
         .iter()
         .map(|e| format!("  \"{e}\": {{ pre: [hook] }}\n"))
         .collect();

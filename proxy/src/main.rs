@@ -50,7 +50,12 @@ struct Args {
     metrics_listen: Option<std::net::SocketAddr>,
 }
 
-#[tokio::main]
+/// One thread serves every connection (tokio's `current_thread` runtime). Measured on two
+/// cores shared with dockerd and the clients (docs/proxy.md, Performance), a multi-thread
+/// runtime spent up to 40% more CPU per request than this (the most at low concurrency), in
+/// the wake-ups between its workers (futex, work stealing), for no throughput: dockerd
+/// saturates long before one proxy thread does. Blocking work still goes to tokio's blocking pool.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     // Before any socket is bound: a SIGTERM from then on is a clean shutdown.
     let signals = StopSignals::install();

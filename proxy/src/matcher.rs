@@ -138,9 +138,15 @@ impl Pattern {
                 return false;
             }
         }
-        let request: Vec<&str> = request.collect();
-        request.len() == self.segments.len()
-            && self.segments.iter().zip(request).all(|(p, r)| p.matches(r))
+        // Segment by segment, without collecting the request's: same count, each matching.
+        let mut patterns = self.segments.iter();
+        loop {
+            match (patterns.next(), request.next()) {
+                (Some(pattern), Some(segment)) if pattern.matches(segment) => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
     }
 
     /// Whether some request could match both patterns (used to refuse post-hooks on

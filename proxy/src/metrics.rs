@@ -3,7 +3,7 @@
 //! process ([`METRICS`]); a daemon serves them on its `--metrics-listen` page: `powerstrip`
 //! alone, or the agent among its own (it registers them with [`ProxyMetrics::register`]).
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -42,12 +42,30 @@ const RESOURCES: &[&str] = &[
     "volumes",
 ];
 
+/// Methods an endpoint label names; any other is `OTHER`.
+const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "HEAD"];
+
 /// The proxy's series.
 pub struct ProxyMetrics {
     requests: Family<Labels, Counter>,
     request_seconds: Family<Labels, Histogram>,
     hook_seconds: Family<Labels, Histogram>,
     hook_failures: Family<Labels, Counter>,
+    /// Every endpoint label's series, resolved from the families on first use, so that a
+    /// request counts without allocating labels or looking them up.
+    endpoints: Box<[EndpointSeries]>,
+}
+
+/// A request's endpoint label (`METHOD /resource`), from [`ProxyMetrics::endpoint`].
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoint(usize);
+
+/// One endpoint label's series: handles onto the families' own counters and histogram.
+struct EndpointSeries {
+    endpoint: String,
+    seconds: OnceLock<Histogram>,
+    /// By status class, `0xx` to `9xx`.
+    classes: [OnceLock<Counter>; 10],
 }
 
 /// This process's proxy metrics.
@@ -64,6 +82,18 @@ impl ProxyMetrics {
             request_seconds: Family::new_with_constructor(latency),
             hook_seconds: Family::new_with_constructor(latency),
             hook_failures: Family::default(),
+            endpoints: (0..=METHODS.len())
+                .flat_map(|method| (0..=RESOURCES.len()).map(move |resource| (method, resource)))
+                .map(|(method, resource)| EndpointSeries {
+                    endpoint: format!(
+                        "{} /{}",
+                        METHODS.get(method).unwrap_or(&"OTHER"),
+                        RESOURCES.get(resource).unwrap_or(&"other")
+                    ),
+                    seconds: OnceLock::new(),
+                    classes: Default::default(),
+                })
+                .collect(),
         }
     }
 
@@ -94,12 +124,34 @@ impl ProxyMetrics {
 
     /// A request to `method path` answered with `status` after `elapsed`.
     pub fn request(&self, method: &str, path: &str, status: u16, elapsed: Duration) {
-        let endpoint = endpoint(method, path);
-        let class = format!("{}xx", status / 100);
-        let labels = vec![("endpoint", endpoint.clone()), ("status", class)];
-        self.requests.get_or_create(&labels).inc();
-        self.request_seconds
-            .get_or_create(&vec![("endpoint", endpoint)])
+        self.answered(self.endpoint(method, path), status, elapsed);
+    }
+
+    /// The endpoint label of a request to `method path`, resolved without allocating (for
+    /// [`ProxyMetrics::answered`] once the response is known).
+    pub fn endpoint(&self, method: &str, path: &str) -> Endpoint {
+        Endpoint(endpoint_index(method, path))
+    }
+
+    /// A request to `endpoint` answered with `status` after `elapsed`.
+    pub fn answered(&self, endpoint: Endpoint, status: u16, elapsed: Duration) {
+        let series = &self.endpoints[endpoint.0];
+        let class = usize::from(status / 100).min(9);
+        series.classes[class]
+            .get_or_init(|| {
+                let labels = vec![
+                    ("endpoint", series.endpoint.clone()),
+                    ("status", format!("{class}xx")),
+                ];
+                self.requests.get_or_create(&labels).clone()
+            })
+            .inc();
+        series
+            .seconds
+            .get_or_init(|| {
+                let labels = vec![("endpoint", series.endpoint.clone())];
+                self.request_seconds.get_or_create(&labels).clone()
+            })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -126,9 +178,11 @@ impl ProxyMetrics {
     }
 }
 
-/// `METHOD /resource` for a request path: its first segment after any API version, if it
-/// is a Docker resource, else `other`.
-fn endpoint(method: &str, path: &str) -> String {
+/// Where the endpoint label `METHOD /resource` of a request is in
+/// [`ProxyMetrics::endpoints`]: the resource is the path's first segment after any API
+/// version, if it is a Docker resource, else `other`; the method, if it is not one of
+/// [`METHODS`], is `OTHER`.
+fn endpoint_index(method: &str, path: &str) -> usize {
     let mut segments = path.split('/').filter(|s| !s.is_empty());
     let first = segments.next().unwrap_or_default();
     let resource = if crate::matcher::is_version(first) {
@@ -138,14 +192,13 @@ fn endpoint(method: &str, path: &str) -> String {
     };
     let resource = RESOURCES
         .iter()
-        .find(|r| **r == resource)
-        .copied()
-        .unwrap_or("other");
-    let method = match method {
-        "GET" | "POST" | "PUT" | "DELETE" | "HEAD" => method,
-        _ => "OTHER",
-    };
-    format!("{method} /{resource}")
+        .position(|r| *r == resource)
+        .unwrap_or(RESOURCES.len());
+    let method = METHODS
+        .iter()
+        .position(|m| *m == method)
+        .unwrap_or(METHODS.len());
+    method * (RESOURCES.len() + 1) + resource
 }
 
 #[cfg(test)]
@@ -154,6 +207,12 @@ mod tests {
 
     #[test]
     fn endpoints_are_a_method_and_a_known_resource() {
+        let metrics = ProxyMetrics::new();
+        let endpoint = |method: &str, path: &str| {
+            metrics.endpoints[endpoint_index(method, path)]
+                .endpoint
+                .clone()
+        };
         assert_eq!(
             endpoint("POST", "/v1.41/containers/abc/start"),
             "POST /containers"

@@ -118,8 +118,11 @@ impl Context {
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
         tokio::pin!(connection);
+        // `biased`: both branches are polled on every wake anyway; fixed order spares the
+        // random draw a fair select makes per poll.
         let serving = async {
             tokio::select! {
+                biased;
                 result = connection.as_mut() => result,
                 () = self.connections.token().cancelled() => {
                     connection.as_mut().graceful_shutdown();
@@ -129,6 +132,7 @@ impl Context {
         };
         // The upstream connection is driven here, in the client connection's own task.
         let result = tokio::select! {
+            biased;
             result = serving => result,
             () = driver.run() => Ok(()),
         };

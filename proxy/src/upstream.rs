@@ -135,6 +135,7 @@ impl Driver {
         let mut running = FuturesUnordered::new();
         loop {
             tokio::select! {
+                biased;
                 connection = self.incoming.recv() => match connection {
                     Some(connection) => running.push(connection),
                     None => break,
