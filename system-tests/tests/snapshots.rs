@@ -571,10 +571,28 @@ async fn a_snapshot_schedule_takes_and_prunes_its_own_snapshots_only() {
     )
     .await;
 
+    // Removing the schedule starts no snapshot after it returns; one already due (named by
+    // its due time) may still land, then nothing more does.
     let off = lab.ctl(&["volume", "set", "sched", "--no-snapshot-schedule"]);
     assert!(off.status.success(), "{off:?}");
-    let after = names(&listed(&lab, "sched"));
+    let off_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let before = names(&listed(&lab, "sched"));
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = names(&listed(&lab, "sched"));
+    for late in after.iter().filter(|n| !before.contains(n)) {
+        let due: u64 = late
+            .strip_prefix("u-")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("a snapshot {late} appeared after the schedule was removed"));
+        assert!(
+            due <= off_ms,
+            "scheduled snapshot {late} was due after the schedule was removed ({off_ms})"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         names(&listed(&lab, "sched")),
         after,

@@ -47,6 +47,13 @@ pub async fn take(
         .read(SnapshotSite(volume.clone()))
         .await
         .map_err(to_status)?;
+    // Read on the leader after any removal of the schedule that committed before: a
+    // schedule removed while this snapshot was due takes none after the removal returned.
+    if scheduled && v.snapshot_schedule.is_none() {
+        return Err(Status::failed_precondition(format!(
+            "volume {volume} has no snapshot schedule any more"
+        )));
+    }
     let taken_ms = now_ms();
     let snapshot = UserSnapshot {
         name: user_snapshot_name(label.as_deref(), taken_ms),
