@@ -188,15 +188,7 @@ impl Walk {
         v.owner = Some(r);
         v.changed = true;
         for (writer, before) in writers {
-            let count = counts
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix(&format!("/data/{writer} "))?
-                        .trim()
-                        .parse()
-                        .ok()
-                })
-                .unwrap_or(0usize);
+            let count = super::volumes::lines_of(counts, writer);
             if count < *before {
                 self.fail(&format!(
                     "{name}: writer {writer} had {before} lines acknowledged before the replica's snapshot; the promoted copy holds {count}"

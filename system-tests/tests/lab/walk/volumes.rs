@@ -86,15 +86,7 @@ impl Walk {
             ));
         }
         for (file, at_least) in &v.acked {
-            let count = counts
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix(&format!("/data/{file} "))?
-                        .trim()
-                        .parse()
-                        .ok()
-                })
-                .unwrap_or(0usize);
+            let count = lines_of(counts, file);
             if count < *at_least {
                 self.fail(&format!(
                     "{name}: writer {file} acknowledged {at_least} lines, the volume holds {count}"
@@ -252,4 +244,17 @@ impl Walk {
         }
         self.model.volumes.remove(name);
     }
+}
+
+/// The line count a read printed for writer `file` (`/data/FILE N`), 0 when it printed none.
+pub(super) fn lines_of(counts: &str, file: &str) -> usize {
+    counts
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("/data/{file} "))?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
