@@ -374,10 +374,13 @@ async fn a_replica_is_promoted_when_the_owner_dies_and_the_old_owner_never_write
 }
 
 /// With `--promote-after`, the leader promotes the freshest replica on its own once the
-/// owner has been down that long, and says so in the volume's promotions.
+/// owner has been down that long, and says so in the volume's promotions. The old owner,
+/// back, is not the policy's replica (the third host is): a move to it sets its copy aside
+/// once, under the epoch it owned, and brings the promoted data (a move has two rounds; a
+/// second set-aside took the first round's copy for the diverged one and failed the move).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_policy_promotes_a_replica_on_its_own_after_the_owner_is_down_long_enough() {
-    let Some(mut lab) = Lab::start_with_flags(1, 2, &["--node-timeout", "2s"]).await else {
+    let Some(mut lab) = Lab::start_with_flags(1, 3, &["--node-timeout", "2s"]).await else {
         return;
     };
     lab.ctl(&[
@@ -397,9 +400,11 @@ async fn the_policy_promotes_a_replica_on_its_own_after_the_owner_is_down_long_e
         (lab.hosts[0].mounted("auto") == Some(false)).then_some(())
     })
     .await;
-    std::fs::write(lab.hosts[0].path("auto").join("f"), "before").unwrap();
+    let a_path = lab.hosts[0].path("auto");
+    std::fs::write(a_path.join("f"), "before").unwrap();
     until_replica_reads(&lab.hosts[1], "auto", "f", b"before").await;
     lab.hosts[0].kill();
+    std::fs::write(a_path.join("f"), "written on a after its agent died").unwrap();
     let killed = Instant::now();
     let b = &lab.hosts[1];
     eventually(
@@ -416,4 +421,46 @@ async fn the_policy_promotes_a_replica_on_its_own_after_the_owner_is_down_long_e
     let v = lab.volume("auto");
     assert_eq!(v["owner"], "host-b", "{v}");
     assert_eq!(v["promotions"][0]["automatic"], true, "{v}");
+
+    std::fs::write(b.path("auto").join("f"), "written on b").unwrap();
+    until_replica_reads(&lab.hosts[2], "auto", "f", b"written on b").await;
+    lab.hosts[0].start(&lab.c);
+    lab.wait_node_up("host-a").await;
+    let asked = Instant::now();
+    let moved = lab
+        .flockerctl(1, &["volume", "move", "auto", "--to", "host-a"])
+        .output()
+        .unwrap();
+    assert!(
+        moved.status.success(),
+        "the move to the old owner: {}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
+    eprintln!("moved to the old owner in {:?}", asked.elapsed());
+    let a = &lab.hosts[0];
+    eventually(Duration::from_secs(20), "a to mount read-write", || async {
+        (a.mounted("auto") == Some(false)).then_some(())
+    })
+    .await;
+    assert_eq!(read(a, "auto", "f").as_deref(), Some(&b"written on b"[..]));
+    let pool = a.pool.name();
+    assert_eq!(
+        read_unmounted(&format!("{pool}/auto:diverged-e1"), "f"),
+        b"written on a after its agent died",
+        "the old owner's last writes are kept"
+    );
+    let listing = std::process::Command::new("zfs")
+        .args(["list", "-H", "-o", "name", "-r", pool])
+        .output()
+        .unwrap();
+    let set_aside: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter(|d| d.contains(":diverged"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        set_aside,
+        [format!("{pool}/auto:diverged-e1")],
+        "set aside once"
+    );
 }

@@ -296,10 +296,14 @@ impl Storage for DirStorage {
         self.load(volume)?;
         self.unmount(volume).await?;
         let paths = self.paths(volume);
-        let to = self
-            .root
-            .join(".set-aside")
-            .join(format!("{volume}:{label}"));
+        let to = super::set_aside_labels(label)
+            .map(|label| {
+                self.root
+                    .join(".set-aside")
+                    .join(format!("{volume}:{label}"))
+            })
+            .find(|to| !to.exists())
+            .expect("the labels never run out");
         let dest = to.clone();
         blocking(volume, "set the copy aside", move || {
             std::fs::create_dir_all(&dest)?;

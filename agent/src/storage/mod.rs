@@ -186,7 +186,8 @@ pub trait Storage: Send + Sync {
         clone: &VolumeName,
     ) -> impl Future<Output = Result<()>> + Send;
     /// Moves the volume (unmounted first), with its snapshots, out of the way under a name
-    /// no volume can take, `<name>:<label>`, and returns where it is: kept for the operator,
+    /// no volume can take, `<name>:<label>` (`<name>:<label>.2`, `.3`... if that is taken:
+    /// nothing set aside is ever replaced), and returns where it is: kept for the operator,
     /// never mounted or listed as a volume again. For a former owner's copy that may hold
     /// writes no other copy has (`label` like `diverged-e3`).
     fn set_aside(
@@ -194,6 +195,12 @@ pub trait Storage: Send + Sync {
         volume: &VolumeName,
         label: &str,
     ) -> impl Future<Output = Result<String>> + Send;
+}
+
+/// The names a copy set aside under `label` may take, in order: `label`, then `label.2`,
+/// `label.3`, ... (the first one free is used).
+pub fn set_aside_labels(label: &str) -> impl Iterator<Item = String> + '_ {
+    std::iter::once(label.to_owned()).chain((2u32..).map(move |n| format!("{label}.{n}")))
 }
 
 /// Creates `volume` unless it already exists. Two parts of the agent may create the same new

@@ -262,7 +262,13 @@ impl Storage for ZfsStorage {
     async fn set_aside(&self, volume: &VolumeName, label: &str) -> Result<String> {
         self.require(volume).await?;
         self.unmount(volume).await?;
-        let to = format!("{}/{}:{}", self.parent, volume, label);
+        let mut to = String::new();
+        for label in super::set_aside_labels(label) {
+            to = format!("{}/{}:{}", self.parent, volume, label);
+            if !dataset_exists(Some(volume.as_str()), &to).await? {
+                break;
+            }
+        }
         self.zfs(volume, &["rename", &self.dataset(volume), &to])
             .await?;
         remove_empty_dir(&self.mount_path(volume));

@@ -277,8 +277,13 @@ pub async fn a_diverged_copy_is_set_aside_and_kept<S: Storage>(src: &S, dst: &S)
         b"promoted data"
     );
     assert_eq!(names(dst.snapshots(&v).await.unwrap()), vec![snap("rep-1")]);
+
+    // Set aside again under the same label (a retry after a lost record): the first copy
+    // set aside is never replaced.
+    let again = dst.set_aside(&v, "diverged-e1").await.unwrap();
+    assert!(again.ends_with(&format!("{v}:diverged-e1.2")), "{again}");
+    assert!(!dst.volumes().await.unwrap().contains(&v));
     src.destroy(&v).await.unwrap();
-    dst.destroy(&v).await.unwrap();
 }
 
 /// The names of `snapshots`, in order.

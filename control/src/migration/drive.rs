@@ -227,11 +227,7 @@ impl Driver {
             tracing::info!(snapshot, "the target already holds this round's snapshot");
             return Ok(0);
         }
-        let set_aside = self.member.sm.read(|s| {
-            let v = s.volumes.get(&m.volume)?;
-            super::replicate::set_aside_label(v, &target.node.name)
-        });
-        let base = super::replicate::increment_base(source, target, &m.volume, set_aside).await?;
+        let base = self.increment_base(source, target, &m.volume).await?;
         let sent = Arc::new(AtomicU64::new(0));
         let before = m.bytes_sent;
         let pushing = {

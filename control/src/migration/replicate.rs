@@ -189,10 +189,7 @@ impl Driver {
             let policy = v.replication?;
             let owner = s.nodes.get(v.owner.as_deref()?)?.clone();
             let due = due(v, policy, &chosen(v, policy, s), now);
-            let targets: Vec<(Node, Option<String>)> = due
-                .iter()
-                .filter_map(|n| Some((s.nodes.get(n)?.clone(), set_aside_label(v, n))))
-                .collect();
+            let targets: Vec<Node> = due.iter().filter_map(|n| s.nodes.get(n).cloned()).collect();
             Some((owner, targets))
         }) else {
             return Ok(());
@@ -201,10 +198,10 @@ impl Driver {
         let mut source = AgentLink::connect(&owner, &self.tls).await?;
         let mut refreshed = Vec::new();
         let mut failure = None;
-        for (node, set_aside) in targets {
+        for node in targets {
             let sent = async {
                 let mut target = AgentLink::connect(&node, &self.tls).await?;
-                let base = increment_base(&mut source, &mut target, name, set_aside).await?;
+                let base = self.increment_base(&mut source, &mut target, name).await?;
                 let bytes = source
                     .push(name, &node, base.as_ref(), &snapshot, false, |_| {})
                     .await?;
@@ -277,33 +274,50 @@ impl Driver {
     }
 }
 
-/// The base of an increment from `source` to `target`: the newest snapshot both hold, after
-/// removing the target's snapshots newer than it (they would stop the receive); `None` (a
-/// full stream, received beside the target's copy and swapped in) when they share none. A
-/// diverged copy on the target (`set_aside`: its label) is set aside first, never
-/// overwritten: the stream is then a full one.
-pub(super) async fn increment_base(
-    source: &mut AgentLink,
-    target: &mut AgentLink,
-    volume: &str,
-    set_aside: Option<String>,
-) -> Result<Option<proto::agent::Snapshot>, MoveError> {
-    if let Some(label) = set_aside {
-        let what = CleanUp {
-            set_aside_as: Some(label),
-            ..CleanUp::default()
-        };
-        let kept = target.clean_up(volume, what).await?;
-        tracing::warn!(node.name = %target.node.name, ?kept, "the former owner's copy is set aside");
+impl Driver {
+    /// The base of an increment of `volume` from `source` to `target`: the newest snapshot
+    /// both hold, after removing the target's snapshots newer than it (they would stop the
+    /// receive); `None` (a full stream, received beside the target's copy and swapped in)
+    /// when they share none. A diverged copy on the target is set aside first under
+    /// [`set_aside_label`], never overwritten, and the target recorded at once as a replica
+    /// holding no snapshot yet: a copy is set aside once, whatever fails later (a second
+    /// round of the same move, a retry, a refresh must not take the copy received since for
+    /// the diverged one).
+    pub(super) async fn increment_base(
+        &self,
+        source: &mut AgentLink,
+        target: &mut AgentLink,
+        volume: &str,
+    ) -> Result<Option<proto::agent::Snapshot>, MoveError> {
+        let node = target.node.name.clone();
+        let label = self
+            .member
+            .sm
+            .read(|s| set_aside_label(s.volumes.get(volume)?, &node));
+        if let Some(label) = label {
+            let what = CleanUp {
+                set_aside_as: Some(label),
+                ..CleanUp::default()
+            };
+            let kept = target.clean_up(volume, what).await?;
+            tracing::warn!(node.name = %node, ?kept, "the former owner's copy is set aside");
+            self.write(Command::SetReplica {
+                name: volume.to_owned(),
+                node,
+                snapshot: String::new(),
+                taken_ms: None,
+            })
+            .await?;
+        }
+        let source_snaps = source.snapshots(volume).await?;
+        let target_snaps = target.snapshots(volume).await?;
+        let base = plan::newest_common(&source_snaps, &target_snaps).cloned();
+        let stale = plan::newer_than(&target_snaps, base.as_ref());
+        if !stale.is_empty() {
+            target.clean_up(volume, CleanUp::snapshots(stale)).await?;
+        }
+        Ok(base)
     }
-    let source_snaps = source.snapshots(volume).await?;
-    let target_snaps = target.snapshots(volume).await?;
-    let base = plan::newest_common(&source_snaps, &target_snaps).cloned();
-    let stale = plan::newer_than(&target_snaps, base.as_ref());
-    if !stale.is_empty() {
-        target.clean_up(volume, CleanUp::snapshots(stale)).await?;
-    }
-    Ok(base)
 }
 
 #[cfg(test)]

@@ -88,10 +88,13 @@ pub fn is_volume_name(name: &str) -> bool {
         && name.chars().all(|c| ok(c) || "_.-".contains(c))
 }
 
-/// Whether `dataset` is a copy set aside after a promotion: `V:diverged-eN`.
+/// Whether `dataset` is a copy set aside after a promotion: `V:diverged-eN`, or
+/// `V:diverged-eN.M` when that name was taken.
 pub fn is_set_aside(dataset: &str) -> bool {
+    let number = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
     dataset.split_once(":diverged-e").is_some_and(|(v, e)| {
-        is_volume_name(v) && !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())
+        let (epoch, nth) = e.split_once('.').unwrap_or((e, "0"));
+        is_volume_name(v) && number(epoch) && number(nth)
     })
 }
 
@@ -214,7 +217,7 @@ mod tests {
         let mut v = recorded("v", "node2", &[("node3", "rep-2")]);
         v.diverged.push(("node1".into(), "rep-1".into()));
         let p = pools(&[
-            ("node1", "P/v\nP/v@rep-1\nP/v@rep-x\nP/w:diverged-e3\n"),
+            ("node1", "P/v\nP/v@rep-1\nP/v@rep-x\nP/w:diverged-e3\nP/w:diverged-e3.2\n"),
             ("node2", "P/v\nP/v@rep-1\nP/v@rep-2\n"),
             (
                 "node3",
