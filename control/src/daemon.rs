@@ -88,6 +88,11 @@ pub enum StartError {
     /// Serving.
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// Raft stopped on a fatal error while serving.
+    #[error(
+        "raft stopped: {0}; this member cannot go on (free disk space or fix the data directory, then start it again: it catches up from the others)"
+    )]
+    Stopped(String),
 }
 
 fn raft_config(c: &Config) -> openraft::Config {
@@ -192,6 +197,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
     supervisor.spawn_fallible(async move { server.await.map_err(StartError::from) });
     supervisor.spawn("readiness", joined(raft.clone(), config.id));
+    supervisor.spawn_fallible(raft_stopped(
+        raft.clone(),
+        supervisor.token().cancelled_owned(),
+    ));
     supervisor.spawn(
         "leader changes",
         metrics.clone().follow_leader(raft.clone()),
@@ -224,6 +233,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tracing::warn!(error = %e, "raft did not shut down cleanly");
     }
     served
+}
+
+/// Fails when Raft stops on its own (a fatal storage error such as a full disk: openraft
+/// then stops the member for good), so that the member exits with the cause and its service
+/// manager restarts it, instead of serving every call an error; ends when the daemon shuts
+/// down.
+async fn raft_stopped(raft: Raft, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let mut metrics = raft.metrics();
+    tokio::select! {
+        () = shutdown => Ok(()),
+        stopped = metrics.wait_for(|m| m.running_state.is_err()) => {
+            let cause = match stopped {
+                Ok(m) => m.running_state.as_ref().err().map(ToString::to_string),
+                Err(_) => None,
+            };
+            Err(StartError::Stopped(cause.unwrap_or_else(|| "stopped".into())))
+        }
+    }
 }
 
 /// Waits until this member is in the cluster's membership and knows its leader, then tells

@@ -185,15 +185,20 @@ impl Member {
 
     /// Commits `command` here and returns what applying it returned; fails with
     /// [`ExecError::NotLeader`] unless this member leads. For the leader's own writes
-    /// (liveness, moves), which are never forwarded.
+    /// (liveness, moves), which are never forwarded. Fails with [`ExecError::NoQuorum`] when
+    /// the write is not committed within `call_timeout` (no majority can store it, e.g. the
+    /// followers' disks are full): it may still commit later, as any write whose answer was
+    /// lost, but no caller waits on it forever.
     pub async fn write_local(&self, command: Command) -> Result<Response, ExecError> {
         let started = Instant::now();
-        match self.raft.client_write(command).await {
-            Ok(resp) => {
+        let written = tokio::time::timeout(self.call_timeout, self.raft.client_write(command));
+        match written.await {
+            Err(_) => Err(self.no_quorum("the leader did not commit in time".into())),
+            Ok(Ok(resp)) => {
                 self.metrics.observe_commit(started.elapsed());
                 Ok(resp.data?)
             }
-            Err(e) => Err(forward_to(&e).unwrap_or_else(|| ExecError::Raft(e.to_string()))),
+            Ok(Err(e)) => Err(forward_to(&e).unwrap_or_else(|| ExecError::Raft(e.to_string()))),
         }
     }
 

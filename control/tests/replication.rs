@@ -206,3 +206,191 @@ async fn members_are_added_and_removed_at_run_time() {
     assert!(s.members.iter().all(|m| m.id != 4), "{s:?}");
     client.create_volume(volume("after-removal")).await.unwrap();
 }
+
+/// A leader whose disk fills (ENOSPC on its log writes) must not leave callers waiting: a
+/// write through it fails at once naming the cause, the member exits (its service manager
+/// restarts it) instead of answering every call with an error, another member leads and
+/// takes writes, and once space is freed the member, started again, catches up. Each
+/// member's data directory is a small tmpfs of its own; the leader's is then filled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_disk_fills_fails_its_writes_exits_and_catches_up_later() {
+    if !testkit::root_and_tools("a full disk (tmpfs mounts)", &["mount", "umount", "dd"]) {
+        return;
+    }
+    let mut c = Cluster::prepare(3, &[]);
+    let disks: Vec<SmallDisk> = (1..=3)
+        .map(|id| SmallDisk::mount(&c.data_dir(id)))
+        .collect();
+    for id in 1..=3 {
+        c.spawn(id);
+    }
+    let full = c.leader(1).await;
+    let mut client = c.client(full).await;
+    client.create_volume(volume("before")).await.unwrap();
+    disks[full as usize - 1].fill();
+
+    let started = Instant::now();
+    let mut refused = None;
+    for i in 0..20 {
+        let write = client.create_volume(volume(&format!("full-{i}")));
+        match tokio::time::timeout(Duration::from_secs(20), write).await {
+            Err(_) => panic!("write {i} through the leader with a full disk never returned"),
+            Ok(Ok(_)) => continue,
+            Ok(Err(status)) => {
+                refused = Some(status);
+                break;
+            }
+        }
+    }
+    let status = refused.expect("20 writes on a full disk all succeeded");
+    eprintln!(
+        "the full leader refused a write after {:?}: {:?} {}",
+        started.elapsed(),
+        status.code(),
+        status.message()
+    );
+    assert!(
+        status.message().contains("No space left on device"),
+        "{status:?}"
+    );
+    let proc = c.procs[full as usize - 1].as_mut().unwrap();
+    let exited = testkit::poll_until(Duration::from_secs(10), || {
+        proc.child.try_wait().ok().flatten().is_some()
+    });
+    assert!(exited, "the member whose Raft stopped is still running");
+    let code = proc.child.try_wait().unwrap().unwrap();
+    assert!(!code.success(), "it exits with a failure: {code}");
+    let log = read_log(&c.log_path(full));
+    assert!(
+        log.contains("raft stopped") && log.contains("No space left on device"),
+        "its log says why: {log}"
+    );
+
+    let survivor = (1..=3).find(|id| *id != full).unwrap();
+    let after = Instant::now();
+    testkit::eventually(
+        Duration::from_secs(30),
+        "a write through another member",
+        || {
+            let other = c.client(survivor);
+            async move { other.await.create_volume(volume("after")).await.ok() }
+        },
+    )
+    .await;
+    eprintln!("another member took a write {:?} later", after.elapsed());
+
+    disks[full as usize - 1].free();
+    c.spawn(full);
+    testkit::eventually(
+        Duration::from_secs(30),
+        "the member to catch up",
+        || async { volume_names(&c, full).await.contains("after").then_some(()) },
+    )
+    .await;
+}
+
+/// When a majority cannot store the log (the followers' disks are full), writes return within
+/// the call timeout with `no quorum`, never hang (the leader's own writes, a move driver's
+/// and the liveness watch's, have the same deadline since one such write once hung a move
+/// for good); the followers exit, and freed and started again they let the cluster commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_without_a_majority_that_can_store_them_fail_within_the_call_timeout() {
+    if !testkit::root_and_tools("a full disk (tmpfs mounts)", &["mount", "umount", "dd"]) {
+        return;
+    }
+    let mut c = Cluster::prepare(3, &["--call-timeout", "1500ms"]);
+    let disks: Vec<SmallDisk> = (1..=3)
+        .map(|id| SmallDisk::mount(&c.data_dir(id)))
+        .collect();
+    for id in 1..=3 {
+        c.spawn(id);
+    }
+    let leader = c.leader(1).await;
+    let mut client = c.client(leader).await;
+    client.create_volume(volume("before")).await.unwrap();
+    for id in (1..=3).filter(|id| *id != leader) {
+        disks[id as usize - 1].fill();
+    }
+    let started = Instant::now();
+    let mut answer = None;
+    for i in 0..20 {
+        let write = client.create_volume(volume(&format!("no-majority-{i}")));
+        match tokio::time::timeout(Duration::from_secs(20), write).await {
+            Err(_) => panic!("write {i} without a majority that can store it never returned"),
+            Ok(Ok(_)) => continue,
+            Ok(Err(status)) => {
+                answer = Some(status);
+                break;
+            }
+        }
+    }
+    let status = answer.expect("20 writes committed with the followers' disks full");
+    eprintln!(
+        "refused after {:?}: {:?} {}",
+        started.elapsed(),
+        status.code(),
+        status.message()
+    );
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("no quorum"), "{status:?}");
+
+    // The followers stopped on their full disks; freed and started again, they store the
+    // log again and the cluster commits.
+    for id in (1..=3).filter(|id| *id != leader) {
+        let proc = c.procs[id as usize - 1].as_mut().unwrap();
+        let exited = testkit::poll_until(Duration::from_secs(10), || {
+            proc.child.try_wait().ok().flatten().is_some()
+        });
+        assert!(exited, "member {id} with a full disk is still running");
+        disks[id as usize - 1].free();
+        c.spawn(id);
+    }
+    testkit::eventually(
+        Duration::from_secs(30),
+        "a write once space is freed",
+        || {
+            let client = c.client(leader);
+            async move { client.await.create_volume(volume("freed")).await.ok() }
+        },
+    )
+    .await;
+}
+
+/// A tmpfs of 16 MiB mounted on a directory until dropped: a disk that a test can fill.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let at = dir.display().to_string();
+        testkit::sh("mount", &["-t", "tmpfs", "-o", "size=16m", "tmpfs", &at]);
+        Self(dir.to_owned())
+    }
+
+    fn filler(&self) -> std::path::PathBuf {
+        self.0.join("filler")
+    }
+
+    /// Fills the file system to the last byte.
+    fn fill(&self) {
+        let of = format!("of={}", self.filler().display());
+        // dd ends with "No space left on device": expected.
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", &of, "bs=64k"])
+            .output();
+    }
+
+    /// Frees what [`SmallDisk::fill`] took.
+    fn free(&self) {
+        std::fs::remove_file(self.filler()).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .output();
+    }
+}

@@ -71,19 +71,28 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` founding members (ids 1..=n) with `extra` flags each.
     pub fn start(n: usize, extra: &[&str]) -> Self {
-        let pki = Pki::new();
-        let ports = (0..n).map(|_| free_port()).collect();
-        let mut c = Cluster {
-            pki,
-            dir: TempDir::new().unwrap(),
-            ports,
-            procs: (0..n).map(|_| None).collect(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
+        let mut c = Self::prepare(n, extra);
         for id in 1..=n as u64 {
             c.spawn(id);
         }
         c
+    }
+
+    /// `n` founding members (ids 1..=n) with `extra` flags each, none started yet (a test
+    /// may prepare their data directories, [`Cluster::data_dir`], first).
+    pub fn prepare(n: usize, extra: &[&str]) -> Self {
+        Cluster {
+            pki: Pki::new(),
+            dir: TempDir::new().unwrap(),
+            ports: (0..n).map(|_| free_port()).collect(),
+            procs: (0..n).map(|_| None).collect(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Member `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("data-{id}"))
     }
 
     /// Member `id`'s address.
@@ -103,7 +112,7 @@ impl Cluster {
         cmd.arg("--id")
             .arg(id.to_string())
             .arg("--data-dir")
-            .arg(self.dir.path().join(format!("data-{id}")))
+            .arg(self.data_dir(id))
             .arg("--listen")
             .arg(self.addr(id))
             .arg("--tls-dir")
