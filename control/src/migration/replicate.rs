@@ -86,14 +86,9 @@ pub fn needs_refresh(v: &Volume, state: &State, now_ms: u64) -> bool {
     let Some(policy) = v.replication else {
         return false;
     };
-    let owner_up = v
-        .owner
-        .as_deref()
-        .and_then(|o| state.nodes.get(o))
-        .is_some_and(|n| n.up);
     // Cheapest first: the leader asks this of every volume at every scan, and a refresh is
     // due only every half max lag.
-    owner_up
+    state.owner_up(v)
         && !due(v, policy, &chosen(v, policy, state), now_ms).is_empty()
         && !move_under_way(state, &v.name)
 }
@@ -121,7 +116,7 @@ pub fn automatic_promotion(v: &Volume, state: &State, now_ms: u64) -> Option<Str
     v.replicas
         .iter()
         .filter(|r| !r.snapshot.is_empty() && !r.diverged)
-        .filter(|r| state.nodes.get(&r.node).is_some_and(|n| n.up))
+        .filter(|r| state.is_up(&r.node))
         .max_by_key(|r| (r.taken_ms, std::cmp::Reverse(r.node.clone())))
         .map(|r| r.node.clone())
 }

@@ -15,12 +15,7 @@ pub fn due(v: &Volume, state: &State, now_ms: u64) -> bool {
     if v.snapshot_schedule.is_none() {
         return false;
     }
-    let owner_up = v
-        .owner
-        .as_deref()
-        .and_then(|o| state.nodes.get(o))
-        .is_some_and(|n| n.up);
-    owner_up
+    state.owner_up(v)
         && (next_due(v, now_ms) || !beyond_keep(v, state).is_empty())
         && !move_under_way(state, &v.name)
 }

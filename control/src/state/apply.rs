@@ -427,10 +427,10 @@ fn promote(
             },
         });
     };
-    if !state.nodes.get(&node).is_some_and(|n| n.up) {
+    if !state.is_up(&node) {
         return Err(CommandError::DestinationDown { node });
     }
-    if state.nodes.get(&owner).is_some_and(|n| n.up) {
+    if state.is_up(&owner) {
         if !force {
             let age = match replica.taken_ms {
                 Some(t) => format!("its data is {} s old", at_ms.saturating_sub(t) / 1000),

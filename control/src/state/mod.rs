@@ -440,6 +440,18 @@ pub struct State {
     pub next_migration_id: u64,
 }
 
+impl State {
+    /// Whether node `name` is known and up.
+    pub fn is_up(&self, name: &str) -> bool {
+        self.nodes.get(name).is_some_and(|n| n.up)
+    }
+
+    /// Whether `v` has an owner and it is up.
+    pub fn owner_up(&self, v: &Volume) -> bool {
+        v.owner.as_deref().is_some_and(|o| self.is_up(o))
+    }
+}
+
 #[cfg(test)]
 mod ip_tests;
 #[cfg(test)]
