@@ -5,26 +5,29 @@
 //!
 //! flocker-control is driven through its gRPC control API (`NodeApi`) with mutual TLS (one HTTP/2
 //! channel, like etcd's own client); etcd through its HTTP/JSON gateway (`POST /v3/kv/put`,
-//! plain HTTP, keep-alive connections). Each write is one committed Raft entry fsynced on a
+//! keep-alive connections), once with mutual TLS on every hop (client and peers, certificates
+//! of a CA made by `control::ca` like flocker-control's) and once plain. flocker-control runs
+//! twice: with group commit (the default) and with `--max-batch 1` (one entry per write, as
+//! before group commit). Each write is one committed Raft entry fsynced on a
 //! quorum in both systems. Run with `cargo bench -p control --bench commit`.
 
 use std::future::Future;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use control::ca::{self, Role};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
 use proto::control as pb;
 use proto::control::node_api_client::NodeApiClient;
 use proto::control::operator_api_client::OperatorApiClient;
 use proto::tls::TlsDir;
+use rustls_pki_types::ServerName;
 use tempfile::TempDir;
 use testkit::{Proc, binary, eventually, free_port};
 use tonic::transport::Channel;
@@ -123,7 +126,8 @@ impl Target for Flocker {
     }
 }
 
-async fn bench_flocker(dir: &Path) -> Figures {
+/// flocker-control's figures, each member started with `flags` too.
+async fn bench_flocker(dir: &Path, flags: &[&str]) -> Figures {
     ca::init(&dir.join("ca")).unwrap();
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
@@ -137,6 +141,7 @@ async fn bench_flocker(dir: &Path) -> Figures {
             .arg(dir.join(format!("data{i}")))
             .arg("--tls-dir")
             .arg(&tls)
+            .args(flags)
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -184,8 +189,13 @@ async fn bench_flocker(dir: &Path) -> Figures {
 
 #[derive(Clone)]
 struct Etcd {
-    urls: Vec<String>,
-    http: Client<HttpConnector, Full<Bytes>>,
+    /// Client ports, by member.
+    ports: Vec<u16>,
+    /// TLS to etcd with a client certificate, like flocker-control's mutual TLS; `None`:
+    /// plain HTTP.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Idle keep-alive connections, by member.
+    idle: Arc<Mutex<Vec<Vec<SendRequest<Full<Bytes>>>>>>,
 }
 
 fn base64(data: &[u8]) -> String {
@@ -210,17 +220,52 @@ fn base64(data: &[u8]) -> String {
 }
 
 impl Etcd {
+    /// A new HTTP/1.1 connection to `member` (over TLS when configured).
+    async fn connect(&self, member: usize) -> Result<SendRequest<Full<Bytes>>, String> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.ports[member]))
+            .await
+            .map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (sender, conn) = match &self.tls {
+            None => {
+                let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(conn);
+                return Ok(sender);
+            }
+            Some(config) => {
+                let name = ServerName::try_from("127.0.0.1").expect("an IP address");
+                let stream = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS to etcd: {e}"))?;
+                http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
     async fn post(
         &self,
         member: usize,
         path: &str,
         body: String,
     ) -> Result<serde_json::Value, String> {
-        let req = hyper::Request::post(format!("{}{path}", self.urls[member]))
+        let req = hyper::Request::post(path)
+            .header("host", "127.0.0.1")
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        let resp = self.http.request(req).await.map_err(|e| e.to_string())?;
+        let idle = self.idle.lock().expect("pool lock")[member].pop();
+        let mut sender = match idle {
+            Some(s) if !s.is_closed() => s,
+            _ => self.connect(member).await?,
+        };
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         let ok = resp.status().is_success();
         let body = resp
             .into_body()
@@ -228,6 +273,7 @@ impl Etcd {
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
+        self.idle.lock().expect("pool lock")[member].push(sender);
         let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         if ok && v.get("error").is_none() {
             Ok(v)
@@ -248,17 +294,40 @@ impl Target for Etcd {
     }
 }
 
-async fn bench_etcd(dir: &Path) -> Figures {
+/// etcd's figures; with `tls`, every hop (client and peer) is mutual TLS with certificates of
+/// a CA made in `dir`, as flocker-control's are.
+async fn bench_etcd(dir: &Path, tls: bool) -> Figures {
     let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let peer_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let scheme = if tls { "https" } else { "http" };
     let cluster: Vec<String> = (0..3)
-        .map(|i| format!("e{i}=http://127.0.0.1:{}", peer_ports[i]))
+        .map(|i| format!("e{i}={scheme}://127.0.0.1:{}", peer_ports[i]))
         .collect();
+    let ca_dir = dir.join("ca");
+    if tls {
+        ca::init(&ca_dir).unwrap();
+    }
     let mut procs: Vec<Option<Proc>> = Vec::new();
     for i in 0..3 {
-        let client = format!("http://127.0.0.1:{}", client_ports[i]);
-        let peer = format!("http://127.0.0.1:{}", peer_ports[i]);
+        let client = format!("{scheme}://127.0.0.1:{}", client_ports[i]);
+        let peer = format!("{scheme}://127.0.0.1:{}", peer_ports[i]);
+        let mut tls_flags: Vec<String> = Vec::new();
+        if tls {
+            let certs = dir.join(format!("tls{i}"));
+            let hosts = ["127.0.0.1".to_owned()];
+            ca::issue(&ca_dir, Role::Control, &format!("e{i}"), &hosts, &certs).unwrap();
+            let file = |f: &str| certs.join(f).display().to_string();
+            for side in ["", "peer-"] {
+                tls_flags.extend([
+                    format!("--{side}cert-file={}", file("tls.crt")),
+                    format!("--{side}key-file={}", file("tls.key")),
+                    format!("--{side}trusted-ca-file={}", file("ca.crt")),
+                    format!("--{side}client-cert-auth"),
+                ]);
+            }
+        }
         let child = Command::new("etcd")
+            .args(&tls_flags)
             .args(["--name", &format!("e{i}")])
             .arg("--data-dir")
             .arg(dir.join(format!("etcd{i}")))
@@ -287,15 +356,15 @@ async fn bench_etcd(dir: &Path) -> Figures {
             .expect("etcd (Debian package etcd-server) must be installed");
         procs.push(Some(Proc::new(child)));
     }
-    let http = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(64)
-        .build_http();
+    let client_tls = tls.then(|| {
+        let user = dir.join("user");
+        ca::issue(&ca_dir, Role::User, "bench", &[], &user).unwrap();
+        client_config(&user)
+    });
     let etcd = Etcd {
-        urls: client_ports
-            .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
-            .collect(),
-        http,
+        ports: client_ports,
+        tls: client_tls,
+        idle: Arc::new(Mutex::new((0..3).map(|_| Vec::new()).collect())),
     };
     let leader = eventually(WAIT, "an etcd leader", || async {
         for i in 0..3 {
@@ -326,6 +395,25 @@ async fn bench_etcd(dir: &Path) -> Figures {
     f
 }
 
+/// A rustls client configuration trusting the CA of TLS directory `dir` and presenting its
+/// certificate.
+fn client_config(dir: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(dir.join("ca.crt")).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from_pem_file(dir.join("tls.crt")).unwrap()],
+            PrivateKeyDer::from_pem_file(dir.join("tls.key")).unwrap(),
+        )
+        .unwrap();
+    Arc::new(config)
+}
+
 /// The 1-minute load average.
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -349,8 +437,10 @@ async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let load_before = loadavg();
     let dir = TempDir::new().unwrap();
-    let ours = bench_flocker(&dir.path().join("flocker")).await;
-    let etcd = bench_etcd(&dir.path().join("etcd")).await;
+    let ours = bench_flocker(&dir.path().join("flocker"), &[]).await;
+    let unbatched = bench_flocker(&dir.path().join("unbatched"), &["--max-batch", "1"]).await;
+    let etcd_tls = bench_etcd(&dir.path().join("etcd-tls"), true).await;
+    let etcd = bench_etcd(&dir.path().join("etcd"), false).await;
 
     println!();
     println!(
@@ -364,41 +454,42 @@ async fn main() {
         loadavg()
     );
     println!(
-        "{:<32} {:>16} {:>16} {:>8}",
-        "", "flocker-control", "etcd", "ratio"
+        "flocker-control: group commit (the default); --max-batch 1: one entry per write (before)"
     );
-    let row = |name: String, a: f64, b: f64, unit: &str| {
+    println!(
+        "etcd TLS: mutual TLS on client and peer hops, as flocker-control; ratio: flocker-control / etcd TLS"
+    );
+    println!(
+        "{:<32} {:>16} {:>14} {:>10} {:>10} {:>7}",
+        "", "flocker-control", "--max-batch 1", "etcd TLS", "etcd", "ratio"
+    );
+    let row = |name: String, pick: &dyn Fn(&Figures) -> f64, unit: &str| {
+        let (a, before, b, plain) = (pick(&ours), pick(&unbatched), pick(&etcd_tls), pick(&etcd));
         println!(
-            "{name:<32} {:>16} {:>16} {:>8}",
+            "{name:<32} {:>16} {:>14} {:>10} {:>10} {:>7}",
             format!("{a:.1}{unit}"),
+            format!("{before:.1}{unit}"),
             format!("{b:.1}{unit}"),
+            format!("{plain:.1}{unit}"),
             format!("{:.2}x", a / b)
         );
     };
     for (i, n) in CLIENTS.iter().enumerate() {
-        row(
-            format!("writes/s, {n} client(s)"),
-            ours.rate[i],
-            etcd.rate[i],
-            "",
-        );
+        row(format!("writes/s, {n} client(s)"), &|f| f.rate[i], "");
         row(
             format!("p50 commit latency, {n} client(s)"),
-            ours.p50_ms[i],
-            etcd.p50_ms[i],
+            &|f| f.p50_ms[i],
             " ms",
         );
         row(
             format!("p99 commit latency, {n} client(s)"),
-            ours.p99_ms[i],
-            etcd.p99_ms[i],
+            &|f| f.p99_ms[i],
             " ms",
         );
     }
     row(
         "leader failover (kill -9)".into(),
-        ours.failover.as_secs_f64() * 1000.0,
-        etcd.failover.as_secs_f64() * 1000.0,
+        &|f| f.failover.as_secs_f64() * 1000.0,
         " ms",
     );
 }

@@ -327,6 +327,7 @@ pub fn watch_event(index: u64, r: Response) -> Option<pb::WatchEvent> {
         Response::Allocations(_)
         | Response::AllocationsReleased(_)
         | Response::NodeDown { .. }
+        | Response::Batch { .. }
         | Response::Unchanged => {
             return None;
         }

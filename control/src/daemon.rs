@@ -49,6 +49,8 @@ pub struct Config {
     pub join: bool,
     /// Build a snapshot (and compact the log) every this many entries.
     pub snapshot_threshold: u64,
+    /// Most writes in one Raft entry ([`crate::batch`]); 1 turns group commit off.
+    pub max_batch: usize,
     /// Mark a node down after this long without a heartbeat.
     pub node_timeout: Duration,
     /// Deadline for one client call.
@@ -141,6 +143,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
     let metrics = crate::metrics::Metrics::new();
+    let batcher = crate::batch::Batcher::start(crate::batch::Proposer {
+        id: config.id,
+        raft: raft.clone(),
+        formats: peers.formats.clone(),
+        metrics: metrics.clone(),
+        max_batch: config.max_batch,
+    });
     let member = Member {
         id: config.id,
         raft: raft.clone(),
@@ -148,6 +157,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         peers,
         call_timeout: config.call_timeout,
         metrics: metrics.clone(),
+        batcher,
     };
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(

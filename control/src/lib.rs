@@ -5,6 +5,7 @@
 //! - [`raft`]: openraft glue: redb log/snapshot store, in-memory state machine, gRPC network.
 //! - [`proposal`]: what runs on the leader (writes, linearizable reads, membership changes).
 //! - [`member`]: one member; runs proposals locally or forwards them to the leader.
+//! - [`batch`]: group commit: the leader's concurrent writes become one Raft entry.
 //! - [`server`]: the `Raft`, `NodeApi` and `OperatorApi` gRPC services, authorisation, error mapping.
 //! - [`convert`]: protobuf <-> domain conversions.
 //! - [`migration`]: the leader's orchestrator of volume moves (copy rounds, handoff, commit).
@@ -17,6 +18,7 @@
 //! Binaries: `flocker-control` (one member) and `flockerctl` (the operator's CLI).
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod ca;
 pub mod convert;
 pub mod daemon;

@@ -39,6 +39,18 @@ pub struct Member {
     pub call_timeout: Duration,
     /// The member's Prometheus metrics.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Group commit of the writes it proposes as leader.
+    pub batcher: crate::batch::Batcher,
+}
+
+/// A Raft error as the caller reads it: [`ExecError::NotLeader`] naming the leader when
+/// there is one, else what failed.
+pub(crate) fn raft_error<E>(e: &RaftError<u64, E>) -> ExecError
+where
+    E: std::error::Error + Clone,
+    E: TryInto<openraft::error::ForwardToLeader<u64, BasicNode>>,
+{
+    forward_to(e).unwrap_or_else(|| ExecError::Raft(e.to_string()))
 }
 
 fn forward_to<E>(e: &RaftError<u64, E>) -> Option<ExecError>
@@ -183,28 +195,23 @@ impl Member {
         }
     }
 
-    /// Commits `command` here and returns what applying it returned; fails with
-    /// [`ExecError::NotLeader`] unless this member leads. For the leader's own writes
-    /// (liveness, moves), which are never forwarded. Fails with [`ExecError::NoQuorum`] when
+    /// Commits `command` here (with the writes proposed meanwhile, [`crate::batch`]) and
+    /// returns what applying it returned; fails with [`ExecError::NotLeader`] unless this
+    /// member leads. For the leader's own writes (liveness, moves), which are never
+    /// forwarded. Fails with [`ExecError::NoQuorum`] when
     /// the write is not committed within `call_timeout` (no majority can store it, e.g. the
     /// followers' disks are full): it may still commit later, as any write whose answer was
     /// lost, but no caller waits on it forever.
     pub async fn write_local(&self, command: Command) -> Result<Response, ExecError> {
-        let started = Instant::now();
-        let written = tokio::time::timeout(self.call_timeout, self.raft.client_write(command));
-        match written.await {
-            Err(_) => Err(self.no_quorum("the leader did not commit in time".into())),
-            Ok(Ok(resp)) => {
-                self.metrics.observe_commit(started.elapsed());
-                Ok(resp.data?)
-            }
-            Ok(Err(e)) => Err(forward_to(&e).unwrap_or_else(|| ExecError::Raft(e.to_string()))),
-        }
+        let written = tokio::time::timeout(self.call_timeout, self.batcher.write(command));
+        written
+            .await
+            .unwrap_or_else(|_| Err(self.no_quorum("the leader did not commit in time".into())))
     }
 
     async fn read_local<Q: Read>(&self, query: Q) -> Result<Q::Reply, ExecError> {
         if let Err(e) = self.raft.ensure_linearizable().await {
-            return Err(forward_to(&e).unwrap_or_else(|| ExecError::Raft(e.to_string())));
+            return Err(raft_error(&e));
         }
         Ok(self.sm.read(|s| query.read(s))?)
     }

@@ -394,3 +394,53 @@ impl Drop for SmallDisk {
             .output();
     }
 }
+
+/// Concurrent writes through the leader commit in fewer log entries than writes (group
+/// commit, `control::batch`), each caller gets its own command's answer (of eight creates of
+/// one name exactly one succeeds), and every member applies them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_log_entries_and_each_gets_its_own_answer() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.leader(1).await;
+    let client = c.client(leader).await;
+    client.clone().create_volume(volume("warm")).await.unwrap();
+    let before = c.status_with_leader(leader).await.commit_index;
+    let writes = (0..64).map(|i| {
+        let mut client = client.clone();
+        tokio::spawn(async move { client.create_volume(volume(&format!("many-{i}"))).await })
+    });
+    let same = (0..8).map(|_| {
+        let mut client = client.clone();
+        tokio::spawn(async move { client.create_volume(volume("same")).await })
+    });
+    let writes: Vec<_> = writes.collect();
+    let same: Vec<_> = same.collect();
+    for w in writes {
+        w.await.unwrap().expect("a concurrent create");
+    }
+    let mut created = 0;
+    for w in same {
+        match w.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(status) => assert!(status.message().contains("already exists"), "{status:?}"),
+        }
+    }
+    assert_eq!(created, 1, "one create of `same` succeeds");
+    let after = c.status_with_leader(leader).await.commit_index;
+    // Heartbeats of no agent run here; a few blank or membership entries at most.
+    eprintln!("72 writes took {} log entries", after - before);
+    assert!(
+        after - before < 72,
+        "{} entries for 72 writes",
+        after - before
+    );
+    let s = c.status_with_leader(leader).await;
+    c.wait_applied(leader, &[1, 2, 3], s.commit_index).await;
+    for id in 1..=3 {
+        let names = volume_names(&c, id).await;
+        assert!(
+            (0..64).all(|i| names.contains(&format!("many-{i}"))) && names.contains("same"),
+            "member {id}"
+        );
+    }
+}

@@ -66,6 +66,10 @@ struct Args {
     /// Snapshot and compact the log every this many entries.
     #[arg(long, default_value_t = 5000)]
     snapshot_threshold: u64,
+    /// Most writes the leader puts in one Raft entry (group commit); 1: each write its own
+    /// entry and fsync.
+    #[arg(long, default_value_t = control::batch::MAX_BATCH)]
+    max_batch: usize,
     /// Mark a node down after this long without a heartbeat (e.g. 10s, 1500ms).
     #[arg(
         long,
@@ -145,6 +149,9 @@ fn validate(args: Args) -> Result<Config, Vec<String>> {
             )),
         }
     }
+    if args.max_batch == 0 {
+        errors.push("--max-batch must be at least 1".to_owned());
+    }
     if args.snapshot_threshold == 0 {
         errors.push("--snapshot-threshold must be at least 1".to_owned());
     }
@@ -187,6 +194,7 @@ fn validate(args: Args) -> Result<Config, Vec<String>> {
             tls,
             join: args.join,
             snapshot_threshold: args.snapshot_threshold,
+            max_batch: args.max_batch,
             node_timeout: args.node_timeout,
             call_timeout: args.call_timeout,
             moves: control::migration::MoveConfig {

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::TypeConfig;
+use crate::batch::{LOG_FORMAT_HEADER, LogFormats};
 
 /// Largest gRPC message between members; snapshots are chunked well below it.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -34,6 +35,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Peers {
     tls: ClientTlsConfig,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// The log format each peer said it writes in its replies.
+    pub formats: LogFormats,
 }
 
 /// Why a peer address cannot be dialled.
@@ -53,6 +56,7 @@ impl Peers {
         Self {
             tls,
             channels: Arc::default(),
+            formats: LogFormats::default(),
         }
     }
 
@@ -92,6 +96,7 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
         Network {
             target,
             client: self.raft_client(&node.addr).map_err(Arc::new),
+            formats: self.formats.clone(),
         }
     }
 }
@@ -100,6 +105,7 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
 pub struct Network {
     target: u64,
     client: Result<RaftClient<Channel>, Arc<BadAddress>>,
+    formats: LogFormats,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +143,11 @@ impl Network {
             }
             _ => RPCError::Network(NetworkError::new(&status)),
         })?;
+        let said = reply
+            .metadata()
+            .get(LOG_FORMAT_HEADER)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        self.formats.learn(self.target, said);
         let result: Result<Resp, RaftError<u64, E>> =
             serde_json::from_slice(&reply.into_inner().data)
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;

@@ -40,10 +40,16 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Status> {
     serde_json::to_vec(value).map_err(|e| Status::internal(format!("cannot encode reply: {e}")))
 }
 
+/// An openraft reply, saying this member's log format ([`crate::batch::LOG_FORMAT`]).
 fn reply<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
-    Ok(Response::new(RaftPayload {
+    let mut response = Response::new(RaftPayload {
         data: encode(value)?,
-    }))
+    });
+    response.metadata_mut().insert(
+        crate::batch::LOG_FORMAT_HEADER,
+        tonic::metadata::MetadataValue::from(crate::batch::LOG_FORMAT),
+    );
+    Ok(response)
 }
 
 #[tonic::async_trait]
@@ -125,7 +131,8 @@ fn forwardable(cmd: &Command) -> bool {
         | Command::AdvanceMigration { .. }
         | Command::FailMigration { .. }
         | Command::MigrationCleanedUp { .. }
-        | Command::CopyDestroyed { .. } => false,
+        | Command::CopyDestroyed { .. }
+        | Command::Batch { .. } => false,
     }
 }
 

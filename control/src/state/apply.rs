@@ -11,6 +11,9 @@ use super::{
 /// Applies one command, or leaves the state untouched and says why not.
 pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandError> {
     match command {
+        Command::Batch { commands } => Ok(Response::Batch {
+            results: commands.into_iter().map(|c| apply(state, c)).collect(),
+        }),
         Command::RegisterNode {
             name,
             address,

@@ -257,6 +257,14 @@ pub enum Command {
         /// Node name.
         node: String,
     },
+    /// Several commands proposed at once, in one log entry (group commit, see
+    /// [`crate::batch`]): each applied in turn as if alone, each with its own result
+    /// ([`Response::Batch`]). Written only by the leader, and only once every member
+    /// understands it.
+    Batch {
+        /// The commands, in the order they were proposed.
+        commands: Vec<Command>,
+    },
 }
 
 /// What a command changed. Each variant carries the object after the change, which is also
@@ -264,6 +272,11 @@ pub enum Command {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Response {
+    /// What each command of a [`Command::Batch`] did, in order.
+    Batch {
+        /// One result per command.
+        results: Vec<Result<Response, super::CommandError>>,
+    },
     /// A node changed.
     Node(Node),
     /// A volume changed.
@@ -325,6 +338,11 @@ impl Response {
             Response::AllocationsReleased(all) => {
                 all.into_iter().map(Response::AllocationReleased).collect()
             }
+            Response::Batch { results } => results
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r.into_changes(state))
+                .collect(),
             other => vec![other],
         }
     }

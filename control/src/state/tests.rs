@@ -1438,3 +1438,37 @@ fn a_clone_is_a_volume_on_the_owner_that_keeps_its_origin_snapshot() {
     );
     ok(&mut s, Command::DeleteVolume { name: "db".into() });
 }
+
+/// A batch applies each command in turn as if alone: one refused leaves the others applied
+/// and the state as the same commands one entry each would have left it; each result is
+/// its own command's, and its changes reach watchers.
+#[test]
+fn a_batch_applies_each_command_as_if_alone() {
+    let commands = vec![
+        volume("a", Some("a")),
+        volume("a", Some("b")),
+        volume("bad name!", None),
+        volume("b", None),
+    ];
+    let mut one_by_one = cluster();
+    let alone: Vec<_> = commands
+        .iter()
+        .map(|c| apply(&mut one_by_one, c.clone()))
+        .collect();
+    let mut batched = cluster();
+    let Response::Batch { results } = ok(&mut batched, Command::Batch { commands }) else {
+        panic!("a batch answers a batch");
+    };
+    assert_eq!(results, alone);
+    assert_eq!(batched, one_by_one);
+    assert!(matches!(results[1], Err(CommandError::VolumeExists { .. })));
+    let changes = Response::Batch { results }.into_changes(&batched);
+    let names: Vec<&str> = changes
+        .iter()
+        .map(|c| match c {
+            Response::Volume(v) => v.name.as_str(),
+            other => panic!("unexpected change {other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+}
