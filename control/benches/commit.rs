@@ -187,6 +187,9 @@ async fn bench_flocker(dir: &Path, flags: &[&str]) -> Figures {
 
 // ---------------------------------------------------------------- etcd
 
+/// A keep-alive HTTP/1.1 connection to etcd.
+type Connection = SendRequest<Full<Bytes>>;
+
 #[derive(Clone)]
 struct Etcd {
     /// Client ports, by member.
@@ -195,7 +198,7 @@ struct Etcd {
     /// plain HTTP.
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Idle keep-alive connections, by member.
-    idle: Arc<Mutex<Vec<Vec<SendRequest<Full<Bytes>>>>>>,
+    idle: Arc<Mutex<Vec<Vec<Connection>>>>,
 }
 
 fn base64(data: &[u8]) -> String {
