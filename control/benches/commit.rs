@@ -258,17 +258,29 @@ impl Etcd {
         path: &str,
         body: String,
     ) -> Result<serde_json::Value, String> {
-        let req = hyper::Request::post(path)
-            .header("host", "127.0.0.1")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let idle = self.idle.lock().expect("pool lock")[member].pop();
-        let mut sender = match idle {
-            Some(s) if !s.is_closed() => s,
-            _ => self.connect(member).await?,
+        let req = || {
+            hyper::Request::post(path)
+                .header("host", "127.0.0.1")
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.clone())))
+                .map_err(|e| e.to_string())
         };
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let idle = self.idle.lock().expect("pool lock")[member].pop();
+        // A kept connection the server closed meanwhile fails at once: once more on a new one.
+        let mut sent = None;
+        if let Some(mut kept) = idle
+            && let Ok(resp) = kept.send_request(req()?).await
+        {
+            sent = Some((kept, resp));
+        }
+        let (sender, resp) = match sent {
+            Some(sent) => sent,
+            None => {
+                let mut fresh = self.connect(member).await?;
+                let resp = fresh.send_request(req()?).await;
+                (fresh, resp.map_err(|e| e.to_string())?)
+            }
+        };
         let ok = resp.status().is_success();
         let body = resp
             .into_body()
