@@ -217,7 +217,10 @@ mod tests {
         let mut v = recorded("v", "node2", &[("node3", "rep-2")]);
         v.diverged.push(("node1".into(), "rep-1".into()));
         let p = pools(&[
-            ("node1", "P/v\nP/v@rep-1\nP/v@rep-x\nP/w:diverged-e3\nP/w:diverged-e3.2\n"),
+            (
+                "node1",
+                "P/v\nP/v@rep-1\nP/v@rep-x\nP/w:diverged-e3\nP/w:diverged-e3.2\n",
+            ),
             ("node2", "P/v\nP/v@rep-1\nP/v@rep-2\n"),
             (
                 "node3",
