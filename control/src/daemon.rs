@@ -143,6 +143,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         peers,
         call_timeout: config.call_timeout,
         metrics: metrics.clone(),
+        soft: Default::default(),
     };
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(

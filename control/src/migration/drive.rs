@@ -79,7 +79,9 @@ impl Driver {
                 return;
             }
             let started = Instant::now();
-            match self.drive(m.clone()).await {
+            let driven = self.drive(m.clone()).await;
+            self.member.soft.forget_move(id);
+            match driven {
                 Ok(()) => tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "move done"),
                 Err(e) if e.fails_the_move() => {
                     tracing::warn!(error = %e, "move failed; the source keeps the volume");
@@ -213,7 +215,7 @@ impl Driver {
         mounted
     }
 
-    /// Pushes one snapshot, recording progress through Raft as it goes.
+    /// Pushes one snapshot, keeping its progress in the leader's soft state as it goes.
     async fn push(
         &self,
         m: &mut Migration,
@@ -241,17 +243,16 @@ impl Driver {
                 move |b| sent.store(b, Ordering::Relaxed),
             )
         };
+        // Progress is the leader's soft state, read through it (`Moves`): the log gets the
+        // round's bytes once, at its end.
         let recorder = async {
             let mut tick = tokio::time::interval(self.config.record_every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let progress = Migration {
-                    bytes_sent: before + sent.load(Ordering::Relaxed),
-                    ..m.clone()
-                };
-                if let Err(e) = self.advance(&progress, m.phase).await {
-                    tracing::debug!(error = %e, "progress not recorded");
+                if let Some(term) = self.member.leader_term() {
+                    let bytes = before + sent.load(Ordering::Relaxed);
+                    self.member.soft.progress(term, m.id, bytes);
                 }
             }
         };
