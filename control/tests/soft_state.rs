@@ -201,6 +201,12 @@ async fn a_new_leader_marks_no_heartbeating_node_down_and_a_stopped_one_in_time(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The new leader's list, through a follower, shows the heartbeats it saw.
+    let listed = nodes(&c, if s1 == new_leader { s2 } else { s1 }).await;
+    for name in ["a", "b"] {
+        let age = now_ms().saturating_sub(listed[name].last_heartbeat_ms);
+        assert!(age < 1_500, "{name}: {:?}", listed[name]);
+    }
     let down_after = c_down_at.unwrap().duration_since(stopped);
     assert!(
         down_after >= TIMEOUT - BEAT_EVERY,
