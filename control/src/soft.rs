@@ -79,10 +79,10 @@ impl Soft {
         });
     }
 
-    /// Forgets move `id`'s progress (it ended; its last bytes are logged).
-    pub fn forget_move(&self, id: u64) {
+    /// Forgets move `id`'s progress (its driver stopped) and returns it, if any was noted.
+    pub fn take_move(&self, id: u64) -> Option<u64> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.sent.remove(&id);
+        held.sent.remove(&id)
     }
 
     /// When the leader of `term` last saw `node` (up, last logged up at `logged_ms`): its
@@ -183,7 +183,7 @@ mod tests {
             moves[1].bytes_sent, 100,
             "an ended move shows its logged bytes"
         );
-        soft.forget_move(1);
+        assert_eq!(soft.take_move(1), Some(500));
         soft.soften(3, 8_000, &mut nodes, &mut moves);
         assert_eq!(moves[0].bytes_sent, 500, "never lower than shown");
     }
