@@ -158,6 +158,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         call_timeout: config.call_timeout,
         metrics: metrics.clone(),
         batcher,
+        soft: Default::default(),
     };
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(

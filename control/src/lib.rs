@@ -10,6 +10,7 @@
 //! - [`convert`]: protobuf <-> domain conversions.
 //! - [`migration`]: the leader's orchestrator of volume moves (copy rounds, handoff, commit).
 //! - [`liveness`]: the leader marks nodes down after missed heartbeats.
+//! - [`soft`]: the leader's soft state, never logged: heartbeats seen, bytes sent by moves.
 //! - [`metrics`]: the member's Prometheus metrics on `--metrics-listen`.
 //! - [`status`]: the live status page (`--status-listen`, `flockerctl status --web`).
 //! - [`daemon`]: running one member from a validated [`daemon::Config`].
@@ -29,5 +30,6 @@ pub mod migration;
 pub mod proposal;
 pub mod raft;
 pub mod server;
+pub mod soft;
 pub mod state;
 pub mod status;

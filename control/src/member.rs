@@ -1,7 +1,9 @@
 //! [`Member`]: one control member. It runs calls on the leader ([`Member::write`],
 //! [`Member::read`], membership changes), each with its own reply type: locally when it
 //! leads, otherwise by forwarding to the leader over the `Raft` service, retrying while an
-//! election is under way until the deadline.
+//! election is under way until the deadline. Heartbeats ([`Member::heartbeat`]) run on the
+//! leader too, but update its soft state ([`crate::soft`]) and write nothing unless the node
+//! is recorded down.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -14,12 +16,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::proposal::{
-    Applied, CheckAllocation, CheckClaim, DryRun, ExecError, Ips, Leases, Nodes, Proposal, Query,
-    Read, SnapshotSite, VolumeNamed, Volumes, applied,
+    Applied, CheckAllocation, CheckClaim, DryRun, ExecError, Ips, Leases, Moves, Nodes, Proposal,
+    Query, Read, SnapshotSite, VolumeNamed, Volumes, applied,
 };
 use crate::raft::network::Peers;
 use crate::raft::{Raft, StateMachineStore};
-use crate::state::{Command, Response};
+use crate::server::node_service::now_ms;
+use crate::soft::Soft;
+use crate::state::{Command, Node, Response};
 
 /// How long to wait between tries while no leader is known.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -41,6 +45,8 @@ pub struct Member {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Group commit of the writes it proposes as leader.
     pub batcher: crate::batch::Batcher,
+    /// What it holds only while it leads: heartbeats seen, bytes sent by moves.
+    pub soft: std::sync::Arc<Soft>,
 }
 
 /// A Raft error as the caller reads it: [`ExecError::NotLeader`] naming the leader when
@@ -73,6 +79,23 @@ impl Member {
         let proposal = Proposal::Write(command.clone());
         let response = self
             .on_leader(proposal, || self.write_local(command.clone()))
+            .await?;
+        applied(response)
+    }
+
+    /// Takes a heartbeat of node `name` (sent at `at_ms`) on the leader, wherever it is, within
+    /// `call_timeout`, and returns the node as the leader now sees it. The leader confirms
+    /// with a quorum that it still leads (no log write), so an acknowledged heartbeat means
+    /// the agent reached the majority's side; it logs `Heartbeat` only for a node recorded
+    /// down (or unknown: refused as before). Forwarded as `Write(Heartbeat)`, the form every
+    /// version sends and takes.
+    pub async fn heartbeat(&self, name: String, at_ms: u64) -> Result<Node, ExecError> {
+        let proposal = Proposal::Write(Command::Heartbeat {
+            name: name.clone(),
+            at_ms,
+        });
+        let response = self
+            .on_leader(proposal, || self.beat_local(name.clone()))
             .await?;
         applied(response)
     }
@@ -174,11 +197,15 @@ impl Member {
             serde_json::to_vec(&r)
         }
         match proposal {
+            // A heartbeat is soft on the leader, also one forwarded by a follower of an older
+            // version, which forwards every heartbeat as this write.
+            Proposal::Write(Command::Heartbeat { name, .. }) => encode(self.beat_local(name).await),
             Proposal::Write(command) => encode(self.write_local(command).await),
             Proposal::Read(query) => match query {
                 Query::Nodes => encode(self.read_local(Nodes).await),
                 Query::Volumes => encode(self.read_local(Volumes).await),
                 Query::Volume(name) => encode(self.read_local(VolumeNamed(name)).await),
+                Query::Moves(volume) => encode(self.read_local(Moves(volume)).await),
                 Query::Leases => encode(self.read_local(Leases).await),
                 Query::Ips => encode(self.read_local(Ips).await),
                 Query::CheckClaim { address, node } => {
@@ -209,11 +236,56 @@ impl Member {
             .unwrap_or_else(|_| Err(self.no_quorum("the leader did not commit in time".into())))
     }
 
+    /// A linearizable read on this member, the leader, with its soft values laid over the
+    /// replicated ones: the one place reads get them.
     async fn read_local<Q: Read>(&self, query: Q) -> Result<Q::Reply, ExecError> {
+        let term = self.confirm_leader().await?;
+        let mut reply = self.sm.read(|s| query.read(s))?;
+        Q::soften(&mut reply, &self.soft, term, now_ms());
+        Ok(reply)
+    }
+
+    /// Confirms with a quorum that this member leads and waits until it has applied what
+    /// was committed before (openraft's read index); returns its term.
+    async fn confirm_leader(&self) -> Result<u64, ExecError> {
         if let Err(e) = self.raft.ensure_linearizable().await {
             return Err(raft_error(&e));
         }
-        Ok(self.sm.read(|s| query.read(s))?)
+        Ok(self.raft.metrics().borrow().current_term)
+    }
+
+    /// The term this member leads in, if it believes it leads (not confirmed with a quorum).
+    pub fn leader_term(&self) -> Option<u64> {
+        let metrics = self.raft.metrics().borrow().clone();
+        (metrics.current_leader == Some(self.id)).then_some(metrics.current_term)
+    }
+
+    /// A heartbeat of `name` here, the leader, at the leader's clock (so liveness is judged
+    /// on one clock): recorded in the soft state when the node is up, logged (`Heartbeat`,
+    /// after the node's recorded time, so that a mark-down judged earlier no longer matches)
+    /// when it is down or unknown. Under the node's judging lock, so the liveness watch
+    /// never marks a node down after its heartbeat was acknowledged.
+    async fn beat_local(&self, name: String) -> Result<Response, ExecError> {
+        let _judging = self.soft.judging(&name).await;
+        let term = self.confirm_leader().await?;
+        let now = now_ms();
+        let node = self.sm.read(|s| s.nodes.get(&name).cloned());
+        let at_ms = match node {
+            Some(mut node) if node.up => {
+                self.soft.beat(term, &name, now);
+                node.last_heartbeat_ms = now.max(node.last_heartbeat_ms);
+                return Ok(Response::Node(node));
+            }
+            Some(node) => now.max(node.last_heartbeat_ms + 1),
+            None => now,
+        };
+        let logged = Command::Heartbeat {
+            name: name.clone(),
+            at_ms,
+        };
+        let response = self.write_local(logged).await?;
+        self.soft.beat(term, &name, at_ms);
+        Ok(response)
     }
 
     async fn add_member_local(&self, id: u64, address: String) -> Result<(), ExecError> {

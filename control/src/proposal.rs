@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::soft::Soft;
 use crate::state::{
     AddressRequest, Allocation, Cidr, Command, CommandError, Lease, Migration, Node, Response,
     State, Volume,
@@ -45,6 +46,8 @@ pub enum Query {
     Volumes,
     /// One volume.
     Volume(String),
+    /// A volume's moves, newest first.
+    Moves(String),
     /// Every lease.
     Leases,
     /// Pools and allocations.
@@ -86,6 +89,9 @@ pub trait Read: Into<Query> + Clone + Send + 'static {
     type Reply: Serialize + DeserializeOwned + Send + 'static;
     /// Runs the read on `state`.
     fn read(self, state: &State) -> Result<Self::Reply, CommandError>;
+    /// Lays the leader's soft values of `term` ([`crate::soft`]) over the reply; most
+    /// replies hold none.
+    fn soften(_reply: &mut Self::Reply, _soft: &Soft, _term: u64, _now_ms: u64) {}
 }
 
 /// Every node ([`Query::Nodes`]).
@@ -95,6 +101,10 @@ pub struct Nodes;
 /// Every volume ([`Query::Volumes`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Volumes;
+
+/// A volume's moves under way and kept, newest first ([`Query::Moves`]).
+#[derive(Clone, Debug)]
+pub struct Moves(pub String);
 
 /// One volume, by name ([`Query::Volume`]).
 #[derive(Clone, Debug)]
@@ -149,6 +159,20 @@ impl Read for Nodes {
     type Reply = Vec<Node>;
     fn read(self, s: &State) -> Result<Vec<Node>, CommandError> {
         Ok(s.nodes.values().cloned().collect())
+    }
+    fn soften(nodes: &mut Vec<Node>, soft: &Soft, term: u64, now_ms: u64) {
+        soft.soften(term, now_ms, nodes, &mut []);
+    }
+}
+
+impl Read for Moves {
+    type Reply = Vec<Migration>;
+    fn read(self, s: &State) -> Result<Vec<Migration>, CommandError> {
+        let moves = s.migrations.values().rev();
+        Ok(moves.filter(|m| m.volume == self.0).cloned().collect())
+    }
+    fn soften(moves: &mut Vec<Migration>, soft: &Soft, term: u64, now_ms: u64) {
+        soft.soften(term, now_ms, &mut [], moves);
     }
 }
 
@@ -247,6 +271,12 @@ impl From<Volumes> for Query {
 impl From<VolumeNamed> for Query {
     fn from(v: VolumeNamed) -> Self {
         Query::Volume(v.0)
+    }
+}
+
+impl From<Moves> for Query {
+    fn from(m: Moves) -> Self {
+        Query::Moves(m.0)
     }
 }
 

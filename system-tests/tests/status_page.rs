@@ -297,8 +297,11 @@ async fn a_browser_sees_a_move_on_the_live_status_page() {
     let tmp = tempfile::tempdir().unwrap();
     // The member's page: wait until the script has swapped in the moves section.
     let mut member = Browser::open(&tmp.path().join("p1"), &format!("http://{member_page}/"));
-    // ... with the move's progress bar, which has a value once the volume's size is known.
-    let live = "document.querySelector('#moves[data-live] progress[value]') !== null";
+    // ... with the move's progress bar, which has a value once the volume's size is known,
+    // above 0 once the page has asked the leader for the bytes sent (every 2 s: they are the
+    // leader's soft state, in no watched change).
+    let live =
+        "document.querySelector('#moves[data-live] progress[value]:not([value=\"0\"])') !== null";
     member.wait_for(live, Duration::from_secs(30));
     let dom = member.eval("document.documentElement.outerHTML");
     let dom = dom.as_str().unwrap().to_owned();

@@ -79,10 +79,13 @@ impl Driver {
                 return;
             }
             let started = Instant::now();
-            match self.drive(m.clone()).await {
+            let driven = self.drive(m.clone()).await;
+            let sent = self.member.soft.take_move(id);
+            match driven {
                 Ok(()) => tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "move done"),
                 Err(e) if e.fails_the_move() => {
                     tracing::warn!(error = %e, "move failed; the source keeps the volume");
+                    self.record_sent(id, sent).await;
                     let cmd = Command::FailMigration { id, error: e.to_string(), at_ms: Some(now_ms()) };
                     match self.write(cmd).await {
                         Ok(_) => self.finish_clean_up(&m).await,
@@ -94,6 +97,29 @@ impl Driver {
         }
         .instrument(span)
         .await
+    }
+
+    /// Logs the bytes a failing move sent in its unfinished round (`sent`, the leader's soft
+    /// count), so that its history shows them: one `AdvanceMigration` repeating its phase,
+    /// without a time (it marks no step).
+    async fn record_sent(&self, id: u64, sent: Option<u64>) {
+        let now = self.member.sm.read(|s| s.migrations.get(&id).cloned());
+        let (Some(m), Some(sent)) = (now, sent) else {
+            return;
+        };
+        if m.phase.is_terminal() || sent <= m.bytes_sent {
+            return;
+        }
+        let cmd = Command::AdvanceMigration {
+            id,
+            phase: m.phase,
+            bytes_sent: sent,
+            rounds: m.rounds,
+            at_ms: None,
+        };
+        if let Err(e) = self.write(cmd).await {
+            tracing::debug!(error = %e, "the failed move's last bytes are not recorded");
+        }
     }
 
     /// Holds `volume`'s lock until the guard drops.
@@ -213,7 +239,7 @@ impl Driver {
         mounted
     }
 
-    /// Pushes one snapshot, recording progress through Raft as it goes.
+    /// Pushes one snapshot, keeping its progress in the leader's soft state as it goes.
     async fn push(
         &self,
         m: &mut Migration,
@@ -241,17 +267,16 @@ impl Driver {
                 move |b| sent.store(b, Ordering::Relaxed),
             )
         };
+        // Progress is the leader's soft state, read through it (`Moves`): the log gets the
+        // round's bytes once, at its end.
         let recorder = async {
             let mut tick = tokio::time::interval(self.config.record_every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let progress = Migration {
-                    bytes_sent: before + sent.load(Ordering::Relaxed),
-                    ..m.clone()
-                };
-                if let Err(e) = self.advance(&progress, m.phase).await {
-                    tracing::debug!(error = %e, "progress not recorded");
+                if let Some(term) = self.member.leader_term() {
+                    let bytes = before + sent.load(Ordering::Relaxed);
+                    self.member.soft.progress(term, m.id, bytes);
                 }
             }
         };

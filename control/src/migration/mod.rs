@@ -42,7 +42,7 @@ pub struct MoveConfig {
     /// For a move asked to stop containers: how long Docker gives each one between the
     /// stop signal (SIGTERM unless the image says otherwise) and SIGKILL.
     pub stop_grace: Duration,
-    /// How often a running push's progress is recorded through Raft.
+    /// How often a running push's progress is put into the leader's soft state.
     pub record_every: Duration,
 }
 

@@ -19,7 +19,7 @@ use super::status::to_status;
 use crate::convert;
 use crate::member::Member;
 use crate::proposal::{
-    Applied, CheckAllocation, CheckClaim, Ips, Leases, Nodes, Read, VolumeNamed, Volumes,
+    Applied, CheckAllocation, CheckClaim, Ips, Leases, Moves, Nodes, Read, VolumeNamed, Volumes,
 };
 use crate::raft::ChangeEvent;
 use crate::state::Command;
@@ -111,11 +111,8 @@ impl NodeApi for NodeService {
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Reply_<pb::Node> {
         Caller::of(&req)?.acts_for(&req.get_ref().name)?;
         let r = req.into_inner();
-        let cmd = Command::Heartbeat {
-            name: r.name,
-            at_ms: now_ms(),
-        };
-        Ok(Response::new(convert::node(self.write(cmd).await?)))
+        let node = self.member.heartbeat(r.name, now_ms()).await;
+        Ok(Response::new(convert::node(node.map_err(to_status)?)))
     }
 
     async fn list_nodes(&self, _req: Request<pb::Empty>) -> Reply_<pb::NodeList> {
@@ -150,13 +147,11 @@ impl NodeApi for NodeService {
     }
 
     async fn get_volume(&self, req: Request<pb::VolumeName>) -> Reply_<pb::Volume> {
-        let v = self.read(VolumeNamed(req.into_inner().name)).await?;
+        let name = req.into_inner().name;
+        let v = self.read(VolumeNamed(name.clone())).await?;
         let mut v = self.with_state(convert::volume(v));
-        v.moves = self.member.sm.read(|s| {
-            let moves = s.migrations.values().rev();
-            let of_v = moves.filter(|m| m.volume == v.name).cloned();
-            of_v.map(convert::migration).collect()
-        });
+        let moves = self.read(Moves(name)).await?;
+        v.moves = moves.into_iter().map(convert::migration).collect();
         Ok(Response::new(v))
     }
 

@@ -37,12 +37,17 @@ pub fn apply(state: &mut State, command: Command) -> Result<Response, CommandErr
             node.up = true;
             Ok(Response::Node(node.clone()))
         }
-        Command::MarkNodeDown { name, last_seen_ms } => {
+        Command::MarkNodeDown {
+            name,
+            last_seen_ms,
+            seen_ms,
+        } => {
             let node = node_mut(state, &name)?;
             if node.last_heartbeat_ms != last_seen_ms || !node.up {
                 return Ok(Response::Unchanged);
             }
             node.up = false;
+            node.last_heartbeat_ms = node.last_heartbeat_ms.max(seen_ms.unwrap_or(0));
             let node = node.clone();
             Ok(node_down(state, node))
         }

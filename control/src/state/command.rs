@@ -24,19 +24,27 @@ pub enum Command {
         /// Now.
         at_ms: u64,
     },
-    /// A node is alive.
+    /// A node is alive. Logged only to bring a node up that is recorded down (the leader
+    /// holds other heartbeats as soft state, [`crate::soft`]); older versions logged every one.
     Heartbeat {
         /// Node name.
         name: String,
         /// Now.
         at_ms: u64,
     },
-    /// The leader saw no heartbeat since `last_seen_ms`; ignored if one arrived meanwhile.
+    /// The leader saw no heartbeat for the node timeout; ignored unless the node is up and
+    /// its replicated `last_heartbeat_ms` is still `last_seen_ms`, so a logged command that
+    /// brought it up after the leader judged (which changes that time) keeps it up.
     MarkNodeDown {
         /// Node name.
         name: String,
-        /// The heartbeat time the leader judged stale.
+        /// The node's replicated heartbeat time when the leader judged: with heartbeats held
+        /// as the leader's soft state ([`crate::soft`]), the time it was last logged up.
         last_seen_ms: u64,
+        /// The last heartbeat the leader saw (its soft state), kept as the node's last
+        /// heartbeat once it is down; `None` in entries written before heartbeats were soft.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seen_ms: Option<u64>,
     },
     /// Create a volume.
     CreateVolume {

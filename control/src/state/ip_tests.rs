@@ -59,6 +59,7 @@ fn mark_down(s: &mut State, node: &str) {
         Command::MarkNodeDown {
             name: node.into(),
             last_seen_ms,
+            seen_ms: None,
         },
     );
 }

@@ -595,7 +595,8 @@ fn mark_down_ignores_stale_judgement() {
             &mut s,
             Command::MarkNodeDown {
                 name: "a".into(),
-                last_seen_ms: 1
+                last_seen_ms: 1,
+                seen_ms: None,
             }
         ),
         Response::Unchanged
@@ -605,6 +606,7 @@ fn mark_down_ignores_stale_judgement() {
         Command::MarkNodeDown {
             name: "a".into(),
             last_seen_ms: 10,
+            seen_ms: None,
         },
     );
     assert!(!s.nodes["a"].up);
@@ -616,6 +618,62 @@ fn mark_down_ignores_stale_judgement() {
         },
     );
     assert!(s.nodes["a"].up);
+}
+
+/// With heartbeats soft, the leader judges a node by its logged up-time (`last_seen_ms`) and
+/// carries the last heartbeat it saw (`seen_ms`): a logged command that brought the node up
+/// after the judgment (its up-time changed) keeps it up; a mark-down that applies keeps the
+/// seen time as the node's last heartbeat; an entry without `seen_ms` (an older version's)
+/// applies as it always did.
+#[test]
+fn mark_down_compares_the_logged_up_time_and_keeps_the_heartbeat_seen() {
+    let mut s = cluster();
+    let logged = s.nodes["a"].last_heartbeat_ms;
+    let judged = Command::MarkNodeDown {
+        name: "a".into(),
+        last_seen_ms: logged,
+        seen_ms: Some(logged + 30_000),
+    };
+    // Re-registered (an agent restart) after the leader judged: not marked down.
+    let mut again = s.clone();
+    ok(
+        &mut again,
+        Command::RegisterNode {
+            name: "a".into(),
+            address: "a:1".into(),
+            storage: "dir:/tmp".into(),
+            at_ms: logged + 40_000,
+        },
+    );
+    assert_eq!(ok(&mut again, judged.clone()), Response::Unchanged);
+    assert!(again.nodes["a"].up);
+    // Otherwise down, with the heartbeat the leader saw last.
+    ok(&mut s, judged.clone());
+    assert!(!s.nodes["a"].up);
+    assert_eq!(s.nodes["a"].last_heartbeat_ms, logged + 30_000);
+    // The leader logs the heartbeat that brings it back after its recorded time.
+    ok(
+        &mut s,
+        Command::Heartbeat {
+            name: "a".into(),
+            at_ms: logged + 30_001,
+        },
+    );
+    assert!(s.nodes["a"].up);
+    // Replayed again (a retried proposal), the old judgment no longer matches.
+    assert_eq!(ok(&mut s, judged), Response::Unchanged);
+    assert!(s.nodes["a"].up);
+    // The old entry's JSON (no seen_ms) still reads and applies as before.
+    let old: Command = serde_json::from_str(&format!(
+        r#"{{"op":"mark_node_down","name":"a","last_seen_ms":{}}}"#,
+        logged + 30_001
+    ))
+    .unwrap();
+    ok(&mut s, old);
+    assert_eq!(
+        (s.nodes["a"].up, s.nodes["a"].last_heartbeat_ms),
+        (false, logged + 30_001)
+    );
 }
 
 /// A volume cannot be moved from a node that is down (its data is there, out of reach) or
@@ -631,6 +689,7 @@ fn moves_from_or_to_a_node_that_is_down_are_refused_until_it_is_back() {
             Command::MarkNodeDown {
                 name: name.into(),
                 last_seen_ms,
+                seen_ms: None,
             },
         );
     };
@@ -693,6 +752,7 @@ fn marking_a_node_down_releases_its_leases_and_stops_its_addresses() {
         Command::MarkNodeDown {
             name: "a".into(),
             last_seen_ms,
+            seen_ms: None,
         },
     );
     let changes = down.into_changes(&s);
@@ -765,9 +825,12 @@ fn arb_command() -> impl Strategy<Value = Command> {
         cid.clone()
             .prop_map(|container_id| Command::ContainerStopped { container_id }),
         cid.prop_map(|container_id| Command::ReleaseIp { container_id }),
-        node.clone().prop_map(|name| Command::MarkNodeDown {
-            name,
-            last_seen_ms: 1
+        (node.clone(), proptest::option::of(0u64..100)).prop_map(|(name, seen_ms)| {
+            Command::MarkNodeDown {
+                name,
+                last_seen_ms: 1,
+                seen_ms,
+            }
         }),
         node.prop_map(|node| Command::ReclaimNode { node }),
     ]
@@ -963,6 +1026,7 @@ fn down(s: &mut State, node: &str) {
         Command::MarkNodeDown {
             name: node.into(),
             last_seen_ms,
+            seen_ms: None,
         },
     );
 }

@@ -44,8 +44,9 @@ use view::View;
 pub const EVENT_STREAM_LIFE: Duration = Duration::from_secs(10);
 /// How long the browser waits before it reconnects an event stream (`retry:`).
 pub const RETRY: Duration = Duration::from_secs(2);
-/// How often the members' status (term, leader, applied index) is asked for; heartbeat
-/// ages are re-rendered as often.
+/// How often the members' status (term, leader, applied index) is asked for, and the
+/// leader's soft values (nodes' last heartbeats, bytes sent by moves under way: no watched
+/// change carries them, `crate::soft`); heartbeat ages are re-rendered as often.
 pub const STATUS_EVERY: Duration = Duration::from_secs(2);
 /// How often the owners' agents are asked how many bytes the volumes use (a move's total);
 /// also at once when a move starts on a volume whose usage is not known yet.
@@ -206,6 +207,7 @@ enum Update {
     Watched(Box<pb::WatchEvent>),
     Status(pb::ClusterStatus),
     Usage(BTreeMap<String, u64>),
+    Soft(Vec<pb::Node>, Vec<pb::Migration>),
 }
 
 /// Keeps the rendered sections current: lists, watches, polls; on any failure says so on
@@ -251,6 +253,7 @@ async fn session(
     let usage_wanted = Arc::new(Notify::new());
     let mut pollers = JoinSet::new();
     pollers.spawn(poll_status(operator.clone(), updates.clone()));
+    pollers.spawn(poll_soft(node.clone(), updates.clone()));
     pollers.spawn(poll_usage(operator, updates, usage_wanted.clone()));
     publish(view, tx);
     loop {
@@ -273,6 +276,7 @@ async fn session(
             }
             Update::Status(status) => view.cluster = Some(status),
             Update::Usage(usage) => view.usage = usage,
+            Update::Soft(nodes, moves) => view.soften(nodes, moves),
         }
         publish(view, tx);
     }
@@ -362,6 +366,30 @@ async fn poll_status(mut operator: OperatorApiClient<Channel>, updates: mpsc::Se
                 }
             }
             Err(e) => tracing::debug!(error = %e, "status page: Status failed"),
+        }
+    }
+}
+
+/// The nodes, and the moves of the volumes moving, every [`STATUS_EVERY`]: their soft
+/// values (last heartbeats, bytes sent) as the leader holds them.
+async fn poll_soft(mut node: NodeApiClient<Channel>, updates: mpsc::Sender<Update>) {
+    let mut every = tokio::time::interval(STATUS_EVERY);
+    loop {
+        every.tick().await;
+        let listed = async {
+            let nodes = node.list_nodes(pb::Empty {}).await?.into_inner().nodes;
+            let volumes = node.list_volumes(pb::Empty {}).await?.into_inner().volumes;
+            let moving = volumes.into_iter().filter(|v| v.moving.is_some());
+            let moves = volume_moves(node.clone(), moving.map(|v| v.name).collect()).await?;
+            Ok::<_, tonic::Status>(Update::Soft(nodes, moves))
+        };
+        match listed.await {
+            Ok(update) => {
+                if updates.send(update).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "status page: listing soft values failed"),
         }
     }
 }

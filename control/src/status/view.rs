@@ -71,6 +71,22 @@ impl View {
         self.settle();
     }
 
+    /// Takes the leader's soft values from `nodes` and `moves` as listed: a node's last
+    /// heartbeat and a move's bytes sent, never lower than shown. Everything else comes from
+    /// watched changes, in order.
+    pub fn soften(&mut self, nodes: Vec<pb::Node>, moves: Vec<pb::Migration>) {
+        for n in nodes {
+            if let Some(shown) = self.nodes.get_mut(&n.name).filter(|s| s.up && n.up) {
+                shown.last_heartbeat_ms = shown.last_heartbeat_ms.max(n.last_heartbeat_ms);
+            }
+        }
+        for m in moves {
+            if let Some(shown) = self.moves.get_mut(&m.id).filter(|s| under_way(s)) {
+                shown.bytes_sent = shown.bytes_sent.max(m.bytes_sent);
+            }
+        }
+    }
+
     /// Keeps the newest finished moves only, and derives each volume's state from the moves.
     pub fn settle(&mut self) {
         let mut finished: Vec<u64> = self
