@@ -24,9 +24,9 @@ use crate::proposal::ExecError;
 use crate::raft::Raft;
 use crate::state::{Command, Response};
 
-/// The log format of this version: 2 adds [`Command::Batch`]. A member says it in the
-/// replies of its `Raft` service (header [`LOG_FORMAT_HEADER`]); a member that says
-/// nothing writes format 1.
+/// The log format of this version: 2 adds [`Command::Batch`] and takes heartbeats off the
+/// log ([`crate::soft`]). A member says it in the replies of its `Raft` service (header
+/// [`LOG_FORMAT_HEADER`]); a member that says nothing writes format 1.
 pub const LOG_FORMAT: u32 = 2;
 
 /// The `Raft` service's reply header carrying the replying member's [`LOG_FORMAT`].
@@ -55,6 +55,21 @@ impl LogFormats {
         let known = self.0.lock().expect("log formats lock");
         ids.into_iter()
             .all(|id| known.get(&id).is_some_and(|f| *f >= LOG_FORMAT))
+    }
+
+    /// Whether every member of `raft`'s membership but `me` is known to run this log format:
+    /// no older member that could not read a `Batch` entry, or that would judge liveness
+    /// from logged heartbeats ([`crate::soft`]), is left.
+    pub fn others_current(&self, raft: &Raft, me: u64) -> bool {
+        let metrics = raft.metrics().borrow().clone();
+        let others = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .filter(|id| *id != me)
+            .collect::<Vec<u64>>();
+        self.all_read_batches(others)
     }
 }
 
@@ -122,7 +137,8 @@ async fn run(proposer: Arc<Proposer>, mut rx: mpsc::UnboundedReceiver<Queued>) {
             }
         }
         let proposer = proposer.clone();
-        if proposer.max_batch == 1 || !proposer.others_read_batches() {
+        if proposer.max_batch == 1 || !proposer.formats.others_current(&proposer.raft, proposer.id)
+        {
             // Each alone, all at once (as without a batcher).
             drop(permit);
             for q in batch {
@@ -149,19 +165,6 @@ async fn run(proposer: Arc<Proposer>, mut rx: mpsc::UnboundedReceiver<Queued>) {
 }
 
 impl Proposer {
-    /// Whether every other member of the current membership reads `Batch` entries.
-    fn others_read_batches(&self) -> bool {
-        let metrics = self.raft.metrics().borrow().clone();
-        let ids: Vec<u64> = metrics
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, _)| *id)
-            .filter(|id| *id != self.id)
-            .collect();
-        self.formats.all_read_batches(ids)
-    }
-
     /// One command, one entry.
     async fn propose(&self, command: Command) -> Result<Response, ExecError> {
         let started = Instant::now();

@@ -261,7 +261,8 @@ impl Member {
     }
 
     /// A heartbeat of `name` here, the leader, at the leader's clock (so liveness is judged
-    /// on one clock): recorded in the soft state when the node is up, logged (`Heartbeat`,
+    /// on one clock): recorded in the soft state when the node is up (and logged too while
+    /// an older member, which judges from logged heartbeats, is in the cluster), logged (`Heartbeat`,
     /// after the node's recorded time, so that a mark-down judged earlier no longer matches)
     /// when it is down or unknown. Under the node's judging lock, so the liveness watch
     /// never marks a node down after its heartbeat was acknowledged.
@@ -273,6 +274,15 @@ impl Member {
         let at_ms = match node {
             Some(mut node) if node.up => {
                 self.soft.beat(term, &name, now);
+                if !self.peers.formats.others_current(&self.raft, self.id) {
+                    // An older member judges liveness from logged heartbeats: while one is
+                    // in the cluster (a rolling upgrade), they are logged as it logged them.
+                    let logged = Command::Heartbeat {
+                        name,
+                        at_ms: now.max(node.last_heartbeat_ms),
+                    };
+                    return self.write_local(logged).await;
+                }
                 node.last_heartbeat_ms = now.max(node.last_heartbeat_ms);
                 return Ok(Response::Node(node));
             }
