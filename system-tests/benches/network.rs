@@ -34,7 +34,7 @@ use agent::network::Network;
 use testkit::Cluster;
 use testkit::cluster::flockerctl;
 use testkit::netns::{TestNetns, prerequisites_with};
-use testkit::overlay::{Container, cidr, two_hosts};
+use testkit::overlay::{Container, Host, UNDERLAY, cidr, two_hosts};
 use testkit::weave_agent::AgentHost;
 
 const POOL: &str = "10.2.0.0/16";
@@ -324,6 +324,9 @@ struct Overlay {
     mtu: u32,
     underlay: Vec<f64>,
     overlay: Vec<f64>,
+    /// A bare kernel VXLAN pair between the same two hosts (no bridge, no container veth):
+    /// the ceiling an overlay can reach here.
+    bare_vxlan: Vec<f64>,
     largest_df_ping: Option<usize>,
     fragments: u64,
 }
@@ -368,11 +371,36 @@ async fn overlay_throughput() -> Overlay {
             .arg(program);
         c
     };
+    // The bare VXLAN pair: one kernel VXLAN device in each host over the same underlay, the
+    // overlay's MTU, the addresses on the devices themselves.
+    for (h, me, peer, addr) in [
+        (&h1, h1.ip, h2.ip, "10.96.0.1/24"),
+        (&h2, h2.ip, h1.ip, "10.96.0.2/24"),
+    ] {
+        let (me, peer, mtu) = (me.to_string(), peer.to_string(), o.mtu.to_string());
+        let bare = [
+            "link", "add", "vxbare", "type", "vxlan", "id", "4242", "local", &me, "remote", &peer,
+            "dstport", "4790", "dev", UNDERLAY,
+        ];
+        ok_ip(h, &bare);
+        ok_ip(h, &["link", "set", "vxbare", "mtu", &mtu, "up"]);
+        ok_ip(h, &["addr", "add", addr, "dev", "vxbare"]);
+    }
+    let _bare_srv = Server(
+        h1.ns
+            .command("iperf3")
+            .args(["-s", "-p", "5203", "-B", "10.96.0.1"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let fragments_before = fragments(&h1.ns) + fragments(&h2.ns);
-    let (mut underlay, mut overlay) = (Vec::new(), Vec::new());
+    let (mut underlay, mut overlay, mut bare_vxlan) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..3 {
         let mut u = h2.ns.command("iperf3");
         underlay.push(iperf(u.args(["-c", &h1.ip.to_string(), "-p", "5202"])));
+        let mut b = h2.ns.command("iperf3");
+        bare_vxlan.push(iperf(b.args(["-c", "10.96.0.1", "-p", "5203"])));
         overlay.push(iperf(in_cli("iperf3").args([
             "-c",
             "10.255.0.1",
@@ -405,9 +433,21 @@ async fn overlay_throughput() -> Overlay {
         mtu: o.mtu,
         underlay,
         overlay,
+        bare_vxlan,
         largest_df_ping,
         fragments,
     }
+}
+
+/// `ip ARGS` in host `h`'s namespace, which must succeed.
+fn ok_ip(h: &Host, args: &[&str]) {
+    let out = h.ns.ip(args);
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// One iperf3 client run; the receiver's rate in Gbit/s.
@@ -451,7 +491,11 @@ fn print_overlay(o: &Overlay) {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let (u, w) = (median(&o.underlay), median(&o.overlay));
+    let (u, w, b) = (
+        median(&o.underlay),
+        median(&o.overlay),
+        median(&o.bare_vxlan),
+    );
     println!();
     println!("Throughput between two hosts, iperf3 TCP 5 s per run (Gbit/s)");
     println!("| {:<44} | {:>6} | {:<16} |", "path", "median", "runs");
@@ -463,14 +507,24 @@ fn print_overlay(o: &Overlay) {
     );
     println!(
         "| {:<44} | {:>6.2} | {:<16} |",
+        format!("bare kernel VXLAN pair (MTU {}, ceiling)", o.mtu),
+        b,
+        runs(&o.bare_vxlan)
+    );
+    println!(
+        "| {:<44} | {:>6.2} | {:<16} |",
         format!("overlay (ethwe -> weave -> VXLAN, MTU {})", o.mtu),
         w,
         runs(&o.overlay)
     );
     println!(
-        "overlay / underlay: {:.0}% (goal: at least 80%); largest DF ping over the overlay: {}; \
-         IP fragments in the hosts during the runs: {}",
+        "overlay / bare VXLAN: {:.0}% (goal: within 5%); overlay / underlay: {:.0}%, bare VXLAN / underlay: {:.0}%",
+        100.0 * w / b,
         100.0 * w / u,
+        100.0 * b / u
+    );
+    println!(
+        "largest DF ping over the overlay: {}; IP fragments in the hosts during the runs: {}",
         o.largest_df_ping
             .map_or("not MTU - 28 (check the MTU)".to_owned(), |p| format!(
                 "{p} bytes (MTU {} - 28)",
