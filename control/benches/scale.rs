@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use proto::control as pb;
 use proto::control::node_api_client::NodeApiClient;
 use testkit::Cluster;
+use testkit::{cpu_seconds, rss_mib};
 use tonic::transport::Channel;
 
 /// How often each simulated agent heartbeats (the agent's default).
@@ -141,31 +142,6 @@ async fn agent(
         .extend([watching, heartbeats]);
 }
 
-/// CPU seconds (user + system) process `pid` has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name in parentheses: state is field 3, utime 14, stime 15.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Resident memory of process `pid`, MiB.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 /// The size of the newest snapshot the leader built, from its log.
 fn snapshot_kib(c: &Cluster, leader: u64) -> f64 {
     let log = testkit::cluster::read_log(&c.log_path(leader));
@@ -249,20 +225,9 @@ async fn run(hosts: usize) -> Row {
 
     // A new, empty member joins and applies everything (from a snapshot: the log before the
     // newest one is purged).
-    c.ports.push(testkit::free_port());
-    c.procs.push(None);
-    c.extra.push("--join".into());
     let joining = Instant::now();
-    c.spawn(4);
-    let s = operator
-        .add_member(pb::AddMemberRequest {
-            id: 4,
-            address: c.addr(4),
-        })
-        .await
-        .expect("add member 4")
-        .into_inner();
-    c.wait_applied(leader, &[4], s.commit_index).await;
+    let (id, s) = c.add_member(leader).await;
+    c.wait_applied(leader, &[id], s.commit_index).await;
     let join_s = joining.elapsed().as_secs_f64();
 
     for task in tasks.into_inner().expect("tasks lock") {

@@ -61,8 +61,10 @@ impl LogFormats {
     /// no older member that could not read a `Batch` entry, or that would judge liveness
     /// from logged heartbeats ([`crate::soft`]), is left.
     pub fn others_current(&self, raft: &Raft, me: u64) -> bool {
-        let metrics = raft.metrics().borrow().clone();
+        // Asked for every batch and every heartbeat: read the membership in place.
+        let metrics = raft.metrics();
         let others = metrics
+            .borrow()
             .membership_config
             .membership()
             .nodes()

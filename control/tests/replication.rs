@@ -178,18 +178,8 @@ async fn members_are_added_and_removed_at_run_time() {
     let mut operator = c.operator(1).await;
 
     // Member 4 starts empty with --join and is added by an operator.
-    c.ports.push(testkit::free_port());
-    c.procs.push(None);
-    c.extra.push("--join".into());
-    c.spawn(4);
-    let s = operator
-        .add_member(pb::AddMemberRequest {
-            id: 4,
-            address: c.addr(4),
-        })
-        .await
-        .expect("add member")
-        .into_inner();
+    let (id, s) = c.add_member(1).await;
+    assert_eq!(id, 4);
     let four = s
         .members
         .iter()

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use control::ca::Role;
 use proto::control as pb;
-use testkit::Scratch;
 use testkit::hosts::Host;
 use testkit::move_lab::Lab;
 use testkit::pool::TestPool;
+use testkit::{Scratch, cpu_seconds};
 
 const MIB: u64 = 1 << 20;
 /// The writer's steady rate: one 64 KiB append, fsynced, every 62.5 ms.
@@ -33,19 +33,6 @@ struct Row {
     /// CPU seconds of the zfs-fuse daemon, and of both agents, during the row.
     zfs_cpu: f64,
     agents_cpu: f64,
-}
-
-/// CPU seconds (user + system) process `pid` has used so far; 0 when it is gone.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime and stime are 12 and 13.
-    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    ticks as f64 / 100.0 // USER_HZ is 100 on Linux
 }
 
 /// The zfs-fuse daemon's pid (one daemon serves every pool).

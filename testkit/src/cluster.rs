@@ -133,6 +133,29 @@ impl Cluster {
         self.procs[id as usize - 1] = Some(Proc::new(child));
     }
 
+    /// Starts a new, empty member (the next id) with `--join` and adds it through `via`'s
+    /// `AddMember`; its id and the status the call returned.
+    pub async fn add_member(&mut self, via: u64) -> (u64, pb::ClusterStatus) {
+        self.ports.push(free_port());
+        self.procs.push(None);
+        let id = self.ports.len() as u64;
+        if !self.extra.iter().any(|f| f == "--join") {
+            self.extra.push("--join".into());
+        }
+        self.spawn(id);
+        let status = self
+            .operator(via)
+            .await
+            .add_member(pb::AddMemberRequest {
+                id,
+                address: self.addr(id),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("add member {id}: {e}"))
+            .into_inner();
+        (id, status)
+    }
+
     /// SIGKILLs member `id`.
     pub fn kill(&mut self, id: u64) {
         self.procs[id as usize - 1] = None;

@@ -50,7 +50,7 @@ use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
 pub use bins::binary;
 pub use cluster::{Cluster, Pki};
-pub use proc::Proc;
+pub use proc::{Proc, cpu_seconds, rss_mib};
 pub use scratch::Scratch;
 pub use wait::{eventually, poll_until, wait_until};
 
